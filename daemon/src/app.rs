@@ -1,0 +1,178 @@
+//! `weir run`: assembles pipelines from validated plans, runs them on one RocksDB, and shuts them
+//! down cleanly on SIGINT / SIGTERM (each finishes and commits its batch in flight; a second
+//! signal exits at once, and the planned batch replays on the next start).
+
+use crate::config::{PipelinePlan, SinkSpec};
+use crate::engine::{Control, Pipeline, PipelineExit};
+use crate::sinks::{self, SinkError};
+use crate::sources;
+use crate::state::{Checkpoint, RocksStore, SharedStore, StoreError};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// Options of `weir run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where RocksDB keeps checkpoints and state.
+    pub state_dir: PathBuf,
+    /// How long stopping pipelines may take after a signal before weir gives up waiting.
+    pub shutdown_deadline: Duration,
+}
+
+/// Why `weir run` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The state store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Installing signal handlers failed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// How `weir run` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Each pipeline's exit, in the order given.
+    pub exits: Vec<(String, PipelineExit)>,
+    /// A second signal cut the shutdown short, or the deadline passed.
+    pub interrupted: bool,
+}
+
+impl RunSummary {
+    /// Whether every pipeline ended well.
+    pub fn success(&self) -> bool {
+        !self.interrupted
+            && self
+                .exits
+                .iter()
+                .all(|(_, exit)| !matches!(exit, PipelineExit::Failed(_)))
+    }
+}
+
+fn sink_kind(spec: &SinkSpec) -> &'static str {
+    match spec {
+        SinkSpec::Console { .. } => "console",
+        SinkSpec::File(_) => "file",
+        SinkSpec::Null => "null",
+    }
+}
+
+/// Builds a runnable pipeline from its plan; `label_console` names it in console banners.
+pub fn build_pipeline(
+    plan: &PipelinePlan,
+    store: SharedStore,
+    label_console: bool,
+) -> Result<Pipeline, SinkError> {
+    let source = sources::build(&plan.source);
+    let label = label_console.then_some(plan.name.as_str());
+    let mut sinks = Vec::with_capacity(plan.sinks.len());
+    for spec in &plan.sinks {
+        sinks.push((sink_kind(spec), sinks::build(spec, label)?));
+    }
+    Ok(Pipeline::new(
+        &plan.name,
+        plan.trigger,
+        source,
+        Vec::new(),
+        sinks,
+        Checkpoint::new(store, &plan.name),
+    ))
+}
+
+/// First signal: ask every pipeline to stop at its batch boundary. Second: give up waiting.
+fn on_signal(
+    stopping: bool,
+    controls: &[mpsc::UnboundedSender<Control>],
+    deadline: &mut tokio::time::Instant,
+    options: &RunOptions,
+    interrupted: &mut bool,
+) -> bool {
+    if stopping {
+        tracing::warn!(
+            "second signal: exiting without waiting (batches in flight will replay on the next start)"
+        );
+        *interrupted = true;
+    } else {
+        tracing::info!("stopping: finishing batches in flight");
+        for control in controls {
+            let _ = control.send(Control::Stop);
+        }
+        *deadline = tokio::time::Instant::now() + options.shutdown_deadline;
+    }
+    true
+}
+
+/// Runs `plans` until they all end or a signal stops them.
+pub async fn run(plans: Vec<PipelinePlan>, options: RunOptions) -> Result<RunSummary, AppError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigint = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
+
+    let state_dir = options.state_dir.clone();
+    let store: SharedStore = Arc::new(crate::engine::blocking(|| RocksStore::open(&state_dir))?);
+    tracing::info!(state_dir = %options.state_dir.display(), pipelines = plans.len(), "weir run starting");
+
+    let mut exits: Vec<(String, Option<PipelineExit>)> = Vec::new();
+    let mut controls: Vec<mpsc::UnboundedSender<Control>> = Vec::new();
+    let mut running = JoinSet::new();
+    let console_pipelines = plans
+        .iter()
+        .filter(|p| {
+            p.sinks
+                .iter()
+                .any(|s| matches!(s, SinkSpec::Console { .. }))
+        })
+        .count();
+    for plan in &plans {
+        let slot = exits.len();
+        exits.push((plan.name.clone(), None));
+        match build_pipeline(plan, store.clone(), console_pipelines > 1) {
+            Ok(pipeline) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                controls.push(tx);
+                running.spawn(async move { (slot, pipeline.run(rx).await) });
+            }
+            Err(err) => {
+                let message = format!("cannot start: {err}");
+                tracing::error!(pipeline = %plan.name, "{message}");
+                exits[slot].1 = Some(PipelineExit::Failed(message));
+            }
+        }
+    }
+
+    let mut interrupted = false;
+    let mut stopping = false;
+    let far_future = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let mut deadline = far_future;
+    loop {
+        tokio::select! {
+            joined = running.join_next() => match joined {
+                None => break,
+                Some(Ok((slot, exit))) => exits[slot].1 = Some(exit),
+                Some(Err(err)) => tracing::error!("internal error: a pipeline task died (a bug): {err}"),
+            },
+            _ = sigint.recv() => stopping = on_signal(stopping, &controls, &mut deadline, &options, &mut interrupted),
+            _ = sigterm.recv() => stopping = on_signal(stopping, &controls, &mut deadline, &options, &mut interrupted),
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(
+                    "pipelines did not stop within {:?}; exiting anyway (their batches in flight will replay on the next start)",
+                    options.shutdown_deadline
+                );
+                interrupted = true;
+            }
+        }
+        if interrupted {
+            running.abort_all();
+            break;
+        }
+    }
+    let exits = exits
+        .into_iter()
+        .map(|(name, exit)| (name, exit.unwrap_or(PipelineExit::Stopped)))
+        .collect();
+    Ok(RunSummary { exits, interrupted })
+}

@@ -1,0 +1,73 @@
+//! Pipeline files: raw TOML structs, validation into a typed plan, and diagnostics that name
+//! file, line and column.
+//!
+//! This module knows nothing about tokio, RocksDB or wasm: it turns text into a [`PipelinePlan`]
+//! or a list of [`Diagnostic`]s, and that is all.
+
+mod diagnostic;
+mod duration;
+mod plan;
+mod raw;
+mod tagged;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Location};
+pub use duration::HumanDuration;
+pub use plan::{
+    ColumnSpec, ColumnType, DatagenSpec, FileFormat, FileSinkSpec, Generator, OutputMode,
+    PipelinePlan, RateMicroBatchSpec, RateSpec, Scalar, SinkSpec, SourceSpec, TemplatePart,
+    Trigger,
+};
+
+use std::path::Path;
+
+/// Reads and validates one pipeline file.
+pub fn load_pipeline_file(path: &Path) -> Result<PipelinePlan, Diagnostics> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        Diagnostics::from(Diagnostic::whole_file(
+            path,
+            format!("cannot read pipeline file: {err}"),
+        ))
+    })?;
+    parse_pipeline(path, &text)
+}
+
+/// Validates pipeline text; `path` is used for messages and to resolve relative paths.
+pub fn parse_pipeline(path: &Path, text: &str) -> Result<PipelinePlan, Diagnostics> {
+    plan::parse(path, text)
+}
+
+/// Loads several files and checks what only shows across files (unique names).
+pub fn load_pipeline_files(paths: &[impl AsRef<Path>]) -> Result<Vec<PipelinePlan>, Diagnostics> {
+    let mut plans = Vec::new();
+    let mut errors = Diagnostics::default();
+    for path in paths {
+        match load_pipeline_file(path.as_ref()) {
+            Ok(plan) => plans.push(plan),
+            Err(diags) => errors.extend(diags),
+        }
+    }
+    let mut seen: std::collections::HashMap<&str, &Path> = std::collections::HashMap::new();
+    for plan in &plans {
+        if let Some(first) = seen.insert(&plan.name, &plan.file) {
+            errors.push(
+                Diagnostic::located(
+                    &plan.file,
+                    plan.name_location.clone(),
+                    format!(
+                        "pipeline name `{}` is already used by {}",
+                        plan.name,
+                        first.display()
+                    ),
+                )
+                .with_hint(
+                    "the name identifies the pipeline's checkpoint and state, so it must be unique",
+                ),
+            );
+        }
+    }
+    if errors.is_empty() {
+        Ok(plans)
+    } else {
+        Err(errors)
+    }
+}

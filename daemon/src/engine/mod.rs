@@ -1,0 +1,22 @@
+//! The micro-batch engine: operators, triggers, progress, and the loop that runs one pipeline.
+//!
+//! A batch flows one way: source → operators → sinks, then one atomic commit. Between batches the
+//! loop listens for control messages (stop at the boundary, swap a stage), which is all the
+//! daemon's hot reload needs.
+
+mod blocking;
+mod error;
+mod operator;
+mod pipeline;
+mod progress;
+mod trigger;
+
+pub use blocking::blocking;
+pub use error::{BatchError, ErrorClass};
+pub use operator::{BatchContext, Operator, OperatorError};
+pub use pipeline::{Control, Pipeline, PipelineExit, PipelineHandle, RetryPolicy};
+pub use progress::{BatchProgress, Durations, PipelineMonitor, PipelineStatus};
+pub use trigger::next_processing_time_tick;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,72 @@
+//! The operator trait: a stage between source and sinks (a wasm transform, the stateful
+//! aggregation). One required method; lifecycle hooks default to nothing.
+
+use super::error::ErrorClass;
+use crate::state::WriteSet;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+
+/// What an operator knows about the batch it is processing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchContext {
+    /// Batch id.
+    pub batch_id: u64,
+    /// Wall-clock time the batch was planned, ms since the epoch (the same on replay).
+    pub batch_timestamp_ms: i64,
+    /// Watermark in force for this batch.
+    pub watermark_ms: Option<i64>,
+}
+
+/// An operator failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{stage}: {message}")]
+pub struct OperatorError {
+    /// Which stage, e.g. `transform #1 (word_split)`.
+    pub stage: String,
+    /// What happened, in the user's terms.
+    pub message: String,
+    /// Whose fault.
+    pub class: ErrorClass,
+    /// Whether running the batch again (on a fresh instance) may succeed.
+    pub retryable: bool,
+}
+
+/// A stage of a pipeline.
+pub trait Operator: Send {
+    /// Schema of what `process` and `finish_batch` return.
+    fn output_schema(&self) -> SchemaRef;
+
+    /// Processes one chunk of the batch; may return any number of chunks.
+    fn process(
+        &mut self,
+        chunk: RecordBatch,
+        ctx: &BatchContext,
+    ) -> Result<Vec<RecordBatch>, OperatorError>;
+
+    /// Called after the last chunk of a batch: stateful operators emit their results here.
+    fn finish_batch(&mut self, _ctx: &BatchContext) -> Result<Vec<RecordBatch>, OperatorError> {
+        Ok(Vec::new())
+    }
+
+    /// Adds this batch's state changes to the commit.
+    fn prepare_commit(&mut self, _changes: &mut WriteSet) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// The commit is durable.
+    fn committed(&mut self) {}
+
+    /// The batch failed: forget whatever it changed, it will be run again.
+    fn abort_batch(&mut self) {}
+
+    /// The watermark (in force for the next batch) after the batch that just finished, if this
+    /// operator tracks event time.
+    fn next_watermark(&self) -> Option<i64> {
+        None
+    }
+
+    /// Whether a batch without new rows is worth running (a moved watermark frees windows).
+    fn wants_no_data_batch(&self, _watermark_ms: Option<i64>) -> bool {
+        false
+    }
+}

@@ -1,0 +1,555 @@
+//! One pipeline's micro-batch loop: wait for the trigger, plan a batch in the offsets log, read,
+//! run the operators, write the sinks, commit everything in one write, publish progress.
+//!
+//! Recovery is the same loop: a batch planned but not committed before a crash is replayed first,
+//! with its id and range, before anything new is planned.
+
+use super::blocking::blocking;
+use super::error::BatchError;
+use super::operator::{BatchContext, Operator};
+use super::progress::{BatchProgress, Durations, PipelineMonitor, PipelineStatus};
+use super::trigger::next_processing_time_tick;
+use crate::config::Trigger;
+use crate::sinks::Sink;
+use crate::sources::{ReadLimit, Source, SourceOffset, Wakeup, now_ms};
+use crate::state::{Checkpoint, CommitEntry, OffsetsEntry, WriteSet};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{mpsc, oneshot};
+
+/// Messages a running pipeline accepts between batches.
+pub enum Control {
+    /// Stop after the batch in flight commits (or at once if none is).
+    Stop,
+    /// Replace stage `index` before the next batch; `done` is answered once it is in place.
+    SwapOperator {
+        /// Which operator.
+        index: usize,
+        /// Its replacement.
+        operator: Box<dyn Operator>,
+        /// Answered when swapped.
+        done: oneshot::Sender<()>,
+    },
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Control::Stop => f.write_str("Stop"),
+            Control::SwapOperator { index, .. } => write!(f, "SwapOperator({index})"),
+        }
+    }
+}
+
+/// How a pipeline's loop ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipelineExit {
+    /// Stopped on request, at a batch boundary.
+    Stopped,
+    /// Its trigger ran out of input (`once`, `available_now`).
+    Finished,
+    /// A batch failed for good; the message says why.
+    Failed(String),
+}
+
+/// How often, and how patiently, a failed batch is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// Wait before the first retry; doubles each time.
+    pub first_backoff: Duration,
+    /// Longest wait.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            first_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A pipeline's parts, ready to run.
+pub struct Pipeline {
+    name: String,
+    trigger: Trigger,
+    source: Box<dyn Source>,
+    operators: Vec<Box<dyn Operator>>,
+    sinks: Vec<(&'static str, Box<dyn Sink>)>,
+    checkpoint: Checkpoint,
+    monitor: Arc<PipelineMonitor>,
+    retry: RetryPolicy,
+}
+
+/// A running pipeline.
+#[derive(Debug)]
+pub struct PipelineHandle {
+    /// Its name.
+    pub name: String,
+    /// Live status and recent progress.
+    pub monitor: Arc<PipelineMonitor>,
+    control: mpsc::UnboundedSender<Control>,
+    task: tokio::task::JoinHandle<PipelineExit>,
+}
+
+impl PipelineHandle {
+    /// Asks the pipeline to stop at the next batch boundary.
+    pub fn stop(&self) {
+        let _ = self.control.send(Control::Stop);
+    }
+
+    /// Sends a control message; false if the pipeline has already ended.
+    pub fn send(&self, message: Control) -> bool {
+        self.control.send(message).is_ok()
+    }
+
+    /// Whether the loop has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Waits for the loop to end.
+    pub async fn join(self) -> PipelineExit {
+        match self.task.await {
+            Ok(exit) => exit,
+            Err(err) => PipelineExit::Failed(format!(
+                "internal error: the pipeline task died (a bug): {err}"
+            )),
+        }
+    }
+}
+
+enum Waited {
+    Ready,
+    Stop,
+}
+
+struct BatchOutcome {
+    rows_in: u64,
+    rows_out: u64,
+    watermark_ms: Option<i64>,
+    durations: Durations,
+}
+
+fn millis(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+impl Pipeline {
+    /// Assembles a pipeline. `sinks` pairs each sink with its type name, for messages.
+    pub fn new(
+        name: &str,
+        trigger: Trigger,
+        source: Box<dyn Source>,
+        operators: Vec<Box<dyn Operator>>,
+        sinks: Vec<(&'static str, Box<dyn Sink>)>,
+        checkpoint: Checkpoint,
+    ) -> Pipeline {
+        Pipeline {
+            name: name.to_string(),
+            trigger,
+            source,
+            operators,
+            sinks,
+            checkpoint,
+            monitor: Arc::new(PipelineMonitor::new(name)),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Replaces the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Pipeline {
+        self.retry = retry;
+        self
+    }
+
+    /// Live status and progress, shared with the handle.
+    pub fn monitor(&self) -> Arc<PipelineMonitor> {
+        self.monitor.clone()
+    }
+
+    /// The schema that reaches the sinks.
+    pub fn output_schema(&self) -> SchemaRef {
+        self.operators
+            .last()
+            .map_or_else(|| self.source.schema(), |op| op.output_schema())
+    }
+
+    /// Starts the loop on the current tokio runtime.
+    pub fn spawn(self) -> PipelineHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let name = self.name.clone();
+        let monitor = self.monitor.clone();
+        let task = tokio::spawn(self.run(rx));
+        PipelineHandle {
+            name,
+            monitor,
+            control: tx,
+            task,
+        }
+    }
+
+    /// Runs the loop until stopped, finished or failed.
+    pub async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>) -> PipelineExit {
+        let exit = match self.run_loop(&mut control).await {
+            Ok(exit) => exit,
+            Err(err) => {
+                let message = match err.class() {
+                    super::ErrorClass::Internal => format!("{err} (this is a bug in weir)"),
+                    _ => err.to_string(),
+                };
+                tracing::error!(pipeline = %self.name, "pipeline failed: {message}");
+                PipelineExit::Failed(message)
+            }
+        };
+        self.monitor.set_status(match &exit {
+            PipelineExit::Stopped => PipelineStatus::Stopped,
+            PipelineExit::Finished => PipelineStatus::Finished,
+            PipelineExit::Failed(message) => PipelineStatus::Failed(message.clone()),
+        });
+        exit
+    }
+
+    fn apply_control(&mut self, message: Control) -> Option<Waited> {
+        match message {
+            Control::Stop => Some(Waited::Stop),
+            Control::SwapOperator {
+                index,
+                operator,
+                done,
+            } => {
+                if let Some(slot) = self.operators.get_mut(index) {
+                    *slot = operator;
+                    tracing::info!(pipeline = %self.name, stage = index, "stage swapped");
+                }
+                let _ = done.send(());
+                None
+            }
+        }
+    }
+
+    /// Applies queued control messages; true when asked to stop.
+    fn drain_control(&mut self, control: &mut mpsc::UnboundedReceiver<Control>) -> bool {
+        while let Ok(message) = control.try_recv() {
+            if let Some(Waited::Stop) = self.apply_control(message) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Waits for `wakeup` (capped, so clock jumps cannot strand the loop) or a stop.
+    async fn wait(
+        &mut self,
+        wakeup: Wakeup,
+        control: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Waited {
+        const LONGEST_NAP: Duration = Duration::from_secs(1);
+        let nap = match &wakeup {
+            Wakeup::At(at) => at
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+                .min(LONGEST_NAP),
+            Wakeup::Poll(d) => (*d).min(LONGEST_NAP),
+            Wakeup::Notified(_) | Wakeup::Never => LONGEST_NAP,
+        };
+        if nap.is_zero() {
+            return Waited::Ready;
+        }
+        let notified = async {
+            match &wakeup {
+                Wakeup::Notified(n) => n.notified().await,
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            message = control.recv() => match message {
+                Some(message) => self.apply_control(message).unwrap_or(Waited::Ready),
+                // Nobody can send any more; carry on until the source or trigger wakes us.
+                None => { tokio::time::sleep(nap).await; Waited::Ready }
+            },
+            () = tokio::time::sleep(nap) => Waited::Ready,
+            () = notified => Waited::Ready,
+        }
+    }
+
+    async fn run_loop(
+        &mut self,
+        control: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Result<PipelineExit, BatchError> {
+        let checkpoint = self.checkpoint.clone();
+        let (committed, planned) = blocking(|| {
+            Ok::<_, BatchError>((checkpoint.last_committed()?, checkpoint.last_planned()?))
+        })?;
+        let (mut next_id, mut start, mut watermark) = match &committed {
+            Some(c) => (c.batch_id + 1, c.end.clone(), c.watermark_ms),
+            None => (0, self.source.initial_offset()?, None),
+        };
+        let mut replay = planned.filter(|p| p.batch_id == next_id);
+        match (&committed, &replay) {
+            (None, None) => {
+                tracing::info!(pipeline = %self.name, "starting with a fresh checkpoint")
+            }
+            (_, Some(r)) => {
+                tracing::info!(pipeline = %self.name, batch = r.batch_id, "replaying batch {} (planned, not committed before the last stop)", r.batch_id)
+            }
+            (Some(c), None) => {
+                tracing::info!(pipeline = %self.name, "resuming after batch {}", c.batch_id)
+            }
+        }
+        if let Some(r) = &replay {
+            start = r.start.clone();
+        }
+        if self.trigger == Trigger::AvailableNow {
+            self.source.prepare_available_now();
+        }
+        let limit = if self.trigger == Trigger::Once {
+            ReadLimit::AllAvailable
+        } else {
+            ReadLimit::SourceLimits
+        };
+        // Spark runs batch 0 of a new query even when it is empty; so do we.
+        let mut must_run = committed.is_none();
+        let mut previous_trigger: Option<Instant> = None;
+        let mut next_tick_ms: Option<i64> = None;
+
+        loop {
+            // Back-to-back batches never wait on anything; yield so that the runtime's other
+            // tasks (signals, other pipelines, the admin API) get their turn.
+            tokio::task::yield_now().await;
+            if self.drain_control(control) {
+                return Ok(PipelineExit::Stopped);
+            }
+            if let Trigger::ProcessingTime(interval) = self.trigger {
+                if let Some(tick) = next_tick_ms {
+                    while now_ms() < tick {
+                        self.monitor.set_status(PipelineStatus::Waiting);
+                        let at = crate::sources::system_time_from_ms(tick);
+                        if let Waited::Stop = self.wait(Wakeup::At(at), control).await {
+                            return Ok(PipelineExit::Stopped);
+                        }
+                    }
+                }
+                next_tick_ms = Some(next_processing_time_tick(now_ms(), interval));
+            }
+
+            let trigger_start = Instant::now();
+            let mut durations = Durations::default();
+            let entry = match replay.take() {
+                Some(entry) => entry,
+                None => {
+                    let t = Instant::now();
+                    let latest: SourceOffset =
+                        blocking(|| self.source.latest_offset(&start, limit))?;
+                    durations.latest_offset = millis(t);
+                    let has_data = latest != start;
+                    let wanted = must_run
+                        || self
+                            .operators
+                            .iter()
+                            .any(|op| op.wants_no_data_batch(watermark));
+                    if !has_data && !wanted {
+                        match self.trigger {
+                            Trigger::Once | Trigger::AvailableNow => {
+                                return Ok(PipelineExit::Finished);
+                            }
+                            Trigger::ProcessingTime(_) => continue,
+                            Trigger::BackToBack => {
+                                self.monitor.set_status(PipelineStatus::Waiting);
+                                let wakeup = self.source.wakeup(&start);
+                                if let Waited::Stop = self.wait(wakeup, control).await {
+                                    return Ok(PipelineExit::Stopped);
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    let entry = OffsetsEntry {
+                        batch_id: next_id,
+                        start: start.clone(),
+                        end: latest,
+                        batch_timestamp_ms: now_ms(),
+                        watermark_ms: watermark,
+                    };
+                    let t = Instant::now();
+                    blocking(|| self.checkpoint.plan(&entry))?;
+                    durations.wal_commit = millis(t);
+                    entry
+                }
+            };
+            must_run = false;
+            self.monitor.set_status(PipelineStatus::Running);
+
+            let Some((outcome, attempts)) =
+                self.run_with_retries(&entry, durations, control).await?
+            else {
+                return Ok(PipelineExit::Stopped);
+            };
+            let elapsed_since_previous =
+                previous_trigger.map_or(0.0, |p| p.elapsed().as_secs_f64());
+            previous_trigger = Some(trigger_start);
+            let mut durations = outcome.durations;
+            durations.trigger_execution = millis(trigger_start);
+            let progress = BatchProgress {
+                name: self.name.clone(),
+                batch_id: entry.batch_id,
+                timestamp: rfc3339(entry.batch_timestamp_ms),
+                num_input_rows: outcome.rows_in,
+                input_rows_per_second: if elapsed_since_previous > 0.0 {
+                    outcome.rows_in as f64 / elapsed_since_previous
+                } else {
+                    0.0
+                },
+                processed_rows_per_second: if durations.trigger_execution > 0.0 {
+                    outcome.rows_in as f64 * 1000.0 / durations.trigger_execution
+                } else {
+                    0.0
+                },
+                num_output_rows: outcome.rows_out,
+                duration_ms: durations,
+                start_offset: entry.start.clone(),
+                end_offset: entry.end.clone(),
+                watermark_ms: entry.watermark_ms,
+                attempts,
+            };
+            tracing::debug!(
+                pipeline = %self.name,
+                batch = progress.batch_id,
+                rows = progress.num_input_rows,
+                input_rows_per_second = progress.input_rows_per_second,
+                processed_rows_per_second = progress.processed_rows_per_second,
+                duration_ms = progress.duration_ms.trigger_execution,
+                "batch committed"
+            );
+            self.monitor.record(progress);
+            next_id = entry.batch_id + 1;
+            start = entry.end;
+            watermark = outcome.watermark_ms;
+            if self.trigger == Trigger::Once {
+                return Ok(PipelineExit::Finished);
+            }
+        }
+    }
+
+    /// Runs a planned batch until it commits, retrying retryable failures with backoff.
+    /// `None` means a stop arrived while waiting to retry (the batch replays on the next start).
+    async fn run_with_retries(
+        &mut self,
+        entry: &OffsetsEntry,
+        durations: Durations,
+        control: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Result<Option<(BatchOutcome, u32)>, BatchError> {
+        let mut attempt = 1;
+        let mut backoff = self.retry.first_backoff;
+        loop {
+            match blocking(|| self.run_batch(entry, durations.clone())) {
+                Ok(outcome) => return Ok(Some((outcome, attempt))),
+                Err(err) => {
+                    for op in &mut self.operators {
+                        op.abort_batch();
+                    }
+                    if !err.retryable() || attempt >= self.retry.attempts {
+                        return Err(err);
+                    }
+                    tracing::warn!(pipeline = %self.name, batch = entry.batch_id, attempt, "batch failed, retrying in {backoff:?}: {err}");
+                    self.monitor
+                        .set_status(PipelineStatus::Retrying(err.to_string()));
+                    let until = SystemTime::now() + backoff;
+                    while SystemTime::now() < until {
+                        if let Waited::Stop = self.wait(Wakeup::At(until), control).await {
+                            return Ok(None);
+                        }
+                    }
+                    attempt += 1;
+                    backoff = (backoff * 2).min(self.retry.max_backoff);
+                }
+            }
+        }
+    }
+
+    /// One attempt at a batch: read, operators, sinks, commit. Synchronous.
+    fn run_batch(
+        &mut self,
+        entry: &OffsetsEntry,
+        mut durations: Durations,
+    ) -> Result<BatchOutcome, BatchError> {
+        let ctx = BatchContext {
+            batch_id: entry.batch_id,
+            batch_timestamp_ms: entry.batch_timestamp_ms,
+            watermark_ms: entry.watermark_ms,
+        };
+        let t = Instant::now();
+        let mut data = self.source.read(&entry.start, &entry.end)?;
+        durations.get_batch = millis(t);
+        let rows_in: usize = data.iter().map(RecordBatch::num_rows).sum();
+
+        let t = Instant::now();
+        for op in &mut self.operators {
+            let mut next = Vec::with_capacity(data.len());
+            for chunk in data {
+                next.extend(op.process(chunk, &ctx)?);
+            }
+            next.extend(op.finish_batch(&ctx)?);
+            data = next;
+        }
+        data.retain(|b| b.num_rows() > 0);
+        durations.process = millis(t);
+
+        let t = Instant::now();
+        let schema = self.output_schema();
+        for (index, (kind, sink)) in self.sinks.iter_mut().enumerate() {
+            sink.write_batch(entry.batch_id, &schema, &data)
+                .map_err(|source| BatchError::Sink {
+                    index: index + 1,
+                    kind,
+                    source,
+                })?;
+        }
+        durations.add_batch = millis(t);
+
+        let t = Instant::now();
+        let mut changes = WriteSet::default();
+        for op in &mut self.operators {
+            op.prepare_commit(&mut changes)?;
+        }
+        let watermark_ms = self
+            .operators
+            .iter()
+            .filter_map(|op| op.next_watermark())
+            .min()
+            .or(entry.watermark_ms);
+        self.checkpoint.commit(
+            &CommitEntry {
+                batch_id: entry.batch_id,
+                end: entry.end.clone(),
+                watermark_ms,
+                committed_at_ms: now_ms(),
+            },
+            changes,
+        )?;
+        for op in &mut self.operators {
+            op.committed();
+        }
+        self.source.committed(&entry.end)?;
+        durations.commit_offsets = millis(t);
+
+        Ok(BatchOutcome {
+            rows_in: rows_in as u64,
+            rows_out: data.iter().map(|b| b.num_rows() as u64).sum(),
+            watermark_ms,
+            durations,
+        })
+    }
+}

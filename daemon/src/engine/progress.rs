@@ -1,0 +1,152 @@
+//! Per-batch progress (the analogue of Spark's `StreamingQueryProgress`) and the live status of a
+//! pipeline, kept for the status API and logged at debug level.
+
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+/// How many recent batches a monitor keeps.
+pub const RECENT_BATCHES: usize = 100;
+
+/// Time spent per phase of a batch, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Durations {
+    /// Asking the source for its latest offset.
+    pub latest_offset: f64,
+    /// Writing the plan to the offsets log.
+    pub wal_commit: f64,
+    /// Reading the rows.
+    pub get_batch: f64,
+    /// Running the operators.
+    pub process: f64,
+    /// Writing to the sinks.
+    pub add_batch: f64,
+    /// The atomic commit.
+    pub commit_offsets: f64,
+    /// All of the batch.
+    pub trigger_execution: f64,
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchProgress {
+    /// Pipeline name.
+    pub name: String,
+    /// Batch id.
+    pub batch_id: u64,
+    /// When the batch was planned (RFC 3339).
+    pub timestamp: String,
+    /// Rows read from the source.
+    pub num_input_rows: u64,
+    /// Rows read per second of wall time since the previous batch started.
+    pub input_rows_per_second: f64,
+    /// Rows read per second of this batch's duration.
+    pub processed_rows_per_second: f64,
+    /// Rows written to each sink.
+    pub num_output_rows: u64,
+    /// Phase durations.
+    pub duration_ms: Durations,
+    /// Source offset the batch started at.
+    pub start_offset: serde_json::Value,
+    /// Source offset it ended at.
+    pub end_offset: serde_json::Value,
+    /// Watermark in force, ms since the epoch.
+    pub watermark_ms: Option<i64>,
+    /// Attempts it took (1 when nothing failed).
+    pub attempts: u32,
+}
+
+/// Where a pipeline is in its life.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "detail")]
+pub enum PipelineStatus {
+    /// Recovering its checkpoint.
+    Starting,
+    /// Running a batch.
+    Running,
+    /// Waiting for its trigger or for data.
+    Waiting,
+    /// A batch failed and will be tried again.
+    Retrying(String),
+    /// Stopped on request.
+    Stopped,
+    /// Ran out of input (`once`, `available_now`).
+    Finished,
+    /// Gave up; the message says why.
+    Failed(String),
+}
+
+/// Shared view of a running pipeline.
+#[derive(Debug)]
+pub struct PipelineMonitor {
+    /// Pipeline name.
+    pub name: String,
+    status: Mutex<PipelineStatus>,
+    recent: Mutex<VecDeque<BatchProgress>>,
+    /// Number of batches committed since start, for waiters.
+    committed: tokio::sync::watch::Sender<u64>,
+}
+
+impl PipelineMonitor {
+    /// A monitor for a pipeline that is starting.
+    pub fn new(name: &str) -> PipelineMonitor {
+        PipelineMonitor {
+            name: name.to_string(),
+            status: Mutex::new(PipelineStatus::Starting),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_BATCHES)),
+            committed: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// The current status.
+    pub fn status(&self) -> PipelineStatus {
+        self.status
+            .lock()
+            .map_or(PipelineStatus::Starting, |s| s.clone())
+    }
+
+    /// Sets the status.
+    pub fn set_status(&self, status: PipelineStatus) {
+        if let Ok(mut s) = self.status.lock() {
+            *s = status;
+        }
+    }
+
+    /// Records a finished batch.
+    pub fn record(&self, progress: BatchProgress) {
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() == RECENT_BATCHES {
+                recent.pop_front();
+            }
+            recent.push_back(progress);
+        }
+        self.committed.send_modify(|n| *n += 1);
+    }
+
+    /// Watches how many batches this run has committed.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.subscribe()
+    }
+
+    /// Waits until this run has committed at least `count` batches, or `deadline` passes.
+    pub async fn wait_for_batches(&self, count: u64, deadline: std::time::Duration) -> bool {
+        let mut rx = self.subscribe();
+        matches!(
+            tokio::time::timeout(deadline, rx.wait_for(|n| *n >= count)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// The most recent batches, oldest first.
+    pub fn recent(&self) -> Vec<BatchProgress> {
+        self.recent
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The latest batch.
+    pub fn last(&self) -> Option<BatchProgress> {
+        self.recent.lock().ok().and_then(|r| r.back().cloned())
+    }
+}

@@ -1,0 +1,330 @@
+//! The micro-batch loop against the real RocksDB store, real sources and real file sinks:
+//! replay of a planned batch, stop at a batch boundary, stage swap, retries.
+
+use super::*;
+use crate::config::{ColumnSpec, ColumnType, Generator};
+use crate::config::{DatagenSpec, FileFormat, FileSinkSpec, RateMicroBatchSpec, Trigger};
+use crate::sinks::{FileSink, NullSink, Sink};
+use crate::sources::{DatagenSource, RateMicroBatchSource, Source};
+use crate::state::{Checkpoint, OffsetsEntry, RocksStore, SharedStore};
+use arrow::array::{AsArray, Int64Array};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Int64Type, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn datagen(rows: u64, max_rows_per_batch: u64) -> DatagenSource {
+    DatagenSource::new(DatagenSpec {
+        rows_per_second: 1000,
+        rows: Some(rows),
+        seed: 1,
+        max_rows_per_batch: Some(max_rows_per_batch),
+        columns: vec![ColumnSpec {
+            name: "id".into(),
+            data_type: ColumnType::Long,
+            generator: Generator::RowIndex,
+            null_fraction: 0.0,
+        }],
+    })
+}
+
+fn file_sink(dir: &Path) -> Result<Box<dyn Sink>, Box<dyn std::error::Error>> {
+    Ok(Box::new(FileSink::open(FileSinkSpec {
+        path: dir.to_path_buf(),
+        format: FileFormat::Csv,
+        header: false,
+    })?))
+}
+
+fn ids_written(dir: &Path) -> Result<Vec<i64>, Box<dyn std::error::Error>> {
+    let mut ids = Vec::new();
+    let mut paths: Vec<_> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    paths.sort();
+    for path in paths {
+        for line in std::fs::read_to_string(path)?.lines() {
+            // The last column is the id (datagen) or the value (rate_micro_batch).
+            ids.push(line.rsplit(',').next().unwrap_or_default().parse()?);
+        }
+    }
+    Ok(ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_but_uncommitted_batch_is_replayed_with_its_id_and_range() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store: SharedStore = Arc::new(RocksStore::open(&dir.path().join("state"))?);
+    let checkpoint = Checkpoint::new(store.clone(), "p");
+    // A crash after planning batch 0 over rows [0, 700): the plan is all that survived.
+    let mut source = datagen(1000, 300);
+    let start = source.initial_offset()?;
+    let mut end = start.clone();
+    end["rows"] = serde_json::json!(700);
+    checkpoint.plan(&OffsetsEntry {
+        batch_id: 0,
+        start,
+        end: end.clone(),
+        batch_timestamp_ms: 5,
+        watermark_ms: None,
+    })?;
+
+    let out = dir.path().join("out");
+    let pipeline = Pipeline::new(
+        "p",
+        Trigger::AvailableNow,
+        Box::new(source),
+        Vec::new(),
+        vec![("file", file_sink(&out)?)],
+        checkpoint.clone(),
+    );
+    let monitor = pipeline.monitor();
+    let exit = pipeline.spawn().join().await;
+    assert_eq!(exit, PipelineExit::Finished);
+    let batches = monitor.recent();
+    assert_eq!(batches[0].batch_id, 0);
+    assert_eq!(
+        batches[0].end_offset, end,
+        "the replay keeps the planned range, not the 300-row limit"
+    );
+    assert_eq!(batches[0].num_input_rows, 700);
+    assert_eq!(
+        batches.iter().map(|b| b.num_input_rows).collect::<Vec<_>>(),
+        vec![700, 300]
+    );
+    assert_eq!(ids_written(&out)?, (0..1000).collect::<Vec<_>>());
+    assert_eq!(checkpoint.last_committed()?.map(|c| c.batch_id), Some(1));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_lands_on_a_batch_boundary_and_a_restart_continues_from_it() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store: SharedStore = Arc::new(RocksStore::open(&dir.path().join("state"))?);
+    let source = || {
+        RateMicroBatchSource::new(RateMicroBatchSpec {
+            rows_per_batch: 10,
+            start_timestamp_ms: 0,
+            advance_millis_per_batch: 1000,
+        })
+    };
+    let out = dir.path().join("out");
+    let pipeline = Pipeline::new(
+        "p",
+        Trigger::BackToBack,
+        Box::new(source()),
+        Vec::new(),
+        vec![("file", file_sink(&out)?)],
+        Checkpoint::new(store.clone(), "p"),
+    );
+    let monitor = pipeline.monitor();
+    let handle = pipeline.spawn();
+    assert!(
+        monitor.wait_for_batches(6, WAIT).await,
+        "{:?} {:?}",
+        monitor.status(),
+        monitor.recent()
+    );
+    handle.stop();
+    assert_eq!(handle.join().await, PipelineExit::Stopped);
+    let checkpoint = Checkpoint::new(store.clone(), "p");
+    let committed = checkpoint.last_committed()?.ok_or("nothing committed")?;
+    let planned = checkpoint.last_planned()?.ok_or("nothing planned")?;
+    assert_eq!(
+        committed.batch_id, planned.batch_id,
+        "stopped between batches"
+    );
+
+    let restarted = Pipeline::new(
+        "p",
+        Trigger::Once,
+        Box::new(source()),
+        Vec::new(),
+        vec![("file", file_sink(&out)?)],
+        checkpoint,
+    );
+    let monitor = restarted.monitor();
+    assert_eq!(restarted.spawn().join().await, PipelineExit::Finished);
+    assert_eq!(
+        monitor.last().map(|b| b.batch_id),
+        Some(committed.batch_id + 1)
+    );
+    let ids = ids_written(&out)?;
+    assert_eq!(ids, (0..ids.len() as i64).collect::<Vec<_>>());
+    Ok(())
+}
+
+/// Keeps rows whose `value` is divisible by `modulus`.
+struct KeepMultiples {
+    schema: SchemaRef,
+    modulus: i64,
+}
+
+impl Operator for KeepMultiples {
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process(
+        &mut self,
+        chunk: RecordBatch,
+        _: &BatchContext,
+    ) -> Result<Vec<RecordBatch>, OperatorError> {
+        let values = chunk.column(1).as_primitive::<Int64Type>();
+        let keep = arrow::compute::kernels::cmp::eq(
+            &arrow::compute::kernels::numeric::rem(values, &Int64Array::new_scalar(self.modulus))
+                .map_err(internal)?,
+            &Int64Array::new_scalar(0),
+        )
+        .map_err(internal)?;
+        Ok(vec![filter_record_batch(&chunk, &keep).map_err(internal)?])
+    }
+}
+
+fn internal(err: arrow::error::ArrowError) -> OperatorError {
+    OperatorError {
+        stage: "test".into(),
+        message: err.to_string(),
+        class: ErrorClass::Internal,
+        retryable: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_swapped_between_batches_applies_from_the_next_batch() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store: SharedStore = Arc::new(RocksStore::open(&dir.path().join("state"))?);
+    let source = RateMicroBatchSource::new(RateMicroBatchSpec {
+        rows_per_batch: 6,
+        start_timestamp_ms: 0,
+        advance_millis_per_batch: 1000,
+    });
+    let schema = source.schema();
+    let out = dir.path().join("out");
+    let sink = Box::new(FileSink::open(FileSinkSpec {
+        path: out.clone(),
+        format: FileFormat::Json,
+        header: false,
+    })?);
+    let pipeline = Pipeline::new(
+        "p",
+        Trigger::BackToBack,
+        Box::new(source),
+        vec![Box::new(KeepMultiples {
+            schema: schema.clone(),
+            modulus: 2,
+        })],
+        vec![("file", sink)],
+        Checkpoint::new(store, "p"),
+    );
+    let monitor = pipeline.monitor();
+    let handle = pipeline.spawn();
+    assert!(monitor.wait_for_batches(3, WAIT).await);
+    let (done, swapped) = tokio::sync::oneshot::channel();
+    assert!(handle.send(Control::SwapOperator {
+        index: 0,
+        operator: Box::new(KeepMultiples { schema, modulus: 3 }),
+        done
+    }));
+    swapped.await?;
+    let swapped_after = monitor.last().map_or(0, |b| b.batch_id);
+    let seen = *monitor.subscribe().borrow();
+    assert!(monitor.wait_for_batches(seen + 2, WAIT).await);
+    handle.stop();
+    handle.join().await;
+    for batch in monitor.recent() {
+        let path = out.join(format!("part-{:010}.json", batch.batch_id));
+        let text = std::fs::read_to_string(&path)?;
+        let values: Vec<i64> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v["value"].as_i64())
+                    .unwrap_or(-1)
+            })
+            .collect();
+        let modulus = if batch.batch_id <= swapped_after {
+            2
+        } else {
+            3
+        };
+        let first = batch.batch_id as i64 * 6;
+        let expected: Vec<i64> = (first..first + 6).filter(|v| v % modulus == 0).collect();
+        assert_eq!(values, expected, "batch {}", batch.batch_id);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_sink_is_retried_then_fails_only_its_pipeline_with_committed_data_intact()
+-> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store: SharedStore = Arc::new(RocksStore::open(&dir.path().join("state"))?);
+    let out = dir.path().join("out");
+    let sink = file_sink(&out)?;
+    let retry = RetryPolicy {
+        attempts: 3,
+        first_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(100),
+    };
+    let failing = Pipeline::new(
+        "failing",
+        Trigger::BackToBack,
+        Box::new(datagen(100_000, 100)),
+        Vec::new(),
+        vec![("file", sink)],
+        Checkpoint::new(store.clone(), "failing"),
+    )
+    .with_retry(retry);
+    let healthy = Pipeline::new(
+        "healthy",
+        Trigger::BackToBack,
+        Box::new(RateMicroBatchSource::new(RateMicroBatchSpec {
+            rows_per_batch: 1,
+            start_timestamp_ms: 0,
+            advance_millis_per_batch: 1,
+        })),
+        Vec::new(),
+        vec![("null", Box::new(NullSink) as Box<dyn Sink>)],
+        Checkpoint::new(store.clone(), "healthy"),
+    );
+    let failing_monitor = failing.monitor();
+    let healthy_monitor = healthy.monitor();
+    let failing = failing.spawn();
+    let healthy = healthy.spawn();
+    // Let a few batches commit, then make the output directory unusable (as a vanished mount or
+    // a full disk would): writes fail until the attempts are used up.
+    assert!(failing_monitor.wait_for_batches(3, WAIT).await);
+    std::fs::remove_dir_all(&out)?;
+    std::fs::write(&out, b"not a directory")?;
+    let exit = failing.join().await;
+    let PipelineExit::Failed(message) = exit else {
+        panic!("expected a failure, got {exit:?}")
+    };
+    assert!(
+        message.contains("sink #1 (file): cannot write"),
+        "{message}"
+    );
+    assert!(matches!(
+        failing_monitor.status(),
+        PipelineStatus::Failed(_)
+    ));
+    // The other pipeline carried on.
+    let seen = *healthy_monitor.subscribe().borrow();
+    assert!(healthy_monitor.wait_for_batches(seen + 3, WAIT).await);
+    healthy.stop();
+    assert_eq!(healthy.join().await, PipelineExit::Stopped);
+    // What was committed stays committed: a restart replays only the failed batch.
+    let checkpoint = Checkpoint::new(store, "failing");
+    let committed = checkpoint.last_committed()?.ok_or("nothing committed")?;
+    let planned = checkpoint.last_planned()?.ok_or("nothing planned")?;
+    assert_eq!(planned.batch_id, committed.batch_id + 1);
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! weir: a stream processor daemon with Spark Structured Streaming's model.
+//!
+//! The library holds everything; the `weir` binary (`main.rs`) only parses flags and calls in.
+//! Read `ARCHITECTURE.md` at the repository root for the code map.
+
+pub mod app;
+pub mod config;
+pub mod engine;
+pub mod sinks;
+pub mod sources;
+pub mod state;

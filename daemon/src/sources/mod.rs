@@ -1,0 +1,144 @@
+//! Sources: where a pipeline's rows come from. Every source is replayable by offset: reading the
+//! same `[start, end)` range again yields the same rows, which is what makes recovery exact.
+
+mod datagen;
+mod rate;
+mod rate_micro_batch;
+mod schedule;
+
+pub use datagen::DatagenSource;
+pub use rate::RateSource;
+pub use rate_micro_batch::RateMicroBatchSource;
+pub use schedule::ReleaseSchedule;
+
+use crate::config::SourceSpec;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use std::time::{Duration, SystemTime};
+
+/// Rows per Arrow record batch a source produces at most: large enough to amortise per-batch
+/// costs (a wasm call, a RocksDB write), small enough to stay in cache.
+pub const CHUNK_ROWS: usize = 64 * 1024;
+
+/// A position in a source, stored as JSON in the offsets log. Only the source interprets it.
+pub type SourceOffset = serde_json::Value;
+
+/// A source failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// An offset from the checkpoint does not fit this source (the pipeline's source changed).
+    #[error("offset {offset} from the checkpoint is not a valid offset of this source: {reason}")]
+    BadOffset {
+        /// The offset.
+        offset: String,
+        /// Why.
+        reason: String,
+    },
+    /// Building the Arrow batch failed (a bug).
+    #[error("internal error building a batch (a bug): {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+/// How much the next batch may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadLimit {
+    /// The source's own per-batch limits apply (`max_rows_per_batch` and the like).
+    SourceLimits,
+    /// Everything available (Spark's `once` trigger ignores per-batch limits).
+    AllAvailable,
+}
+
+/// When it is worth asking a source for new data again.
+#[derive(Debug, Clone)]
+pub enum Wakeup {
+    /// At this wall-clock time (a schedule-driven source's next release).
+    At(SystemTime),
+    /// After this long (sources that can only be polled).
+    Poll(Duration),
+    /// When this is notified (push-driven sources).
+    Notified(std::sync::Arc<tokio::sync::Notify>),
+    /// Never: the source is exhausted.
+    Never,
+}
+
+/// A replayable source of record batches.
+pub trait Source: Send {
+    /// The schema of every batch.
+    fn schema(&self) -> SchemaRef;
+
+    /// The offset of a stream that has not started yet.
+    fn initial_offset(&mut self) -> Result<SourceOffset, SourceError>;
+
+    /// The newest offset available after `start`, within `limit`. Equal to `start` when there is
+    /// nothing new.
+    fn latest_offset(
+        &mut self,
+        start: &SourceOffset,
+        limit: ReadLimit,
+    ) -> Result<SourceOffset, SourceError>;
+
+    /// The rows of `[start, end)`; the same range always gives the same rows.
+    fn read(
+        &mut self,
+        start: &SourceOffset,
+        end: &SourceOffset,
+    ) -> Result<Vec<RecordBatch>, SourceError>;
+
+    /// When new data may be there after `at`.
+    fn wakeup(&self, _at: &SourceOffset) -> Wakeup {
+        Wakeup::Poll(Duration::from_millis(10))
+    }
+
+    /// For `available_now`: freeze what "available" means to what exists now.
+    fn prepare_available_now(&mut self) {}
+
+    /// Called after the batch ending at `end` committed; sources that keep logs trim them here.
+    fn committed(&mut self, _end: &SourceOffset) -> Result<(), SourceError> {
+        Ok(())
+    }
+}
+
+/// Builds the runtime source for a validated spec.
+pub fn build(spec: &SourceSpec) -> Box<dyn Source> {
+    match spec {
+        SourceSpec::Rate(spec) => Box::new(RateSource::new(spec.clone())),
+        SourceSpec::RateMicroBatch(spec) => Box::new(RateMicroBatchSource::new(spec.clone())),
+        SourceSpec::Datagen(spec) => Box::new(DatagenSource::new(spec.clone())),
+    }
+}
+
+/// The schema a spec's source produces, without building it.
+pub fn schema_of(spec: &SourceSpec) -> SchemaRef {
+    build(spec).schema()
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub(crate) fn system_time_from_ms(ms: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// `{"rows": n, "start_ms": t}`: the offset of the schedule-driven sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScheduledOffset {
+    pub rows: u64,
+    pub start_ms: i64,
+}
+
+impl ScheduledOffset {
+    pub fn parse(value: &SourceOffset) -> Result<ScheduledOffset, SourceError> {
+        serde_json::from_value(value.clone()).map_err(|err| SourceError::BadOffset {
+            offset: value.to_string(),
+            reason: err.to_string(),
+        })
+    }
+
+    pub fn to_json(self) -> SourceOffset {
+        serde_json::json!({ "rows": self.rows, "start_ms": self.start_ms })
+    }
+}

@@ -1,0 +1,160 @@
+//! The release schedule shared by `rate` and `datagen`: how many rows are due by a given time
+//! and the due time (event time) of each row, as Spark's rate source computes them.
+//!
+//! Rows are released once per elapsed second; during ramp-up the rate grows linearly. The event
+//! time of a row depends only on its index and the stream's start, so replay is exact.
+
+/// A stream's schedule: rate, ramp-up and start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseSchedule {
+    /// Rows per second after ramp-up.
+    pub rows_per_second: u64,
+    /// Ramp-up length in whole seconds.
+    pub ramp_up_seconds: u64,
+    /// Start of the stream, ms since the epoch.
+    pub start_ms: i64,
+}
+
+impl ReleaseSchedule {
+    /// Rows released by the end of `seconds` elapsed seconds (Spark's `valueAtSecond`).
+    pub fn rows_at_second(&self, seconds: u64) -> u64 {
+        let rate = self.rows_per_second;
+        let ramp = self.ramp_up_seconds;
+        let delta = rate / (ramp + 1);
+        if seconds <= ramp {
+            // (delta * seconds) * (seconds + 1) / 2, ordered to stay exact and small.
+            if !seconds.is_multiple_of(2) {
+                seconds.div_ceil(2) * delta * seconds
+            } else {
+                seconds / 2 * delta * (seconds + 1)
+            }
+        } else {
+            self.rows_at_second(ramp)
+                .saturating_add((seconds - ramp).saturating_mul(rate))
+        }
+    }
+
+    /// Rows due at wall-clock time `now_ms`.
+    pub fn rows_due(&self, now_ms: i64) -> u64 {
+        let elapsed = now_ms.saturating_sub(self.start_ms).max(0) as u64;
+        self.rows_at_second(elapsed / 1000)
+    }
+
+    /// The next time more rows are released after `now_ms`.
+    pub fn next_release_ms(&self, now_ms: i64) -> i64 {
+        let elapsed = now_ms.saturating_sub(self.start_ms).max(0) / 1000;
+        let mut second = elapsed + 1;
+        // During a slow ramp-up a second may release nothing; skip ahead to one that does.
+        let now_rows = self.rows_at_second(elapsed as u64);
+        while self.rows_at_second(second as u64) == now_rows
+            && (second as u64) <= self.ramp_up_seconds + 1
+        {
+            second += 1;
+        }
+        self.start_ms + second * 1000
+    }
+
+    /// The second during which `row` is released: `rows_at_second(s) <= row < rows_at_second(s + 1)`.
+    fn second_of(&self, row: u64) -> u64 {
+        let ramp_rows = self.rows_at_second(self.ramp_up_seconds);
+        if row >= ramp_rows {
+            return self.ramp_up_seconds + (row - ramp_rows) / self.rows_per_second;
+        }
+        // Ramp-up: binary search over its few seconds.
+        let (mut lo, mut hi) = (0, self.ramp_up_seconds);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if self.rows_at_second(mid) <= row {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo
+    }
+
+    /// The due time of `row` in ms: rows of a second are spread evenly over it, rounded to the
+    /// millisecond as Spark does (`start + round(i * 1000 / rate)` at a constant rate).
+    pub fn event_time_ms(&self, row: u64) -> i64 {
+        let second = self.second_of(row);
+        let first = self.rows_at_second(second);
+        let per_second = self.rows_at_second(second + 1) - first;
+        let within = row - first;
+        // round(within * 1000 / per_second), half up, in integers.
+        let ms =
+            (u128::from(within) * 2000 + u128::from(per_second)) / (2 * u128::from(per_second));
+        self.start_ms + (second as i64) * 1000 + ms as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_spark_value_at_second_with_ramp_up() {
+        // Spark's own example: rampUpTimeSeconds = 4, rowsPerSecond = 10.
+        let s = ReleaseSchedule {
+            rows_per_second: 10,
+            ramp_up_seconds: 4,
+            start_ms: 0,
+        };
+        let ends: Vec<u64> = (0..=6).map(|t| s.rows_at_second(t)).collect();
+        assert_eq!(ends, vec![0, 2, 6, 12, 20, 30, 40]);
+    }
+
+    #[test]
+    fn constant_rate_event_times_are_start_plus_index_over_rate() {
+        // The seed's first rows: 10 rows/s, value 0 at 17:51:28.436.
+        let start = 1_697_997_088_436;
+        let s = ReleaseSchedule {
+            rows_per_second: 10,
+            ramp_up_seconds: 0,
+            start_ms: start,
+        };
+        for row in 0..100 {
+            assert_eq!(s.event_time_ms(row), start + row as i64 * 100);
+        }
+        let s3 = ReleaseSchedule {
+            rows_per_second: 3,
+            ramp_up_seconds: 0,
+            start_ms: 0,
+        };
+        assert_eq!(
+            (0..4).map(|r| s3.event_time_ms(r)).collect::<Vec<_>>(),
+            vec![0, 333, 667, 1000]
+        );
+    }
+
+    #[test]
+    fn rows_are_released_per_whole_second() {
+        let s = ReleaseSchedule {
+            rows_per_second: 10,
+            ramp_up_seconds: 0,
+            start_ms: 1000,
+        };
+        assert_eq!(s.rows_due(1000), 0);
+        assert_eq!(s.rows_due(1999), 0);
+        assert_eq!(s.rows_due(2000), 10);
+        assert_eq!(s.rows_due(3500), 20);
+        assert_eq!(s.next_release_ms(1500), 2000);
+        assert_eq!(s.next_release_ms(2000), 3000);
+    }
+
+    #[test]
+    fn every_row_during_ramp_up_falls_inside_its_second() {
+        let s = ReleaseSchedule {
+            rows_per_second: 10,
+            ramp_up_seconds: 4,
+            start_ms: 0,
+        };
+        let mut last = -1;
+        for row in 0..60 {
+            let t = s.event_time_ms(row);
+            assert!(t > last || row == 0, "event times increase");
+            let second = s.second_of(row);
+            assert!(s.rows_at_second(second) <= row && row < s.rows_at_second(second + 1));
+            last = t;
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The checkpoint of one pipeline: the offsets log (write-ahead: which range batch N reads) and
+//! the commit log (batch N is done), as in Spark's `offsets/N` and `commits/N`.
+//!
+//! A batch is planned (offsets entry written and synced) before it reads anything, and committed
+//! with everything it changed in one atomic write. On start, an offsets entry without a commit is
+//! replayed with the same id and range.
+
+use super::{SharedStore, StoreError, WriteSet, pipeline_prefix, prefix_end};
+use serde::{Deserialize, Serialize};
+
+/// How many planned and committed batches are kept, as Spark's `minBatchesToRetain`.
+pub const BATCHES_TO_RETAIN: u64 = 100;
+
+/// A checkpoint read or write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An entry could not be decoded: the state directory is damaged or from another version.
+    #[error("checkpoint entry {key} of pipeline `{pipeline}` is unreadable: {reason}")]
+    Corrupt {
+        /// Pipeline.
+        pipeline: String,
+        /// Which entry.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The write-ahead record of a planned batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffsetsEntry {
+    /// Batch id.
+    pub batch_id: u64,
+    /// Source offset the batch starts at.
+    pub start: serde_json::Value,
+    /// Source offset the batch ends at (exclusive).
+    pub end: serde_json::Value,
+    /// Wall-clock time the batch was planned, ms since the epoch.
+    pub batch_timestamp_ms: i64,
+    /// Event-time watermark in force for this batch, ms since the epoch.
+    pub watermark_ms: Option<i64>,
+}
+
+/// The record that a batch finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitEntry {
+    /// Batch id.
+    pub batch_id: u64,
+    /// Source offset reached.
+    pub end: serde_json::Value,
+    /// Watermark for the next batch.
+    pub watermark_ms: Option<i64>,
+    /// Wall-clock time of the commit.
+    pub committed_at_ms: i64,
+}
+
+/// One pipeline's offsets and commit logs in the shared store.
+#[derive(Clone)]
+pub struct Checkpoint {
+    store: SharedStore,
+    pipeline: String,
+    prefix: Vec<u8>,
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("pipeline", &self.pipeline)
+            .finish()
+    }
+}
+
+const OFFSETS: u8 = b'o';
+const COMMITS: u8 = b'c';
+
+impl Checkpoint {
+    /// The checkpoint of `pipeline`.
+    pub fn new(store: SharedStore, pipeline: &str) -> Checkpoint {
+        Checkpoint {
+            store,
+            pipeline: pipeline.to_string(),
+            prefix: pipeline_prefix(pipeline),
+        }
+    }
+
+    /// The store, for operators that keep state next to the checkpoint.
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// The key prefix every key of this pipeline starts with.
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    fn key(&self, log: u8, batch_id: u64) -> Vec<u8> {
+        let mut key = self.prefix.clone();
+        key.push(log);
+        key.extend_from_slice(&batch_id.to_be_bytes());
+        key
+    }
+
+    fn last<T: for<'de> Deserialize<'de>>(&self, log: u8) -> Result<Option<T>, CheckpointError> {
+        let from = self.key(log, 0);
+        let to = prefix_end(&[self.prefix.as_slice(), &[log]].concat());
+        let mut found = None;
+        self.store.scan(&from, &to, true, &mut |key, value| {
+            found = Some((key.to_vec(), value.to_vec()));
+            false
+        })?;
+        match found {
+            None => Ok(None),
+            Some((key, value)) => {
+                serde_json::from_slice(&value)
+                    .map(Some)
+                    .map_err(|err| CheckpointError::Corrupt {
+                        pipeline: self.pipeline.clone(),
+                        key: String::from_utf8_lossy(&key[self.prefix.len()..]).into_owned(),
+                        reason: err.to_string(),
+                    })
+            }
+        }
+    }
+
+    /// The newest planned batch.
+    pub fn last_planned(&self) -> Result<Option<OffsetsEntry>, CheckpointError> {
+        self.last(OFFSETS)
+    }
+
+    /// The newest committed batch.
+    pub fn last_committed(&self) -> Result<Option<CommitEntry>, CheckpointError> {
+        self.last(COMMITS)
+    }
+
+    /// Durably records the plan of a batch before it reads anything.
+    pub fn plan(&self, entry: &OffsetsEntry) -> Result<(), CheckpointError> {
+        let mut ws = WriteSet::default();
+        ws.put(self.key(OFFSETS, entry.batch_id), encode(entry));
+        self.store.write(ws, true)?;
+        Ok(())
+    }
+
+    /// Commits a batch together with `changes` (operator state) in one synced write, and drops
+    /// log entries older than [`BATCHES_TO_RETAIN`].
+    pub fn commit(
+        &self,
+        entry: &CommitEntry,
+        mut changes: WriteSet,
+    ) -> Result<(), CheckpointError> {
+        let mut ws = WriteSet::default();
+        ws.append(&mut changes);
+        ws.put(self.key(COMMITS, entry.batch_id), encode(entry));
+        if entry.batch_id >= BATCHES_TO_RETAIN && entry.batch_id.is_multiple_of(10) {
+            let keep_from = entry.batch_id + 1 - BATCHES_TO_RETAIN;
+            for log in [OFFSETS, COMMITS] {
+                ws.delete_range(self.key(log, 0), self.key(log, keep_from));
+            }
+        }
+        self.store.write(ws, true)?;
+        Ok(())
+    }
+
+    /// Deletes everything this pipeline stored: checkpoint and state.
+    pub fn reset(&self) -> Result<(), CheckpointError> {
+        let mut ws = WriteSet::default();
+        ws.delete_range(self.prefix.clone(), prefix_end(&self.prefix));
+        self.store.write(ws, true)?;
+        Ok(())
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising these plain structs of numbers and JSON values cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::RocksStore;
+    use std::sync::Arc;
+
+    fn entry(id: u64) -> OffsetsEntry {
+        OffsetsEntry {
+            batch_id: id,
+            start: serde_json::json!(id * 10),
+            end: serde_json::json!(id * 10 + 10),
+            batch_timestamp_ms: 1,
+            watermark_ms: None,
+        }
+    }
+
+    #[test]
+    fn finds_the_newest_entries_and_keeps_pipelines_apart() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let store: SharedStore = Arc::new(RocksStore::open(dir.path())?);
+        let a = Checkpoint::new(store.clone(), "a");
+        let ab = Checkpoint::new(store.clone(), "a.b");
+        assert_eq!(a.last_planned()?, None);
+        for id in 0..300 {
+            a.plan(&entry(id))?;
+            a.commit(
+                &CommitEntry {
+                    batch_id: id,
+                    end: serde_json::json!(id),
+                    watermark_ms: None,
+                    committed_at_ms: 0,
+                },
+                WriteSet::default(),
+            )?;
+        }
+        a.plan(&entry(300))?;
+        ab.plan(&entry(7))?;
+        assert_eq!(a.last_planned()?.map(|e| e.batch_id), Some(300));
+        assert_eq!(a.last_committed()?.map(|e| e.batch_id), Some(299));
+        assert_eq!(ab.last_planned()?.map(|e| e.batch_id), Some(7));
+        assert_eq!(ab.last_committed()?, None);
+        // Old entries are purged: only the retained window is left.
+        let mut count = 0;
+        let from = [a.prefix(), b"o"].concat();
+        store.scan(&from, &prefix_end(&from), false, &mut |_, _| {
+            count += 1;
+            true
+        })?;
+        assert!(
+            count <= BATCHES_TO_RETAIN as usize + 11,
+            "{count} offsets entries kept"
+        );
+        a.reset()?;
+        assert_eq!(a.last_planned()?, None);
+        assert_eq!(ab.last_planned()?.map(|e| e.batch_id), Some(7));
+        Ok(())
+    }
+}

@@ -1,0 +1,118 @@
+//! Durable storage: a small key-value [`Store`] trait with atomic write sets, and the checkpoint
+//! (offsets log and commit log) built on it. Only `rocks.rs` knows RocksDB.
+
+mod checkpoint;
+mod rocks;
+
+pub use checkpoint::{Checkpoint, CheckpointError, CommitEntry, OffsetsEntry};
+pub use rocks::RocksStore;
+
+use std::sync::Arc;
+
+/// A storage failure: the disk, the database or its lock.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the database.
+    #[error(
+        "state directory {path} is in use by another weir process (only one may open it at a time)"
+    )]
+    Locked {
+        /// The state directory.
+        path: String,
+    },
+    /// Any other failure of the storage engine (I/O errors, a full disk, corruption).
+    #[error("state store error: {0}")]
+    Engine(String),
+}
+
+/// One atomic group of changes.
+#[derive(Debug, Default, Clone)]
+pub struct WriteSet {
+    ops: Vec<WriteOp>,
+}
+
+/// A change inside a [`WriteSet`].
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Set a key.
+    Put(Vec<u8>, Vec<u8>),
+    /// Remove a key.
+    Delete(Vec<u8>),
+    /// Remove every key in `[from, to)`.
+    DeleteRange(Vec<u8>, Vec<u8>),
+}
+
+impl WriteSet {
+    /// Sets a key.
+    pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(WriteOp::Put(key.into(), value.into()));
+    }
+
+    /// Removes a key.
+    pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
+        self.ops.push(WriteOp::Delete(key.into()));
+    }
+
+    /// Removes every key in `[from, to)`.
+    pub fn delete_range(&mut self, from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) {
+        self.ops.push(WriteOp::DeleteRange(from.into(), to.into()));
+    }
+
+    /// The changes, in order.
+    pub fn ops(&self) -> &[WriteOp] {
+        &self.ops
+    }
+
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Moves all of `other`'s changes to the end of this set.
+    pub fn append(&mut self, other: &mut WriteSet) {
+        self.ops.append(&mut other.ops);
+    }
+}
+
+/// Ordered key-value storage with atomic, optionally synced, write sets.
+pub trait Store: Send + Sync {
+    /// Reads one key.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Visits keys in `[from, to)` in order (or in reverse) until `visit` returns false.
+    fn scan(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
+
+    /// Applies all changes atomically; with `sync`, they are on disk when this returns.
+    fn write(&self, changes: WriteSet, sync: bool) -> Result<(), StoreError>;
+}
+
+/// A shared store handle.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Keys of one pipeline live under `p\0<name>\0`; names cannot contain NUL, so no pipeline's
+/// keys are a prefix of another's.
+pub fn pipeline_prefix(pipeline: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(pipeline.len() + 3);
+    key.extend_from_slice(b"p\0");
+    key.extend_from_slice(pipeline.as_bytes());
+    key.push(0);
+    key
+}
+
+/// The first key after every key that starts with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX; prefix.len() + 1]
+}

@@ -1,0 +1,156 @@
+//! The RocksDB implementation of [`Store`]: the only file that imports `rocksdb`.
+
+use super::{Store, StoreError, WriteOp, WriteSet};
+use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use std::path::Path;
+
+/// One embedded RocksDB database under the state directory, shared by all pipelines.
+pub struct RocksStore {
+    db: DB,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore")
+            .field("path", &self.db.path())
+            .finish()
+    }
+}
+
+fn engine_error(err: rocksdb::Error) -> StoreError {
+    StoreError::Engine(err.into_string())
+}
+
+impl RocksStore {
+    /// Opens (creating if needed) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<RocksStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|err| {
+            StoreError::Engine(format!(
+                "cannot create state directory {}: {err}",
+                dir.display()
+            ))
+        })?;
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        // The state of a few pipelines is small; keep RocksDB's footprint modest.
+        options.set_max_background_jobs(2);
+        options.set_keep_log_file_num(3);
+        options.set_max_log_file_size(1 << 20);
+        match DB::open(&options, dir) {
+            Ok(db) => Ok(RocksStore { db }),
+            Err(err) => {
+                let text = err.to_string();
+                if text.contains("lock") && text.contains("LOCK") {
+                    Err(StoreError::Locked {
+                        path: dir.display().to_string(),
+                    })
+                } else {
+                    Err(engine_error(err))
+                }
+            }
+        }
+    }
+}
+
+impl Store for RocksStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(key).map_err(engine_error)
+    }
+
+    fn scan(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        if reverse {
+            let iter = self.db.iterator(IteratorMode::From(to, Direction::Reverse));
+            for item in iter {
+                let (key, value) = item.map_err(engine_error)?;
+                // Reverse seek lands on the last key <= `to`; `to` itself is excluded.
+                if &*key >= to {
+                    continue;
+                }
+                if &*key < from || !visit(&key, &value) {
+                    break;
+                }
+            }
+        } else {
+            let iter = self
+                .db
+                .iterator(IteratorMode::From(from, Direction::Forward));
+            for item in iter {
+                let (key, value) = item.map_err(engine_error)?;
+                if &*key >= to || !visit(&key, &value) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, changes: WriteSet, sync: bool) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for op in changes.ops() {
+            match op {
+                WriteOp::Put(key, value) => batch.put(key, value),
+                WriteOp::Delete(key) => batch.delete(key),
+                WriteOp::DeleteRange(from, to) => batch.delete_range(from, to),
+            }
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(sync);
+        self.db.write_opt(batch, &options).map_err(engine_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_sets_are_atomic_and_scans_are_ordered() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = RocksStore::open(dir.path())?;
+        let mut ws = WriteSet::default();
+        for k in [b"a1", b"a2", b"a3", b"b1"] {
+            ws.put(k.to_vec(), k.to_vec());
+        }
+        store.write(ws, true)?;
+        let mut seen = Vec::new();
+        store.scan(b"a", b"b", false, &mut |k, _| {
+            seen.push(k.to_vec());
+            true
+        })?;
+        assert_eq!(seen, vec![b"a1".to_vec(), b"a2".to_vec(), b"a3".to_vec()]);
+        let mut last = None;
+        store.scan(b"a", b"b", true, &mut |k, _| {
+            last = Some(k.to_vec());
+            false
+        })?;
+        assert_eq!(last, Some(b"a3".to_vec()));
+        let mut ws = WriteSet::default();
+        ws.delete_range(b"a1".to_vec(), b"a3".to_vec());
+        ws.delete(b"b1".to_vec());
+        store.write(ws, false)?;
+        let mut left = Vec::new();
+        store.scan(b"", b"z", false, &mut |k, _| {
+            left.push(k.to_vec());
+            true
+        })?;
+        assert_eq!(left, vec![b"a3".to_vec()]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_refused_clearly()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let _first = RocksStore::open(dir.path())?;
+        match RocksStore::open(dir.path()) {
+            Err(StoreError::Locked { .. }) => Ok(()),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! `weir check` and `weir run` on bad pipeline files: one clear message each, with
+//! file:line:column, a non-zero exit, and nothing started.
+
+use crate::harness::{TestResult, Weir, pipeline_file, repo_root};
+use std::time::Duration;
+
+const GOOD: &str = r#"name = "p"
+output_mode = "update"
+trigger = { processing_time = "5s" }
+
+[source]
+type = "rate"
+rows_per_second = 10
+
+[[sink]]
+type = "console"
+"#;
+
+/// (what is wrong, file text, the first line weir must print, after the file name)
+fn cases() -> Vec<(&'static str, String, &'static str)> {
+    vec![
+        (
+            "missing key",
+            GOOD.replace("name = \"p\"\n", ""),
+            ":1:1: error: missing field `name`",
+        ),
+        (
+            "wrong type",
+            GOOD.replace("rows_per_second = 10", "rows_per_second = \"ten\""),
+            ":7:19: error: invalid type: string \"ten\", expected u64",
+        ),
+        (
+            "unknown key",
+            GOOD.replace("rows_per_second = 10", "rows_per_secnd = 10"),
+            ":7:1: error: unknown field `rows_per_secnd`, expected one of `rows_per_second`, `ramp_up_time`, `max_rows_per_batch`",
+        ),
+        (
+            "bad duration",
+            GOOD.replace("\"5s\"", "\"5 sec0nds\""),
+            ":3:31: error: invalid duration \"5 sec0nds\" (unknown time unit \"nds\"",
+        ),
+        (
+            "unknown source type",
+            GOOD.replace("type = \"rate\"", "type = \"rat\""),
+            ":6:8: error: unknown source type `rat`, expected one of `rate`, `rate_micro_batch`, `datagen`",
+        ),
+        (
+            "complete mode without aggregation",
+            GOOD.replace("\"update\"", "\"complete\""),
+            ":2:15: error: output_mode \"complete\" needs an aggregation",
+        ),
+    ]
+}
+
+#[test]
+fn check_names_file_line_column_for_each_kind_of_mistake() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    for (what, text, expected) in cases() {
+        let file = pipeline_file(dir.path(), "bad.toml", &text);
+        let file_arg = file.to_string_lossy().into_owned();
+        let mut weir = Weir::start(&["check", &file_arg]);
+        let status = weir.wait_exit(Duration::from_secs(10));
+        let stderr = weir.stderr();
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{what}: exit status; stderr:\n{stderr}"
+        );
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(&format!("{file_arg}{expected}")),
+            "{what}: full stderr:\n{stderr}"
+        );
+        let errors = stderr.lines().filter(|l| l.contains(": error: ")).count();
+        assert_eq!(errors, 1, "{what}: exactly one error expected:\n{stderr}");
+        assert!(stderr.contains("weir check: 1 error"), "{what}: {stderr}");
+    }
+    Ok(())
+}
+
+#[test]
+fn check_accepts_every_example_pipeline() -> TestResult {
+    let examples = repo_root().join("config/examples");
+    let mut args = vec!["check".to_string()];
+    for entry in std::fs::read_dir(&examples)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            args.push(path.to_string_lossy().into_owned());
+        }
+    }
+    assert!(
+        args.len() > 1,
+        "no examples found in {}",
+        examples.display()
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut weir = Weir::start(&args);
+    let status = weir.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "weir check failed:\n{}", weir.stderr());
+    Ok(())
+}
+
+#[test]
+fn run_with_a_bad_file_starts_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let good = pipeline_file(dir.path(), "good.toml", GOOD);
+    let bad = pipeline_file(
+        dir.path(),
+        "bad.toml",
+        &GOOD.replace("name = \"p\"", "name = \"q\"\nextra = 1"),
+    );
+    let state = dir.path().join("state");
+    let (good, bad, state_arg) = (
+        good.to_string_lossy().into_owned(),
+        bad.to_string_lossy().into_owned(),
+        state.to_string_lossy().into_owned(),
+    );
+    let mut weir = Weir::start(&["run", "--state-dir", &state_arg, &good, &bad]);
+    let status = weir.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        weir.stderr()
+            .contains(&format!("{bad}:2:1: error: unknown field `extra`")),
+        "{}",
+        weir.stderr()
+    );
+    assert!(
+        weir.stdout().is_empty(),
+        "a pipeline ran: {}",
+        weir.stdout()
+    );
+    assert!(
+        !state.exists(),
+        "the state directory was created although nothing may start"
+    );
+    Ok(())
+}
+
+#[test]
+fn duplicate_pipeline_names_across_files_are_rejected() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let a = pipeline_file(dir.path(), "a.toml", GOOD);
+    let b = pipeline_file(dir.path(), "b.toml", GOOD);
+    let (a, b) = (
+        a.to_string_lossy().into_owned(),
+        b.to_string_lossy().into_owned(),
+    );
+    let mut weir = Weir::start(&["check", &a, &b]);
+    assert_eq!(weir.wait_exit(Duration::from_secs(10)).code(), Some(1));
+    assert!(
+        weir.stderr().contains(&format!(
+            "{b}:1:8: error: pipeline name `p` is already used by {a}"
+        )),
+        "{}",
+        weir.stderr()
+    );
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: each starts the real `weir` binary on real pipeline files, files and
+//! sockets, and checks what comes out. One test binary, one module per area.
+
+mod harness;
+
+mod check;
+mod rate_console;
+mod recovery;
+mod shutdown;
+mod triggers;

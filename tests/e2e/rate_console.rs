@@ -1,0 +1,102 @@
+//! The seed's first pipeline, `config/examples/rate-console.toml`, printed in Spark's layout.
+
+use crate::harness::{TestResult, Weir, error_or_warn_lines, repo_root};
+use nix::sys::signal::Signal;
+use std::time::Duration;
+
+/// Parses `|2023-10-22 17:51:28.436|0    |` into (millis since the epoch, value).
+fn parse_row(line: &str) -> Option<(i64, i64)> {
+    let cells: Vec<&str> = line.trim_matches('|').split('|').collect();
+    let [ts, value] = cells.as_slice() else {
+        return None;
+    };
+    let ts = ts.trim_end();
+    let parsed = chrono::NaiveDateTime::parse_from_str(ts, "%Y-%m-%d %H:%M:%S%.f").ok()?;
+    Some((
+        parsed.and_utc().timestamp_millis(),
+        value.trim_end().parse().ok()?,
+    ))
+}
+
+#[test]
+fn rate_console_example_prints_spark_layout_and_stops_cleanly() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let state = dir.path().to_string_lossy().into_owned();
+    let example = repo_root().join("config/examples/rate-console.toml");
+    let example = example.to_string_lossy().into_owned();
+    let mut weir = Weir::start(&["run", "--state-dir", &state, &example]);
+    weir.wait_for_stdout("Batch: 3\n", Duration::from_secs(15));
+    weir.signal(Signal::SIGINT);
+    let status = weir.wait_exit(Duration::from_secs(5));
+    assert!(status.success(), "exit {status:?}\n{}", weir.stderr());
+    assert_eq!(error_or_warn_lines(&weir.stderr()), Vec::<&str>::new());
+
+    let out = weir.stdout();
+    let banner = "-------------------------------------------";
+    // Batch 0 is empty, exactly as in the seed.
+    let batch0 = format!(
+        "{banner}\nBatch: 0\n{banner}\n+---------+-----+\n|timestamp|value|\n+---------+-----+\n+---------+-----+\n\n"
+    );
+    assert!(out.starts_with(&batch0), "batch 0:\n{out}");
+
+    // Every later batch: banner, header sized to the widest cell, left-aligned rows, blank line.
+    let mut rows = Vec::new();
+    for block in out.split(&format!("{banner}\nBatch: ")).skip(2) {
+        let lines: Vec<&str> = block.lines().collect();
+        assert_eq!(lines[1], banner);
+        assert_eq!(lines[2], "+-----------------------+-----+", "{block}");
+        assert_eq!(lines[3], "|timestamp              |value|");
+        assert_eq!(lines[4], lines[2]);
+        let body: Vec<&str> = lines[5..]
+            .iter()
+            .copied()
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        assert!(
+            !body.is_empty(),
+            "a batch after the first second has rows:\n{block}"
+        );
+        assert_eq!(lines[5 + body.len()], lines[2]);
+        assert!(
+            block.ends_with("+\n\n") || !block.ends_with('\n') || block.ends_with("+\n"),
+            "{block:?}"
+        );
+        for line in body {
+            assert_eq!(
+                line.len(),
+                "|2023-10-22 17:51:28.436|0    |".len(),
+                "row {line:?}"
+            );
+            rows.push(parse_row(line).ok_or_else(|| format!("unparsable row {line:?}"))?);
+        }
+    }
+    // Values count up from 0 without gaps; timestamps are start + value * 100 ms.
+    let start = rows[0].0;
+    for (i, (ts, value)) in rows.iter().enumerate() {
+        assert_eq!(*value, i as i64);
+        assert_eq!(*ts, start + value * 100, "timestamp of value {value}");
+    }
+    Ok(())
+}
+
+#[test]
+fn first_batch_is_printed_within_100_ms_of_start() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let state = dir.path().to_string_lossy().into_owned();
+    let example = repo_root().join("config/examples/rate-console.toml");
+    let example = example.to_string_lossy().into_owned();
+    let mut weir = Weir::start(&["run", "--state-dir", &state, &example]);
+    weir.wait_for_stdout("Batch: 0\n", Duration::from_secs(5));
+    let first = weir.started.elapsed();
+    weir.wait_for("batch 0's table", Duration::from_secs(5), |out, _| {
+        out.matches("+---------+-----+").count() >= 3
+    });
+    let elapsed = weir.started.elapsed();
+    weir.signal(Signal::SIGTERM);
+    assert!(weir.wait_exit(Duration::from_secs(5)).success());
+    assert!(
+        elapsed < Duration::from_millis(100),
+        "first batch after {elapsed:?} (banner after {first:?})"
+    );
+    Ok(())
+}
