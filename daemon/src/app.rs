@@ -2,11 +2,10 @@
 //! down cleanly on SIGINT / SIGTERM (each finishes and commits its batch in flight; a second
 //! signal exits at once, and the planned batch replays on the next start).
 
+use crate::assemble::{Environment, assemble};
 use crate::config::{PipelinePlan, SinkSpec};
-use crate::engine::{Control, Pipeline, PipelineExit};
-use crate::sinks::{self, SinkError};
-use crate::sources;
-use crate::state::{Checkpoint, RocksStore, SharedStore, StoreError};
+use crate::engine::{Control, PipelineExit};
+use crate::state::{RocksStore, SharedStore, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,36 +52,6 @@ impl RunSummary {
     }
 }
 
-fn sink_kind(spec: &SinkSpec) -> &'static str {
-    match spec {
-        SinkSpec::Console { .. } => "console",
-        SinkSpec::File(_) => "file",
-        SinkSpec::Null => "null",
-    }
-}
-
-/// Builds a runnable pipeline from its plan; `label_console` names it in console banners.
-pub fn build_pipeline(
-    plan: &PipelinePlan,
-    store: SharedStore,
-    label_console: bool,
-) -> Result<Pipeline, SinkError> {
-    let source = sources::build(&plan.source);
-    let label = label_console.then_some(plan.name.as_str());
-    let mut sinks = Vec::with_capacity(plan.sinks.len());
-    for spec in &plan.sinks {
-        sinks.push((sink_kind(spec), sinks::build(spec, label)?));
-    }
-    Ok(Pipeline::new(
-        &plan.name,
-        plan.trigger,
-        source,
-        Vec::new(),
-        sinks,
-        Checkpoint::new(store, &plan.name),
-    ))
-}
-
 /// First signal: ask every pipeline to stop at its batch boundary. Second: give up waiting.
 fn on_signal(
     stopping: bool,
@@ -127,10 +96,15 @@ pub async fn run(plans: Vec<PipelinePlan>, options: RunOptions) -> Result<RunSum
                 .any(|s| matches!(s, SinkSpec::Console { .. }))
         })
         .count();
+    let env = Environment {
+        store: store.clone(),
+        state_dir: options.state_dir.clone(),
+        label_console: console_pipelines > 1,
+    };
     for plan in &plans {
         let slot = exits.len();
         exits.push((plan.name.clone(), None));
-        match build_pipeline(plan, store.clone(), console_pipelines > 1) {
+        match assemble(plan, &env) {
             Ok(pipeline) => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 controls.push(tx);

@@ -4,6 +4,7 @@
 //! Read `ARCHITECTURE.md` at the repository root for the code map.
 
 pub mod app;
+pub mod assemble;
 pub mod config;
 pub mod engine;
 pub mod sinks;

@@ -4,19 +4,26 @@
 //! This module knows nothing about tokio, RocksDB or wasm: it turns text into a [`PipelinePlan`]
 //! or a list of [`Diagnostic`]s, and that is all.
 
+mod aggregate;
+mod checker;
+mod datagen;
 mod diagnostic;
 mod duration;
 mod plan;
 mod raw;
+mod sink;
+mod source;
 mod tagged;
+mod transform;
 
+pub use aggregate::AggregateSpec;
+pub use datagen::{ColumnSpec, ColumnType, DatagenSpec, Generator, Scalar, TemplatePart};
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use duration::HumanDuration;
-pub use plan::{
-    ColumnSpec, ColumnType, DatagenSpec, FileFormat, FileSinkSpec, Generator, OutputMode,
-    PipelinePlan, RateMicroBatchSpec, RateSpec, Scalar, SinkSpec, SourceSpec, TemplatePart,
-    Trigger,
-};
+pub use plan::{OutputMode, PipelinePlan, Trigger};
+pub use sink::{FileFormat, FileSinkSpec, SinkSpec};
+pub use source::{RateMicroBatchSpec, RateSpec, SourceSpec};
+pub use transform::TransformSpec;
 
 use std::path::Path;
 

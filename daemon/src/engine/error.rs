@@ -48,6 +48,7 @@ impl BatchError {
         match self {
             BatchError::Source(SourceError::BadOffset { .. }) => ErrorClass::User,
             BatchError::Source(SourceError::Arrow(_)) => ErrorClass::Internal,
+            BatchError::Source(SourceError::Store(_)) => ErrorClass::External,
             BatchError::Operator(err) => err.class,
             BatchError::Sink {
                 source: SinkError::Io { .. },

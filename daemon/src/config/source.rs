@@ -1,0 +1,157 @@
+//! `[source]`: the tagged source section, and the `rate` and `rate_micro_batch` sources.
+//! Each further source type has its own module and one arm in [`check_source`].
+
+use super::checker::Checker;
+use super::datagen::{DatagenSpec, RawDatagen, check_datagen};
+use super::duration::HumanDuration;
+use super::tagged;
+use serde::Deserialize;
+use std::ops::Range;
+use toml::Spanned;
+use toml::de::DeValue;
+
+const SOURCE_TYPES: &[&str] = &["rate", "rate_micro_batch", "datagen"];
+
+/// A validated source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSpec {
+    /// `rate`.
+    Rate(RateSpec),
+    /// `rate_micro_batch`.
+    RateMicroBatch(RateMicroBatchSpec),
+    /// `datagen`.
+    Datagen(DatagenSpec),
+}
+
+/// The `rate` source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateSpec {
+    /// Rows per second once ramped up.
+    pub rows_per_second: u64,
+    /// Ramp-up time in whole seconds.
+    pub ramp_up_seconds: u64,
+    /// Upper bound on rows per batch.
+    pub max_rows_per_batch: Option<u64>,
+}
+
+/// The `rate_micro_batch` source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateMicroBatchSpec {
+    /// Rows per batch.
+    pub rows_per_batch: u64,
+    /// Event time of batch 0, ms since the epoch.
+    pub start_timestamp_ms: i64,
+    /// Event-time advance per batch, ms.
+    pub advance_millis_per_batch: i64,
+}
+
+pub(super) fn one() -> u64 {
+    1
+}
+
+fn thousand() -> i64 {
+    1000
+}
+
+/// `type = "rate"`: Spark's rate source, `timestamp` and `value` columns.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRate {
+    /// Rows generated per second (default 1).
+    #[serde(default = "one")]
+    pub rows_per_second: u64,
+    /// Time to ramp up from 0 to `rows_per_second` (whole seconds, as in Spark).
+    #[serde(default)]
+    pub ramp_up_time: Option<Spanned<HumanDuration>>,
+    /// Upper bound on rows per micro-batch (catch-up after a restart is split into batches).
+    #[serde(default)]
+    pub max_rows_per_batch: Option<Spanned<u64>>,
+}
+
+/// `type = "rate_micro_batch"`: a fixed number of rows per batch, with event time advancing by a
+/// fixed step per batch regardless of the wall clock.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRateMicroBatch {
+    /// Rows in every micro-batch.
+    pub rows_per_batch: Spanned<u64>,
+    /// Event time (ms since the epoch) of the first batch's rows (default 0).
+    #[serde(default)]
+    pub start_timestamp: i64,
+    /// How far event time advances per batch, in milliseconds (default 1000).
+    #[serde(default = "thousand")]
+    pub advance_millis_per_batch: i64,
+}
+
+pub(super) fn check_source(c: &mut Checker<'_>, value: Spanned<DeValue<'_>>) -> Option<SourceSpec> {
+    let tagged = c.ok(tagged::split_type("source", value))?;
+    match tagged.kind.as_str() {
+        "rate" => {
+            let raw: RawRate = c.ok(tagged::deserialize(tagged.body))?;
+            check_rate(c, raw, tagged.kind_span)
+        }
+        "rate_micro_batch" => {
+            let raw: RawRateMicroBatch = c.ok(tagged::deserialize(tagged.body))?;
+            if *raw.rows_per_batch.get_ref() == 0 {
+                c.error(
+                    raw.rows_per_batch.span(),
+                    "rows_per_batch must be at least 1",
+                );
+                return None;
+            }
+            Some(SourceSpec::RateMicroBatch(RateMicroBatchSpec {
+                rows_per_batch: raw.rows_per_batch.into_inner(),
+                start_timestamp_ms: raw.start_timestamp,
+                advance_millis_per_batch: raw.advance_millis_per_batch,
+            }))
+        }
+        "datagen" => {
+            let span = tagged.body.span();
+            let raw: RawDatagen = c.ok(tagged::deserialize(tagged.body))?;
+            check_datagen(c, raw, span)
+        }
+        _ => {
+            let err = tagged::unknown_type("source", &tagged, SOURCE_TYPES);
+            c.span_error(err);
+            None
+        }
+    }
+}
+
+pub(super) fn check_max_rows(
+    c: &mut Checker<'_>,
+    value: Option<Spanned<u64>>,
+) -> Option<Option<u64>> {
+    match value {
+        Some(v) if *v.get_ref() == 0 => {
+            c.error(v.span(), "max_rows_per_batch must be at least 1");
+            None
+        }
+        Some(v) => Some(Some(v.into_inner())),
+        None => Some(None),
+    }
+}
+
+fn check_rate(c: &mut Checker<'_>, raw: RawRate, kind_span: Range<usize>) -> Option<SourceSpec> {
+    if raw.rows_per_second == 0 {
+        c.error(kind_span, "rows_per_second must be at least 1");
+        return None;
+    }
+    let ramp_up_seconds = match raw.ramp_up_time {
+        Some(d) if d.get_ref().0.subsec_nanos() != 0 => {
+            c.error(
+                d.span(),
+                "ramp_up_time must be a whole number of seconds (as in Spark)",
+            );
+            return None;
+        }
+        Some(d) => d.get_ref().0.as_secs(),
+        None => 0,
+    };
+    let max_rows_per_batch = check_max_rows(c, raw.max_rows_per_batch)?;
+    Some(SourceSpec::Rate(RateSpec {
+        rows_per_second: raw.rows_per_second,
+        ramp_up_seconds,
+        max_rows_per_batch,
+    }))
+}
