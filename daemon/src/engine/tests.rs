@@ -302,7 +302,8 @@ async fn a_failing_sink_is_retried_then_fails_only_its_pipeline_with_committed_d
     // Let a few batches commit, then make the output directory unusable (as a vanished mount or
     // a full disk would): writes fail until the attempts are used up.
     assert!(failing_monitor.wait_for_batches(3, WAIT).await);
-    std::fs::remove_dir_all(&out)?;
+    // A rename is atomic, unlike removing a directory the sink may be writing into.
+    std::fs::rename(&out, dir.path().join("out.moved"))?;
     std::fs::write(&out, b"not a directory")?;
     let exit = failing.join().await;
     let PipelineExit::Failed(message) = exit else {
