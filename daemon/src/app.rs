@@ -100,6 +100,7 @@ pub async fn run(plans: Vec<PipelinePlan>, options: RunOptions) -> Result<RunSum
         store: store.clone(),
         state_dir: options.state_dir.clone(),
         label_console: console_pipelines > 1,
+        aggregates: None,
     };
     for plan in &plans {
         let slot = exits.len();

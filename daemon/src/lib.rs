@@ -10,3 +10,4 @@ pub mod engine;
 pub mod sinks;
 pub mod sources;
 pub mod state;
+pub mod window;

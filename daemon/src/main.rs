@@ -24,8 +24,22 @@ fn init_logging(flag: Option<&str>) {
         .init();
 }
 
+/// Parses the files and checks every stage against its input schema.
+fn load_and_check(
+    files: &[std::path::PathBuf],
+) -> Result<Vec<weir::config::PipelinePlan>, weir::config::Diagnostics> {
+    let plans = weir::config::load_pipeline_files(files)?;
+    let mut errors = weir::config::Diagnostics::default();
+    for plan in &plans {
+        if let Err(diagnostics) = weir::assemble::check_schemas(plan, None) {
+            errors.extend(diagnostics);
+        }
+    }
+    if errors.is_empty() { Ok(plans) } else { Err(errors) }
+}
+
 fn check(files: &[std::path::PathBuf]) -> ExitCode {
-    match weir::config::load_pipeline_files(files) {
+    match load_and_check(files) {
         Ok(plans) => {
             for plan in plans {
                 println!("{}: ok (pipeline `{}`)", plan.file.display(), plan.name);
@@ -42,7 +56,7 @@ fn check(files: &[std::path::PathBuf]) -> ExitCode {
 }
 
 fn run(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
-    let plans = match weir::config::load_pipeline_files(&args.files) {
+    let plans = match load_and_check(&args.files) {
         Ok(plans) => plans,
         Err(diagnostics) => {
             eprint!("{diagnostics}");

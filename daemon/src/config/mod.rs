@@ -16,7 +16,9 @@ mod source;
 mod tagged;
 mod transform;
 
-pub use aggregate::AggregateSpec;
+pub use aggregate::{
+    AggregateSpec, BuiltinFunction, ColumnRef, FunctionKind, FunctionSpec, WindowKind, WindowSpec,
+};
 pub use datagen::{ColumnSpec, ColumnType, DatagenSpec, Generator, Scalar, TemplatePart};
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use duration::HumanDuration;

@@ -80,6 +80,7 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
     let sink_value = doc.get_mut().remove("sink");
     let transform_value = doc.get_mut().remove("transform");
     let aggregate_value = doc.get_mut().remove("aggregate");
+    let aggregate_span = aggregate_value.as_ref().map(|v| v.span());
     let doc_start = 0..0;
 
     let head: Option<RawHead> = c.ok(RawHead::deserialize(toml::de::Deserializer::from(doc))
@@ -120,6 +121,7 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
 
     let mut name = None;
     let mut output_mode = OutputMode::Append;
+    let mut output_mode_span = None;
     let mut trigger = Trigger::BackToBack;
     if let Some(head) = head {
         let span = head.name.span();
@@ -128,7 +130,8 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
             name = Some((value, Location::from_span(text, span)));
         }
         if let Some(mode) = head.output_mode {
-            if *mode.get_ref() == OutputMode::Complete {
+            output_mode_span = Some(mode.span());
+            if *mode.get_ref() == OutputMode::Complete && aggregate_span.is_none() {
                 c.error_hint(
                     mode.span(),
                     "output_mode \"complete\" needs an aggregation",
@@ -149,6 +152,17 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
                 RawTrigger::AvailableNow => Trigger::AvailableNow,
             };
         }
+    }
+
+    if let (Some(Some(spec)), OutputMode::Append) = (&aggregate, output_mode)
+        && spec.watermark.is_none()
+    {
+        let span = output_mode_span.or(aggregate_span).unwrap_or(doc_start);
+        c.error_hint(
+            span,
+            "output_mode \"append\" with an aggregation needs a watermark",
+            "append emits each window once, when the watermark passes its end (Spark's rule); add `watermark = \"10s\"` and a `window` to [aggregate], or use output_mode \"update\" or \"complete\"",
+        );
     }
 
     match (name, source, sinks, transforms, aggregate) {

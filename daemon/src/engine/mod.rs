@@ -15,7 +15,9 @@ pub use blocking::blocking;
 pub use error::{BatchError, ErrorClass};
 pub use operator::{BatchContext, Operator, OperatorError};
 pub use pipeline::{Control, Pipeline, PipelineExit, PipelineHandle, RetryPolicy};
-pub use progress::{BatchProgress, Durations, PipelineMonitor, PipelineStatus};
+pub use progress::{
+    BatchProgress, Durations, PipelineMonitor, PipelineStatus, StateOperatorProgress,
+};
 pub use trigger::next_processing_time_tick;
 
 #[cfg(test)]

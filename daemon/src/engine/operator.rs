@@ -2,6 +2,7 @@
 //! aggregation). One required method; lifecycle hooks default to nothing.
 
 use super::error::ErrorClass;
+use super::progress::StateOperatorProgress;
 use crate::state::WriteSet;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -68,5 +69,10 @@ pub trait Operator: Send {
     /// Whether a batch without new rows is worth running (a moved watermark frees windows).
     fn wants_no_data_batch(&self, _watermark_ms: Option<i64>) -> bool {
         false
+    }
+
+    /// A stateful operator's figures for the batch that just finished.
+    fn state_progress(&self) -> Option<StateOperatorProgress> {
+        None
     }
 }

@@ -423,6 +423,7 @@ impl Pipeline {
                 end_offset: entry.end.clone(),
                 watermark_ms: entry.watermark_ms,
                 attempts,
+                state_operators: self.operators.iter().filter_map(|op| op.state_progress()).collect(),
             };
             tracing::debug!(
                 pipeline = %self.name,

@@ -27,6 +27,28 @@ pub struct Durations {
     pub trigger_execution: f64,
 }
 
+/// What a stateful operator holds and did in one batch (Spark's `stateOperators[]`, with the
+/// batch's event-time statistics).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StateOperatorProgress {
+    /// Groups (windows × keys) held after the batch.
+    pub num_rows_total: u64,
+    /// Groups changed by the batch.
+    pub num_rows_updated: u64,
+    /// Groups evicted by the watermark.
+    pub num_rows_removed: u64,
+    /// Input rows (per window they fall in) dropped as late, or without an event time.
+    pub num_rows_dropped_by_watermark: u64,
+    /// Approximate memory held by the state, in bytes.
+    pub memory_used_bytes: u64,
+    /// Smallest event time in the batch, ms.
+    pub event_time_min_ms: Option<i64>,
+    /// Largest event time in the batch, ms.
+    pub event_time_max_ms: Option<i64>,
+    /// Mean event time in the batch, ms.
+    pub event_time_avg_ms: Option<i64>,
+}
+
 /// What one batch did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BatchProgress {
@@ -54,6 +76,8 @@ pub struct BatchProgress {
     pub watermark_ms: Option<i64>,
     /// Attempts it took (1 when nothing failed).
     pub attempts: u32,
+    /// Stateful operators' figures.
+    pub state_operators: Vec<StateOperatorProgress>,
 }
 
 /// Where a pipeline is in its life.

@@ -1,0 +1,16 @@
+//! Stateful aggregation: group-by, event-time windows (tumbling, sliding, session), watermarks
+//! and Spark's output modes, with state written through to the store at every commit.
+//!
+//! Pure parts (window arithmetic, grouping, accumulators) are separate from the operator that
+//! ties them to batches and commits; only `persist.rs` knows the state's key layout.
+
+mod accumulators;
+mod assign;
+mod groups;
+mod operator;
+mod persist;
+mod resolve;
+
+pub use accumulators::{AggregateError, GroupsAccumulator, UserAggregateFn};
+pub use operator::{AggregateOperator, OpenError};
+pub use resolve::{AggregatePlan, UserAggregates, resolve, window_type};

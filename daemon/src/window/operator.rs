@@ -1,0 +1,611 @@
+//! The stateful aggregation operator: assigns rows to (window, key) groups, updates the
+//! accumulators once per chunk, emits per output mode at the end of a batch, evicts windows the
+//! watermark has passed, and writes its changes into the batch's commit.
+//!
+//! All live groups are held in memory (the store is written through at commit and read back only
+//! on start or after a failed batch), so processing never reads RocksDB.
+
+use super::accumulators::{AggregateError, GroupsAccumulator};
+use super::assign::{for_each_sliding_start, tumbling_start};
+use super::groups::GroupTable;
+use super::persist::{Meta, StateKeys, encode_states};
+use super::resolve::{AggregatePlan, UserAggregates, accumulators};
+use crate::config::{OutputMode, WindowKind};
+use crate::engine::{BatchContext, ErrorClass, Operator, OperatorError, StateOperatorProgress};
+use crate::state::{SharedStore, WriteSet};
+use arrow::array::{Array, ArrayRef, AsArray, StructArray, TimestampMicrosecondArray, UInt32Array};
+use arrow::compute::{cast, take};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use arrow::record_batch::RecordBatch;
+use arrow::row::{SortField, Rows};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The aggregation could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The stored state was written by a different aggregation.
+    #[error(
+        "the [aggregate] of pipeline `{pipeline}` changed since its state was written\n  stored: {stored}\n  now:    {current}\nweir does not reuse state of a different aggregation: rename the pipeline to start it fresh, or delete its checkpoint and state with `weir state reset {pipeline}`"
+    )]
+    Mismatch {
+        /// Pipeline.
+        pipeline: String,
+        /// The stored description.
+        stored: String,
+        /// The current one.
+        current: String,
+    },
+    /// Reading the state failed.
+    #[error("cannot load the aggregation state of pipeline `{pipeline}`: {reason}")]
+    Load {
+        /// Pipeline.
+        pipeline: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+#[derive(Debug, Default, Clone)]
+struct BatchState {
+    batch_id: u64,
+    eviction: Option<i64>,
+    late: Option<i64>,
+    dropped: u64,
+    rows: u64,
+    min_time: Option<i64>,
+    max_time: Option<i64>,
+    sum_time: i128,
+    timed_rows: u64,
+}
+
+/// The `[aggregate]` stage.
+pub struct AggregateOperator {
+    pipeline: String,
+    plan: AggregatePlan,
+    plugins: Option<Arc<dyn UserAggregates + Send + Sync>>,
+    store: SharedStore,
+    keys: StateKeys,
+    meta: Meta,
+    groups: GroupTable,
+    accs: Vec<Box<dyn GroupsAccumulator>>,
+    /// Changed since the last commit.
+    dirty: Vec<bool>,
+    dirty_list: Vec<u32>,
+    /// (end, start) each group is stored under, once committed.
+    persisted: Vec<Option<(i64, i64)>>,
+    /// Stored keys to delete at the next commit (merged or re-keyed sessions).
+    stale: Vec<Vec<u8>>,
+    /// Session windows: each key's live sessions.
+    sessions: HashMap<Box<[u8]>, Vec<u32>>,
+    batch: Option<BatchState>,
+    evicted_through: Option<i64>,
+    last_progress: Option<StateOperatorProgress>,
+    group_of_row: Vec<u32>,
+    row_of_pair: Vec<u32>,
+}
+
+impl std::fmt::Debug for AggregateOperator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AggregateOperator")
+            .field("pipeline", &self.pipeline)
+            .field("groups", &self.groups.len())
+            .finish()
+    }
+}
+
+fn op_error(err: impl std::fmt::Display, retryable: bool) -> OperatorError {
+    OperatorError {
+        stage: "aggregate".into(),
+        message: err.to_string(),
+        class: if retryable { ErrorClass::External } else { ErrorClass::Internal },
+        retryable,
+    }
+}
+
+fn agg_error(err: AggregateError) -> OperatorError {
+    OperatorError {
+        stage: "aggregate".into(),
+        class: if err.retryable { ErrorClass::User } else { ErrorClass::Internal },
+        retryable: err.retryable,
+        message: err.message,
+    }
+}
+
+impl AggregateOperator {
+    /// Opens the aggregation of `pipeline`, restoring its committed state.
+    pub fn open(
+        pipeline: &str,
+        plan: AggregatePlan,
+        store: SharedStore,
+        plugins: Option<Arc<dyn UserAggregates + Send + Sync>>,
+    ) -> Result<AggregateOperator, OpenError> {
+        let keys = StateKeys::new(&crate::state::pipeline_prefix(pipeline));
+        let load_error = |reason: String| OpenError::Load {
+            pipeline: pipeline.to_string(),
+            reason,
+        };
+        let key_fields = Self::key_fields(&plan);
+        let mut op = AggregateOperator {
+            pipeline: pipeline.to_string(),
+            groups: GroupTable::new(key_fields).map_err(|e| load_error(e.to_string()))?,
+            accs: accumulators(&plan, plugins.as_deref().map(|p| p as &dyn UserAggregates)).map_err(load_error)?,
+            plan,
+            plugins,
+            store,
+            keys,
+            meta: Meta::default(),
+            dirty: Vec::new(),
+            dirty_list: Vec::new(),
+            persisted: Vec::new(),
+            stale: Vec::new(),
+            sessions: HashMap::new(),
+            batch: None,
+            evicted_through: None,
+            last_progress: None,
+            group_of_row: Vec::new(),
+            row_of_pair: Vec::new(),
+        };
+        if let Some(meta) = op.keys.load_meta(&op.store).map_err(load_error)?
+            && meta.fingerprint != op.plan.fingerprint
+        {
+            return Err(OpenError::Mismatch {
+                pipeline: pipeline.to_string(),
+                stored: meta.fingerprint,
+                current: op.plan.fingerprint.clone(),
+            });
+        }
+        op.reload().map_err(load_error)?;
+        Ok(op)
+    }
+
+    fn key_fields(plan: &AggregatePlan) -> Vec<SortField> {
+        plan.output_schema
+            .fields()
+            .iter()
+            .skip(usize::from(plan.window.is_some()))
+            .take(plan.keys.len())
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect()
+    }
+
+    /// Drops everything in memory and loads the committed state.
+    fn reload(&mut self) -> Result<(), String> {
+        self.groups = GroupTable::new(Self::key_fields(&self.plan)).map_err(|e| e.to_string())?;
+        self.accs = accumulators(&self.plan, self.plugins.as_deref().map(|p| p as &dyn UserAggregates))?;
+        self.dirty.clear();
+        self.dirty_list.clear();
+        self.persisted.clear();
+        self.stale.clear();
+        self.sessions.clear();
+        self.batch = None;
+        self.evicted_through = None;
+        self.meta = self.keys.load_meta(&self.store)?.unwrap_or_else(|| Meta {
+            fingerprint: self.plan.fingerprint.clone(),
+            ..Meta::default()
+        });
+        let stored = self.keys.load(&self.store)?;
+        let parser = self.groups.parser();
+        for group in stored {
+            if group.states.len() != self.accs.len() {
+                return Err(format!(
+                    "a stored group has {} states for {} functions",
+                    group.states.len(),
+                    self.accs.len()
+                ));
+            }
+            let (g, _) = self.groups.intern(group.start, group.end, parser.parse(&group.key));
+            for (acc, state) in self.accs.iter_mut().zip(&group.states) {
+                acc.load(g, state).map_err(|e| e.message)?;
+            }
+            self.dirty.push(false);
+            self.persisted.push(Some((group.end, group.start)));
+            if matches!(self.plan.window, Some((_, WindowKind::Session { .. }))) {
+                self.sessions.entry(group.key.into_boxed_slice()).or_default().push(g);
+            }
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self, ctx: &BatchContext) {
+        if self.batch.as_ref().is_some_and(|b| b.batch_id == ctx.batch_id) {
+            return;
+        }
+        let watermarked = self.plan.delay_us.is_some();
+        self.batch = Some(BatchState {
+            batch_id: ctx.batch_id,
+            // Both in µs; the engine carries ms.
+            eviction: ctx.watermark_ms.filter(|_| watermarked).map(|ms| ms.saturating_mul(1000)),
+            late: self.meta.last_eviction_ms.filter(|_| watermarked).map(|ms| ms.saturating_mul(1000)),
+            ..BatchState::default()
+        });
+    }
+
+    fn mark_dirty(&mut self, g: u32) {
+        let gi = g as usize;
+        if gi >= self.dirty.len() {
+            self.dirty.resize(gi + 1, false);
+            self.persisted.resize(gi + 1, None);
+        }
+        if !self.dirty[gi] {
+            self.dirty[gi] = true;
+            self.dirty_list.push(g);
+        }
+    }
+
+    fn is_late(late: Option<i64>, end: i64) -> bool {
+        late.is_some_and(|wm| end <= wm)
+    }
+
+    /// Assigns the chunk's rows to groups; fills `group_of_row` / `row_of_pair`. Returns the
+    /// session groups merged away (to remove once the chunk is applied).
+    fn assign(&mut self, times: Option<&TimestampMicrosecondArray>, rows: &Rows, n: usize) -> Result<Vec<u32>, OperatorError> {
+        self.group_of_row.clear();
+        self.row_of_pair.clear();
+        let batch = self.batch.get_or_insert_with(BatchState::default);
+        let late = batch.late;
+        match (self.plan.window.map(|(_, kind)| kind), times) {
+            (None, _) | (_, None) => {
+                for i in 0..n {
+                    let (g, _) = self.groups.intern(i64::MIN, i64::MAX, rows.row(i));
+                    self.group_of_row.push(g);
+                    self.row_of_pair.push(i as u32);
+                }
+            }
+            (Some(kind), Some(times)) => {
+                let values = times.values();
+                for i in 0..n {
+                    if times.is_null(i) {
+                        batch.dropped += 1;
+                        continue;
+                    }
+                    let ts = values[i];
+                    batch.min_time = Some(batch.min_time.map_or(ts, |m| m.min(ts)));
+                    batch.max_time = Some(batch.max_time.map_or(ts, |m| m.max(ts)));
+                    batch.sum_time += i128::from(ts);
+                    batch.timed_rows += 1;
+                    match kind {
+                        WindowKind::Tumbling { size } => {
+                            let size = micros(size);
+                            let start = tumbling_start(ts, size);
+                            if Self::is_late(late, start + size) {
+                                batch.dropped += 1;
+                                continue;
+                            }
+                            let (g, _) = self.groups.intern(start, start + size, rows.row(i));
+                            self.group_of_row.push(g);
+                            self.row_of_pair.push(i as u32);
+                        }
+                        WindowKind::Sliding { size, slide } => {
+                            let (size, slide) = (micros(size), micros(slide));
+                            let (groups, group_of_row, row_of_pair) =
+                                (&mut self.groups, &mut self.group_of_row, &mut self.row_of_pair);
+                            for_each_sliding_start(ts, size, slide, |start| {
+                                if Self::is_late(late, start + size) {
+                                    batch.dropped += 1;
+                                } else {
+                                    let (g, _) = groups.intern(start, start + size, rows.row(i));
+                                    group_of_row.push(g);
+                                    row_of_pair.push(i as u32);
+                                }
+                            });
+                        }
+                        WindowKind::Session { .. } => {}
+                    }
+                }
+                if let WindowKind::Session { gap } = kind {
+                    return self.assign_sessions(times, rows, micros(gap), late);
+                }
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// Session windows: each row opens a session `[ts, ts + gap)` of its key that merges with
+    /// every session of that key it overlaps.
+    fn assign_sessions(
+        &mut self,
+        times: &TimestampMicrosecondArray,
+        rows: &Rows,
+        gap: i64,
+        late: Option<i64>,
+    ) -> Result<Vec<u32>, OperatorError> {
+        let mut redirect: HashMap<u32, u32> = HashMap::new();
+        let mut dead: Vec<u32> = Vec::new();
+        let values = times.values();
+        for i in 0..times.len() {
+            if times.is_null(i) {
+                continue;
+            }
+            let (ts, key) = (values[i], rows.row(i));
+            if Self::is_late(late, ts + gap) {
+                if let Some(b) = self.batch.as_mut() {
+                    b.dropped += 1;
+                }
+                continue;
+            }
+            let list = match self.sessions.get_mut(key.as_ref()) {
+                Some(list) => list,
+                None => self.sessions.entry(key.as_ref().into()).or_default(),
+            };
+            let overlapping: Vec<u32> = list
+                .iter()
+                .copied()
+                .filter(|&g| self.groups.start(g) < ts + gap && ts < self.groups.end(g))
+                .collect();
+            let g = match overlapping.split_first() {
+                None => {
+                    let (g, _) = self.groups.intern(ts, ts + gap, key);
+                    list.push(g);
+                    for acc in &mut self.accs {
+                        acc.resize(self.groups.len());
+                    }
+                    g
+                }
+                Some((&dst, others)) => {
+                    let mut start = self.groups.start(dst).min(ts);
+                    let mut end = self.groups.end(dst).max(ts + gap);
+                    for &src in others {
+                        start = start.min(self.groups.start(src));
+                        end = end.max(self.groups.end(src));
+                        for acc in &mut self.accs {
+                            acc.merge_groups(dst, src).map_err(agg_error)?;
+                        }
+                        redirect.insert(src, dst);
+                        dead.push(src);
+                        self.groups.forget(src);
+                        if let Some(Some((e, s))) = self.persisted.get(src as usize) {
+                            self.stale.push(self.keys.group(*e, *s, self.groups.key(src).as_ref()));
+                        }
+                    }
+                    list.retain(|g| !others.contains(g));
+                    self.groups.set_bounds(dst, start, end);
+                    dst
+                }
+            };
+            self.group_of_row.push(g);
+            self.row_of_pair.push(i as u32);
+        }
+        if !dead.is_empty() {
+            for g in &mut self.group_of_row {
+                while let Some(&to) = redirect.get(g) {
+                    *g = to;
+                }
+            }
+        }
+        Ok(dead)
+    }
+
+    /// Removes groups for good (evicted windows, merged sessions) and renumbers the rest.
+    fn remove_groups(&mut self, remove: &[u32]) {
+        if remove.is_empty() {
+            return;
+        }
+        let mut keep = vec![true; self.groups.len()];
+        for &g in remove {
+            keep[g as usize] = false;
+        }
+        let mapping = self.groups.retain(&keep);
+        let new_len = self.groups.len();
+        for acc in &mut self.accs {
+            acc.retain(&mapping, new_len);
+        }
+        let mut dirty = vec![false; new_len];
+        let mut persisted = vec![None; new_len];
+        for (old, new) in mapping.iter().enumerate() {
+            if let Some(new) = new {
+                dirty[*new as usize] = self.dirty.get(old).copied().unwrap_or(false);
+                persisted[*new as usize] = self.persisted.get(old).copied().flatten();
+            }
+        }
+        self.dirty = dirty;
+        self.persisted = persisted;
+        self.dirty_list = self
+            .dirty_list
+            .iter()
+            .filter_map(|&g| mapping.get(g as usize).copied().flatten())
+            .collect();
+        for list in self.sessions.values_mut() {
+            *list = list.iter().filter_map(|&g| mapping.get(g as usize).copied().flatten()).collect();
+        }
+        self.sessions.retain(|_, list| !list.is_empty());
+    }
+
+    /// The output rows of `groups`, sorted by window start, then key.
+    fn output(&mut self, mut groups: Vec<u32>) -> Result<Option<RecordBatch>, OperatorError> {
+        if groups.is_empty() {
+            return Ok(None);
+        }
+        groups.sort_by(|&a, &b| {
+            self.groups
+                .start(a)
+                .cmp(&self.groups.start(b))
+                .then_with(|| self.groups.key(a).cmp(&self.groups.key(b)))
+        });
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.plan.output_schema.fields().len());
+        if self.plan.window.is_some() {
+            let starts = TimestampMicrosecondArray::from_iter_values(groups.iter().map(|&g| self.groups.start(g)))
+                .with_timezone("UTC");
+            let ends = TimestampMicrosecondArray::from_iter_values(groups.iter().map(|&g| self.groups.end(g)))
+                .with_timezone("UTC");
+            let DataType::Struct(fields) = super::resolve::window_type() else {
+                return Err(op_error("window type is not a struct (a bug)", false));
+            };
+            columns.push(Arc::new(StructArray::new(fields, vec![Arc::new(starts), Arc::new(ends)], None)));
+        }
+        columns.extend(self.groups.key_columns(&groups).map_err(|e| op_error(e, false))?);
+        for acc in &mut self.accs {
+            columns.push(acc.evaluate(&groups).map_err(agg_error)?);
+        }
+        RecordBatch::try_new(self.plan.output_schema.clone(), columns)
+            .map(Some)
+            .map_err(|e| op_error(e, false))
+    }
+
+    fn state_bytes(&self) -> u64 {
+        (self.groups.size_bytes() + self.accs.iter().map(|a| a.size_bytes()).sum::<usize>()) as u64
+    }
+}
+
+impl Operator for AggregateOperator {
+    fn output_schema(&self) -> SchemaRef {
+        self.plan.output_schema.clone()
+    }
+
+    fn process(&mut self, chunk: RecordBatch, ctx: &BatchContext) -> Result<Vec<RecordBatch>, OperatorError> {
+        self.begin(ctx);
+        let n = chunk.num_rows();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(b) = self.batch.as_mut() {
+            b.rows += n as u64;
+        }
+        let times = match self.plan.window {
+            Some((i, _)) => {
+                let column = chunk.column(i);
+                let column = match column.data_type() {
+                    DataType::Timestamp(TimeUnit::Microsecond, _) => column.clone(),
+                    _ => cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None)).map_err(|e| op_error(e, false))?,
+                };
+                Some(column.as_primitive::<TimestampMicrosecondType>().clone())
+            }
+            None => None,
+        };
+        let key_columns: Vec<ArrayRef> = self.plan.keys.iter().map(|&i| chunk.column(i).clone()).collect();
+        let rows = self.groups.encode(&key_columns, n).map_err(|e| op_error(e, false))?;
+        let dead = self.assign(times.as_ref(), &rows, n)?;
+        if let Some(max) = self.batch.as_ref().and_then(|b| b.max_time) {
+            self.meta.max_event_time_ms = Some(self.meta.max_event_time_ms.map_or(max / 1000, |m| m.max(max / 1000)));
+        }
+
+        let identity = self.row_of_pair.len() == n && self.row_of_pair.iter().enumerate().all(|(i, &r)| r as usize == i);
+        let indices = (!identity).then(|| UInt32Array::from(self.row_of_pair.clone()));
+        let total = self.groups.len();
+        for (acc, f) in self.accs.iter_mut().zip(&self.plan.functions) {
+            let mut inputs: Vec<ArrayRef> = Vec::with_capacity(f.inputs.len());
+            for &c in &f.inputs {
+                let column = chunk.column(c);
+                inputs.push(match &indices {
+                    Some(idx) => take(column.as_ref(), idx, None).map_err(|e| op_error(e, false))?,
+                    None => column.clone(),
+                });
+            }
+            if inputs.is_empty() {
+                // `count` of rows: only the number of pairs matters.
+                inputs.push(Arc::new(arrow::array::NullArray::new(self.group_of_row.len())));
+            }
+            acc.update(&inputs, &self.group_of_row, total).map_err(agg_error)?;
+        }
+        let touched = std::mem::take(&mut self.group_of_row);
+        for &g in &touched {
+            self.mark_dirty(g);
+        }
+        self.group_of_row = touched;
+        self.remove_groups(&dead);
+        Ok(Vec::new())
+    }
+
+    fn finish_batch(&mut self, ctx: &BatchContext) -> Result<Vec<RecordBatch>, OperatorError> {
+        self.begin(ctx);
+        let eviction = self.batch.as_ref().and_then(|b| b.eviction);
+        let evictable: Vec<u32> = match eviction {
+            Some(wm) => (0..self.groups.len() as u32).filter(|&g| self.groups.end(g) <= wm).collect(),
+            None => Vec::new(),
+        };
+        let emit = match self.plan.mode {
+            OutputMode::Append => evictable.clone(),
+            OutputMode::Update => self.dirty_list.clone(),
+            OutputMode::Complete => (0..self.groups.len() as u32).collect(),
+        };
+        let updated = self.dirty_list.len() as u64;
+        let out = self.output(emit)?;
+        self.remove_groups(&evictable);
+        self.evicted_through = eviction;
+        let batch = self.batch.clone().unwrap_or_default();
+        self.last_progress = Some(StateOperatorProgress {
+            num_rows_total: self.groups.len() as u64,
+            num_rows_updated: updated,
+            num_rows_removed: evictable.len() as u64,
+            num_rows_dropped_by_watermark: batch.dropped,
+            memory_used_bytes: self.state_bytes(),
+            event_time_min_ms: batch.min_time.map(|t| t.div_euclid(1000)),
+            event_time_max_ms: batch.max_time.map(|t| t.div_euclid(1000)),
+            event_time_avg_ms: (batch.timed_rows > 0).then(|| (batch.sum_time / i128::from(batch.timed_rows)) as i64 / 1000),
+        });
+        Ok(out.into_iter().collect())
+    }
+
+    fn prepare_commit(&mut self, changes: &mut WriteSet) -> Result<(), OperatorError> {
+        for key in self.stale.drain(..) {
+            changes.delete(key);
+        }
+        let mut states = Vec::with_capacity(self.accs.len());
+        for &g in &self.dirty_list {
+            let (start, end) = (self.groups.start(g), self.groups.end(g));
+            if let Some(Some((old_end, old_start))) = self.persisted.get(g as usize)
+                && (*old_end, *old_start) != (end, start)
+            {
+                changes.delete(self.keys.group(*old_end, *old_start, self.groups.key(g).as_ref()));
+            }
+            states.clear();
+            for acc in &self.accs {
+                let mut bytes = Vec::new();
+                acc.save(g, &mut bytes);
+                states.push(bytes);
+            }
+            changes.put(self.keys.group(end, start, self.groups.key(g).as_ref()), encode_states(&states));
+        }
+        if let Some(wm) = self.evicted_through {
+            let (from, to) = self.keys.ended_by(wm);
+            changes.delete_range(from, to);
+            self.meta.last_eviction_ms = Some(wm.div_euclid(1000));
+        }
+        let meta = serde_json::to_vec(&self.meta).map_err(|e| op_error(e, false))?;
+        changes.put(self.keys.meta(), meta);
+        Ok(())
+    }
+
+    fn committed(&mut self) {
+        for &g in &self.dirty_list {
+            if let Some(slot) = self.persisted.get_mut(g as usize) {
+                *slot = Some((self.groups.end(g), self.groups.start(g)));
+            }
+            if let Some(d) = self.dirty.get_mut(g as usize) {
+                *d = false;
+            }
+        }
+        self.dirty_list.clear();
+        self.batch = None;
+        self.evicted_through = None;
+    }
+
+    fn abort_batch(&mut self) {
+        if let Err(err) = self.reload() {
+            tracing::error!(pipeline = %self.pipeline, "cannot reload aggregation state after a failed batch: {err}");
+        }
+    }
+
+    fn next_watermark(&self) -> Option<i64> {
+        let delay = self.plan.delay_us?;
+        let candidate = self.meta.max_event_time_ms? - delay / 1000;
+        Some(self.meta.last_eviction_ms.map_or(candidate, |last| last.max(candidate)))
+    }
+
+    fn wants_no_data_batch(&self, watermark_ms: Option<i64>) -> bool {
+        let (Some(_), Some(wm)) = (self.plan.delay_us, watermark_ms) else {
+            return false;
+        };
+        let advanced = self.meta.last_eviction_ms.is_none_or(|last| wm > last);
+        let wm_us = wm.saturating_mul(1000);
+        advanced && self.groups.ends().iter().any(|&end| end <= wm_us)
+    }
+
+    fn state_progress(&self) -> Option<StateOperatorProgress> {
+        self.last_progress.clone()
+    }
+}
+
+fn micros(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}

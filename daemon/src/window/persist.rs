@@ -1,0 +1,181 @@
+//! How aggregation state sits in the store. Keys are
+//! `pipeline prefix | 'a' | window end | window start | group key` with big-endian,
+//! sign-flipped timestamps, so all windows that end by a watermark form one key range: expiry
+//! and append-mode emission are a range delete, never a scan. The values are the
+//! accumulators' states, each length-prefixed. `pipeline prefix | 'm'` holds [`Meta`].
+
+use crate::state::{SharedStore, StoreError, prefix_end};
+use serde::{Deserialize, Serialize};
+
+const STATE: u8 = b'a';
+const META: u8 = b'm';
+
+/// What the aggregation keeps besides its groups, committed with every batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// Description of the stateful part this state was written by (group keys, window,
+    /// functions); state written by another description is not reused.
+    pub fingerprint: String,
+    /// The eviction watermark of the last committed batch: rows whose window ended by it are
+    /// late.
+    pub last_eviction_ms: Option<i64>,
+    /// Largest event time seen so far.
+    pub max_event_time_ms: Option<i64>,
+}
+
+/// Order-preserving encoding of a signed timestamp.
+pub fn encode_time(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn decode_time(bytes: &[u8]) -> Option<i64> {
+    let array: [u8; 8] = bytes.try_into().ok()?;
+    Some((u64::from_be_bytes(array) ^ (1 << 63)) as i64)
+}
+
+/// Key builder for one pipeline's aggregation state.
+#[derive(Debug, Clone)]
+pub struct StateKeys {
+    prefix: Vec<u8>,
+}
+
+/// One stored group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredGroup {
+    /// Window start (µs).
+    pub start: i64,
+    /// Window end (µs).
+    pub end: i64,
+    /// Row-format key bytes.
+    pub key: Vec<u8>,
+    /// Each accumulator's saved state.
+    pub states: Vec<Vec<u8>>,
+}
+
+impl StateKeys {
+    /// Keys under a pipeline's prefix (`state::pipeline_prefix`).
+    pub fn new(pipeline_prefix: &[u8]) -> StateKeys {
+        StateKeys {
+            prefix: pipeline_prefix.to_vec(),
+        }
+    }
+
+    /// The key of a group.
+    pub fn group(&self, end: i64, start: i64, key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.prefix.len() + 17 + key.len());
+        k.extend_from_slice(&self.prefix);
+        k.push(STATE);
+        k.extend_from_slice(&encode_time(end));
+        k.extend_from_slice(&encode_time(start));
+        k.extend_from_slice(key);
+        k
+    }
+
+    /// `[from, to)` covering every group whose window ends at or before `watermark`.
+    pub fn ended_by(&self, watermark: i64) -> (Vec<u8>, Vec<u8>) {
+        let mut from = self.prefix.clone();
+        from.push(STATE);
+        let mut to = from.clone();
+        to.extend_from_slice(&encode_time(watermark.saturating_add(1)));
+        (from, to)
+    }
+
+    /// `[from, to)` covering all groups.
+    pub fn all(&self) -> (Vec<u8>, Vec<u8>) {
+        let mut from = self.prefix.clone();
+        from.push(STATE);
+        let to = prefix_end(&from);
+        (from, to)
+    }
+
+    /// The metadata key.
+    pub fn meta(&self) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.push(META);
+        k
+    }
+
+    /// Reads every stored group, in key order.
+    pub fn load(&self, store: &SharedStore) -> Result<Vec<StoredGroup>, String> {
+        let (from, to) = self.all();
+        let mut groups = Vec::new();
+        let mut bad = None;
+        let skip = from.len();
+        store
+            .scan(&from, &to, false, &mut |key, value| {
+                match decode_group(&key[skip..], value) {
+                    Some(group) => groups.push(group),
+                    None => bad = Some(String::from_utf8_lossy(key).into_owned()),
+                }
+                bad.is_none()
+            })
+            .map_err(|e: StoreError| e.to_string())?;
+        match bad {
+            Some(key) => Err(format!("stored aggregation state is damaged at key {key:?}")),
+            None => Ok(groups),
+        }
+    }
+
+    /// Reads the metadata.
+    pub fn load_meta(&self, store: &SharedStore) -> Result<Option<Meta>, String> {
+        match store.get(&self.meta()).map_err(|e| e.to_string())? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| format!("stored aggregation metadata is damaged: {e}")),
+        }
+    }
+}
+
+/// Concatenates accumulator states, each prefixed with its length.
+pub fn encode_states(states: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(states.iter().map(|s| s.len() + 4).sum());
+    for s in states {
+        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        out.extend_from_slice(s);
+    }
+    out
+}
+
+fn decode_group(key: &[u8], value: &[u8]) -> Option<StoredGroup> {
+    let end = decode_time(key.get(0..8)?)?;
+    let start = decode_time(key.get(8..16)?)?;
+    let mut states = Vec::new();
+    let mut at = 0;
+    while at < value.len() {
+        let len = u32::from_le_bytes(value.get(at..at + 4)?.try_into().ok()?) as usize;
+        states.push(value.get(at + 4..at + 4 + len)?.to_vec());
+        at += 4 + len;
+    }
+    Some(StoredGroup {
+        start,
+        end,
+        key: key[16..].to_vec(),
+        states,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_encoding_preserves_order_across_zero() {
+        let times = [i64::MIN, -5_000_000, -1, 0, 1, 10_000_000, i64::MAX];
+        let encoded: Vec<[u8; 8]> = times.iter().map(|t| encode_time(*t)).collect();
+        assert!(encoded.windows(2).all(|w| w[0] < w[1]));
+        for t in times {
+            assert_eq!(decode_time(&encode_time(t)), Some(t));
+        }
+    }
+
+    #[test]
+    fn the_ended_by_range_holds_exactly_the_windows_ending_by_the_watermark() {
+        let keys = StateKeys::new(b"p\0x\0");
+        let (from, to) = keys.ended_by(10);
+        for (end, inside) in [(-3, true), (9, true), (10, true), (11, false), (i64::MAX, false)] {
+            let k = keys.group(end, end - 5, b"\x01key");
+            assert_eq!(k >= from && k < to, inside, "window ending at {end}");
+        }
+    }
+}
