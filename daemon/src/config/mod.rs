@@ -5,13 +5,17 @@
 //! or a list of [`Diagnostic`]s, and that is all.
 
 mod aggregate;
+mod byte_size;
 mod checker;
 mod datagen;
 mod diagnostic;
 mod duration;
+mod file_source;
+mod on_error;
 mod plan;
 mod raw;
 mod sink;
+mod socket;
 mod source;
 mod tagged;
 mod transform;
@@ -19,11 +23,15 @@ mod transform;
 pub use aggregate::{
     AggregateSpec, BuiltinFunction, ColumnRef, FunctionKind, FunctionSpec, WindowKind, WindowSpec,
 };
+pub use byte_size::{ByteSize, parse_byte_size};
 pub use datagen::{ColumnSpec, ColumnType, DatagenSpec, Generator, Scalar, TemplatePart};
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use duration::HumanDuration;
+pub use file_source::{CleanSource, FileColumn, FileSourceSpec, InputFormat, glob_base};
+pub use on_error::OnError;
 pub use plan::{OutputMode, PipelinePlan, Trigger};
 pub use sink::{FileFormat, FileSinkSpec, SinkSpec};
+pub use socket::{DEFAULT_MAX_LINE_BYTES, SocketMode, SocketSpec};
 pub use source::{RateMicroBatchSpec, RateSpec, SourceSpec};
 pub use transform::TransformSpec;
 

@@ -4,13 +4,15 @@
 use super::checker::Checker;
 use super::datagen::{DatagenSpec, RawDatagen, check_datagen};
 use super::duration::HumanDuration;
+use super::file_source::{FileSourceSpec, RawFileSource, check_file_source};
+use super::socket::{RawSocket, SocketSpec, check_socket};
 use super::tagged;
 use serde::Deserialize;
 use std::ops::Range;
 use toml::Spanned;
 use toml::de::DeValue;
 
-const SOURCE_TYPES: &[&str] = &["rate", "rate_micro_batch", "datagen"];
+const SOURCE_TYPES: &[&str] = &["rate", "rate_micro_batch", "datagen", "socket", "file"];
 
 /// A validated source.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +23,10 @@ pub enum SourceSpec {
     RateMicroBatch(RateMicroBatchSpec),
     /// `datagen`.
     Datagen(DatagenSpec),
+    /// `socket`.
+    Socket(SocketSpec),
+    /// `file`.
+    File(FileSourceSpec),
 }
 
 /// The `rate` source.
@@ -109,6 +115,16 @@ pub(super) fn check_source(c: &mut Checker<'_>, value: Spanned<DeValue<'_>>) -> 
             let span = tagged.body.span();
             let raw: RawDatagen = c.ok(tagged::deserialize(tagged.body))?;
             check_datagen(c, raw, span)
+        }
+        "socket" => {
+            let span = tagged.body.span();
+            let raw: RawSocket = c.ok(tagged::deserialize(tagged.body))?;
+            check_socket(c, raw, span)
+        }
+        "file" => {
+            let span = tagged.body.span();
+            let raw: RawFileSource = c.ok(tagged::deserialize(tagged.body))?;
+            check_file_source(c, raw, span)
         }
         _ => {
             let err = tagged::unknown_type("source", &tagged, SOURCE_TYPES);

@@ -49,6 +49,10 @@ impl BatchError {
             BatchError::Source(SourceError::BadOffset { .. }) => ErrorClass::User,
             BatchError::Source(SourceError::Arrow(_)) => ErrorClass::Internal,
             BatchError::Source(SourceError::Store(_)) => ErrorClass::External,
+            BatchError::Source(SourceError::Malformed { .. } | SourceError::Config(_)) => {
+                ErrorClass::User
+            }
+            BatchError::Source(SourceError::Io { .. }) => ErrorClass::External,
             BatchError::Operator(err) => err.class,
             BatchError::Sink {
                 source: SinkError::Io { .. },

@@ -132,6 +132,7 @@ enum Waited {
 
 struct BatchOutcome {
     rows_in: u64,
+    malformed: crate::sources::MalformedCounts,
     rows_out: u64,
     watermark_ms: Option<i64>,
     durations: Durations,
@@ -355,6 +356,7 @@ impl Pipeline {
                         blocking(|| self.source.latest_offset(&start, limit))?;
                     durations.latest_offset = millis(t);
                     let has_data = latest != start;
+                    self.monitor.set_source_status(self.source.status());
                     let wanted = must_run
                         || self
                             .operators
@@ -368,6 +370,7 @@ impl Pipeline {
                             Trigger::ProcessingTime(_) => continue,
                             Trigger::BackToBack => {
                                 self.monitor.set_status(PipelineStatus::Waiting);
+                                self.monitor.set_source_status(self.source.status());
                                 let wakeup = self.source.wakeup(&start);
                                 if let Waited::Stop = self.wait(wakeup, control).await {
                                     return Ok(PipelineExit::Stopped);
@@ -423,6 +426,8 @@ impl Pipeline {
                 end_offset: entry.end.clone(),
                 watermark_ms: entry.watermark_ms,
                 attempts,
+                num_malformed_skipped: outcome.malformed.skipped,
+                num_malformed_dead_lettered: outcome.malformed.dead_lettered,
                 state_operators: self.operators.iter().filter_map(|op| op.state_progress()).collect(),
             };
             tracing::debug!(
@@ -432,6 +437,8 @@ impl Pipeline {
                 input_rows_per_second = progress.input_rows_per_second,
                 processed_rows_per_second = progress.processed_rows_per_second,
                 duration_ms = progress.duration_ms.trigger_execution,
+                malformed_skipped = progress.num_malformed_skipped,
+                malformed_dead_lettered = progress.num_malformed_dead_lettered,
                 "batch committed"
             );
             self.monitor.record(progress);
@@ -494,6 +501,7 @@ impl Pipeline {
         let t = Instant::now();
         let mut data = self.source.read(&entry.start, &entry.end)?;
         durations.get_batch = millis(t);
+        let malformed = self.source.malformed();
         let rows_in: usize = data.iter().map(RecordBatch::num_rows).sum();
 
         let t = Instant::now();
@@ -548,6 +556,7 @@ impl Pipeline {
 
         Ok(BatchOutcome {
             rows_in: rows_in as u64,
+            malformed,
             rows_out: data.iter().map(|b| b.num_rows() as u64).sum(),
             watermark_ms,
             durations,

@@ -76,6 +76,10 @@ pub struct BatchProgress {
     pub watermark_ms: Option<i64>,
     /// Attempts it took (1 when nothing failed).
     pub attempts: u32,
+    /// Malformed input records the source dropped (`on_error = "skip"`).
+    pub num_malformed_skipped: u64,
+    /// Malformed input records the source wrote to its dead-letter folder.
+    pub num_malformed_dead_lettered: u64,
     /// Stateful operators' figures.
     pub state_operators: Vec<StateOperatorProgress>,
 }
@@ -106,6 +110,8 @@ pub struct PipelineMonitor {
     /// Pipeline name.
     pub name: String,
     status: Mutex<PipelineStatus>,
+    /// What the source says about itself ("waiting for peer ..."), refreshed by the loop.
+    source_status: Mutex<Option<String>>,
     recent: Mutex<VecDeque<BatchProgress>>,
     /// Number of batches committed since start, for waiters.
     committed: tokio::sync::watch::Sender<u64>,
@@ -117,6 +123,7 @@ impl PipelineMonitor {
         PipelineMonitor {
             name: name.to_string(),
             status: Mutex::new(PipelineStatus::Starting),
+            source_status: Mutex::new(None),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_BATCHES)),
             committed: tokio::sync::watch::Sender::new(0),
         }
@@ -132,6 +139,18 @@ impl PipelineMonitor {
     /// Sets the status.
     pub fn set_status(&self, status: PipelineStatus) {
         if let Ok(mut s) = self.status.lock() {
+            *s = status;
+        }
+    }
+
+    /// The source's own status line, if it has one (e.g. "waiting for peer localhost:9999").
+    pub fn source_status(&self) -> Option<String> {
+        self.source_status.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Sets the source's status line.
+    pub fn set_source_status(&self, status: Option<String>) {
+        if let Ok(mut s) = self.source_status.lock() {
             *s = status;
         }
     }

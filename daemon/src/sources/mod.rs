@@ -1,15 +1,23 @@
 //! Sources: where a pipeline's rows come from. Every source is replayable by offset: reading the
 //! same `[start, end)` range again yields the same rows, which is what makes recovery exact.
 
+mod bad_records;
 mod datagen;
+mod file;
 mod rate;
 mod rate_micro_batch;
 mod schedule;
+mod socket;
+mod socket_log;
 
+pub use bad_records::{BadRecords, MalformedCounts, RecordLocation, dead_letter_dir};
 pub use datagen::DatagenSource;
+pub use file::FileSource;
 pub use rate::RateSource;
 pub use rate_micro_batch::RateMicroBatchSource;
 pub use schedule::ReleaseSchedule;
+pub use socket::SocketSource;
+pub use socket_log::SocketLog;
 
 use crate::config::SourceSpec;
 use arrow::datatypes::SchemaRef;
@@ -40,6 +48,28 @@ pub enum SourceError {
     /// The source's durable log in the state store failed.
     #[error(transparent)]
     Store(#[from] crate::state::StoreError),
+    /// A record could not be parsed and `on_error = "fail"`.
+    #[error("malformed record at {location}: {reason} ({hint})")]
+    Malformed {
+        /// Where: file and line, or peer and offset.
+        location: String,
+        /// Why it could not be parsed.
+        reason: String,
+        /// What the user can do.
+        hint: &'static str,
+    },
+    /// The file system or the network refused (a missing file, a port in use).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The pipeline's configuration cannot work with what is there (no file to infer a schema
+    /// from, a schema that changed under a checkpoint).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// What a source may need from its surroundings when it is built.
@@ -119,23 +149,39 @@ pub trait Source: Send {
     fn committed(&mut self, _end: &SourceOffset) -> Result<(), SourceError> {
         Ok(())
     }
+
+    /// Malformed records the last `read` skipped or dead-lettered, for the batch's progress.
+    fn malformed(&self) -> MalformedCounts {
+        MalformedCounts::default()
+    }
+
+    /// What the source itself is doing, for the pipeline's status ("waiting for peer ...").
+    fn status(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Builds the runtime source for a validated spec.
-pub fn build(spec: &SourceSpec, _ctx: &SourceContext) -> Result<Box<dyn Source>, SourceError> {
+pub fn build(spec: &SourceSpec, ctx: &SourceContext) -> Result<Box<dyn Source>, SourceError> {
     Ok(match spec {
         SourceSpec::Rate(spec) => Box::new(RateSource::new(spec.clone())),
         SourceSpec::RateMicroBatch(spec) => Box::new(RateMicroBatchSource::new(spec.clone())),
         SourceSpec::Datagen(spec) => Box::new(DatagenSource::new(spec.clone())),
+        SourceSpec::Socket(spec) => Box::new(SocketSource::open(spec.clone(), ctx)?),
+        SourceSpec::File(spec) => Box::new(FileSource::open(spec.clone(), ctx)?),
     })
 }
 
-/// The schema a spec's source produces, known without opening anything.
+/// The schema a spec's source produces, known without opening anything — except for a file
+/// source whose schema is inferred: that one looks at the first file there is now (the running
+/// source keeps the schema it inferred when its checkpoint began; see `FileSource::open`).
 pub fn schema_of(spec: &SourceSpec) -> SchemaRef {
     match spec {
         SourceSpec::Rate(spec) => RateSource::new(spec.clone()).schema(),
         SourceSpec::RateMicroBatch(spec) => RateMicroBatchSource::new(spec.clone()).schema(),
         SourceSpec::Datagen(spec) => DatagenSource::new(spec.clone()).schema(),
+        SourceSpec::Socket(spec) => socket::schema(spec),
+        SourceSpec::File(spec) => file::schema_now(spec),
     }
 }
 

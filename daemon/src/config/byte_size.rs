@@ -1,0 +1,85 @@
+//! Sizes written the human way (`65536`, `"64KiB"`, `"256 MB"`, `"1g"`) for byte limits.
+
+use serde::{Deserialize, Deserializer};
+
+/// A number of bytes from the pipeline file: an integer, or a string with a unit (`B`, `KB`,
+/// `MB`, `GB` are powers of 1000; `KiB`, `MiB`, `GiB` and the single letters `k`, `m`, `g` are
+/// powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ByteSize(pub u64);
+
+/// Parses `"64 MiB"` and friends.
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| {
+        format!("invalid size \"{text}\"; expected e.g. 65536, \"64KiB\" or \"256MB\"")
+    })?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000 * 1000,
+        "gb" => 1000 * 1000 * 1000,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit \"{other}\" in \"{text}\"; use B, KB, MB, GB, KiB, MiB or GiB"
+            ));
+        }
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("size \"{text}\" is too large"))
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size in bytes, e.g. 65536, \"64KiB\" or \"256MB\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                parse_byte_size(v).map(ByteSize).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_byte_size;
+
+    #[test]
+    fn units_are_decimal_or_binary_as_written() {
+        for (text, bytes) in [
+            ("65536", 65536),
+            ("64KiB", 65536),
+            ("64 kib", 65536),
+            ("1k", 1024),
+            ("256MB", 256_000_000),
+            ("1 GiB", 1 << 30),
+            ("7b", 7),
+        ] {
+            assert_eq!(parse_byte_size(text), Ok(bytes), "{text}");
+        }
+        assert!(parse_byte_size("12 parsecs").is_err());
+        assert!(parse_byte_size("MB").is_err());
+        assert!(parse_byte_size("99999999999999999999GB").is_err());
+    }
+}

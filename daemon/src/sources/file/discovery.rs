@@ -1,0 +1,349 @@
+//! Finding new files: file system events (notify) make new files visible at once, a full listing
+//! every `list_interval` catches what events miss (network file systems), and a file is handed
+//! over only when it is complete — renamed into place, or unchanged for `stable_for`.
+
+use crate::config::FileSourceSpec;
+use notify::event::{EventKind, ModifyKind, RenameMode};
+use notify::{RecursiveMode, Watcher};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Notify;
+
+/// A file that may be new: what it looked like when last seen, and since when.
+#[derive(Debug, Clone)]
+struct Candidate {
+    size: u64,
+    mtime: SystemTime,
+    unchanged_since: Instant,
+    /// It was renamed into place, so it is complete now.
+    renamed: bool,
+}
+
+/// A complete file, ready to be logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyFile {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// Size.
+    pub size: u64,
+    /// Modification time, ms since the epoch.
+    pub mtime_ms: i64,
+    /// Modification time as the file system gave it.
+    pub mtime: SystemTime,
+}
+
+#[derive(Debug, Default)]
+struct Events {
+    /// Paths that changed, and whether each arrived by rename.
+    changed: Vec<(PathBuf, bool)>,
+}
+
+/// Which paths belong to the source.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    dir: PathBuf,
+    pattern: Option<glob::Pattern>,
+    recursive: bool,
+}
+
+impl Matcher {
+    /// The matcher of a spec; `dir` is the folder to watch.
+    pub fn new(spec: &FileSourceSpec) -> Matcher {
+        if spec.is_glob {
+            let text = spec.path.to_string_lossy();
+            Matcher {
+                dir: crate::config::glob_base(&spec.path),
+                pattern: glob::Pattern::new(&text).ok(),
+                recursive: true,
+            }
+        } else {
+            Matcher {
+                dir: spec.path.clone(),
+                pattern: None,
+                recursive: false,
+            }
+        }
+    }
+
+    /// The folder watched and listed.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether `path` is one of the source's files. Hidden files (`.name`) and files starting
+    /// with `_` are never read, as in Spark: writers put temporary files there.
+    pub fn matches(&self, path: &Path) -> bool {
+        let hidden = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .is_none_or(|n| n.starts_with('.') || n.starts_with('_'));
+        if hidden {
+            return false;
+        }
+        match &self.pattern {
+            Some(pattern) => pattern.matches_path_with(
+                path,
+                glob::MatchOptions {
+                    case_sensitive: true,
+                    require_literal_separator: true,
+                    require_literal_leading_dot: true,
+                },
+            ),
+            None => path.parent() == Some(self.dir.as_path()),
+        }
+    }
+
+    /// Every matching regular file now.
+    pub fn list(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        match &self.pattern {
+            Some(pattern) => {
+                if let Ok(paths) = glob::glob(pattern.as_str()) {
+                    out.extend(paths.flatten().filter(|p| p.is_file() && self.matches(p)));
+                }
+            }
+            None => {
+                if let Ok(entries) = std::fs::read_dir(&self.dir) {
+                    for entry in entries.flatten() {
+                        let path = entry.path();
+                        if entry.file_type().is_ok_and(|t| t.is_file()) && self.matches(&path) {
+                            out.push(path);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Watches and lists the source's folder and says which new files are complete.
+pub struct Discovery {
+    matcher: Matcher,
+    stable_for: Duration,
+    list_interval: Duration,
+    events: Arc<Mutex<Events>>,
+    notify: Arc<Notify>,
+    last_listing: Option<Instant>,
+    pending: HashMap<PathBuf, Candidate>,
+    // Dropping the watcher stops its thread.
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discovery")
+            .field("dir", &self.matcher.dir)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+fn ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Discovery {
+    /// Starts watching; without events (unsupported file system) listing still works.
+    pub fn start(spec: &FileSourceSpec) -> Discovery {
+        let matcher = Matcher::new(spec);
+        let events = Arc::new(Mutex::new(Events::default()));
+        let notify = Arc::new(Notify::new());
+        let (sink, ring) = (events.clone(), notify.clone());
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else { return };
+            let renamed_to = match event.kind {
+                EventKind::Modify(ModifyKind::Name(RenameMode::To)) => event.paths.first(),
+                EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.get(1),
+                _ => None,
+            };
+            let wanted = matches!(
+                event.kind,
+                EventKind::Create(_) | EventKind::Modify(_) | EventKind::Access(_)
+            );
+            if !wanted {
+                return;
+            }
+            if let Ok(mut e) = sink.lock() {
+                match renamed_to {
+                    Some(path) => e.changed.push((path.clone(), true)),
+                    None => e
+                        .changed
+                        .extend(event.paths.iter().map(|p| (p.clone(), false))),
+                }
+            }
+            ring.notify_one();
+        });
+        let watcher = match watcher {
+            Ok(mut w) => {
+                let mode = if matcher.recursive {
+                    RecursiveMode::Recursive
+                } else {
+                    RecursiveMode::NonRecursive
+                };
+                match w.watch(&matcher.dir, mode) {
+                    Ok(()) => Some(w),
+                    Err(err) => {
+                        tracing::warn!(
+                            "file source: cannot watch {} ({err}); new files are found by listing every {:?}",
+                            matcher.dir.display(),
+                            spec.list_interval
+                        );
+                        None
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!("file source: no file system events ({err}); listing only");
+                None
+            }
+        };
+        Discovery {
+            matcher,
+            stable_for: spec.stable_for,
+            list_interval: spec.list_interval,
+            events,
+            notify,
+            last_listing: None,
+            pending: HashMap::new(),
+            _watcher: watcher,
+        }
+    }
+
+    /// The matcher.
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
+    }
+
+    /// Rung when the folder changes.
+    pub fn notify(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+
+    /// Files not yet complete.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// How long until a pending file may become complete.
+    pub fn next_check(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.pending
+            .values()
+            .map(|c| (c.unchanged_since + self.stable_for).saturating_duration_since(now))
+            .min()
+    }
+
+    fn observe(&mut self, path: PathBuf, renamed: bool, now: Instant) {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            self.pending.remove(&path);
+            return;
+        };
+        if !meta.is_file() {
+            return;
+        }
+        let (size, mtime) = (
+            meta.len(),
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        );
+        match self.pending.get_mut(&path) {
+            Some(c) if c.size == size && c.mtime == mtime => c.renamed |= renamed,
+            Some(c) => {
+                *c = Candidate {
+                    size,
+                    mtime,
+                    unchanged_since: now,
+                    renamed,
+                };
+            }
+            None => {
+                // A file untouched for `stable_for` already (by its own modification time) is
+                // complete now: no need to watch it for another interval.
+                let idle = SystemTime::now()
+                    .duration_since(mtime)
+                    .is_ok_and(|age| age >= self.stable_for);
+                let unchanged_since = if idle {
+                    now.checked_sub(self.stable_for).unwrap_or(now)
+                } else {
+                    now
+                };
+                self.pending.insert(
+                    path,
+                    Candidate {
+                        size,
+                        mtime,
+                        unchanged_since,
+                        renamed,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Takes events, lists when due, and returns the complete files that `taken` does not hold.
+    /// `everything` treats every file there as complete (`available_now`).
+    pub fn poll(&mut self, taken: &HashMap<PathBuf, i64>, everything: bool) -> Vec<ReadyFile> {
+        let now = Instant::now();
+        let changed = self
+            .events
+            .lock()
+            .map(|mut e| std::mem::take(&mut e.changed))
+            .unwrap_or_default();
+        for (path, renamed) in changed {
+            if self.matcher.matches(&path) && !taken.contains_key(&path) {
+                self.observe(path, renamed, now);
+            }
+        }
+        let due = self
+            .last_listing
+            .is_none_or(|at| now.duration_since(at) >= self.list_interval);
+        if due || everything {
+            self.last_listing = Some(now);
+            for path in self.matcher.list() {
+                if !taken.contains_key(&path) && !self.pending.contains_key(&path) {
+                    self.observe(path, false, now);
+                }
+            }
+        }
+        // Re-check what is pending: a file still being written keeps changing, and one that
+        // vanished is dropped.
+        let paths: Vec<PathBuf> = self.pending.keys().cloned().collect();
+        for path in paths {
+            self.observe(path, false, now);
+        }
+        let mut ready = Vec::new();
+        self.pending.retain(|path, c| {
+            let complete =
+                everything || c.renamed || now.duration_since(c.unchanged_since) >= self.stable_for;
+            if complete {
+                ready.push(ReadyFile {
+                    path: path.clone(),
+                    size: c.size,
+                    mtime_ms: ms(c.mtime),
+                    mtime: c.mtime,
+                });
+            }
+            !complete
+        });
+        ready
+    }
+
+    /// Puts files back that were not taken this time (limits), keeping them complete.
+    pub fn put_back(&mut self, files: Vec<ReadyFile>) {
+        let now = Instant::now();
+        for f in files {
+            self.pending.insert(
+                f.path,
+                Candidate {
+                    size: f.size,
+                    mtime: f.mtime,
+                    unchanged_since: now.checked_sub(self.stable_for).unwrap_or(now),
+                    renamed: true,
+                },
+            );
+        }
+    }
+}

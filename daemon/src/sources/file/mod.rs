@@ -1,0 +1,511 @@
+//! `file`: new files in a folder or matching a glob, each read once, as CSV, JSON lines, Parquet
+//! or text.
+//!
+//! Which files make up a batch is durable: files are appended to a file log in the state store
+//! (synced) before a batch is planned, and offsets are positions in that log, so a replay reads
+//! the same files — and the same bytes of each, even if a file grew since. Files taken are
+//! remembered, so a restart reads nothing twice. `clean_source` moves or deletes a file only
+//! after the batch that read it has committed.
+
+mod discovery;
+mod log;
+mod readers;
+
+pub use log::{FileEntry, FileLog};
+
+use super::bad_records::{BadRecords, MalformedCounts};
+use super::{ReadLimit, Source, SourceContext, SourceError, SourceOffset, Wakeup};
+use crate::config::{CleanSource, ColumnType, FileSourceSpec, InputFormat};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use discovery::{Discovery, Matcher, ReadyFile};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Records read to infer a schema.
+const INFER_RECORDS: usize = 1000;
+
+fn parse_offset(value: &SourceOffset) -> Result<u64, SourceError> {
+    value
+        .get("files")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| SourceError::BadOffset {
+            offset: value.to_string(),
+            reason: "expected {\"files\": n}".into(),
+        })
+}
+
+fn offset(files: u64) -> SourceOffset {
+    serde_json::json!({ "files": files })
+}
+
+fn arrow_type(t: ColumnType) -> DataType {
+    match t {
+        ColumnType::String => DataType::Utf8,
+        ColumnType::Int => DataType::Int32,
+        ColumnType::Long => DataType::Int64,
+        ColumnType::Double => DataType::Float64,
+        ColumnType::Boolean => DataType::Boolean,
+        ColumnType::Timestamp => super::rate::timestamp_type(),
+    }
+}
+
+/// The schema when it does not depend on the files: text, or declared columns.
+fn fixed_schema(spec: &FileSourceSpec) -> Option<Schema> {
+    if spec.format == InputFormat::Text {
+        return Some(Schema::new(vec![Field::new(
+            "value",
+            DataType::Utf8,
+            false,
+        )]));
+    }
+    (!spec.columns.is_empty()).then(|| {
+        Schema::new(
+            spec.columns
+                .iter()
+                .map(|c| Field::new(&c.name, arrow_type(c.data_type), true))
+                .collect::<Vec<_>>(),
+        )
+    })
+}
+
+/// The oldest file there is now (by modification time, then name): the one inferred from.
+fn first_file(matcher: &Matcher) -> Option<PathBuf> {
+    matcher
+        .list()
+        .into_iter()
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .min()
+        .map(|(_, p)| p)
+}
+
+/// Infers a schema from one file: CSV and JSON from their first 1000 records (Arrow's
+/// inference), Parquet from its footer.
+fn infer(spec: &FileSourceSpec, path: &Path) -> Result<Schema, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let schema = match spec.format {
+        InputFormat::Csv => {
+            arrow::csv::reader::Format::default()
+                .with_header(spec.header)
+                .with_delimiter(spec.delimiter)
+                .with_quote(spec.quote)
+                .infer_schema(file, Some(INFER_RECORDS))
+                .map_err(|e| e.to_string())?
+                .0
+        }
+        InputFormat::Json => {
+            arrow::json::reader::infer_json_schema_from_seekable(
+                std::io::BufReader::new(file),
+                Some(INFER_RECORDS),
+            )
+            .map_err(|e| e.to_string())?
+            .0
+        }
+        InputFormat::Parquet => {
+            let builder =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| e.to_string())?;
+            Schema::new(builder.schema().fields().clone())
+        }
+        InputFormat::Text => Schema::new(vec![Field::new("value", DataType::Utf8, false)]),
+    };
+    // Inferred columns may hold nulls in later files even if the first had none.
+    Ok(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// The schema as it would be inferred now (for type checks before a pipeline runs); empty when
+/// there is no file to infer from.
+pub fn schema_now(spec: &FileSourceSpec) -> SchemaRef {
+    Arc::new(
+        fixed_schema(spec)
+            .or_else(|| first_file(&Matcher::new(spec)).and_then(|p| infer(spec, &p).ok()))
+            .unwrap_or_else(Schema::empty),
+    )
+}
+
+/// The file source.
+#[derive(Debug)]
+pub struct FileSource {
+    spec: FileSourceSpec,
+    schema: SchemaRef,
+    log: FileLog,
+    next: u64,
+    discovery: Discovery,
+    /// Files already logged (and not cleaned away), with their modification times.
+    taken: HashMap<PathBuf, i64>,
+    /// Files ignored as older than `max_file_age` (said once).
+    too_old: HashSet<PathBuf>,
+    newest_mtime_ms: i64,
+    bad: BadRecords,
+    malformed: MalformedCounts,
+    /// `available_now`: the files there were at start, not yet logged.
+    frozen: Option<VecDeque<ReadyFile>>,
+    cleaned_below: u64,
+}
+
+fn config_error(message: String) -> SourceError {
+    SourceError::Config(message)
+}
+
+impl FileSource {
+    /// Opens the file log and starts watching the folder.
+    pub fn open(spec: FileSourceSpec, ctx: &SourceContext) -> Result<FileSource, SourceError> {
+        let matcher = Matcher::new(&spec);
+        if !matcher.dir().is_dir() {
+            return Err(config_error(format!(
+                "the file source's folder {} does not exist (create it, or fix `path`)",
+                matcher.dir().display()
+            )));
+        }
+        let log = FileLog::new(ctx.store.clone(), &ctx.pipeline);
+        let corrupt = |e: log::FileLogError| match e {
+            log::FileLogError::Store(e) => SourceError::Store(e),
+            other => config_error(other.to_string()),
+        };
+        let schema = match fixed_schema(&spec) {
+            Some(schema) => Arc::new(schema),
+            None => match log.schema().map_err(corrupt)? {
+                Some(schema) => schema,
+                None => {
+                    let Some(first) = first_file(&matcher) else {
+                        return Err(config_error(format!(
+                            "no file in {} to infer the schema from; declare the columns with [[source.column]] or add a file before the first start",
+                            matcher.dir().display()
+                        )));
+                    };
+                    let schema = infer(&spec, &first).map_err(|reason| {
+                        config_error(format!(
+                            "cannot infer a schema from {}: {reason}",
+                            first.display()
+                        ))
+                    })?;
+                    tracing::info!(pipeline = %ctx.pipeline, "file source: schema inferred from {}: {}", first.display(), describe(&schema));
+                    log.set_schema(&schema).map_err(corrupt)?;
+                    Arc::new(schema)
+                }
+            },
+        };
+        let mut taken = log.seen()?;
+        let newest_mtime_ms = taken.values().copied().max().unwrap_or(i64::MIN);
+        if !(spec.latest_first && spec.max_files_per_trigger.is_some()) {
+            // Files older than max_file_age are ignored anyway; stop remembering them.
+            let max_age = i64::try_from(spec.max_file_age.as_millis()).unwrap_or(i64::MAX);
+            let threshold = newest_mtime_ms.saturating_sub(max_age);
+            let old: Vec<PathBuf> = taken
+                .iter()
+                .filter(|(_, mtime)| **mtime < threshold)
+                .map(|(p, _)| p.clone())
+                .collect();
+            if !old.is_empty() {
+                log.forget(&old)?;
+                for path in &old {
+                    taken.remove(path);
+                }
+            }
+        }
+        Ok(FileSource {
+            next: log.next_seq()?,
+            discovery: Discovery::start(&spec),
+            bad: BadRecords::new(spec.on_error, "file", &ctx.state_dir, &ctx.pipeline),
+            spec,
+            schema,
+            log,
+            taken,
+            too_old: HashSet::new(),
+            newest_mtime_ms,
+            malformed: MalformedCounts::default(),
+            frozen: None,
+            cleaned_below: 0,
+        })
+    }
+
+    /// Complete new files, in processing order, within `max_file_age`.
+    fn candidates(&mut self) -> Vec<ReadyFile> {
+        let mut ready = match &mut self.frozen {
+            Some(frozen) => frozen.drain(..).collect(),
+            None => self.discovery.poll(&self.taken, false),
+        };
+        let age_applies = !(self.spec.latest_first && self.spec.max_files_per_trigger.is_some());
+        let newest = ready
+            .iter()
+            .map(|f| f.mtime_ms)
+            .max()
+            .unwrap_or(i64::MIN)
+            .max(self.newest_mtime_ms);
+        if age_applies && newest != i64::MIN {
+            let max_age = i64::try_from(self.spec.max_file_age.as_millis()).unwrap_or(i64::MAX);
+            let threshold = newest.saturating_sub(max_age);
+            ready.retain(|f| {
+                let keep = f.mtime_ms >= threshold;
+                if !keep && self.too_old.insert(f.path.clone()) {
+                    tracing::info!(
+                        "file source: ignoring {}: older than the newest file by more than max_file_age",
+                        f.path.display()
+                    );
+                }
+                keep
+            });
+        }
+        ready.sort_by(|a, b| (a.mtime_ms, &a.path).cmp(&(b.mtime_ms, &b.path)));
+        if self.spec.latest_first {
+            ready.reverse();
+        }
+        ready
+    }
+
+    /// Cleans up after committed batches: files of log entries below `to`.
+    fn clean_below(&mut self, to: u64) -> Result<(), SourceError> {
+        if to <= self.cleaned_below {
+            return Ok(());
+        }
+        let entries = self.log.entries(0, to).map_err(|e| match e {
+            log::FileLogError::Store(e) => SourceError::Store(e),
+            other => config_error(other.to_string()),
+        })?;
+        let mut gone: Vec<PathBuf> = Vec::new();
+        for (_, entry) in &entries {
+            let result = match &self.spec.clean_source {
+                CleanSource::Off => continue,
+                CleanSource::Delete => match std::fs::remove_file(&entry.path) {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+                    _ => Ok(()),
+                },
+                CleanSource::Archive(dir) => {
+                    archive(&entry.path, self.discovery.matcher().dir(), dir)
+                }
+            };
+            match result {
+                Ok(()) => gone.push(entry.path.clone()),
+                Err(err) => tracing::warn!(
+                    "file source: clean_source could not {} {}: {err}; it stays where it is and is not read again",
+                    if matches!(self.spec.clean_source, CleanSource::Delete) {
+                        "delete"
+                    } else {
+                        "archive"
+                    },
+                    entry.path.display()
+                ),
+            }
+        }
+        let gone_refs: Vec<&Path> = gone.iter().map(PathBuf::as_path).collect();
+        self.log.remove_below(to, &gone_refs)?;
+        for path in &gone {
+            self.taken.remove(path);
+        }
+        self.cleaned_below = to;
+        Ok(())
+    }
+
+    fn read_entry(
+        &mut self,
+        entry: &FileEntry,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), SourceError> {
+        let io = |e| SourceError::Io {
+            what: format!(
+                "cannot read {} (taken for this batch)",
+                entry.path.display()
+            ),
+            source: e,
+        };
+        let file = std::fs::File::open(&entry.path).map_err(io)?;
+        if self.spec.format == InputFormat::Parquet {
+            return readers::read_parquet(&self.schema, &entry.path, file, &mut self.bad, out);
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(entry.size).unwrap_or(0));
+        file.take(entry.size).read_to_end(&mut bytes).map_err(io)?;
+        if (bytes.len() as u64) < entry.size {
+            return Err(SourceError::Io {
+                what: format!(
+                    "cannot read {} (taken for this batch)",
+                    entry.path.display()
+                ),
+                source: std::io::Error::other(format!(
+                    "it shrank from {} to {} bytes after it was taken",
+                    entry.size,
+                    bytes.len()
+                )),
+            });
+        }
+        readers::read_bytes(
+            &self.spec,
+            &self.schema,
+            &entry.path,
+            &bytes,
+            &mut self.bad,
+            out,
+        )
+    }
+}
+
+/// Moves `path` under `archive`, keeping its path relative to `base`; never overwrites.
+fn archive(path: &Path, base: &Path, archive: &Path) -> std::io::Result<()> {
+    let relative = path
+        .strip_prefix(base)
+        .ok()
+        .map(Path::to_path_buf)
+        .or_else(|| path.file_name().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("file"));
+    let mut target = archive.join(&relative);
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut n = 1;
+    while target.exists() {
+        target = archive.join(format!("{}.{n}", relative.display()));
+        n += 1;
+    }
+    match std::fs::rename(path, &target) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::CrossesDevices => {
+            std::fs::copy(path, &target)?;
+            std::fs::File::open(&target)?.sync_all()?;
+            std::fs::remove_file(path)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+fn describe(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Source for FileSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn initial_offset(&mut self) -> Result<SourceOffset, SourceError> {
+        Ok(offset(self.next))
+    }
+
+    fn latest_offset(
+        &mut self,
+        start: &SourceOffset,
+        limit: ReadLimit,
+    ) -> Result<SourceOffset, SourceError> {
+        let start = parse_offset(start)?;
+        self.clean_below(start)?;
+        if self.next > start {
+            // Logged before a stop but never planned: those files, as chosen then.
+            return Ok(offset(self.next));
+        }
+        let ready = self.candidates();
+        let mut chosen = Vec::new();
+        let mut rest = Vec::new();
+        let mut bytes = 0u64;
+        for file in ready {
+            let within = match limit {
+                ReadLimit::AllAvailable => true,
+                ReadLimit::SourceLimits => {
+                    let files_ok = self
+                        .spec
+                        .max_files_per_trigger
+                        .is_none_or(|max| (chosen.len() as u64) < max);
+                    let bytes_ok = self
+                        .spec
+                        .max_bytes_per_trigger
+                        .is_none_or(|max| chosen.is_empty() || bytes + file.size <= max);
+                    files_ok && bytes_ok && rest.is_empty()
+                }
+            };
+            if within {
+                bytes += file.size;
+                chosen.push(file);
+            } else {
+                rest.push(file);
+            }
+        }
+        match &mut self.frozen {
+            Some(frozen) => frozen.extend(rest),
+            None => self.discovery.put_back(rest),
+        }
+        if chosen.is_empty() {
+            return Ok(offset(start));
+        }
+        let entries: Vec<FileEntry> = chosen
+            .into_iter()
+            .map(|f| FileEntry {
+                path: f.path,
+                size: f.size,
+                mtime_ms: f.mtime_ms,
+            })
+            .collect();
+        self.log.append(start, &entries)?;
+        for e in &entries {
+            self.taken.insert(e.path.clone(), e.mtime_ms);
+            self.newest_mtime_ms = self.newest_mtime_ms.max(e.mtime_ms);
+        }
+        self.next = start + entries.len() as u64;
+        Ok(offset(self.next))
+    }
+
+    fn read(
+        &mut self,
+        start: &SourceOffset,
+        end: &SourceOffset,
+    ) -> Result<Vec<RecordBatch>, SourceError> {
+        let (start, end) = (parse_offset(start)?, parse_offset(end)?);
+        let entries = self.log.entries(start, end).map_err(|e| match e {
+            log::FileLogError::Store(e) => SourceError::Store(e),
+            other => config_error(other.to_string()),
+        })?;
+        if entries.len() as u64 != end.saturating_sub(start) {
+            return Err(config_error(format!(
+                "the file log lacks entries {start}..{end} of this batch (the state directory was damaged or edited)"
+            )));
+        }
+        self.bad.begin();
+        let mut out = Vec::new();
+        for (_, entry) in &entries {
+            self.read_entry(entry, &mut out)?;
+        }
+        self.malformed = self.bad.finish(&format!("files-{start:020}-{end:020}"))?;
+        Ok(out)
+    }
+
+    fn wakeup(&self, _at: &SourceOffset) -> Wakeup {
+        match self.discovery.next_check() {
+            Some(wait) => Wakeup::Poll(wait.max(Duration::from_millis(20))),
+            None => Wakeup::Notified(self.discovery.notify()),
+        }
+    }
+
+    fn prepare_available_now(&mut self) {
+        let files = self.discovery.poll(&self.taken, true);
+        self.frozen = Some(files.into());
+    }
+
+    fn committed(&mut self, end: &SourceOffset) -> Result<(), SourceError> {
+        let end = parse_offset(end)?;
+        self.clean_below(end)
+    }
+
+    fn malformed(&self) -> MalformedCounts {
+        self.malformed
+    }
+
+    fn status(&self) -> Option<String> {
+        match self.discovery.pending() {
+            0 => None,
+            n => Some(format!(
+                "{n} new file(s) not yet complete (waiting for stable_for)"
+            )),
+        }
+    }
+}

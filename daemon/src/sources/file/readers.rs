@@ -1,0 +1,474 @@
+//! Turning one file's bytes into record batches with Arrow's own readers, record by record when
+//! a chunk holds malformed rows: the fast path decodes 64k rows at a time; a chunk that fails is
+//! decoded again one record at a time, so each bad record is found, located (file, line, byte)
+//! and handed to the `on_error` policy while the good ones are kept.
+
+use crate::config::{FileSourceSpec, InputFormat};
+use crate::sources::bad_records::{BadRecords, RecordLocation};
+use crate::sources::{CHUNK_ROWS, SourceError};
+use arrow::array::{ArrayRef, StringBuilder, new_null_array};
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Reads a whole file's bytes (as logged) into batches of `schema`.
+pub fn read_bytes(
+    spec: &FileSourceSpec,
+    schema: &SchemaRef,
+    path: &Path,
+    bytes: &[u8],
+    bad: &mut BadRecords,
+    out: &mut Vec<RecordBatch>,
+) -> Result<(), SourceError> {
+    let mut file = FileCursor {
+        path,
+        bytes,
+        lines: LineCounter::default(),
+    };
+    match spec.format {
+        InputFormat::Csv => read_csv(spec, schema, &mut file, bad, out),
+        InputFormat::Json => read_json(schema, &mut file, bad, out),
+        InputFormat::Text => read_text(schema, &mut file, bad, out),
+        InputFormat::Parquet => Err(SourceError::Config(
+            "parquet files are read from the file, not from bytes (a bug)".into(),
+        )),
+    }
+}
+
+/// Counts line breaks lazily: only the slow path needs line numbers.
+#[derive(Default)]
+struct LineCounter {
+    pos: usize,
+    lines: u64,
+}
+
+struct FileCursor<'a> {
+    path: &'a Path,
+    bytes: &'a [u8],
+    lines: LineCounter,
+}
+
+impl FileCursor<'_> {
+    /// The 1-based line of byte `pos`.
+    fn line_of(&mut self, pos: usize) -> u64 {
+        if pos < self.lines.pos {
+            self.lines = LineCounter::default();
+        }
+        let pos = pos.min(self.bytes.len());
+        self.lines.lines += self.bytes[self.lines.pos..pos]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as u64;
+        self.lines.pos = pos;
+        self.lines.lines + 1
+    }
+
+    fn bad(
+        &mut self,
+        bad: &mut BadRecords,
+        pos: usize,
+        reason: &str,
+        raw: &[u8],
+    ) -> Result<(), SourceError> {
+        let line = self.line_of(pos);
+        let raw = trim_line_end(raw);
+        bad.record(
+            RecordLocation {
+                file: Some(self.path),
+                line: Some(line),
+                byte_offset: Some(pos as u64),
+                ..RecordLocation::default()
+            },
+            reason,
+            raw,
+        )
+    }
+}
+
+fn trim_line_end(raw: &[u8]) -> &[u8] {
+    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+    raw.strip_suffix(b"\r").unwrap_or(raw)
+}
+
+fn is_blank(raw: &[u8]) -> bool {
+    raw.iter().all(u8::is_ascii_whitespace)
+}
+
+/// Arrow's messages name lines of its own decoder; the caller knows the real place, so the
+/// position is cut out, and so is the row dump (the raw record travels separately).
+pub fn clean_reason(err: &ArrowError) -> String {
+    let text = match err {
+        ArrowError::ParseError(s) | ArrowError::CsvError(s) | ArrowError::JsonError(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let text = match text.find(". Row data:") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find(" line ") {
+        let after = &rest[i + 6..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            out.push_str(&rest[..i + 6]);
+            rest = after;
+            continue;
+        }
+        let head = rest[..i].trim_end_matches(" at").trim_end_matches(" for");
+        out.push_str(head);
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn concat(
+    schema: &SchemaRef,
+    good: &[RecordBatch],
+    out: &mut Vec<RecordBatch>,
+) -> Result<(), SourceError> {
+    if !good.is_empty() {
+        out.push(arrow::compute::concat_batches(schema, good)?);
+    }
+    Ok(())
+}
+
+// ---- CSV ----
+
+fn csv_decoder(
+    spec: &FileSourceSpec,
+    schema: &SchemaRef,
+    rows: usize,
+) -> arrow::csv::reader::Decoder {
+    arrow::csv::ReaderBuilder::new(schema.clone())
+        .with_header(false)
+        .with_delimiter(spec.delimiter)
+        .with_quote(spec.quote)
+        .with_batch_size(rows)
+        .build_decoder()
+}
+
+/// The end of the CSV record starting at `pos` (quotes respected), or the end of the input.
+fn csv_record_end(spec: &FileSourceSpec, bytes: &[u8], pos: usize, scratch: &mut Vec<u8>) -> usize {
+    let mut reader = csv_core::ReaderBuilder::new()
+        .delimiter(spec.delimiter)
+        .quote(spec.quote)
+        .build();
+    let mut ends = [0usize; 256];
+    let mut at = pos;
+    if scratch.len() < 4096 {
+        scratch.resize(4096, 0);
+    }
+    loop {
+        let (result, nin, _, _) = reader.read_record(&bytes[at..], scratch, &mut ends);
+        at += nin;
+        match result {
+            csv_core::ReadRecordResult::Record | csv_core::ReadRecordResult::End => return at,
+            csv_core::ReadRecordResult::InputEmpty if at >= bytes.len() => {
+                // Feed the end of input so the last record completes.
+                let (_, _, _, _) = reader.read_record(&[], scratch, &mut ends);
+                return at;
+            }
+            csv_core::ReadRecordResult::InputEmpty
+            | csv_core::ReadRecordResult::OutputFull
+            | csv_core::ReadRecordResult::OutputEndsFull => {
+                // Only the record's extent matters here: output space is reused.
+            }
+        }
+    }
+}
+
+fn read_csv(
+    spec: &FileSourceSpec,
+    schema: &SchemaRef,
+    file: &mut FileCursor<'_>,
+    bad: &mut BadRecords,
+    out: &mut Vec<RecordBatch>,
+) -> Result<(), SourceError> {
+    let bytes = file.bytes;
+    let mut scratch = Vec::new();
+    let mut pos = if spec.header {
+        csv_record_end(spec, bytes, 0, &mut scratch)
+    } else {
+        0
+    };
+    while pos < bytes.len() {
+        let chunk_start = pos;
+        let mut decoder = csv_decoder(spec, schema, CHUNK_ROWS);
+        let fast = (|| {
+            loop {
+                let n = decoder.decode(&bytes[pos..])?;
+                pos += n;
+                if n == 0 || decoder.capacity() == 0 || pos >= bytes.len() {
+                    break;
+                }
+            }
+            if pos >= bytes.len() {
+                decoder.decode(&[])?;
+            }
+            decoder.flush()
+        })();
+        match fast {
+            Ok(Some(batch)) => out.push(batch),
+            Ok(None) => {}
+            Err(_) => pos = csv_slow(spec, schema, file, chunk_start, bad, out, &mut scratch)?,
+        }
+    }
+    Ok(())
+}
+
+/// Decodes up to a chunk of records one at a time from `from`; returns where it stopped.
+fn csv_slow(
+    spec: &FileSourceSpec,
+    schema: &SchemaRef,
+    file: &mut FileCursor<'_>,
+    from: usize,
+    bad: &mut BadRecords,
+    out: &mut Vec<RecordBatch>,
+    scratch: &mut Vec<u8>,
+) -> Result<usize, SourceError> {
+    let bytes = file.bytes;
+    let mut pos = from;
+    let mut good = Vec::new();
+    for _ in 0..CHUNK_ROWS {
+        if pos >= bytes.len() {
+            break;
+        }
+        let end = csv_record_end(spec, bytes, pos, scratch).max(pos + 1);
+        let record = &bytes[pos..end];
+        if !is_blank(record) {
+            let mut one = csv_decoder(spec, schema, 1);
+            let decoded = one
+                .decode(record)
+                .and_then(|_| one.decode(&[]))
+                .and_then(|_| one.flush());
+            match decoded {
+                Ok(Some(batch)) => good.push(batch),
+                Ok(None) => {}
+                Err(err) => {
+                    let start = pos + (record.len() - record.trim_ascii_start().len());
+                    file.bad(bad, start, &clean_reason(&err), &bytes[start..end])?;
+                }
+            }
+        }
+        pos = end;
+    }
+    concat(schema, &good, out)?;
+    Ok(pos)
+}
+
+// ---- JSON lines ----
+
+fn json_decoder(
+    schema: &SchemaRef,
+    rows: usize,
+) -> Result<arrow::json::reader::Decoder, SourceError> {
+    Ok(arrow::json::ReaderBuilder::new(schema.clone())
+        .with_batch_size(rows)
+        .build_decoder()?)
+}
+
+fn read_json(
+    schema: &SchemaRef,
+    file: &mut FileCursor<'_>,
+    bad: &mut BadRecords,
+    out: &mut Vec<RecordBatch>,
+) -> Result<(), SourceError> {
+    let bytes = file.bytes;
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let chunk_start = pos;
+        let mut decoder = json_decoder(schema, CHUNK_ROWS)?;
+        let fast = (|| {
+            loop {
+                let n = decoder.decode(&bytes[pos..])?;
+                pos += n;
+                if n == 0 || pos >= bytes.len() {
+                    break;
+                }
+            }
+            if decoder.has_partial_record() {
+                return Err(ArrowError::JsonError("unterminated JSON value".into()));
+            }
+            decoder.flush()
+        })();
+        match fast {
+            Ok(Some(batch)) => out.push(batch),
+            Ok(None) => {}
+            Err(_) => pos = json_slow(schema, file, chunk_start, bad, out)?,
+        }
+    }
+    Ok(())
+}
+
+fn json_slow(
+    schema: &SchemaRef,
+    file: &mut FileCursor<'_>,
+    from: usize,
+    bad: &mut BadRecords,
+    out: &mut Vec<RecordBatch>,
+) -> Result<usize, SourceError> {
+    let bytes = file.bytes;
+    let mut pos = from;
+    let mut good = Vec::new();
+    let mut rows = 0;
+    while pos < bytes.len() && rows < CHUNK_ROWS {
+        let end = bytes[pos..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(bytes.len(), |i| pos + i + 1);
+        let line = &bytes[pos..end];
+        if !is_blank(line) {
+            rows += 1;
+            let mut one = json_decoder(schema, 1)?;
+            let decoded = one.decode(line).and_then(|n| {
+                if !is_blank(&line[n..]) {
+                    Err(ArrowError::JsonError(
+                        "more than one JSON value on the line".into(),
+                    ))
+                } else if one.has_partial_record() {
+                    Err(ArrowError::JsonError("unterminated JSON value".into()))
+                } else {
+                    one.flush()
+                }
+            });
+            match decoded {
+                Ok(Some(batch)) => good.push(batch),
+                Ok(None) => {}
+                Err(err) => file.bad(bad, pos, &clean_reason(&err), line)?,
+            }
+        }
+        pos = end;
+    }
+    concat(schema, &good, out)?;
+    Ok(pos)
+}
+
+// ---- text ----
+
+fn read_text(
+    schema: &SchemaRef,
+    file: &mut FileCursor<'_>,
+    bad: &mut BadRecords,
+    out: &mut Vec<RecordBatch>,
+) -> Result<(), SourceError> {
+    let bytes = file.bytes;
+    let mut values = StringBuilder::with_capacity(
+        CHUNK_ROWS.min(bytes.len() / 8 + 1),
+        bytes.len().min(64 << 20),
+    );
+    let mut rows = 0;
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let end = bytes[pos..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(bytes.len(), |i| pos + i + 1);
+        let line = trim_line_end(&bytes[pos..end]);
+        match std::str::from_utf8(line) {
+            Ok(text) => {
+                values.append_value(text);
+                rows += 1;
+                if rows == CHUNK_ROWS {
+                    out.push(RecordBatch::try_new(
+                        schema.clone(),
+                        vec![Arc::new(values.finish()) as ArrayRef],
+                    )?);
+                    rows = 0;
+                }
+            }
+            Err(err) => file.bad(bad, pos, &format!("line is not valid UTF-8 ({err})"), line)?,
+        }
+        pos = end;
+    }
+    if rows > 0 {
+        out.push(RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(values.finish()) as ArrayRef],
+        )?);
+    }
+    Ok(())
+}
+
+// ---- Parquet ----
+
+/// Reads a Parquet file, matching its columns to `schema` by name (missing columns are an
+/// error, types are cast). A file that cannot be read is one malformed record.
+pub fn read_parquet(
+    schema: &SchemaRef,
+    path: &Path,
+    file: std::fs::File,
+    bad: &mut BadRecords,
+    out: &mut Vec<RecordBatch>,
+) -> Result<(), SourceError> {
+    let mut batches = Vec::new();
+    match parquet_batches(schema, file, &mut batches) {
+        Ok(()) => {
+            out.append(&mut batches);
+            Ok(())
+        }
+        Err(reason) => bad.record(
+            RecordLocation {
+                file: Some(path),
+                ..RecordLocation::default()
+            },
+            &format!("unreadable Parquet file: {reason}"),
+            b"",
+        ),
+    }
+}
+
+fn parquet_batches(
+    schema: &SchemaRef,
+    file: std::fs::File,
+    out: &mut Vec<RecordBatch>,
+) -> Result<(), String> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| e.to_string())?
+        .with_batch_size(CHUNK_ROWS)
+        .build()
+        .map_err(|e| e.to_string())?;
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let mut columns = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
+            let column = match batch.schema().index_of(field.name()) {
+                Ok(i) => arrow::compute::cast(batch.column(i), field.data_type())
+                    .map_err(|e| format!("column `{}`: {e}", field.name()))?,
+                Err(_) if field.is_nullable() => {
+                    new_null_array(field.data_type(), batch.num_rows())
+                }
+                Err(_) => return Err(format!("column `{}` is missing", field.name())),
+            };
+            columns.push(column);
+        }
+        out.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::error::ArrowError;
+
+    #[test]
+    fn reasons_lose_arrows_own_line_numbers() {
+        let parse = ArrowError::ParseError(
+            "Error while parsing value 'abc' as type 'Int64' for column 1 at line 0. Row data: '[x,abc]'".into(),
+        );
+        assert_eq!(
+            clean_reason(&parse),
+            "Error while parsing value 'abc' as type 'Int64' for column 1"
+        );
+        let csv =
+            ArrowError::CsvError("incorrect number of fields for line 1, expected 3 got 2".into());
+        assert_eq!(
+            clean_reason(&csv),
+            "incorrect number of fields, expected 3 got 2"
+        );
+    }
+}

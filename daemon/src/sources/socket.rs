@@ -1,0 +1,595 @@
+//! `socket`: lines of text from TCP, one row each (Spark's text socket source), made replayable.
+//!
+//! Network tasks (a connector in `connect` mode, an acceptor and one reader per producer in
+//! `listen` mode) hand whole lines to one writer task, which appends each burst to the durable
+//! [`SocketLog`] with one synced write. Only logged lines are visible to `latest_offset`, and
+//! offsets are line numbers in that log, so a batch replayed after `kill -9` reads exactly the
+//! lines it read before. The log is truncated once the batches that read it have committed.
+//! The tasks end when the source is dropped.
+
+use super::bad_records::{BadRecords, MalformedCounts, RecordLocation};
+use super::socket_log::{ChunkBuilder, Segment, SocketLog};
+use super::{CHUNK_ROWS, ReadLimit, Source, SourceContext, SourceError, SourceOffset, Wakeup};
+use crate::config::{SocketMode, SocketSpec};
+use arrow::array::{ArrayRef, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc};
+
+/// Bytes a writer burst may gather before it is written.
+const MAX_BURST_BYTES: usize = 4 << 20;
+/// Segments queued between the network tasks and the writer: past this, readers wait, and TCP
+/// pushes back on the producers.
+const QUEUE_SEGMENTS: usize = 256;
+const READ_BUFFER: usize = 64 * 1024;
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The schema: `value` (string), plus `timestamp` with `include_timestamp`.
+pub fn schema(spec: &SocketSpec) -> SchemaRef {
+    let mut fields = vec![Field::new("value", DataType::Utf8, false)];
+    if spec.include_timestamp {
+        fields.push(Field::new(
+            "timestamp",
+            super::rate::timestamp_type(),
+            false,
+        ));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// `{"lines": n}`: the first line a batch has not read.
+fn parse_offset(value: &SourceOffset) -> Result<u64, SourceError> {
+    value
+        .get("lines")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| SourceError::BadOffset {
+            offset: value.to_string(),
+            reason: "expected {\"lines\": n}".into(),
+        })
+}
+
+fn offset(lines: u64) -> SourceOffset {
+    serde_json::json!({ "lines": lines })
+}
+
+/// What the network tasks and the source share.
+#[derive(Debug)]
+struct Shared {
+    /// Lines durably logged: the newest offset a batch may end at.
+    logged: AtomicU64,
+    /// Rung after every logged burst.
+    notify: Arc<Notify>,
+    status: Mutex<String>,
+    /// Why the writer stopped, if it did (the store failed).
+    failed: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn set_status(&self, status: String) {
+        if let Ok(mut s) = self.status.lock() {
+            if *s != status {
+                tracing::info!("socket source: {status}");
+            }
+            *s = status;
+        }
+    }
+}
+
+/// The socket source.
+#[derive(Debug)]
+pub struct SocketSource {
+    spec: SocketSpec,
+    schema: SchemaRef,
+    log: SocketLog,
+    shared: Arc<Shared>,
+    bad: BadRecords,
+    malformed: MalformedCounts,
+    frozen: Option<u64>,
+    trimmed_below: u64,
+    tasks: Vec<tokio::task::AbortHandle>,
+    /// Where `listen` mode actually listens (port 0 resolved).
+    pub local_addr: Option<std::net::SocketAddr>,
+}
+
+impl Drop for SocketSource {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn io_error(what: String) -> impl FnOnce(std::io::Error) -> SourceError {
+    move |source| SourceError::Io { what, source }
+}
+
+impl SocketSource {
+    /// Opens the log and starts the network tasks; must run inside a tokio runtime.
+    pub fn open(spec: SocketSpec, ctx: &SourceContext) -> Result<SocketSource, SourceError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|err| SourceError::Io {
+            what: "the socket source needs the async runtime (a bug)".into(),
+            source: std::io::Error::other(err),
+        })?;
+        let log = SocketLog::new(ctx.store.clone(), &ctx.pipeline);
+        let next = log.next_seq()?;
+        let shared = Arc::new(Shared {
+            logged: AtomicU64::new(next),
+            notify: Arc::new(Notify::new()),
+            status: Mutex::new(String::new()),
+            failed: Mutex::new(None),
+        });
+        let (tx, rx) = mpsc::channel(QUEUE_SEGMENTS);
+        let mut tasks = vec![
+            runtime
+                .spawn(writer(rx, log.clone(), shared.clone(), next))
+                .abort_handle(),
+        ];
+        let mut local_addr = None;
+        match &spec.mode {
+            SocketMode::Connect { host, port } => {
+                shared.set_status(format!("waiting for peer {host}:{port}"));
+                tasks.push(
+                    runtime
+                        .spawn(connector(
+                            host.clone(),
+                            *port,
+                            tx,
+                            shared.clone(),
+                            spec.max_line_bytes,
+                        ))
+                        .abort_handle(),
+                );
+            }
+            SocketMode::Listen { bind } => {
+                let listener = std::net::TcpListener::bind(bind.as_str())
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .map_err(io_error(format!("cannot listen on {bind}")))?;
+                let addr = listener
+                    .local_addr()
+                    .map_err(io_error(format!("cannot listen on {bind}")))?;
+                let listener = {
+                    let _guard = runtime.enter();
+                    TcpListener::from_std(listener)
+                        .map_err(io_error(format!("cannot listen on {bind}")))?
+                };
+                tracing::info!(pipeline = %ctx.pipeline, "socket source listening on {addr}");
+                local_addr = Some(addr);
+                shared.set_status(format!("waiting for peer: listening on {addr}"));
+                tasks.push(
+                    runtime
+                        .spawn(acceptor(
+                            listener,
+                            addr,
+                            tx,
+                            shared.clone(),
+                            spec.max_line_bytes,
+                        ))
+                        .abort_handle(),
+                );
+            }
+        }
+        Ok(SocketSource {
+            bad: BadRecords::new(spec.on_error, "socket", &ctx.state_dir, &ctx.pipeline),
+            schema: schema(&spec),
+            spec,
+            log,
+            shared,
+            malformed: MalformedCounts::default(),
+            frozen: None,
+            trimmed_below: 0,
+            tasks,
+            local_addr,
+        })
+    }
+
+    fn check_writer(&self) -> Result<(), SourceError> {
+        match self.shared.failed.lock().ok().and_then(|f| f.clone()) {
+            Some(reason) => Err(SourceError::Io {
+                what: "the socket source cannot log received lines".into(),
+                source: std::io::Error::other(reason),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Lines below `start` belong to committed batches: drop them from the log once.
+    fn trim(&mut self, start: u64) -> Result<(), SourceError> {
+        if start > self.trimmed_below {
+            self.log.truncate_before(start)?;
+            self.trimmed_below = start;
+        }
+        Ok(())
+    }
+}
+
+impl Source for SocketSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn initial_offset(&mut self) -> Result<SourceOffset, SourceError> {
+        // A new checkpoint starts with the lines that arrive from now on.
+        Ok(offset(self.log.next_seq()?))
+    }
+
+    fn latest_offset(
+        &mut self,
+        start: &SourceOffset,
+        limit: ReadLimit,
+    ) -> Result<SourceOffset, SourceError> {
+        self.check_writer()?;
+        let start = parse_offset(start)?;
+        self.trim(start)?;
+        let logged = self
+            .frozen
+            .unwrap_or_else(|| self.shared.logged.load(Ordering::Acquire));
+        let mut end = logged.max(start);
+        if let (ReadLimit::SourceLimits, Some(max)) = (limit, self.spec.max_rows_per_batch) {
+            end = end.min(start.saturating_add(max));
+        }
+        Ok(offset(end))
+    }
+
+    fn read(
+        &mut self,
+        start: &SourceOffset,
+        end: &SourceOffset,
+    ) -> Result<Vec<RecordBatch>, SourceError> {
+        let (start, end) = (parse_offset(start)?, parse_offset(end)?);
+        self.trim(start)?;
+        self.bad.begin();
+        let rows = usize::try_from(end.saturating_sub(start))
+            .unwrap_or(usize::MAX)
+            .min(CHUNK_ROWS);
+        let mut values = StringBuilder::with_capacity(rows, rows * 32);
+        let mut times = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
+        let mut batches = Vec::new();
+        let mut failure = None;
+        let include_timestamp = self.spec.include_timestamp;
+        let schema = self.schema.clone();
+        let bad = &mut self.bad;
+        let mut flush = |values: &mut StringBuilder,
+                         times: &mut TimestampMicrosecondBuilder|
+         -> Result<(), SourceError> {
+            let mut columns: Vec<ArrayRef> = vec![Arc::new(values.finish())];
+            if include_timestamp {
+                columns.push(Arc::new(times.finish()));
+            }
+            batches.push(RecordBatch::try_new(schema.clone(), columns)?);
+            Ok(())
+        };
+        let mut pending = 0usize;
+        let mut chunk_failure = None;
+        self.log
+            .read(start, end, &mut |line| {
+                if failure.is_some() || chunk_failure.is_some() {
+                    return;
+                }
+                let bytes = line.bytes.strip_suffix(b"\r").unwrap_or(line.bytes);
+                match std::str::from_utf8(bytes) {
+                    Ok(text) => {
+                        values.append_value(text);
+                        if include_timestamp {
+                            times.append_value(line.received_us);
+                        }
+                        pending += 1;
+                        if pending == CHUNK_ROWS {
+                            pending = 0;
+                            if let Err(err) = flush(&mut values, &mut times) {
+                                chunk_failure = Some(err);
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        let at = RecordLocation {
+                            peer: Some(line.peer),
+                            offset: Some(line.seq),
+                            ..RecordLocation::default()
+                        };
+                        let reason = format!("line is not valid UTF-8 ({err})");
+                        if let Err(err) = bad.record(at, &reason, bytes) {
+                            failure = Some(err);
+                        }
+                    }
+                }
+            })
+            .map_err(|err| match err {
+                super::socket_log::SocketLogError::Store(err) => SourceError::Store(err),
+                corrupt => SourceError::Config(corrupt.to_string()),
+            })?;
+        if let Some(err) = failure.or(chunk_failure) {
+            return Err(err);
+        }
+        if pending > 0 {
+            flush(&mut values, &mut times)?;
+        }
+        self.malformed = self.bad.finish(&format!("lines-{start:020}-{end:020}"))?;
+        Ok(batches)
+    }
+
+    fn wakeup(&self, _at: &SourceOffset) -> Wakeup {
+        Wakeup::Notified(self.shared.notify.clone())
+    }
+
+    fn prepare_available_now(&mut self) {
+        self.frozen = Some(self.shared.logged.load(Ordering::Acquire));
+    }
+
+    fn committed(&mut self, end: &SourceOffset) -> Result<(), SourceError> {
+        let end = parse_offset(end)?;
+        self.trim(end)
+    }
+
+    fn malformed(&self) -> MalformedCounts {
+        self.malformed
+    }
+
+    fn status(&self) -> Option<String> {
+        self.shared.status.lock().ok().map(|s| s.clone())
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Appends bursts of segments to the log: one synced write per burst, then wakes the pipeline.
+async fn writer(
+    mut rx: mpsc::Receiver<Segment>,
+    log: SocketLog,
+    shared: Arc<Shared>,
+    mut next: u64,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut chunk = ChunkBuilder::default();
+        chunk.push(&first);
+        while chunk.len() < MAX_BURST_BYTES {
+            match rx.try_recv() {
+                Ok(segment) => chunk.push(&segment),
+                Err(_) => break,
+            }
+        }
+        let lines = chunk.lines();
+        let log = log.clone();
+        let written = tokio::task::spawn_blocking(move || log.append(next, &chunk)).await;
+        match written {
+            Ok(Ok(())) => {
+                next += lines;
+                shared.logged.store(next, Ordering::Release);
+                shared.notify.notify_one();
+            }
+            Ok(Err(err)) => {
+                tracing::error!("socket source: cannot log received lines: {err}");
+                if let Ok(mut f) = shared.failed.lock() {
+                    *f = Some(err.to_string());
+                }
+                shared.notify.notify_one();
+                return;
+            }
+            Err(err) => {
+                if let Ok(mut f) = shared.failed.lock() {
+                    *f = Some(format!("the log writer died (a bug): {err}"));
+                }
+                shared.notify.notify_one();
+                return;
+            }
+        }
+    }
+}
+
+/// Why a connection ended.
+enum Closed {
+    /// The peer closed it.
+    Eof,
+    /// A line was too long.
+    LineTooLong(usize),
+    /// A network error.
+    Io(std::io::Error),
+    /// The source is gone.
+    Stopped,
+}
+
+/// Reads lines from one connection into segments until it ends.
+async fn read_lines(
+    stream: &mut TcpStream,
+    peer: Arc<str>,
+    tx: &mpsc::Sender<Segment>,
+    max_line: usize,
+) -> Closed {
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BUFFER);
+    // Bytes of `buf` already known to hold no `\n`.
+    let mut scanned = 0;
+    loop {
+        if buf.capacity() - buf.len() < READ_BUFFER / 4 {
+            buf.reserve(READ_BUFFER);
+        }
+        let n = match stream.read_buf(&mut buf).await {
+            Ok(n) => n,
+            Err(err) => return Closed::Io(err),
+        };
+        let received_us = now_us();
+        if n == 0 {
+            if buf.is_empty() {
+                return Closed::Eof;
+            }
+            // As Spark's reader does, a last line without a line break still counts.
+            if buf.len() > max_line {
+                return Closed::LineTooLong(buf.len());
+            }
+            buf.push(b'\n');
+            let segment = Segment {
+                peer,
+                received_us,
+                lines: 1,
+                bytes: buf,
+            };
+            return match tx.send(segment).await {
+                Ok(()) => Closed::Eof,
+                Err(_) => Closed::Stopped,
+            };
+        }
+        let Some(last) = buf[scanned..]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map(|i| scanned + i)
+        else {
+            scanned = buf.len();
+            if buf.len() > max_line {
+                return Closed::LineTooLong(buf.len());
+            }
+            continue;
+        };
+        let mut lines = 0u32;
+        let mut line_start = 0;
+        let mut too_long = None;
+        for (i, b) in buf[..=last].iter().enumerate() {
+            if *b == b'\n' {
+                let len = i - line_start;
+                if len > max_line {
+                    too_long = Some(len);
+                    break;
+                }
+                lines += 1;
+                line_start = i + 1;
+            }
+        }
+        let rest = buf.split_off(line_start);
+        if lines > 0 {
+            let segment = Segment {
+                peer: peer.clone(),
+                received_us,
+                lines,
+                bytes: buf,
+            };
+            if tx.send(segment).await.is_err() {
+                return Closed::Stopped;
+            }
+        }
+        if let Some(len) = too_long {
+            return Closed::LineTooLong(len);
+        }
+        buf = rest;
+        scanned = 0;
+        let tail_start = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        if buf.len() - tail_start > max_line {
+            return Closed::LineTooLong(buf.len() - tail_start);
+        }
+    }
+}
+
+/// Runs one connection to its end and says why it ended, to the log and to the peer.
+async fn serve(
+    mut stream: TcpStream,
+    peer: Arc<str>,
+    tx: mpsc::Sender<Segment>,
+    max_line: usize,
+) -> bool {
+    match read_lines(&mut stream, peer.clone(), &tx, max_line).await {
+        Closed::Eof => {
+            tracing::info!("socket source: {peer} closed the connection");
+            true
+        }
+        Closed::LineTooLong(len) => {
+            let message = format!(
+                "weir: line of more than {max_line} bytes (max_line_bytes) after {len} bytes; closing this connection (earlier lines were kept)\n"
+            );
+            tracing::error!("socket source: {peer}: {}", message.trim_end());
+            let _ = stream.write_all(message.as_bytes()).await;
+            let _ = stream.shutdown().await;
+            true
+        }
+        Closed::Io(err) => {
+            tracing::warn!("socket source: connection with {peer} failed: {err}");
+            true
+        }
+        Closed::Stopped => false,
+    }
+}
+
+async fn connector(
+    host: String,
+    port: u16,
+    tx: mpsc::Sender<Segment>,
+    shared: Arc<Shared>,
+    max_line: usize,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match TcpStream::connect((host.as_str(), port)).await {
+            Ok(stream) => {
+                backoff = FIRST_BACKOFF;
+                let peer: Arc<str> = stream
+                    .peer_addr()
+                    .map_or_else(|_| format!("{host}:{port}"), |a| a.to_string())
+                    .into();
+                shared.set_status(format!("connected to {host}:{port}"));
+                if !serve(stream, peer, tx.clone(), max_line).await {
+                    return;
+                }
+                shared.set_status(format!(
+                    "waiting for peer {host}:{port}: the connection closed; reconnecting"
+                ));
+            }
+            Err(err) => {
+                shared.set_status(format!("waiting for peer {host}:{port}: {err}"));
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn acceptor(
+    listener: TcpListener,
+    addr: std::net::SocketAddr,
+    tx: mpsc::Sender<Segment>,
+    shared: Arc<Shared>,
+    max_line: usize,
+) {
+    // Owned here, so aborting the acceptor ends every connection with it.
+    let mut connections = tokio::task::JoinSet::new();
+    let connected = Arc::new(AtomicUsize::new(0));
+    let status = |n: usize| {
+        if n == 0 {
+            format!("waiting for peer: listening on {addr}, no producer connected")
+        } else {
+            format!("listening on {addr}, {n} producer(s) connected")
+        }
+    };
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let n = connected.fetch_add(1, Ordering::AcqRel) + 1;
+                    shared.set_status(status(n));
+                    let (tx, shared, connected) = (tx.clone(), shared.clone(), connected.clone());
+                    connections.spawn(async move {
+                        serve(stream, peer.to_string().into(), tx, max_line).await;
+                        let n = connected.fetch_sub(1, Ordering::AcqRel) - 1;
+                        shared.set_status(if n == 0 {
+                            format!("waiting for peer: listening on {addr}, no producer connected")
+                        } else {
+                            format!("listening on {addr}, {n} producer(s) connected")
+                        });
+                    });
+                }
+                Err(err) => {
+                    tracing::warn!("socket source: accepting on {addr} failed: {err}");
+                    tokio::time::sleep(FIRST_BACKOFF).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
