@@ -14,3 +14,6 @@ mod resolve;
 pub use accumulators::{AggregateError, GroupsAccumulator, UserAggregateFn};
 pub use operator::{AggregateOperator, OpenError};
 pub use resolve::{AggregatePlan, UserAggregates, resolve, window_type};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,261 @@
+//! The aggregation operator through its `Operator` interface, on the real RocksDB store: each
+//! output mode, windows of every kind, late rows, eviction, restart, and failed batches.
+
+use super::*;
+use crate::config::{SourceSpec, parse_pipeline};
+use crate::engine::{BatchContext, Operator};
+use crate::sinks::CellFormatter;
+use crate::state::{RocksStore, SharedStore, WriteSet};
+use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use std::path::Path;
+use std::sync::Arc;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const S: i64 = 1_000_000;
+
+fn input_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+        Field::new("sensor", DataType::Utf8, true),
+        Field::new("value", DataType::Int64, true),
+    ]))
+}
+
+/// Rows of (seconds, sensor, value).
+fn chunk(rows: &[(i64, &str, i64)]) -> RecordBatch {
+    let times = TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.0 * S)).with_timezone("UTC");
+    let sensors = StringArray::from_iter_values(rows.iter().map(|r| r.1));
+    let values = Int64Array::from_iter_values(rows.iter().map(|r| r.2));
+    match RecordBatch::try_new(input_schema(), vec![Arc::new(times), Arc::new(sensors), Arc::new(values)]) {
+        Ok(b) => b,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+struct Harness {
+    op: AggregateOperator,
+    store: SharedStore,
+    batch_id: u64,
+    watermark_ms: Option<i64>,
+    _dir: tempfile::TempDir,
+}
+
+fn plan_for(aggregate: &str, mode: &str) -> Result<AggregatePlan, Box<dyn std::error::Error>> {
+    let text = format!(
+        "name = \"t\"\noutput_mode = \"{mode}\"\n[source]\ntype = \"rate\"\n[[sink]]\ntype = \"null\"\n[aggregate]\n{aggregate}\n"
+    );
+    let plan = parse_pipeline(Path::new("t.toml"), &text).map_err(|d| d.to_string())?;
+    assert!(matches!(plan.source, SourceSpec::Rate(_)));
+    let spec = plan.aggregate.ok_or("no aggregate")?;
+    Ok(resolve(&spec, plan.output_mode, &input_schema(), Path::new("t.toml"), None).map_err(|d| d.to_string())?)
+}
+
+impl Harness {
+    fn new(aggregate: &str, mode: &str) -> Result<Harness, Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store: SharedStore = Arc::new(RocksStore::open(dir.path())?);
+        let op = AggregateOperator::open("t", plan_for(aggregate, mode)?, store.clone(), None)?;
+        Ok(Harness { op, store, batch_id: 0, watermark_ms: None, _dir: dir })
+    }
+
+    /// Reopens the operator on the same store (a restart).
+    fn restart(&mut self, aggregate: &str, mode: &str) -> Result<(), Box<dyn std::error::Error>> {
+        self.op = AggregateOperator::open("t", plan_for(aggregate, mode)?, self.store.clone(), None)?;
+        Ok(())
+    }
+
+    /// Runs one batch and commits it; returns the emitted rows as text.
+    fn batch(&mut self, chunks: &[&[(i64, &str, i64)]]) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+        let ctx = BatchContext { batch_id: self.batch_id, batch_timestamp_ms: 0, watermark_ms: self.watermark_ms };
+        let mut out = Vec::new();
+        for rows in chunks {
+            out.extend(self.op.process(chunk(rows), &ctx)?);
+        }
+        out.extend(self.op.finish_batch(&ctx)?);
+        let mut ws = WriteSet::default();
+        self.op.prepare_commit(&mut ws)?;
+        self.store.write(ws, false)?;
+        self.op.committed();
+        self.watermark_ms = self.op.next_watermark().or(self.watermark_ms);
+        self.batch_id += 1;
+        Ok(render(&out))
+    }
+
+    fn stored_groups(&self) -> Result<usize, Box<dyn std::error::Error>> {
+        let prefix = [crate::state::pipeline_prefix("t"), b"a".to_vec()].concat();
+        let mut n = 0;
+        self.store.scan(&prefix, &crate::state::prefix_end(&prefix), false, &mut |_, _| {
+            n += 1;
+            true
+        })?;
+        Ok(n)
+    }
+}
+
+fn render(batches: &[RecordBatch]) -> Vec<String> {
+    let f = CellFormatter { utc: true };
+    let mut rows = Vec::new();
+    for b in batches {
+        for r in 0..b.num_rows() {
+            let cells: Vec<String> = b
+                .columns()
+                .iter()
+                .map(|c| {
+                    let mut s = String::new();
+                    f.write(&mut s, c.as_ref(), r);
+                    s
+                })
+                .collect();
+            rows.push(cells.join(" | "));
+        }
+    }
+    rows
+}
+
+const TUMBLING: &str = "group_by = [\"sensor\"]\nwindow = { column = \"time\", size = \"10s\" }\nwatermark = \"5s\"\nfunctions = [{ fn = \"count\" }, { fn = \"sum\", column = \"value\" }, { fn = \"avg\", column = \"value\" }, { fn = \"min\", column = \"value\" }, { fn = \"max\", column = \"sensor\" }]";
+
+#[test]
+fn append_emits_each_window_once_after_the_watermark_passes_its_end() -> TestResult {
+    let mut h = Harness::new(TUMBLING, "append")?;
+    // Batch 0: two windows open; no watermark yet.
+    assert_eq!(h.batch(&[&[(1, "a", 1), (2, "b", 2), (12, "a", 3)]])?, Vec::<String>::new());
+    assert_eq!(h.watermark_ms, Some(7_000), "max event time 12 s minus 5 s");
+    // Batch 1 evicts with watermark 7 s: nothing ends by then. Max event time becomes 25 s.
+    assert_eq!(h.batch(&[&[(25, "a", 4), (3, "a", 10)]])?, Vec::<String>::new());
+    assert_eq!(h.watermark_ms, Some(20_000));
+    // Batch 2 runs with watermark 20 s: windows [0,10) and [10,20) are final and emitted, sorted.
+    let out = h.batch(&[])?;
+    assert_eq!(
+        out,
+        vec![
+            "{1970-01-01 00:00:00, 1970-01-01 00:00:10} | a | 2 | 11 | 5.5 | 1 | a",
+            "{1970-01-01 00:00:00, 1970-01-01 00:00:10} | b | 1 | 2 | 2.0 | 2 | b",
+            "{1970-01-01 00:00:10, 1970-01-01 00:00:20} | a | 1 | 3 | 3.0 | 3 | a",
+        ]
+    );
+    assert_eq!(h.stored_groups()?, 1, "only the open window [20,30) is left in the store");
+    // A row for an emitted window is late: dropped and counted, never emitted again.
+    assert_eq!(h.batch(&[&[(5, "a", 100), (28, "b", 1)]])?, Vec::<String>::new());
+    let progress = h.op.state_progress().ok_or("no progress")?;
+    assert_eq!(progress.num_rows_dropped_by_watermark, 1);
+    assert_eq!(progress.num_rows_total, 2);
+    Ok(())
+}
+
+#[test]
+fn a_row_behind_the_watermark_still_counts_while_its_window_is_open() -> TestResult {
+    let mut h = Harness::new(TUMBLING, "update")?;
+    h.batch(&[&[(30, "a", 1)]])?; // watermark for batch 1: 25 s
+    // 21 s is behind the watermark (25 s) but its window [20,30) has not been evicted yet:
+    // Spark drops only rows whose window ended by the previous batch's eviction watermark.
+    let out = h.batch(&[&[(21, "a", 5)]])?;
+    assert_eq!(out, vec!["{1970-01-01 00:00:20, 1970-01-01 00:00:30} | a | 1 | 5 | 5.0 | 5 | a"]);
+    assert_eq!(h.op.state_progress().map(|p| p.num_rows_dropped_by_watermark), Some(0));
+    // Now [20,30) was evicted with watermark 25 s? No: it ends at 30 s > 25 s. A later row for it
+    // after the watermark passes 30 s is dropped.
+    h.batch(&[&[(40, "a", 1)]])?; // eviction watermark 25 s; next 35 s
+    h.batch(&[])?; // eviction at 35 s removes [20,30) and [30,40)
+    h.batch(&[&[(22, "a", 7)]])?;
+    assert_eq!(h.op.state_progress().map(|p| p.num_rows_dropped_by_watermark), Some(1));
+    Ok(())
+}
+
+#[test]
+fn update_emits_only_changed_groups_and_complete_emits_all() -> TestResult {
+    let agg = "group_by = [\"sensor\"]\nfunctions = [{ fn = \"count\" }, { fn = \"last\", column = \"value\" }, { fn = \"count_distinct\", column = \"value\" }]";
+    let mut update = Harness::new(agg, "update")?;
+    let mut complete = Harness::new(agg, "complete")?;
+    let b0: &[(i64, &str, i64)] = &[(1, "a", 1), (1, "b", 2), (1, "a", 1)];
+    let b1: &[(i64, &str, i64)] = &[(1, "b", 3)];
+    assert_eq!(update.batch(&[b0])?, vec!["a | 2 | 1 | 1", "b | 1 | 2 | 1"]);
+    assert_eq!(update.batch(&[b1])?, vec!["b | 2 | 3 | 2"]);
+    assert_eq!(complete.batch(&[b0])?, vec!["a | 2 | 1 | 1", "b | 1 | 2 | 1"]);
+    assert_eq!(complete.batch(&[b1])?, vec!["a | 2 | 1 | 1", "b | 2 | 3 | 2"]);
+    Ok(())
+}
+
+#[test]
+fn sliding_windows_count_a_row_in_every_window_that_covers_it() -> TestResult {
+    let agg = "window = { column = \"time\", size = \"10s\", slide = \"5s\" }\nfunctions = [{ fn = \"count\" }]";
+    let mut h = Harness::new(agg, "update")?;
+    let out = h.batch(&[&[(7, "a", 1), (12, "a", 1)]])?;
+    assert_eq!(
+        out,
+        vec![
+            "{1970-01-01 00:00:00, 1970-01-01 00:00:10} | 1",
+            "{1970-01-01 00:00:05, 1970-01-01 00:00:15} | 2",
+            "{1970-01-01 00:00:10, 1970-01-01 00:00:20} | 1",
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn session_windows_grow_and_merge_per_key() -> TestResult {
+    let agg = "group_by = [\"sensor\"]\nwindow = { column = \"time\", gap = \"5s\" }\nwatermark = \"1m\"\nfunctions = [{ fn = \"count\" }, { fn = \"sum\", column = \"value\" }]";
+    let mut h = Harness::new(agg, "update")?;
+    let out = h.batch(&[&[(10, "a", 1), (12, "a", 1), (30, "a", 1), (11, "b", 5)]])?;
+    assert_eq!(
+        out,
+        vec![
+            "{1970-01-01 00:00:10, 1970-01-01 00:00:17} | a | 2 | 2",
+            "{1970-01-01 00:00:11, 1970-01-01 00:00:16} | b | 1 | 5",
+            "{1970-01-01 00:00:30, 1970-01-01 00:00:35} | a | 1 | 1",
+        ]
+    );
+    // After a restart from the store: 20 s is more than the gap after a's last event (12 s),
+    // so it opens a session of its own; 16 s then falls within the gap of both and merges them.
+    h.restart(agg, "update")?;
+    assert_eq!(h.batch(&[&[(20, "a", 10)]])?, vec!["{1970-01-01 00:00:20, 1970-01-01 00:00:25} | a | 1 | 10"]);
+    assert_eq!(h.batch(&[&[(16, "a", 100)]])?, vec!["{1970-01-01 00:00:10, 1970-01-01 00:00:25} | a | 4 | 112"]);
+    assert_eq!(h.stored_groups()?, 3, "a's merged session, a's later one and b's; the merged-away key is deleted");
+    Ok(())
+}
+
+#[test]
+fn state_survives_a_restart_and_a_failed_batch_leaves_no_trace() -> TestResult {
+    let mut h = Harness::new(TUMBLING, "update")?;
+    h.batch(&[&[(1, "a", 1)]])?;
+    h.restart(TUMBLING, "update")?;
+    // A batch that fails after processing is aborted: its changes must vanish.
+    let ctx = BatchContext { batch_id: 1, batch_timestamp_ms: 0, watermark_ms: h.watermark_ms };
+    h.op.process(chunk(&[(2, "a", 1000)]), &ctx)?;
+    h.op.abort_batch();
+    let out = h.batch(&[&[(3, "a", 2)]])?;
+    assert_eq!(out, vec!["{1970-01-01 00:00:00, 1970-01-01 00:00:10} | a | 2 | 3 | 1.5 | 1 | a"]);
+    Ok(())
+}
+
+#[test]
+fn a_changed_aggregation_refuses_the_old_state() -> TestResult {
+    let mut h = Harness::new(TUMBLING, "update")?;
+    h.batch(&[&[(1, "a", 1)]])?;
+    let changed = TUMBLING.replace("size = \"10s\"", "size = \"20s\"");
+    let err = AggregateOperator::open("t", plan_for(&changed, "update")?, h.store.clone(), None)
+        .err()
+        .ok_or("a changed window must not reuse the state")?;
+    let message = err.to_string();
+    assert!(message.contains("changed since its state was written"), "{message}");
+    assert!(message.contains("weir state reset t"), "{message}");
+    // Renaming an output column is not a change of state.
+    let renamed = TUMBLING.replace("{ fn = \"count\" }", "{ fn = \"count\", as = \"n\" }");
+    assert!(AggregateOperator::open("t", plan_for(&renamed, "update")?, h.store.clone(), None).is_ok());
+    Ok(())
+}
+
+#[test]
+fn schema_errors_name_the_column_and_its_place() -> TestResult {
+    let cases = [
+        ("group_by = [\"sensr\"]\nfunctions = [{ fn = \"count\" }]", "t.toml:8:13: error: unknown column `sensr`"),
+        ("functions = [{ fn = \"avg\", column = \"sensor\" }]", "t.toml:8:14: error: `avg` needs a numeric column; `sensor` is Utf8"),
+        ("window = { column = \"value\", size = \"10s\" }\nfunctions = [{ fn = \"count\" }]", "t.toml:8:21: error: window column `value` is Int64, expected a timestamp"),
+    ];
+    for (agg, want) in cases {
+        let err = plan_for(agg, "update").err().ok_or("expected an error")?.to_string();
+        assert!(err.starts_with(want), "got:\n{err}\nwant: {want}");
+    }
+    Ok(())
+}
