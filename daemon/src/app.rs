@@ -19,6 +19,8 @@ pub struct RunOptions {
     pub state_dir: PathBuf,
     /// How long stopping pipelines may take after a signal before weir gives up waiting.
     pub shutdown_deadline: Duration,
+    /// Loads the wasm plugins that pipelines name.
+    pub plugins: crate::wasm::PluginHost,
 }
 
 /// Why `weir run` could not start.
@@ -101,11 +103,13 @@ pub async fn run(plans: Vec<PipelinePlan>, options: RunOptions) -> Result<RunSum
         state_dir: options.state_dir.clone(),
         label_console: console_pipelines > 1,
         aggregates: None,
+        plugins: options.plugins.clone(),
     };
     for plan in &plans {
         let slot = exits.len();
         exits.push((plan.name.clone(), None));
-        match assemble(plan, &env) {
+        // Loading plugins runs wasm (init, output-schema), which must not block the runtime.
+        match crate::engine::blocking(|| assemble(plan, &env)) {
             Ok(pipeline) => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 controls.push(tx);

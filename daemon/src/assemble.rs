@@ -1,15 +1,16 @@
 //! Turns a validated plan into a runnable [`Pipeline`]: builds the source, the stages and the
 //! sinks, checking on the way that each stage accepts the schema the previous one produces.
 
-use crate::config::{Diagnostics, PipelinePlan, SinkSpec};
+use crate::config::{Diagnostic, Diagnostics, PipelinePlan, SinkSpec, TransformSpec};
 use crate::engine::{Operator, Pipeline};
-use crate::window::{self, AggregateOperator, OpenError, UserAggregates};
-use arrow::datatypes::SchemaRef;
-use std::sync::Arc;
 use crate::sinks::{self, SinkError};
 use crate::sources::{self, SourceContext, SourceError};
 use crate::state::{Checkpoint, SharedStore};
+use crate::wasm::{Limits, PluginError, PluginHost, WasmTransform};
+use crate::window::{self, AggregateOperator, OpenError, UserAggregates};
+use arrow::datatypes::SchemaRef;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// What assembling a pipeline needs from the process around it.
 #[derive(Clone)]
@@ -22,12 +23,15 @@ pub struct Environment {
     pub label_console: bool,
     /// Where user aggregate functions come from (the wasm plugin host), if anywhere.
     pub aggregates: Option<Arc<dyn UserAggregates + Send + Sync>>,
+    /// Loads the plugins that `[[transform]]` stages name.
+    pub plugins: PluginHost,
 }
 
 impl std::fmt::Debug for Environment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Environment")
             .field("state_dir", &self.state_dir)
+            .field("plugins", &self.plugins)
             .finish()
     }
 }
@@ -47,18 +51,94 @@ pub enum AssembleError {
     /// The aggregation's state cannot be used.
     #[error(transparent)]
     State(#[from] OpenError),
+    /// A transform plugin could not be loaded, or rejected its config or input schema.
+    #[error("{file}:{line}:{column}: transform #{index}: {source}")]
+    Transform {
+        /// The pipeline file.
+        file: String,
+        /// Where the stage names its plugin.
+        line: usize,
+        /// Column of that.
+        column: usize,
+        /// Position in the `[[transform]]` list, from 1.
+        index: usize,
+        /// What went wrong (names the plugin).
+        source: Box<PluginError>,
+    },
+}
+
+/// Loads each `[[transform]]` plugin and type-checks the chain: every stage gets the schema
+/// the one before produces (the first, the source's) and declares its own output.
+pub fn build_transforms(
+    plan: &PipelinePlan,
+    plugins: &PluginHost,
+) -> Result<Vec<WasmTransform>, AssembleError> {
+    let mut schema: SchemaRef = sources::schema_of(&plan.source);
+    let mut stages = Vec::with_capacity(plan.transforms.len());
+    for (i, spec) in plan.transforms.iter().enumerate() {
+        let stage = build_transform(plan, plugins, i + 1, spec, &schema).map_err(|source| {
+            AssembleError::Transform {
+                file: plan.file.display().to_string(),
+                line: spec.plugin_location.line,
+                column: spec.plugin_location.column,
+                index: i + 1,
+                source: Box::new(source),
+            }
+        })?;
+        schema = Operator::output_schema(&stage);
+        stages.push(stage);
+    }
+    Ok(stages)
+}
+
+fn build_transform(
+    plan: &PipelinePlan,
+    plugins: &PluginHost,
+    index: usize,
+    spec: &TransformSpec,
+    input: &SchemaRef,
+) -> Result<WasmTransform, PluginError> {
+    let defaults = Limits::default();
+    let limits = Limits {
+        memory_bytes: spec.memory_limit.unwrap_or(defaults.memory_bytes),
+        call_timeout: spec.timeout.unwrap_or(defaults.call_timeout),
+    };
+    let plugin = plugins.load(&spec.plugin)?;
+    WasmTransform::new(plugin, &plan.name, index, &spec.config, input, limits)
 }
 
 /// Checks that every stage accepts what the one before produces, without opening anything;
 /// returns the schema that reaches the sinks. `weir check` and `weir run` call it first.
+///
+/// Transforms are type-checked by loading their plugins from `plugins`; without a plugins
+/// folder the stages after a transform cannot be checked, and the source's schema is returned.
 pub fn check_schemas(
     plan: &PipelinePlan,
+    plugins: Option<&PluginHost>,
     aggregates: Option<&dyn UserAggregates>,
 ) -> Result<SchemaRef, Diagnostics> {
-    let schema = sources::schema_of(&plan.source);
+    let mut schema = sources::schema_of(&plan.source);
+    match plugins {
+        Some(plugins) => {
+            for (i, spec) in plan.transforms.iter().enumerate() {
+                let stage =
+                    build_transform(plan, plugins, i + 1, spec, &schema).map_err(|err| {
+                        Diagnostics::from(Diagnostic::located(
+                            &plan.file,
+                            spec.plugin_location.clone(),
+                            format!("transform #{}: {err}", i + 1),
+                        ))
+                    })?;
+                schema = Operator::output_schema(&stage);
+            }
+        }
+        None if !plan.transforms.is_empty() => return Ok(schema),
+        None => {}
+    }
     match &plan.aggregate {
         Some(spec) => {
-            let resolved = window::resolve(spec, plan.output_mode, &schema, &plan.file, aggregates)?;
+            let resolved =
+                window::resolve(spec, plan.output_mode, &schema, &plan.file, aggregates)?;
             Ok(resolved.output_schema)
         }
         None => Ok(schema),
@@ -81,13 +161,22 @@ pub fn assemble(plan: &PipelinePlan, env: &Environment) -> Result<Pipeline, Asse
         state_dir: env.state_dir.clone(),
     };
     let source = sources::build(&plan.source, &ctx)?;
-    let schema = source.schema();
+    let mut schema = source.schema();
     let mut operators: Vec<Box<dyn Operator>> = Vec::new();
+    for stage in build_transforms(plan, &env.plugins)? {
+        schema = Operator::output_schema(&stage);
+        operators.push(Box::new(stage));
+    }
     if let Some(spec) = &plan.aggregate {
         let aggregates = env.aggregates.as_deref().map(|a| a as &dyn UserAggregates);
         let resolved = window::resolve(spec, plan.output_mode, &schema, &plan.file, aggregates)
             .map_err(AssembleError::Check)?;
-        let op = AggregateOperator::open(&plan.name, resolved, env.store.clone(), env.aggregates.clone())?;
+        let op = AggregateOperator::open(
+            &plan.name,
+            resolved,
+            env.store.clone(),
+            env.aggregates.clone(),
+        )?;
         operators.push(Box::new(op));
     }
     let label = env.label_console.then_some(plan.name.as_str());

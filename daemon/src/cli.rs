@@ -34,6 +34,9 @@ pub enum Command {
     /// Prints every error as file:line:column with what was expected, and exits non-zero if
     /// any file is invalid.
     Check(CheckArgs),
+    /// List the wasm plugins in a folder: name, version, kind, contract version, size, and
+    /// any reason one cannot be loaded (then the exit status is 1).
+    Plugins(PluginsArgs),
 }
 
 /// `weir run`.
@@ -48,6 +51,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// Folder of wasm plugins that `[[transform]]` stages name (`plugin = "x"` is x.wasm
+    /// there). Default: $WEIR_PLUGINS_DIR, else $XDG_DATA_HOME/weir/plugins, else
+    /// ~/.local/share/weir/plugins.
+    #[arg(long, value_name = "DIR")]
+    pub plugins_dir: Option<PathBuf>,
+
     /// After a stop signal, how long to wait for batches in flight before exiting anyway.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: std::time::Duration,
@@ -59,6 +68,33 @@ pub struct CheckArgs {
     /// Pipeline files.
     #[arg(required = true, value_name = "FILE.toml")]
     pub files: Vec<PathBuf>,
+
+    /// Folder of wasm plugins, to type-check `[[transform]]` stages (default as for `weir
+    /// run`; when the default folder does not exist, transforms are not type-checked).
+    #[arg(long, value_name = "DIR")]
+    pub plugins_dir: Option<PathBuf>,
+}
+
+/// `weir plugins`.
+#[derive(Debug, Args)]
+pub struct PluginsArgs {
+    /// The folder to list.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// The default plugins folder (see `--plugins-dir`).
+pub fn default_plugins_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("WEIR_PLUGINS_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(dir).join("weir/plugins");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/weir/plugins"),
+        None => PathBuf::from("plugins"),
+    }
 }
 
 /// The default state directory (see `--state-dir`).

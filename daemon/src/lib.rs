@@ -10,4 +10,5 @@ pub mod engine;
 pub mod sinks;
 pub mod sources;
 pub mod state;
+pub mod wasm;
 pub mod window;

@@ -5,6 +5,7 @@ mod cli;
 use anyhow::Context;
 use clap::Parser;
 use cli::{Cli, Command};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
@@ -24,22 +25,53 @@ fn init_logging(flag: Option<&str>) {
         .init();
 }
 
-/// Parses the files and checks every stage against its input schema.
+/// Parses the files and checks every stage against its input schema (transforms only when a
+/// plugins folder is at hand).
 fn load_and_check(
     files: &[std::path::PathBuf],
+    plugins: Option<&weir::wasm::PluginHost>,
 ) -> Result<Vec<weir::config::PipelinePlan>, weir::config::Diagnostics> {
     let plans = weir::config::load_pipeline_files(files)?;
     let mut errors = weir::config::Diagnostics::default();
     for plan in &plans {
-        if let Err(diagnostics) = weir::assemble::check_schemas(plan, None) {
+        if let Err(diagnostics) = weir::assemble::check_schemas(plan, plugins, None) {
             errors.extend(diagnostics);
         }
     }
-    if errors.is_empty() { Ok(plans) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(plans)
+    } else {
+        Err(errors)
+    }
 }
 
-fn check(files: &[std::path::PathBuf]) -> ExitCode {
-    match load_and_check(files) {
+/// The plugin host of a command: plugins from `dir`, compiled code cached in the state dir.
+fn plugin_host(dir: PathBuf, state_dir: &Path) -> anyhow::Result<weir::wasm::PluginHost> {
+    Ok(weir::wasm::PluginHost::new(
+        dir,
+        Some(&state_dir.join("plugin-cache")),
+    )?)
+}
+
+fn check(args: cli::CheckArgs) -> anyhow::Result<ExitCode> {
+    let dir = args
+        .plugins_dir
+        .clone()
+        .unwrap_or_else(cli::default_plugins_dir);
+    let host = if dir.is_dir() {
+        Some(plugin_host(dir, &cli::default_state_dir())?)
+    } else {
+        if args.plugins_dir.is_some() {
+            eprintln!(
+                "weir check: plugins folder {} does not exist",
+                dir.display()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        None
+    };
+    let files = &args.files;
+    Ok(match load_and_check(files, host.as_ref()) {
         Ok(plans) => {
             for plan in plans {
                 println!("{}: ok (pipeline `{}`)", plan.file.display(), plan.name);
@@ -52,11 +84,65 @@ fn check(files: &[std::path::PathBuf]) -> ExitCode {
             eprintln!("weir check: {n} error{}", if n == 1 { "" } else { "s" });
             ExitCode::from(1)
         }
+    })
+}
+
+/// `weir plugins DIR`: a table of the plugins in a folder; exit 1 if any cannot be loaded.
+fn plugins(args: cli::PluginsArgs) -> anyhow::Result<ExitCode> {
+    let host = plugin_host(args.dir.clone(), &cli::default_state_dir())?;
+    let listing = weir::wasm::list_plugins(&host, &args.dir)
+        .with_context(|| format!("cannot list {}", args.dir.display()))?;
+    println!(
+        "{:<20} {:<10} {:<9} {:<8} {:>9}  DESCRIPTION",
+        "NAME", "VERSION", "KIND", "CONTRACT", "SIZE"
+    );
+    let mut failed = 0;
+    for entry in &listing {
+        let file = entry
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match &entry.plugin {
+            Ok(p) => println!(
+                "{:<20} {:<10} {:<9} {:<8} {:>9}  {}",
+                file,
+                p.info.version,
+                p.kind.as_str(),
+                p.contract,
+                entry.size,
+                p.info.description
+            ),
+            Err(err) => {
+                failed += 1;
+                println!(
+                    "{file:<20} {:<10} {:<9} {:<8} {:>9}  error: {err}",
+                    "-", "-", "-", entry.size
+                );
+            }
+        }
     }
+    if listing.is_empty() {
+        eprintln!("weir plugins: no .wasm files in {}", args.dir.display());
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn run(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
-    let plans = match load_and_check(&args.files) {
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(cli::default_state_dir);
+    let plugins_dir = args
+        .plugins_dir
+        .clone()
+        .unwrap_or_else(cli::default_plugins_dir);
+    let plugins = plugin_host(plugins_dir, &state_dir)?;
+    let plans = match load_and_check(&args.files, Some(&plugins)) {
         Ok(plans) => plans,
         Err(diagnostics) => {
             eprint!("{diagnostics}");
@@ -67,8 +153,9 @@ fn run(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let options = weir::app::RunOptions {
-        state_dir: args.state_dir.unwrap_or_else(cli::default_state_dir),
+        state_dir,
         shutdown_deadline: args.shutdown_timeout,
+        plugins,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -92,8 +179,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_level.as_deref());
     let result = match cli.command {
-        Command::Check(args) => Ok(check(&args.files)),
+        Command::Check(args) => check(args),
         Command::Run(args) => run(args),
+        Command::Plugins(args) => plugins(args),
     };
     match result {
         Ok(code) => code,

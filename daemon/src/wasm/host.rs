@@ -1,0 +1,191 @@
+//! The one wasmtime `Engine` of the process, with its on-disk compile cache and the epoch ticker
+//! that enforces per-call deadlines, plus the memo of loaded plugins.
+
+use super::error::PluginError;
+use super::plugin::Plugin;
+use super::sandbox::StoreData;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use wasmtime::component::Linker;
+use wasmtime::{Cache, CacheConfig, Config, Engine};
+
+/// Memory a plugin instance may use unless its pipeline says otherwise: 128 MiB, room for a
+/// 64k-row batch of long strings in and out.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 128 * 1024 * 1024;
+
+/// How long one call into a plugin may run unless its pipeline says otherwise.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the epoch advances: the granularity of deadlines. Checking an epoch is a load and
+/// a compare in the plugin's loops, so a coarse tick costs nothing measurable.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Bounds of one plugin instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory, bytes.
+    pub memory_bytes: u64,
+    /// Wall time per call.
+    pub call_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: DEFAULT_MEMORY_LIMIT,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+        }
+    }
+}
+
+impl Limits {
+    /// The deadline in epoch ticks (rounded up, plus one for the tick in progress).
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        let tick = EPOCH_TICK.as_nanos().max(1);
+        (self.call_timeout.as_nanos().div_ceil(tick) as u64).saturating_add(1)
+    }
+}
+
+/// What identifies a plugin file's content without reading it: reload when it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        len: meta.len(),
+        modified: meta.modified().ok(),
+    })
+}
+
+pub(crate) struct HostInner {
+    pub engine: Engine,
+    pub linker: Linker<StoreData>,
+    plugins_dir: PathBuf,
+    loaded: Mutex<HashMap<PathBuf, (Stamp, Arc<Plugin>)>>,
+}
+
+/// Loads plugins from one folder into one engine. Cheap to clone; every pipeline shares it.
+#[derive(Clone)]
+pub struct PluginHost {
+    pub(crate) inner: Arc<HostInner>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("plugins_dir", &self.inner.plugins_dir)
+            .finish()
+    }
+}
+
+fn engine_error(err: impl std::fmt::Display) -> PluginError {
+    PluginError::Engine(err.to_string())
+}
+
+impl PluginHost {
+    /// A host for the plugins in `plugins_dir`. Compiled components are cached in `cache_dir`
+    /// (keyed by a hash of the component and the compiler settings), so a restart does not
+    /// compile again; without it every start compiles.
+    pub fn new(
+        plugins_dir: impl Into<PathBuf>,
+        cache_dir: Option<&Path>,
+    ) -> Result<PluginHost, PluginError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        if let Some(dir) = cache_dir {
+            match cache(dir) {
+                Ok(cache) => {
+                    config.cache(Some(cache));
+                }
+                // A missing cache only costs compile time; say so and go on.
+                Err(err) => tracing::warn!(
+                    cache_dir = %dir.display(),
+                    "plugin compile cache disabled: {err}"
+                ),
+            }
+        }
+        let engine = Engine::new(&config).map_err(engine_error)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
+        start_ticker(&engine)?;
+        Ok(PluginHost {
+            inner: Arc::new(HostInner {
+                engine,
+                linker,
+                plugins_dir: plugins_dir.into(),
+                loaded: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The plugins folder.
+    pub fn plugins_dir(&self) -> &Path {
+        &self.inner.plugins_dir
+    }
+
+    /// The file a plugin name refers to.
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        self.inner.plugins_dir.join(format!("{name}.wasm"))
+    }
+
+    /// Loads `<plugins dir>/<name>.wasm`; a file already loaded and unchanged is not read again.
+    pub fn load(&self, name: &str) -> Result<Arc<Plugin>, PluginError> {
+        let path = self.path_of(name);
+        if !path.is_file() {
+            return Err(PluginError::NotFound {
+                name: name.to_string(),
+                path,
+            });
+        }
+        self.load_file(&path)
+    }
+
+    /// Loads a component file (compiling it, or reading the compile cache).
+    pub fn load_file(&self, path: &Path) -> Result<Arc<Plugin>, PluginError> {
+        let now = stamp(path);
+        if let (Some(now), Ok(loaded)) = (&now, self.inner.loaded.lock())
+            && let Some((was, plugin)) = loaded.get(path)
+            && was == now
+        {
+            return Ok(plugin.clone());
+        }
+        let plugin = Arc::new(Plugin::load(self, path)?);
+        if let (Some(now), Ok(mut loaded)) = (now, self.inner.loaded.lock()) {
+            loaded.insert(path.to_path_buf(), (now, plugin.clone()));
+        }
+        Ok(plugin)
+    }
+}
+
+fn cache(dir: &Path) -> Result<Cache, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    // wasmtime wants an absolute directory.
+    let dir = std::path::absolute(dir).map_err(|e| e.to_string())?;
+    let mut config = CacheConfig::new();
+    config.with_directory(dir);
+    Cache::new(config).map_err(|e| e.to_string())
+}
+
+/// Advances the engine's epoch every tick for as long as the engine lives.
+fn start_ticker(engine: &Engine) -> Result<(), PluginError> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("weir-wasm-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => return,
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| PluginError::Engine(format!("cannot start the deadline ticker: {e}")))
+}

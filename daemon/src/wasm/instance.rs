@@ -1,0 +1,109 @@
+//! One live plugin instance in its own `Store`: calls into it under a deadline, and turns
+//! whatever went wrong into a [`CallFailure`] that says what happened. After a failure the
+//! instance is dropped by its owner; the next call gets a fresh one.
+
+use super::error::CallFailure;
+use super::host::Limits;
+use super::log::LogTags;
+use super::plugin::Plugin;
+use super::sandbox::{MemoryLimitReached, StoreData};
+use wasmtime::component::{
+    ComponentExportIndex, ComponentNamedList, Func, Instance, Lift, Lower, Val,
+};
+use wasmtime::{Store, Trap};
+
+pub(crate) struct Live {
+    store: Store<StoreData>,
+    instance: Instance,
+    limits: Limits,
+}
+
+impl Live {
+    pub fn new(plugin: &Plugin, limits: &Limits, tags: &LogTags) -> Result<Live, CallFailure> {
+        let mut store = Store::new(&plugin.host.engine, StoreData::new(limits, tags));
+        store.limiter(|data| &mut data.limiter);
+        store.epoch_deadline_trap();
+        // Instantiation runs the component's initialisers: bounded like any call.
+        store.set_epoch_deadline(limits.deadline_ticks());
+        match plugin.pre.instantiate(&mut store) {
+            Ok(instance) => Ok(Live {
+                store,
+                instance,
+                limits: *limits,
+            }),
+            Err(err) => {
+                let failure = classify(&mut store, limits, err);
+                Err(match failure {
+                    CallFailure::Trap(message) => CallFailure::Instantiate(message),
+                    other => other,
+                })
+            }
+        }
+    }
+
+    fn func(&mut self, index: &ComponentExportIndex) -> Result<Func, CallFailure> {
+        self.instance
+            .get_func(&mut self.store, index)
+            .ok_or_else(|| CallFailure::Instantiate("an exported function is missing".into()))
+    }
+
+    /// Calls a function with typed parameters and results (the hot path: no intermediate
+    /// values, lists are copied straight between host slices and guest memory).
+    pub fn call<P, R>(&mut self, index: &ComponentExportIndex, params: P) -> Result<R, CallFailure>
+    where
+        P: ComponentNamedList + Lower,
+        R: ComponentNamedList + Lift,
+    {
+        let func = self.func(index)?;
+        let typed = func.typed::<P, R>(&self.store).map_err(|err| {
+            CallFailure::Instantiate(format!("a function has the wrong signature: {err:#}"))
+        })?;
+        self.store.set_epoch_deadline(self.limits.deadline_ticks());
+        typed
+            .call(&mut self.store, params)
+            .map_err(|err| classify(&mut self.store, &self.limits, err))
+    }
+
+    /// Calls a function through dynamic values (for the rare calls that return records).
+    pub fn call_dynamic(
+        &mut self,
+        index: &ComponentExportIndex,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> Result<(), CallFailure> {
+        let func = self.func(index)?;
+        self.store.set_epoch_deadline(self.limits.deadline_ticks());
+        func.call(&mut self.store, params, results)
+            .map_err(|err| classify(&mut self.store, &self.limits, err))
+    }
+}
+
+fn mib(bytes: u64) -> u64 {
+    bytes.div_ceil(1024 * 1024)
+}
+
+fn classify(store: &mut Store<StoreData>, limits: &Limits, err: wasmtime::Error) -> CallFailure {
+    if let Some(wanted) = store.data().limiter.refused
+        && (err.downcast_ref::<MemoryLimitReached>().is_some()
+            || err.downcast_ref::<Trap>().is_some())
+    {
+        return CallFailure::OutOfMemory {
+            wanted_mib: mib(wanted as u64),
+            limit_mib: mib(limits.memory_bytes),
+        };
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallFailure::Deadline(limits.call_timeout),
+        Some(trap) => {
+            // A Rust plugin that panics prints the panic message, then traps: keep both.
+            let said = store.data().stderr.last_line();
+            match said {
+                Some(line) if !line.is_empty() => {
+                    CallFailure::Trap(format!("{trap} (its last words on stderr: {line})"))
+                }
+                _ => CallFailure::Trap(trap.to_string()),
+            }
+        }
+        None => CallFailure::Trap(err.root_cause().to_string()),
+    }
+}

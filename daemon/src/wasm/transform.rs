@@ -1,0 +1,209 @@
+//! A transform plugin as a pipeline stage: type-checked at load (its output schema for the
+//! stage's input schema), one instance reused across batches, one call per chunk, and a fresh
+//! instance after any failure.
+
+use super::error::{CallFailure, PluginError};
+use super::host::Limits;
+use super::instance::Live;
+use super::plugin::{Plugin, PluginKind};
+use crate::engine::{BatchContext, Operator, OperatorError};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use std::sync::Arc;
+use wasmtime::component::ComponentExportIndex;
+use weir_plugin_sdk::wire;
+
+type Buffers = Vec<Vec<u8>>;
+
+struct Funcs {
+    init: ComponentExportIndex,
+    output_schema: ComponentExportIndex,
+    process: ComponentExportIndex,
+}
+
+/// A `[[transform]]` stage backed by a wasm plugin.
+pub struct WasmTransform {
+    plugin: Arc<Plugin>,
+    pipeline: String,
+    stage: String,
+    config: String,
+    limits: Limits,
+    input_schema: Vec<u8>,
+    output: SchemaRef,
+    funcs: Funcs,
+    live: Option<Live>,
+}
+
+impl std::fmt::Debug for WasmTransform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmTransform")
+            .field("stage", &self.stage)
+            .finish()
+    }
+}
+
+fn call_error(plugin: &Plugin, failure: CallFailure) -> PluginError {
+    PluginError::Call {
+        plugin: plugin.name.clone(),
+        failure,
+    }
+}
+
+impl WasmTransform {
+    /// Instantiates the plugin for stage `index` (from 1) of `pipeline`, hands it its config
+    /// and asks for its output schema given `input`: a plugin that rejects either fails here,
+    /// before the pipeline runs.
+    pub fn new(
+        plugin: Arc<Plugin>,
+        pipeline: &str,
+        index: usize,
+        config: &serde_json::Value,
+        input: &SchemaRef,
+        limits: Limits,
+    ) -> Result<WasmTransform, PluginError> {
+        plugin.expect_kind(PluginKind::Transform)?;
+        let funcs = Funcs {
+            init: plugin.func("init").map_err(|f| call_error(&plugin, f))?,
+            output_schema: plugin
+                .func("output-schema")
+                .map_err(|f| call_error(&plugin, f))?,
+            process: plugin.func("process").map_err(|f| call_error(&plugin, f))?,
+        };
+        let input_schema = wire::schema_to_bytes(input).map_err(|err| PluginError::Misuse {
+            plugin: plugin.name.clone(),
+            message: format!("cannot encode the input schema: {err}"),
+        })?;
+        let mut stage = WasmTransform {
+            stage: format!(
+                "transform #{index} (plugin `{}`, pipeline `{pipeline}`)",
+                plugin.name
+            ),
+            pipeline: pipeline.to_string(),
+            config: config.to_string(),
+            limits,
+            input_schema,
+            output: input.clone(),
+            funcs,
+            live: None,
+            plugin,
+        };
+        let (live, output) = stage.start()?;
+        stage.output = output;
+        stage.live = Some(live);
+        Ok(stage)
+    }
+
+    /// The plugin.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// A fresh instance, initialised and told its input schema; returns the schema it declared.
+    fn start(&self) -> Result<(Live, SchemaRef), PluginError> {
+        let plugin = &self.plugin;
+        let fail = |f| call_error(plugin, f);
+        let mut live = plugin
+            .instantiate(&self.limits, &self.pipeline)
+            .map_err(fail)?;
+        let (init,): (Result<(), String>,) = live
+            .call(&self.funcs.init, (self.config.as_str(),))
+            .map_err(fail)?;
+        init.map_err(|message| PluginError::Rejected {
+            plugin: plugin.name.clone(),
+            what: "its config".into(),
+            message,
+        })?;
+        let (declared,): (Result<Vec<u8>, String>,) = live
+            .call(&self.funcs.output_schema, (self.input_schema.as_slice(),))
+            .map_err(fail)?;
+        let declared = declared.map_err(|message| PluginError::Rejected {
+            plugin: plugin.name.clone(),
+            what: "its input schema".into(),
+            message,
+        })?;
+        let output = wire::schema_from_bytes(&declared).map_err(|err| {
+            fail(CallFailure::BadOutput(format!(
+                "its output schema is not readable: {err}"
+            )))
+        })?;
+        Ok((live, output))
+    }
+
+    fn fresh(&mut self) -> Result<&mut Live, PluginError> {
+        if self.live.is_none() {
+            let (live, output) = self.start()?;
+            if wire::plain(&output) != wire::plain(&self.output) {
+                return Err(call_error(
+                    &self.plugin,
+                    CallFailure::BadOutput(format!(
+                        "a fresh instance declared {output:?} where the first declared {:?}",
+                        self.output
+                    )),
+                ));
+            }
+            self.live = Some(live);
+        }
+        match self.live.as_mut() {
+            Some(live) => Ok(live),
+            None => Err(PluginError::Misuse {
+                plugin: self.plugin.name.clone(),
+                message: "instance vanished".into(),
+            }),
+        }
+    }
+
+    /// Runs one batch through the plugin.
+    pub fn call(&mut self, batch: &RecordBatch) -> Result<RecordBatch, PluginError> {
+        let rows = u32::try_from(batch.num_rows()).map_err(|_| PluginError::Misuse {
+            plugin: self.plugin.name.clone(),
+            message: "a batch of more than 2^32 rows".into(),
+        })?;
+        let data = wire::batch_data(batch);
+        let schema = batch.schema();
+        let names = wire::names(&schema);
+        let headers = wire::encode_headers(&data, &names).map_err(|err| PluginError::Misuse {
+            plugin: self.plugin.name.clone(),
+            message: err.to_string(),
+        })?;
+        let slices = wire::slices(&data, &headers);
+        let process = self.funcs.process;
+        let live = self.fresh()?;
+        let (result,): (Result<(u32, Buffers), String>,) = live
+            .call(&process, (rows, slices.as_slice()))
+            .map_err(|f| call_error(&self.plugin, f))?;
+        let (rows, buffers) =
+            result.map_err(|message| call_error(&self.plugin, CallFailure::Plugin(message)))?;
+        wire::decode_batch(&self.output, rows as usize, buffers)
+            .map_err(|err| call_error(&self.plugin, CallFailure::BadOutput(err.to_string())))
+    }
+}
+
+impl Operator for WasmTransform {
+    fn output_schema(&self) -> SchemaRef {
+        self.output.clone()
+    }
+
+    fn process(
+        &mut self,
+        chunk: RecordBatch,
+        _ctx: &BatchContext,
+    ) -> Result<Vec<RecordBatch>, OperatorError> {
+        match self.call(&chunk) {
+            Ok(out) => Ok(vec![out]),
+            Err(err) => {
+                // A failed instance may be in any state: the retry gets a new one.
+                self.live = None;
+                Err(OperatorError {
+                    stage: self.stage.clone(),
+                    class: err.class(),
+                    retryable: err.retryable(),
+                    message: err.to_string(),
+                })
+            }
+        }
+    }
+
+    fn abort_batch(&mut self) {
+        self.live = None;
+    }
+}

@@ -1,0 +1,161 @@
+//! `weir-plugin-sdk`: write weir transforms and aggregates as ordinary Rust over Arrow data, and
+//! build them into WebAssembly components (`wasm32-wasip2`) that weir loads from its plugins
+//! folder.
+//!
+//! A transform is a type implementing [`Transform`] registered with [`export_transform!`]; an
+//! aggregate is a type implementing [`Aggregate`] registered with [`export_aggregate!`]. The
+//! crate's README has a complete example and the build command.
+//!
+//! The contract with the host is `wit/plugin.wit` (version [`CONTRACT_VERSION`]); the
+//! [`wire`] module is how Arrow data crosses it, shared with the host.
+//!
+//! Without the default `guest` feature only [`wire`] is built: that is what the host uses.
+
+#![deny(missing_docs)]
+
+pub mod wire;
+
+#[cfg(feature = "guest")]
+mod aggregate;
+#[cfg(feature = "guest")]
+#[doc(hidden)]
+pub mod bindings;
+#[cfg(feature = "guest")]
+mod error;
+#[cfg(feature = "guest")]
+pub mod rows;
+#[cfg(feature = "guest")]
+mod transform;
+
+#[cfg(feature = "guest")]
+pub use aggregate::{Aggregate, Signature};
+#[cfg(feature = "guest")]
+pub use error::{Config, Error};
+#[cfg(feature = "guest")]
+pub use transform::Transform;
+
+/// The Arrow crates this SDK was built against; use these in a plugin so types match.
+pub use {arrow_array, arrow_buffer, arrow_schema};
+
+/// Arrow's selection kernels (`filter`, `take`), for flat-maps and filters.
+#[cfg(feature = "guest")]
+pub use arrow_select;
+
+/// The version of `wit/plugin.wit` this SDK implements (the WIT package version).
+pub const CONTRACT_VERSION: &str = "1.0.0";
+
+/// Glue the export macros expand to. Not part of the API.
+#[cfg(feature = "guest")]
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::aggregate::{
+        finish as aggregate_finish, init as aggregate_init, merge as aggregate_merge,
+        update as aggregate_update,
+    };
+    pub use crate::bindings::aggregate as aggregate_bindings;
+    pub use crate::bindings::aggregate::__export_aggregate_world;
+    pub use crate::bindings::transform as transform_bindings;
+    pub use crate::bindings::transform::__export_transform_world;
+    pub use crate::transform::{
+        init as transform_init, output_schema as transform_output_schema,
+        process as transform_process,
+    };
+}
+
+/// Exports a [`Transform`] as this component's `transformer`. Invoke it once, at the crate
+/// root of a `cdylib` crate. Name, version and description come from the plugin's
+/// `Cargo.toml`.
+///
+/// ```ignore
+/// weir_plugin_sdk::export_transform!(WordSplit);
+/// ```
+#[macro_export]
+macro_rules! export_transform {
+    ($plugin:ty) => {
+        #[doc(hidden)]
+        struct __WeirTransformExport;
+
+        impl $crate::__private::transform_bindings::exports::weir::plugin::transformer::Guest
+            for __WeirTransformExport
+        {
+            fn info() -> $crate::__private::transform_bindings::exports::weir::plugin::transformer::PluginInfo {
+                $crate::__private::transform_bindings::exports::weir::plugin::transformer::PluginInfo {
+                    name: env!("CARGO_PKG_NAME").to_string(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    description: env!("CARGO_PKG_DESCRIPTION").to_string(),
+                }
+            }
+            fn init(config: String) -> Result<(), String> {
+                $crate::__private::transform_init::<$plugin>(&config)
+            }
+            fn output_schema(input: Vec<u8>) -> Result<Vec<u8>, String> {
+                $crate::__private::transform_output_schema::<$plugin>(&input)
+            }
+            fn process(rows: u32, columns: Vec<Vec<u8>>) -> Result<(u32, Vec<Vec<u8>>), String> {
+                $crate::__private::transform_process::<$plugin>(rows, columns)
+            }
+        }
+
+        $crate::__private::__export_transform_world!(
+            __WeirTransformExport with_types_in $crate::__private::transform_bindings
+        );
+    };
+}
+
+/// Exports an [`Aggregate`] as this component's `aggregator`. Invoke it once, at the crate
+/// root of a `cdylib` crate.
+///
+/// ```ignore
+/// weir_plugin_sdk::export_aggregate!(WeightedAvg);
+/// ```
+#[macro_export]
+macro_rules! export_aggregate {
+    ($plugin:ty) => {
+        #[doc(hidden)]
+        struct __WeirAggregateExport;
+
+        impl $crate::__private::aggregate_bindings::exports::weir::plugin::aggregator::Guest
+            for __WeirAggregateExport
+        {
+            fn info() -> $crate::__private::aggregate_bindings::exports::weir::plugin::aggregator::PluginInfo {
+                $crate::__private::aggregate_bindings::exports::weir::plugin::aggregator::PluginInfo {
+                    name: env!("CARGO_PKG_NAME").to_string(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    description: env!("CARGO_PKG_DESCRIPTION").to_string(),
+                }
+            }
+            fn init(
+                config: String,
+            ) -> Result<
+                $crate::__private::aggregate_bindings::exports::weir::plugin::aggregator::Signature,
+                String,
+            > {
+                let (inputs, output) = $crate::__private::aggregate_init::<$plugin>(&config)?;
+                Ok(
+                    $crate::__private::aggregate_bindings::exports::weir::plugin::aggregator::Signature {
+                        inputs,
+                        output,
+                    },
+                )
+            }
+            fn update(
+                states: Vec<Vec<u8>>,
+                rows: u32,
+                columns: Vec<Vec<u8>>,
+                group_of_row: Vec<u32>,
+            ) -> Result<Vec<Vec<u8>>, String> {
+                $crate::__private::aggregate_update::<$plugin>(states, rows, columns, group_of_row)
+            }
+            fn merge(left: Vec<Vec<u8>>, right: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, String> {
+                $crate::__private::aggregate_merge::<$plugin>(left, right)
+            }
+            fn finish(states: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, String> {
+                $crate::__private::aggregate_finish::<$plugin>(states)
+            }
+        }
+
+        $crate::__private::__export_aggregate_world!(
+            __WeirAggregateExport with_types_in $crate::__private::aggregate_bindings
+        );
+    };
+}

@@ -1,0 +1,488 @@
+//! The encoding of Arrow data at the plugin boundary, shared by the host and the guest so both
+//! sides agree by construction.
+//!
+//! A column crosses as its Arrow buffers, not as an IPC message: the component model copies each
+//! `list<u8>` straight into the other side's memory and the receiver wraps it as an Arrow buffer
+//! without another copy, so a batch costs one copy each way and no framing. Data types never
+//! cross with the data; both sides know them from the schema exchanged at load (as an Arrow IPC
+//! schema message, the one standard encoding of a schema).
+//!
+//! Wire order, for each array depth first: a header (six little-endian `u32`: length, offset,
+//! validity bit offset, has validity, buffer count, child count), then the validity bitmap if
+//! it has one, then the array's buffers, then each child. Decoding validates everything
+//! (lengths, offsets, UTF-8) with Arrow's own checks, so malformed input is an error, never
+//! undefined behaviour.
+
+use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions, make_array};
+use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer};
+use arrow_data::ArrayData;
+use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
+use std::sync::Arc;
+
+const HEADER_LEN: usize = 24;
+
+/// The encoding broke its rules (a bug or a hostile peer on the other side).
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// Fewer buffers than the schema needs.
+    #[error("batch ended early: expected more buffers for column `{0}`")]
+    Truncated(String),
+    /// More buffers than the schema needs.
+    #[error("{0} unexpected buffers after the last column")]
+    Trailing(usize),
+    /// A header of the wrong size.
+    #[error("column `{column}`: array header is {len} bytes, expected {HEADER_LEN}")]
+    BadHeader {
+        /// The column.
+        column: String,
+        /// Its actual length.
+        len: usize,
+    },
+    /// Structure that does not fit the data type.
+    #[error("column `{column}`: {message}")]
+    Invalid {
+        /// The column.
+        column: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Arrow refused the data.
+    #[error("column `{column}` ({data_type}): {source}")]
+    Arrow {
+        /// The column.
+        column: String,
+        /// Its declared type.
+        data_type: DataType,
+        /// Arrow's complaint.
+        source: ArrowError,
+    },
+    /// A row count that is not the length of the columns.
+    #[error("{rows} rows announced but column `{column}` has {len}")]
+    RowCount {
+        /// Rows announced.
+        rows: usize,
+        /// The column.
+        column: String,
+        /// Its length.
+        len: usize,
+    },
+    /// A schema that is not a valid Arrow IPC schema message.
+    #[error("invalid schema: {0}")]
+    Schema(ArrowError),
+}
+
+fn u32_of(value: usize, what: &str, column: &str) -> Result<u32, WireError> {
+    u32::try_from(value).map_err(|_| WireError::Invalid {
+        column: column.to_string(),
+        message: format!("{what} {value} does not fit in 32 bits"),
+    })
+}
+
+fn header(data: &ArrayData, column: &str) -> Result<[u8; HEADER_LEN], WireError> {
+    let (null_offset, has_nulls) = match data.nulls() {
+        Some(nulls) if nulls.null_count() > 0 => (nulls.offset(), 1),
+        _ => (0, 0),
+    };
+    let fields = [
+        u32_of(data.len(), "length", column)?,
+        u32_of(data.offset(), "offset", column)?,
+        u32_of(null_offset, "validity offset", column)?,
+        has_nulls,
+        u32_of(data.buffers().len(), "buffer count", column)?,
+        u32_of(data.child_data().len(), "child count", column)?,
+    ];
+    let mut out = [0u8; HEADER_LEN];
+    for (chunk, value) in out.chunks_exact_mut(4).zip(fields) {
+        chunk.copy_from_slice(&value.to_le_bytes());
+    }
+    Ok(out)
+}
+
+/// Headers of one array tree, kept alive while borrowed slices of them are sent.
+#[derive(Debug, Default)]
+pub struct Headers(Vec<[u8; HEADER_LEN]>);
+
+/// Encodes arrays for sending without copying their buffers: returns the headers and the
+/// slices in wire order (headers first collected in `headers`, which the slices borrow).
+pub fn encode_headers(arrays: &[ArrayData], names: &[&str]) -> Result<Headers, WireError> {
+    fn walk(
+        data: &ArrayData,
+        column: &str,
+        out: &mut Vec<[u8; HEADER_LEN]>,
+    ) -> Result<(), WireError> {
+        out.push(header(data, column)?);
+        for child in data.child_data() {
+            walk(child, column, out)?;
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for (i, data) in arrays.iter().enumerate() {
+        walk(data, names.get(i).copied().unwrap_or("?"), &mut out)?;
+    }
+    Ok(Headers(out))
+}
+
+/// The wire-order slices of `arrays`, borrowing `headers` from [`encode_headers`] (same arrays).
+pub fn slices<'a>(arrays: &'a [ArrayData], headers: &'a Headers) -> Vec<&'a [u8]> {
+    fn walk<'a>(
+        data: &'a ArrayData,
+        headers: &mut std::slice::Iter<'a, [u8; HEADER_LEN]>,
+        out: &mut Vec<&'a [u8]>,
+    ) {
+        if let Some(h) = headers.next() {
+            out.push(h.as_slice());
+        }
+        if let Some(nulls) = data.nulls().filter(|n| n.null_count() > 0) {
+            out.push(nulls.buffer().as_slice());
+        }
+        for buffer in data.buffers() {
+            out.push(buffer.as_slice());
+        }
+        for child in data.child_data() {
+            walk(child, headers, out);
+        }
+    }
+    let mut out = Vec::new();
+    let mut iter = headers.0.iter();
+    for data in arrays {
+        walk(data, &mut iter, &mut out);
+    }
+    out
+}
+
+/// Encodes arrays into owned buffers (what a guest returns).
+pub fn encode_owned(arrays: &[ArrayData], names: &[&str]) -> Result<Vec<Vec<u8>>, WireError> {
+    let headers = encode_headers(arrays, names)?;
+    Ok(slices(arrays, &headers)
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+/// The `ArrayData` of each column of a batch.
+pub fn batch_data(batch: &RecordBatch) -> Vec<ArrayData> {
+    batch.columns().iter().map(|c| c.to_data()).collect()
+}
+
+/// Field names of a schema, for messages.
+pub fn names(schema: &Schema) -> Vec<&str> {
+    schema.fields().iter().map(|f| f.name().as_str()).collect()
+}
+
+/// Encodes a whole batch into owned buffers.
+pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, WireError> {
+    let schema = batch.schema();
+    encode_owned(&batch_data(batch), &names(&schema))
+}
+
+fn read_header(bytes: &[u8], column: &str) -> Result<[usize; 6], WireError> {
+    if bytes.len() != HEADER_LEN {
+        return Err(WireError::BadHeader {
+            column: column.to_string(),
+            len: bytes.len(),
+        });
+    }
+    let mut out = [0usize; 6];
+    for (value, chunk) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        let mut word = [0u8; 4];
+        word.copy_from_slice(chunk);
+        *value = u32::from_le_bytes(word) as usize;
+    }
+    Ok(out)
+}
+
+/// The data types of an array's children, as Arrow lays them out in `ArrayData::child_data`.
+fn child_types(data_type: &DataType) -> Vec<DataType> {
+    match data_type {
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => vec![f.data_type().clone()],
+        DataType::Struct(fields) => fields.iter().map(|f| f.data_type().clone()).collect(),
+        DataType::Union(fields, _) => fields.iter().map(|(_, f)| f.data_type().clone()).collect(),
+        DataType::Dictionary(_, values) => vec![values.as_ref().clone()],
+        DataType::RunEndEncoded(ends, values) => {
+            vec![ends.data_type().clone(), values.data_type().clone()]
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn decode_array(
+    data_type: &DataType,
+    column: &str,
+    buffers: &mut impl Iterator<Item = Vec<u8>>,
+) -> Result<ArrayData, WireError> {
+    let truncated = || WireError::Truncated(column.to_string());
+    let head = buffers.next().ok_or_else(truncated)?;
+    let [len, offset, null_offset, has_nulls, n_buffers, n_children] = read_header(&head, column)?;
+    let invalid = |message: String| WireError::Invalid {
+        column: column.to_string(),
+        message,
+    };
+    let nulls = if has_nulls == 1 {
+        let bitmap = Buffer::from_vec(buffers.next().ok_or_else(truncated)?);
+        let needed = null_offset
+            .checked_add(len)
+            .ok_or_else(|| invalid("validity offset overflows".into()))?;
+        if bitmap.len().saturating_mul(8) < needed {
+            return Err(invalid(format!(
+                "validity bitmap of {} bytes is too short for {needed} bits",
+                bitmap.len()
+            )));
+        }
+        Some(NullBuffer::new(BooleanBuffer::new(
+            bitmap,
+            null_offset,
+            len,
+        )))
+    } else {
+        None
+    };
+    let child_types = child_types(data_type);
+    if n_children != child_types.len() {
+        return Err(invalid(format!(
+            "{n_children} child arrays sent, the type has {}",
+            child_types.len()
+        )));
+    }
+    // Cap before allocating: the count comes from the other side.
+    if n_buffers > 3 + child_types.len()
+        && !matches!(data_type, DataType::Utf8View | DataType::BinaryView)
+    {
+        return Err(invalid(format!(
+            "{n_buffers} buffers is more than the type has"
+        )));
+    }
+    let mut own = Vec::with_capacity(n_buffers.min(64));
+    for _ in 0..n_buffers {
+        own.push(Buffer::from_vec(buffers.next().ok_or_else(truncated)?));
+    }
+    let mut children = Vec::with_capacity(child_types.len());
+    for child_type in &child_types {
+        children.push(decode_array(child_type, column, buffers)?);
+    }
+    ArrayData::builder(data_type.clone())
+        .len(len)
+        .offset(offset)
+        .nulls(nulls)
+        .buffers(own)
+        .child_data(children)
+        .align_buffers(true)
+        .build()
+        .map_err(|source| WireError::Arrow {
+            column: column.to_string(),
+            data_type: data_type.clone(),
+            source,
+        })
+}
+
+/// Decodes arrays of the given types (in order) from wire-order buffers; all buffers must be
+/// used.
+pub fn decode_arrays(
+    types: &[(&str, &DataType)],
+    buffers: Vec<Vec<u8>>,
+) -> Result<Vec<ArrayRef>, WireError> {
+    let mut iter = buffers.into_iter();
+    let mut out = Vec::with_capacity(types.len());
+    for (name, data_type) in types {
+        out.push(make_array(decode_array(data_type, name, &mut iter)?));
+    }
+    let rest = iter.count();
+    if rest > 0 {
+        return Err(WireError::Trailing(rest));
+    }
+    Ok(out)
+}
+
+/// Decodes a batch of `schema` with `rows` rows.
+pub fn decode_batch(
+    schema: &SchemaRef,
+    rows: usize,
+    buffers: Vec<Vec<u8>>,
+) -> Result<RecordBatch, WireError> {
+    let types: Vec<(&str, &DataType)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().as_str(), f.data_type()))
+        .collect();
+    let columns = decode_arrays(&types, buffers)?;
+    for (column, (name, _)) in columns.iter().zip(&types) {
+        if column.len() != rows {
+            return Err(WireError::RowCount {
+                rows,
+                column: name.to_string(),
+                len: column.len(),
+            });
+        }
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options).map_err(|source| {
+        WireError::Arrow {
+            column: "(batch)".into(),
+            data_type: DataType::Null,
+            source,
+        }
+    })
+}
+
+/// Encodes a schema as an Arrow IPC stream holding only the schema message.
+pub fn schema_to_bytes(schema: &Schema) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::new();
+    let mut writer =
+        arrow_ipc::writer::StreamWriter::try_new(&mut out, schema).map_err(WireError::Schema)?;
+    writer.finish().map_err(WireError::Schema)?;
+    drop(writer);
+    Ok(out)
+}
+
+/// Decodes a schema written by [`schema_to_bytes`].
+pub fn schema_from_bytes(bytes: &[u8]) -> Result<SchemaRef, WireError> {
+    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+        .map_err(WireError::Schema)?;
+    Ok(reader.schema())
+}
+
+/// The schema `schema` without metadata, for comparing what a plugin declared with what it
+/// returned (metadata is informational and does not change how data is read).
+pub fn plain(schema: &Schema) -> Schema {
+    Schema::new(schema.fields().clone())
+}
+
+/// Wraps arrays in an `Arc`'d schema-less form for callers that only need arrays.
+pub fn arrays_data(arrays: &[ArrayRef]) -> Vec<ArrayData> {
+    arrays.iter().map(|a| a.to_data()).collect()
+}
+
+/// A `SchemaRef` from a `Schema`.
+pub fn schema_ref(schema: Schema) -> SchemaRef {
+    Arc::new(schema)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{
+        Array, BooleanArray, Float64Array, Int64Array, ListArray, StringArray, StructArray,
+        types::Int32Type,
+    };
+    use arrow_schema::Field;
+
+    fn round_trip(batch: &RecordBatch) -> RecordBatch {
+        let buffers = encode_batch(batch).unwrap_or_default();
+        match decode_batch(&batch.schema(), batch.num_rows(), buffers) {
+            Ok(b) => b,
+            Err(err) => panic!("decode failed: {err}"),
+        }
+    }
+
+    fn sample() -> RecordBatch {
+        let list = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+            Some(vec![Some(1), None]),
+            None,
+            Some(vec![]),
+            Some(vec![Some(4)]),
+        ]);
+        let strukt = StructArray::from(vec![(
+            Arc::new(Field::new("x", DataType::Float64, true)),
+            Arc::new(Float64Array::from(vec![
+                Some(1.5),
+                None,
+                Some(3.0),
+                Some(-0.0),
+            ])) as ArrayRef,
+        )]);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![
+                Some(1),
+                None,
+                Some(3),
+                Some(i64::MAX),
+            ])),
+            Arc::new(StringArray::from(vec![
+                Some("a"),
+                Some("ünï"),
+                None,
+                Some(""),
+            ])),
+            Arc::new(BooleanArray::from(vec![true, false, true, true])),
+            Arc::new(list),
+            Arc::new(strukt),
+        ];
+        let fields: Vec<Field> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
+            .collect();
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn batches_round_trip_with_nulls_nesting_and_slices() {
+        let batch = sample();
+        assert_eq!(round_trip(&batch), batch);
+        // A slice keeps its offset on the wire and decodes to equal values.
+        let sliced = batch.slice(1, 3);
+        assert_eq!(round_trip(&sliced), sliced);
+        let empty = batch.slice(0, 0);
+        assert_eq!(round_trip(&empty).num_rows(), 0);
+    }
+
+    #[test]
+    fn malformed_buffers_are_errors_not_crashes() {
+        let batch = sample();
+        let good = encode_batch(&batch).unwrap_or_default();
+        // Every truncation, and a corrupted offsets buffer, must be rejected cleanly.
+        for cut in 0..good.len() {
+            let short: Vec<Vec<u8>> = good[..cut].to_vec();
+            assert!(
+                decode_batch(&batch.schema(), 4, short).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut bad = good.clone();
+        // Buffer 3 is the string column's offsets (header, values of c0 have 3 entries: header,
+        // validity, values; then c1's header at 3, validity at 4, offsets at 5).
+        bad[5] = vec![0xff; bad[5].len()];
+        assert!(decode_batch(&batch.schema(), 4, bad).is_err());
+        let mut extra = good.clone();
+        extra.push(vec![1]);
+        assert!(matches!(
+            decode_batch(&batch.schema(), 4, extra),
+            Err(WireError::Trailing(1))
+        ));
+        assert!(matches!(
+            decode_batch(&batch.schema(), 5, good),
+            Err(WireError::RowCount { .. })
+        ));
+    }
+
+    #[test]
+    fn schemas_round_trip() {
+        let schema = sample().schema();
+        let bytes = schema_to_bytes(&schema).unwrap_or_default();
+        let back = schema_from_bytes(&bytes).map_err(|e| e.to_string());
+        assert_eq!(
+            back.map(|s| s.as_ref().clone()),
+            Ok(schema.as_ref().clone())
+        );
+        assert!(schema_from_bytes(b"not a schema").is_err());
+    }
+
+    #[test]
+    fn a_column_without_nulls_is_two_buffers() {
+        let batch = RecordBatch::try_from_iter([(
+            "v",
+            Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef,
+        )])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let buffers = encode_batch(&batch).unwrap_or_default();
+        assert_eq!(buffers.len(), 2);
+        assert_eq!(buffers[1].len(), 24);
+        assert_eq!(round_trip(&batch).column(0).len(), 3);
+    }
+}

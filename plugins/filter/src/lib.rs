@@ -1,0 +1,149 @@
+//! `filter`: keeps the rows whose numeric column compares true against a constant. Uses the
+//! SDK's row-at-a-time helper; nulls never pass.
+//!
+//! ```toml
+//! [[transform]]
+//! plugin = "filter"
+//! config = { column = "value", op = ">=", value = 10 }
+//! ```
+
+use weir_plugin_sdk::arrow_array::RecordBatch;
+use weir_plugin_sdk::arrow_schema::SchemaRef;
+use weir_plugin_sdk::{Config, Error, Transform, rows};
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    column: String,
+    op: String,
+    value: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Op {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl Op {
+    fn parse(text: &str) -> Result<Op, Error> {
+        Ok(match text {
+            "<" => Op::Lt,
+            "<=" => Op::Le,
+            ">" => Op::Gt,
+            ">=" => Op::Ge,
+            "==" | "=" => Op::Eq,
+            "!=" => Op::Ne,
+            other => {
+                return Err(Error::new(format!(
+                    "op `{other}` is not one of < <= > >= == !="
+                )));
+            }
+        })
+    }
+
+    fn holds(self, left: f64, right: f64) -> bool {
+        match self {
+            Op::Lt => left < right,
+            Op::Le => left <= right,
+            Op::Gt => left > right,
+            Op::Ge => left >= right,
+            Op::Eq => left == right,
+            Op::Ne => left != right,
+        }
+    }
+}
+
+/// The plugin.
+pub struct Filter {
+    column: String,
+    op: Op,
+    value: f64,
+}
+
+impl Transform for Filter {
+    fn new(config: &Config) -> Result<Self, Error> {
+        let s: Settings = config.parse()?;
+        Ok(Filter {
+            op: Op::parse(&s.op)?,
+            column: s.column,
+            value: s.value,
+        })
+    }
+
+    fn output_schema(&mut self, input: &SchemaRef) -> Result<SchemaRef, Error> {
+        let field = input
+            .field_with_name(&self.column)
+            .map_err(|_| Error::new(format!("the input has no column `{}`", self.column)))?;
+        if !field.data_type().is_numeric() {
+            return Err(Error::new(format!(
+                "column `{}` is {}, filter compares numbers",
+                self.column,
+                field.data_type()
+            )));
+        }
+        Ok(input.clone())
+    }
+
+    fn process(&mut self, batch: RecordBatch) -> Result<RecordBatch, Error> {
+        rows::filter(&batch, |row| {
+            Ok(row
+                .f64(&self.column)?
+                .is_some_and(|v| self.op.holds(v, self.value)))
+        })
+    }
+}
+
+weir_plugin_sdk::export_transform!(Filter);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use weir_plugin_sdk::arrow_array::cast::AsArray;
+    use weir_plugin_sdk::arrow_array::types::Int64Type;
+    use weir_plugin_sdk::arrow_array::{ArrayRef, Int64Array};
+
+    fn run(config: &str, values: Vec<Option<i64>>) -> Vec<i64> {
+        let mut plugin = Filter::new(&Config::from_json(config).unwrap()).unwrap();
+        let batch =
+            RecordBatch::try_from_iter([("value", Arc::new(Int64Array::from(values)) as ArrayRef)])
+                .unwrap();
+        plugin.output_schema(&batch.schema()).unwrap();
+        let out = plugin.process(batch).unwrap();
+        out.column(0).as_primitive::<Int64Type>().values().to_vec()
+    }
+
+    #[test]
+    fn keeps_rows_that_compare_true_and_drops_nulls() {
+        let values = vec![Some(5), None, Some(10), Some(11), Some(-3)];
+        assert_eq!(
+            run(r#"{"column":"value","op":">=","value":10}"#, values.clone()),
+            [10, 11]
+        );
+        assert_eq!(
+            run(r#"{"column":"value","op":"<","value":0}"#, values.clone()),
+            [-3]
+        );
+        assert_eq!(
+            run(r#"{"column":"value","op":"!=","value":5}"#, values),
+            [10, 11, -3]
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_operators_and_keys() {
+        assert!(
+            Filter::new(&Config::from_json(r#"{"column":"v","op":"~","value":1}"#).unwrap())
+                .is_err()
+        );
+        assert!(
+            Filter::new(&Config::from_json(r#"{"column":"v","op":"<","value":1,"x":1}"#).unwrap())
+                .is_err()
+        );
+    }
+}
