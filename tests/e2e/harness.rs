@@ -165,6 +165,11 @@ impl Weir {
         }
     }
 
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// `kill -9`, and reap.
     pub fn kill9(mut self) {
         self.signal(nix::sys::signal::Signal::SIGKILL);

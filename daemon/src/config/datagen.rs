@@ -17,6 +17,8 @@ pub struct DatagenSpec {
     pub seed: u64,
     /// Upper bound on rows per batch.
     pub max_rows_per_batch: Option<u64>,
+    /// Fixed start of the release schedule (ms since the epoch); `None`: when the stream starts.
+    pub start_timestamp_ms: Option<i64>,
     /// Generated columns.
     pub columns: Vec<ColumnSpec>,
 }
@@ -82,8 +84,12 @@ pub enum Scalar {
 /// How a datagen column's value for row `i` is made.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Generator {
-    /// The row's scheduled event time (`expr = "now"`).
-    EventTime,
+    /// The row's scheduled event time (`expr = "now"`), minus a random lateness of up to
+    /// `jitter_ms`.
+    EventTime {
+        /// Largest lateness, ms (0: exactly the schedule).
+        jitter_ms: i64,
+    },
     /// The row index itself (as a number or its decimal text).
     RowIndex,
     /// One of `values`: by row index spread over the cumulative weights, or at random.
@@ -174,6 +180,10 @@ pub(super) struct RawDatagen {
     /// Upper bound on rows per micro-batch.
     #[serde(default)]
     pub max_rows_per_batch: Option<Spanned<u64>>,
+    /// Start of the release schedule, ms since the epoch (default: when the stream starts).
+    /// Fixing it makes event times identical across separate runs.
+    #[serde(default)]
+    pub start_timestamp: Option<i64>,
     /// The generated columns, in order.
     #[serde(default)]
     pub column: Vec<Spanned<RawColumn>>,
@@ -206,6 +216,10 @@ pub(super) struct RawColumn {
     /// Draw values at random from the pipeline seed instead of cycling through them.
     #[serde(default)]
     pub random: bool,
+    /// Timestamp columns: subtract a random lateness of up to this much from `now`, to simulate
+    /// out-of-order arrival (deterministic per row, like every random value).
+    #[serde(default)]
+    pub jitter: Option<Spanned<super::duration::HumanDuration>>,
     /// `"now"`: the row's scheduled event time (timestamp columns).
     #[serde(default)]
     pub expr: Option<Spanned<String>>,
@@ -285,6 +299,7 @@ pub(super) fn check_datagen(
         rows: raw.rows,
         seed: raw.seed.unwrap_or(42),
         max_rows_per_batch: max_rows_per_batch?,
+        start_timestamp_ms: raw.start_timestamp,
         columns,
     }))
 }
@@ -327,6 +342,9 @@ fn check_column(c: &mut Checker<'_>, col: RawColumn) -> Option<ColumnSpec> {
             "only expr = \"now\" is supported, on timestamp columns: the row's scheduled event time",
         );
     }
+    if let (Some(j), false) = (&col.jitter, data_type == ColumnType::Timestamp) {
+        c.error(j.span(), "`jitter` applies to timestamp columns only");
+    }
     if data_type != ColumnType::String {
         for (key, span) in [
             ("prefix", col.prefix.as_ref().map(|p| p.span())),
@@ -359,7 +377,11 @@ fn check_column(c: &mut Checker<'_>, col: RawColumn) -> Option<ColumnSpec> {
                     );
                 }
             }
-            Generator::EventTime
+            let jitter_ms = match &col.jitter {
+                Some(j) => i64::try_from(j.get_ref().0.as_millis()).unwrap_or(i64::MAX),
+                None => 0,
+            };
+            Generator::EventTime { jitter_ms }
         }
         ColumnType::Boolean => {
             if range_given {

@@ -25,6 +25,7 @@ fn datagen(rows: u64, max_rows_per_batch: u64) -> DatagenSource {
         rows: Some(rows),
         seed: 1,
         max_rows_per_batch: Some(max_rows_per_batch),
+        start_timestamp_ms: None,
         columns: vec![ColumnSpec {
             name: "id".into(),
             data_type: ColumnType::Long,

@@ -173,12 +173,21 @@ impl DatagenSource {
         };
         match col.data_type {
             ColumnType::Timestamp => {
+                let jitter_ms = match col.generator {
+                    Generator::EventTime { jitter_ms } => jitter_ms,
+                    _ => 0,
+                };
                 let mut b = TimestampMicrosecondBuilder::with_capacity(len).with_timezone("UTC");
                 for row in from..to {
                     if is_null(row) {
                         b.append_null();
                     } else {
-                        b.append_value(schedule.event_time_ms(row) * 1000);
+                        let late = if jitter_ms > 0 {
+                            below(mix(seed, key, row), jitter_ms as u64 + 1) as i64
+                        } else {
+                            0
+                        };
+                        b.append_value((schedule.event_time_ms(row) - late) * 1000);
                     }
                 }
                 Arc::new(b.finish())
@@ -417,7 +426,7 @@ impl Source for DatagenSource {
     fn initial_offset(&mut self) -> Result<SourceOffset, SourceError> {
         Ok(ScheduledOffset {
             rows: 0,
-            start_ms: now_ms(),
+            start_ms: self.spec.start_timestamp_ms.unwrap_or_else(now_ms),
         }
         .to_json())
     }

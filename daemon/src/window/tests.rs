@@ -18,7 +18,11 @@ const S: i64 = 1_000_000;
 
 fn input_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        Field::new("time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
         Field::new("sensor", DataType::Utf8, true),
         Field::new("value", DataType::Int64, true),
     ]))
@@ -26,10 +30,14 @@ fn input_schema() -> SchemaRef {
 
 /// Rows of (seconds, sensor, value).
 fn chunk(rows: &[(i64, &str, i64)]) -> RecordBatch {
-    let times = TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.0 * S)).with_timezone("UTC");
+    let times = TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.0 * S))
+        .with_timezone("UTC");
     let sensors = StringArray::from_iter_values(rows.iter().map(|r| r.1));
     let values = Int64Array::from_iter_values(rows.iter().map(|r| r.2));
-    match RecordBatch::try_new(input_schema(), vec![Arc::new(times), Arc::new(sensors), Arc::new(values)]) {
+    match RecordBatch::try_new(
+        input_schema(),
+        vec![Arc::new(times), Arc::new(sensors), Arc::new(values)],
+    ) {
         Ok(b) => b,
         Err(e) => panic!("{e}"),
     }
@@ -50,7 +58,14 @@ fn plan_for(aggregate: &str, mode: &str) -> Result<AggregatePlan, Box<dyn std::e
     let plan = parse_pipeline(Path::new("t.toml"), &text).map_err(|d| d.to_string())?;
     assert!(matches!(plan.source, SourceSpec::Rate(_)));
     let spec = plan.aggregate.ok_or("no aggregate")?;
-    Ok(resolve(&spec, plan.output_mode, &input_schema(), Path::new("t.toml"), None).map_err(|d| d.to_string())?)
+    Ok(resolve(
+        &spec,
+        plan.output_mode,
+        &input_schema(),
+        Path::new("t.toml"),
+        None,
+    )
+    .map_err(|d| d.to_string())?)
 }
 
 impl Harness {
@@ -58,18 +73,32 @@ impl Harness {
         let dir = tempfile::tempdir()?;
         let store: SharedStore = Arc::new(RocksStore::open(dir.path())?);
         let op = AggregateOperator::open("t", plan_for(aggregate, mode)?, store.clone(), None)?;
-        Ok(Harness { op, store, batch_id: 0, watermark_ms: None, _dir: dir })
+        Ok(Harness {
+            op,
+            store,
+            batch_id: 0,
+            watermark_ms: None,
+            _dir: dir,
+        })
     }
 
     /// Reopens the operator on the same store (a restart).
     fn restart(&mut self, aggregate: &str, mode: &str) -> Result<(), Box<dyn std::error::Error>> {
-        self.op = AggregateOperator::open("t", plan_for(aggregate, mode)?, self.store.clone(), None)?;
+        self.op =
+            AggregateOperator::open("t", plan_for(aggregate, mode)?, self.store.clone(), None)?;
         Ok(())
     }
 
     /// Runs one batch and commits it; returns the emitted rows as text.
-    fn batch(&mut self, chunks: &[&[(i64, &str, i64)]]) -> Result<Vec<String>, Box<dyn std::error::Error>> {
-        let ctx = BatchContext { batch_id: self.batch_id, batch_timestamp_ms: 0, watermark_ms: self.watermark_ms };
+    fn batch(
+        &mut self,
+        chunks: &[&[(i64, &str, i64)]],
+    ) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+        let ctx = BatchContext {
+            batch_id: self.batch_id,
+            batch_timestamp_ms: 0,
+            watermark_ms: self.watermark_ms,
+        };
         let mut out = Vec::new();
         for rows in chunks {
             out.extend(self.op.process(chunk(rows), &ctx)?);
@@ -87,10 +116,15 @@ impl Harness {
     fn stored_groups(&self) -> Result<usize, Box<dyn std::error::Error>> {
         let prefix = [crate::state::pipeline_prefix("t"), b"a".to_vec()].concat();
         let mut n = 0;
-        self.store.scan(&prefix, &crate::state::prefix_end(&prefix), false, &mut |_, _| {
-            n += 1;
-            true
-        })?;
+        self.store.scan(
+            &prefix,
+            &crate::state::prefix_end(&prefix),
+            false,
+            &mut |_, _| {
+                n += 1;
+                true
+            },
+        )?;
         Ok(n)
     }
 }
@@ -121,10 +155,16 @@ const TUMBLING: &str = "group_by = [\"sensor\"]\nwindow = { column = \"time\", s
 fn append_emits_each_window_once_after_the_watermark_passes_its_end() -> TestResult {
     let mut h = Harness::new(TUMBLING, "append")?;
     // Batch 0: two windows open; no watermark yet.
-    assert_eq!(h.batch(&[&[(1, "a", 1), (2, "b", 2), (12, "a", 3)]])?, Vec::<String>::new());
+    assert_eq!(
+        h.batch(&[&[(1, "a", 1), (2, "b", 2), (12, "a", 3)]])?,
+        Vec::<String>::new()
+    );
     assert_eq!(h.watermark_ms, Some(7_000), "max event time 12 s minus 5 s");
     // Batch 1 evicts with watermark 7 s: nothing ends by then. Max event time becomes 25 s.
-    assert_eq!(h.batch(&[&[(25, "a", 4), (3, "a", 10)]])?, Vec::<String>::new());
+    assert_eq!(
+        h.batch(&[&[(25, "a", 4), (3, "a", 10)]])?,
+        Vec::<String>::new()
+    );
     assert_eq!(h.watermark_ms, Some(20_000));
     // Batch 2 runs with watermark 20 s: windows [0,10) and [10,20) are final and emitted, sorted.
     let out = h.batch(&[])?;
@@ -136,9 +176,16 @@ fn append_emits_each_window_once_after_the_watermark_passes_its_end() -> TestRes
             "{1970-01-01 00:00:10, 1970-01-01 00:00:20} | a | 1 | 3 | 3.0 | 3 | a",
         ]
     );
-    assert_eq!(h.stored_groups()?, 1, "only the open window [20,30) is left in the store");
+    assert_eq!(
+        h.stored_groups()?,
+        1,
+        "only the open window [20,30) is left in the store"
+    );
     // A row for an emitted window is late: dropped and counted, never emitted again.
-    assert_eq!(h.batch(&[&[(5, "a", 100), (28, "b", 1)]])?, Vec::<String>::new());
+    assert_eq!(
+        h.batch(&[&[(5, "a", 100), (28, "b", 1)]])?,
+        Vec::<String>::new()
+    );
     let progress = h.op.state_progress().ok_or("no progress")?;
     assert_eq!(progress.num_rows_dropped_by_watermark, 1);
     assert_eq!(progress.num_rows_total, 2);
@@ -152,14 +199,25 @@ fn a_row_behind_the_watermark_still_counts_while_its_window_is_open() -> TestRes
     // 21 s is behind the watermark (25 s) but its window [20,30) has not been evicted yet:
     // Spark drops only rows whose window ended by the previous batch's eviction watermark.
     let out = h.batch(&[&[(21, "a", 5)]])?;
-    assert_eq!(out, vec!["{1970-01-01 00:00:20, 1970-01-01 00:00:30} | a | 1 | 5 | 5.0 | 5 | a"]);
-    assert_eq!(h.op.state_progress().map(|p| p.num_rows_dropped_by_watermark), Some(0));
+    assert_eq!(
+        out,
+        vec!["{1970-01-01 00:00:20, 1970-01-01 00:00:30} | a | 1 | 5 | 5.0 | 5 | a"]
+    );
+    assert_eq!(
+        h.op.state_progress()
+            .map(|p| p.num_rows_dropped_by_watermark),
+        Some(0)
+    );
     // Now [20,30) was evicted with watermark 25 s? No: it ends at 30 s > 25 s. A later row for it
     // after the watermark passes 30 s is dropped.
     h.batch(&[&[(40, "a", 1)]])?; // eviction watermark 25 s; next 35 s
     h.batch(&[])?; // eviction at 35 s removes [20,30) and [30,40)
     h.batch(&[&[(22, "a", 7)]])?;
-    assert_eq!(h.op.state_progress().map(|p| p.num_rows_dropped_by_watermark), Some(1));
+    assert_eq!(
+        h.op.state_progress()
+            .map(|p| p.num_rows_dropped_by_watermark),
+        Some(1)
+    );
     Ok(())
 }
 
@@ -172,8 +230,14 @@ fn update_emits_only_changed_groups_and_complete_emits_all() -> TestResult {
     let b1: &[(i64, &str, i64)] = &[(1, "b", 3)];
     assert_eq!(update.batch(&[b0])?, vec!["a | 2 | 1 | 1", "b | 1 | 2 | 1"]);
     assert_eq!(update.batch(&[b1])?, vec!["b | 2 | 3 | 2"]);
-    assert_eq!(complete.batch(&[b0])?, vec!["a | 2 | 1 | 1", "b | 1 | 2 | 1"]);
-    assert_eq!(complete.batch(&[b1])?, vec!["a | 2 | 1 | 1", "b | 2 | 3 | 2"]);
+    assert_eq!(
+        complete.batch(&[b0])?,
+        vec!["a | 2 | 1 | 1", "b | 1 | 2 | 1"]
+    );
+    assert_eq!(
+        complete.batch(&[b1])?,
+        vec!["a | 2 | 1 | 1", "b | 2 | 3 | 2"]
+    );
     Ok(())
 }
 
@@ -209,9 +273,19 @@ fn session_windows_grow_and_merge_per_key() -> TestResult {
     // After a restart from the store: 20 s is more than the gap after a's last event (12 s),
     // so it opens a session of its own; 16 s then falls within the gap of both and merges them.
     h.restart(agg, "update")?;
-    assert_eq!(h.batch(&[&[(20, "a", 10)]])?, vec!["{1970-01-01 00:00:20, 1970-01-01 00:00:25} | a | 1 | 10"]);
-    assert_eq!(h.batch(&[&[(16, "a", 100)]])?, vec!["{1970-01-01 00:00:10, 1970-01-01 00:00:25} | a | 4 | 112"]);
-    assert_eq!(h.stored_groups()?, 3, "a's merged session, a's later one and b's; the merged-away key is deleted");
+    assert_eq!(
+        h.batch(&[&[(20, "a", 10)]])?,
+        vec!["{1970-01-01 00:00:20, 1970-01-01 00:00:25} | a | 1 | 10"]
+    );
+    assert_eq!(
+        h.batch(&[&[(16, "a", 100)]])?,
+        vec!["{1970-01-01 00:00:10, 1970-01-01 00:00:25} | a | 4 | 112"]
+    );
+    assert_eq!(
+        h.stored_groups()?,
+        3,
+        "a's merged session, a's later one and b's; the merged-away key is deleted"
+    );
     Ok(())
 }
 
@@ -221,11 +295,18 @@ fn state_survives_a_restart_and_a_failed_batch_leaves_no_trace() -> TestResult {
     h.batch(&[&[(1, "a", 1)]])?;
     h.restart(TUMBLING, "update")?;
     // A batch that fails after processing is aborted: its changes must vanish.
-    let ctx = BatchContext { batch_id: 1, batch_timestamp_ms: 0, watermark_ms: h.watermark_ms };
+    let ctx = BatchContext {
+        batch_id: 1,
+        batch_timestamp_ms: 0,
+        watermark_ms: h.watermark_ms,
+    };
     h.op.process(chunk(&[(2, "a", 1000)]), &ctx)?;
     h.op.abort_batch();
     let out = h.batch(&[&[(3, "a", 2)]])?;
-    assert_eq!(out, vec!["{1970-01-01 00:00:00, 1970-01-01 00:00:10} | a | 2 | 3 | 1.5 | 1 | a"]);
+    assert_eq!(
+        out,
+        vec!["{1970-01-01 00:00:00, 1970-01-01 00:00:10} | a | 2 | 3 | 1.5 | 1 | a"]
+    );
     Ok(())
 }
 
@@ -238,24 +319,153 @@ fn a_changed_aggregation_refuses_the_old_state() -> TestResult {
         .err()
         .ok_or("a changed window must not reuse the state")?;
     let message = err.to_string();
-    assert!(message.contains("changed since its state was written"), "{message}");
+    assert!(
+        message.contains("changed since its state was written"),
+        "{message}"
+    );
     assert!(message.contains("weir state reset t"), "{message}");
     // Renaming an output column is not a change of state.
     let renamed = TUMBLING.replace("{ fn = \"count\" }", "{ fn = \"count\", as = \"n\" }");
-    assert!(AggregateOperator::open("t", plan_for(&renamed, "update")?, h.store.clone(), None).is_ok());
+    assert!(
+        AggregateOperator::open("t", plan_for(&renamed, "update")?, h.store.clone(), None).is_ok()
+    );
     Ok(())
 }
 
 #[test]
 fn schema_errors_name_the_column_and_its_place() -> TestResult {
     let cases = [
-        ("group_by = [\"sensr\"]\nfunctions = [{ fn = \"count\" }]", "t.toml:8:13: error: unknown column `sensr`"),
-        ("functions = [{ fn = \"avg\", column = \"sensor\" }]", "t.toml:8:14: error: `avg` needs a numeric column; `sensor` is Utf8"),
-        ("window = { column = \"value\", size = \"10s\" }\nfunctions = [{ fn = \"count\" }]", "t.toml:8:21: error: window column `value` is Int64, expected a timestamp"),
+        (
+            "group_by = [\"sensr\"]\nfunctions = [{ fn = \"count\" }]",
+            "t.toml:8:13: error: unknown column `sensr`",
+        ),
+        (
+            "functions = [{ fn = \"avg\", column = \"sensor\" }]",
+            "t.toml:8:14: error: `avg` needs a numeric column; `sensor` is Utf8",
+        ),
+        (
+            "window = { column = \"value\", size = \"10s\" }\nfunctions = [{ fn = \"count\" }]",
+            "t.toml:8:21: error: window column `value` is Int64, expected a timestamp",
+        ),
     ];
     for (agg, want) in cases {
-        let err = plan_for(agg, "update").err().ok_or("expected an error")?.to_string();
+        let err = plan_for(agg, "update")
+            .err()
+            .ok_or("expected an error")?
+            .to_string();
         assert!(err.starts_with(want), "got:\n{err}\nwant: {want}");
     }
+    Ok(())
+}
+
+/// Ten minutes of event time, one second per batch, through the real engine loop: with a
+/// watermark, the number of groups in RocksDB stays flat after warm-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_stays_bounded_under_a_watermark() -> TestResult {
+    use crate::config::Trigger;
+    use crate::engine::{Pipeline, PipelineExit};
+    use crate::sinks::NullSink;
+    use crate::sources::DatagenSource;
+    use crate::state::Checkpoint;
+
+    let text = r#"name = "bounded"
+output_mode = "append"
+trigger = "available_now"
+[source]
+type = "datagen"
+rows_per_second = 1000
+rows = 600000
+max_rows_per_batch = 1000
+start_timestamp = 1700000000000
+[[source.column]]
+name = "time"
+type = "timestamp"
+expr = "now"
+[[source.column]]
+name = "sensor"
+type = "string"
+values = ["sensor_1", "sensor_2", "sensor_3"]
+[[source.column]]
+name = "value"
+type = "long"
+min = 0
+max = 10
+random = true
+[aggregate]
+group_by = ["sensor"]
+window = { column = "time", size = "10s" }
+watermark = "5s"
+functions = [{ fn = "avg", column = "value" }]
+[[sink]]
+type = "null"
+"#;
+    let plan = parse_pipeline(Path::new("bounded.toml"), text).map_err(|d| d.to_string())?;
+    let SourceSpec::Datagen(spec) = plan.source.clone() else {
+        return Err("not datagen".into());
+    };
+    let source = DatagenSource::new(spec);
+    let agg = resolve(
+        plan.aggregate.as_ref().ok_or("no aggregate")?,
+        plan.output_mode,
+        &crate::sources::Source::schema(&source),
+        Path::new("bounded.toml"),
+        None,
+    )
+    .map_err(|d| d.to_string())?;
+    let dir = tempfile::tempdir()?;
+    let store: SharedStore = Arc::new(RocksStore::open(dir.path())?);
+    let op = AggregateOperator::open("bounded", agg, store.clone(), None)?;
+    let pipeline = Pipeline::new(
+        "bounded",
+        Trigger::AvailableNow,
+        Box::new(source),
+        vec![Box::new(op)],
+        vec![("null", Box::new(NullSink))],
+        Checkpoint::new(store.clone(), "bounded"),
+    );
+    let monitor = pipeline.monitor();
+    let mut committed = monitor.subscribe();
+    let handle = pipeline.spawn();
+
+    let prefix = [crate::state::pipeline_prefix("bounded"), b"a".to_vec()].concat();
+    let count = || -> Result<usize, crate::state::StoreError> {
+        let mut n = 0;
+        store.scan(
+            &prefix,
+            &crate::state::prefix_end(&prefix),
+            false,
+            &mut |_, _| {
+                n += 1;
+                true
+            },
+        )?;
+        Ok(n)
+    };
+    let mut after_warm_up = Vec::new();
+    while !handle.is_finished() {
+        if tokio::time::timeout(std::time::Duration::from_secs(60), committed.changed())
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let batches = *committed.borrow_and_update();
+        if batches > 30 {
+            after_warm_up.push(count()?);
+        }
+    }
+    assert_eq!(handle.join().await, PipelineExit::Finished);
+    let batches = monitor.last().map_or(0, |b| b.batch_id);
+    assert!(batches >= 599, "ran {} batches", batches + 1);
+    assert!(
+        after_warm_up.len() > 100,
+        "sampled {} times",
+        after_warm_up.len()
+    );
+    // 3 sensors × at most 2 open windows (the current one and the one the watermark has not
+    // passed yet).
+    let most = after_warm_up.iter().copied().max().unwrap_or(usize::MAX);
+    assert!(most <= 6, "up to {most} groups stored: state grows");
+    assert!(count()? <= 6);
     Ok(())
 }

@@ -1,0 +1,368 @@
+//! Stateful aggregation end to end: every output mode against an independent, non-streaming
+//! computation over the same rows; `kill -9` during an append-mode run changes nothing.
+
+use crate::harness::{TestResult, Weir, pipeline_file};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const START_MS: i64 = 1_700_000_000_000;
+const ROWS: u64 = 1_000_000;
+const PER_BATCH: u64 = 50_000;
+const WINDOW_MS: i64 = 10_000;
+const DELAY_MS: i64 = 5_000;
+const JITTER: &str = "20s";
+
+fn source(rows: u64, per_batch: u64) -> String {
+    format!(
+        r#"trigger = "available_now"
+
+[source]
+type = "datagen"
+rows_per_second = 1000
+rows = {rows}
+max_rows_per_batch = {per_batch}
+start_timestamp = {START_MS}
+seed = 5
+
+[[source.column]]
+name = "time"
+type = "timestamp"
+expr = "now"
+jitter = "{JITTER}"
+
+[[source.column]]
+name = "sensor"
+type = "string"
+values = ["sensor_1", "sensor_2", "sensor_3"]
+random = true
+
+[[source.column]]
+name = "value"
+type = "long"
+min = 0
+max = 100
+random = true
+"#
+    )
+}
+
+fn aggregated(name: &str, mode: &str, out: &Path, rows: u64, per_batch: u64) -> String {
+    format!(
+        r#"name = "{name}"
+output_mode = "{mode}"
+{}
+[aggregate]
+group_by = ["sensor"]
+window = {{ column = "time", size = "10s" }}
+watermark = "5s"
+functions = [{{ fn = "count" }}, {{ fn = "sum", column = "value" }}, {{ fn = "avg", column = "value" }},
+             {{ fn = "min", column = "value" }}, {{ fn = "max", column = "value" }}]
+
+[[sink]]
+type = "file"
+path = "{}"
+format = "json"
+"#,
+        source(rows, per_batch),
+        out.display()
+    )
+}
+
+fn run_to_end(dir: &Path, files: &[PathBuf]) {
+    let state = dir.join("state").to_string_lossy().into_owned();
+    let mut args = vec!["run".to_string(), "--state-dir".into(), state];
+    args.extend(files.iter().map(|f| f.to_string_lossy().into_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut weir = Weir::start(&args);
+    let status = weir.wait_exit(Duration::from_secs(240));
+    assert!(status.success(), "{}", weir.stderr());
+}
+
+/// (window start ms, sensor) → (count, sum, avg, min, max)
+type Row = ((i64, String), (i64, i64, f64, i64, i64));
+
+fn ms(text: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(text).map_or(i64::MIN, |t| t.timestamp_millis())
+}
+
+/// Each output file (batch id → its rows).
+fn read_json_batches(dir: &Path) -> Result<BTreeMap<u64, Vec<Row>>, Box<dyn std::error::Error>> {
+    let mut batches = BTreeMap::new();
+    if !dir.exists() {
+        return Ok(batches);
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some(id) = name.strip_prefix("part-").and_then(|n| n.split('.').next()) else {
+            continue;
+        };
+        let mut rows = Vec::new();
+        for line in std::fs::read_to_string(&path)?.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            let start = ms(v["window"]["start"].as_str().ok_or("window.start")?);
+            assert_eq!(
+                ms(v["window"]["end"].as_str().ok_or("window.end")?),
+                start + WINDOW_MS
+            );
+            let int = |k: &str| v[k].as_i64().ok_or(format!("{k} in {line}"));
+            rows.push((
+                (start, v["sensor"].as_str().ok_or("sensor")?.to_string()),
+                (
+                    int("count")?,
+                    int("sum(value)")?,
+                    v["avg(value)"].as_f64().ok_or("avg")?,
+                    int("min(value)")?,
+                    int("max(value)")?,
+                ),
+            ));
+        }
+        batches.insert(id.parse()?, rows);
+    }
+    Ok(batches)
+}
+
+/// The input rows batch by batch, read from the raw pipeline's Parquet output.
+fn read_input(dir: &Path) -> Result<Vec<Vec<(i64, String, i64)>>, Box<dyn std::error::Error>> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    paths.sort();
+    let mut batches = Vec::new();
+    for path in paths {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&path)?,
+        )?
+        .build()?;
+        let mut rows = Vec::new();
+        for batch in reader {
+            let batch = batch?;
+            let times = batch.column(0).as_primitive::<TimestampMicrosecondType>();
+            let sensors = batch.column(1).as_string::<i32>();
+            let values = batch.column(2).as_primitive::<Int64Type>();
+            for i in 0..batch.num_rows() {
+                rows.push((
+                    times.value(i) / 1000,
+                    sensors.value(i).to_string(),
+                    values.value(i),
+                ));
+            }
+        }
+        batches.push(rows);
+    }
+    Ok(batches)
+}
+
+/// A plain, row-at-a-time simulation of Spark's semantics: in batch k rows whose window ended by
+/// the previous batch's eviction watermark are dropped, the rest aggregated; windows ending by
+/// this batch's watermark (max event time of earlier batches minus the delay) are emitted in
+/// append mode and forgotten; one more batch without data runs when that frees windows.
+fn expected(input: &[Vec<(i64, String, i64)>], mode: &str) -> BTreeMap<u64, Vec<Row>> {
+    #[derive(Clone, Copy)]
+    struct Agg(i64, i64, f64, i64, i64);
+    let mut state: BTreeMap<(i64, String), Agg> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    let (mut max_seen, mut evicted_by): (Option<i64>, Option<i64>) = (None, None);
+    let row = |k: &(i64, String), a: &Agg| (k.clone(), (a.0, a.1, a.2 / a.0 as f64, a.3, a.4));
+    let mut batch_id = 0u64;
+    let mut batches: Vec<&[(i64, String, i64)]> = input.iter().map(Vec::as_slice).collect();
+    batches.push(&[]); // the no-data batch after the input runs dry (kept only if it frees windows)
+    for (i, rows) in batches.into_iter().enumerate() {
+        let watermark = max_seen.map(|m| (m - DELAY_MS).max(evicted_by.unwrap_or(i64::MIN)));
+        let is_last = i == input.len();
+        if is_last
+            && !(watermark > evicted_by
+                && state
+                    .keys()
+                    .any(|k| k.0 + WINDOW_MS <= watermark.unwrap_or(i64::MIN)))
+        {
+            break;
+        }
+        let mut dirty = BTreeSet::new();
+        for (t, sensor, v) in rows {
+            max_seen = Some(max_seen.map_or(*t, |m| m.max(*t)));
+            let start = t - t.rem_euclid(WINDOW_MS);
+            if evicted_by.is_some_and(|wm| start + WINDOW_MS <= wm) {
+                continue;
+            }
+            let key = (start, sensor.clone());
+            let a = state
+                .entry(key.clone())
+                .or_insert(Agg(0, 0, 0.0, i64::MAX, i64::MIN));
+            *a = Agg(a.0 + 1, a.1 + v, a.2 + *v as f64, a.3.min(*v), a.4.max(*v));
+            dirty.insert(key);
+        }
+        let closed: Vec<(i64, String)> = state
+            .keys()
+            .filter(|k| watermark.is_some_and(|wm| k.0 + WINDOW_MS <= wm))
+            .cloned()
+            .collect();
+        let emitted: Vec<Row> = match mode {
+            "append" => closed.iter().map(|k| row(k, &state[k])).collect(),
+            "update" => dirty.iter().map(|k| row(k, &state[k])).collect(),
+            _ => state.iter().map(|(k, a)| row(k, a)).collect(),
+        };
+        if !emitted.is_empty() {
+            out.insert(batch_id, emitted);
+        }
+        for k in closed {
+            state.remove(&k);
+        }
+        if watermark.is_some() {
+            evicted_by = watermark;
+        }
+        batch_id += 1;
+    }
+    out
+}
+
+#[test]
+fn every_output_mode_equals_an_independent_computation() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let raw_out = dir.path().join("raw");
+    let raw = pipeline_file(
+        dir.path(),
+        "raw.toml",
+        &format!(
+            "name = \"raw\"\n{}\n[[sink]]\ntype = \"file\"\npath = \"{}\"\nformat = \"parquet\"\n",
+            source(ROWS, PER_BATCH),
+            raw_out.display()
+        ),
+    );
+    let mut files = vec![raw];
+    for mode in ["append", "update", "complete"] {
+        let out = dir.path().join(mode);
+        files.push(pipeline_file(
+            dir.path(),
+            &format!("{mode}.toml"),
+            &aggregated(mode, mode, &out, ROWS, PER_BATCH),
+        ));
+    }
+    run_to_end(dir.path(), &files);
+
+    let input = read_input(&raw_out)?;
+    assert_eq!(input.len() as u64, ROWS / PER_BATCH);
+    assert_eq!(input.iter().map(Vec::len).sum::<usize>() as u64, ROWS);
+    let mut late_rows_exist = false;
+    for mode in ["append", "update", "complete"] {
+        let want = expected(&input, mode);
+        let got = read_json_batches(&dir.path().join(mode))?;
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{mode}: batches with output"
+        );
+        for (id, rows) in &want {
+            let same = got[id].len() == rows.len()
+                && got[id].iter().zip(rows).all(|(g, w)| {
+                    // Averages travel through JSON text: allow for the last digit.
+                    g.0 == w.0
+                        && (g.1.0, g.1.1, g.1.3, g.1.4) == (w.1.0, w.1.1, w.1.3, w.1.4)
+                        && (g.1.2 - w.1.2).abs() <= 1e-12 * w.1.2.abs()
+                });
+            assert!(
+                same,
+                "{mode}: batch {id}\n got: {:?}\nwant: {rows:?}",
+                got[id]
+            );
+        }
+        if mode == "append" {
+            // Windows are 10 s, the watermark 5 s behind, event times up to 20 s late: some rows
+            // must have been dropped for the comparison to mean anything.
+            let counted: i64 = want.values().flatten().map(|r| r.1.0).sum();
+            late_rows_exist = counted < ROWS as i64;
+            // Each window is emitted exactly once.
+            let keys: Vec<_> = got.values().flatten().map(|r| r.0.clone()).collect();
+            assert_eq!(keys.len(), keys.iter().collect::<BTreeSet<_>>().len());
+        }
+    }
+    assert!(late_rows_exist, "the workload produced no late rows");
+    Ok(())
+}
+
+#[test]
+fn kill_9_during_an_append_run_leaves_the_output_of_an_uninterrupted_run() -> TestResult {
+    const CRASH_ROWS: u64 = 1_000_000;
+    const CRASH_BATCH: u64 = 10_000;
+    let dir = tempfile::tempdir()?;
+    let clean_out = dir.path().join("clean");
+    let clean = pipeline_file(
+        dir.path(),
+        "clean.toml",
+        &aggregated("clean", "append", &clean_out, CRASH_ROWS, CRASH_BATCH),
+    );
+    run_to_end(&dir.path().join("clean-run"), &[clean]);
+
+    let crashed_out = dir.path().join("crashed");
+    let crashed = pipeline_file(
+        dir.path(),
+        "crashed.toml",
+        &aggregated("crashed", "append", &crashed_out, CRASH_ROWS, CRASH_BATCH),
+    );
+    let state = dir
+        .path()
+        .join("crash-state")
+        .to_string_lossy()
+        .into_owned();
+    let file = crashed.to_string_lossy().into_owned();
+    let args = ["run", "--state-dir", &state, &file];
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut kills = 0;
+    let files_in = |d: &Path| std::fs::read_dir(d).map_or(0, |e| e.count());
+    loop {
+        let before = files_in(&crashed_out);
+        let mut weir = Weir::start(&args);
+        if kills == 8 {
+            let status = weir.wait_exit(Duration::from_secs(120));
+            assert!(status.success(), "{}", weir.stderr());
+            break;
+        }
+        // Let the run make progress (one more output file, or the end), then crash it a
+        // pseudo-random few milliseconds later: between batches or in the middle of one.
+        let out = crashed_out.clone();
+        weir.wait_for("progress", Duration::from_secs(60), move |_, _| {
+            files_in(&out) > before
+        });
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(seed % 25));
+        if !weir.is_running() {
+            assert!(
+                weir.wait_exit(Duration::from_secs(5)).success(),
+                "{}",
+                weir.stderr()
+            );
+            break;
+        }
+        weir.kill9();
+        kills += 1;
+    }
+    assert!(
+        kills >= 3,
+        "the run ended before it could be interrupted ({kills} kills)"
+    );
+
+    let names = |d: &Path| -> Result<BTreeSet<String>, std::io::Error> {
+        std::fs::read_dir(d)?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect()
+    };
+    let (clean_files, crashed_files) = (names(&clean_out)?, names(&crashed_out)?);
+    assert_eq!(clean_files, crashed_files);
+    for name in &clean_files {
+        assert_eq!(
+            std::fs::read(clean_out.join(name))?,
+            std::fs::read(crashed_out.join(name))?,
+            "{name} differs"
+        );
+    }
+    assert!(clean_files.len() > 10);
+    Ok(())
+}
