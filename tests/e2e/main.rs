@@ -4,7 +4,11 @@
 mod harness;
 
 mod check;
+mod file_source;
+mod malformed;
 mod rate_console;
 mod recovery;
 mod shutdown;
+mod socket;
+mod source_files;
 mod triggers;

@@ -1,0 +1,514 @@
+//! The file source end to end with real files: pickup within a second (by rename, and by a
+//! write that then stays still), `max_files_per_trigger`, a file written slowly in chunks read
+//! only once complete, `clean_source` archiving only after the batch committed, no re-reading
+//! after a restart, and every format with nulls and Unicode.
+
+use crate::harness::{TestResult, Weir, pipeline_file};
+use crate::source_files::json_rows;
+use nix::sys::signal::Signal;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn csv_pipeline(name: &str, input: &Path, out: &Path, extra: &str) -> String {
+    format!(
+        r#"name = "{name}"
+{extra}
+
+[source]
+type = "file"
+path = "{}"
+format = "csv"
+
+[[source.column]]
+name = "id"
+type = "long"
+
+[[source.column]]
+name = "name"
+type = "string"
+
+[[sink]]
+type = "file"
+path = "{}"
+format = "json"
+"#,
+        input.display(),
+        out.display()
+    )
+}
+
+/// Places a file atomically: written under a hidden name, then renamed.
+fn place(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(tmp, dir.join(name))
+}
+
+fn ids(out: &Path) -> Vec<i64> {
+    json_rows(out)
+        .iter()
+        .filter_map(|(_, row)| row["id"].as_i64())
+        .collect()
+}
+
+fn csv_rows(from: i64, to: i64) -> String {
+    let mut text = String::from("id,name\n");
+    for id in from..to {
+        text.push_str(&format!("{id},n{id}\n"));
+    }
+    text
+}
+
+fn run(state: &Path, file: &Path) -> Weir {
+    Weir::start(&[
+        "run",
+        "--state-dir",
+        &state.to_string_lossy(),
+        &file.to_string_lossy(),
+    ])
+}
+
+#[test]
+fn new_files_are_read_within_a_second_and_never_twice_across_restarts() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (input, out, state) = (
+        dir.path().join("in"),
+        dir.path().join("out"),
+        dir.path().join("state"),
+    );
+    std::fs::create_dir(&input)?;
+    place(&input, "old.csv", &csv_rows(0, 10))?;
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &csv_pipeline("files", &input, &out, ""),
+    );
+    let mut weir = run(&state, &file);
+    let out2 = out.clone();
+    weir.wait_for("the file there at start", DEADLINE, move |_, _| {
+        ids(&out2).len() == 10
+    });
+
+    // Renamed into place: complete at once, read within a second.
+    let placed = Instant::now();
+    place(&input, "renamed.csv", &csv_rows(10, 20))?;
+    let out2 = out.clone();
+    weir.wait_for("the renamed file", DEADLINE, move |_, _| {
+        ids(&out2).len() == 20
+    });
+    let took = placed.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "the renamed file took {took:?}"
+    );
+
+    // Written in place and left alone: read once it has been still for stable_for (500ms).
+    let written = Instant::now();
+    std::fs::write(input.join("copied.csv"), csv_rows(20, 30))?;
+    let out2 = out.clone();
+    weir.wait_for("the copied file", DEADLINE, move |_, _| {
+        ids(&out2).len() == 30
+    });
+    let took = written.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "the copied file took {took:?}"
+    );
+
+    weir.signal(Signal::SIGTERM);
+    assert!(weir.wait_exit(DEADLINE).success(), "{}", weir.stderr());
+
+    // Restart: the old files are still there and must not be read again; a new one is.
+    let weir = run(&state, &file);
+    place(&input, "after-restart.csv", &csv_rows(30, 35))?;
+    let out2 = out.clone();
+    weir.wait_for("the new file after the restart", DEADLINE, move |_, _| {
+        ids(&out2).len() >= 35
+    });
+    // One more file proves the source went on past the restart's first batches.
+    place(&input, "last.csv", &csv_rows(35, 40))?;
+    let out2 = out.clone();
+    weir.wait_for("the last file", DEADLINE, move |_, _| {
+        ids(&out2).len() >= 40
+    });
+    weir.kill9();
+    let mut all = ids(&out);
+    all.sort_unstable();
+    assert_eq!(all, (0..40).collect::<Vec<_>>(), "every row exactly once");
+    Ok(())
+}
+
+#[test]
+fn max_files_per_trigger_bounds_each_batch() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (input, out, state) = (
+        dir.path().join("in"),
+        dir.path().join("out"),
+        dir.path().join("state"),
+    );
+    std::fs::create_dir(&input)?;
+    for f in 0..7 {
+        place(
+            &input,
+            &format!("f{f}.csv"),
+            &csv_rows(f * 100, f * 100 + 3),
+        )?;
+    }
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &csv_pipeline("limited", &input, &out, "trigger = \"available_now\"").replace(
+            "format = \"csv\"\n",
+            "format = \"csv\"\nmax_files_per_trigger = 2\n",
+        ),
+    );
+    let mut weir = run(&state, &file);
+    assert!(weir.wait_exit(DEADLINE).success(), "{}", weir.stderr());
+    let mut per_batch: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (part, row) in json_rows(&out) {
+        per_batch
+            .entry(part)
+            .or_default()
+            .push(row["id"].as_i64().ok_or("id")?);
+    }
+    let files_per_batch: Vec<usize> = per_batch
+        .values()
+        .map(|ids| {
+            let mut files: Vec<i64> = ids.iter().map(|id| id / 100).collect();
+            files.dedup();
+            files.len()
+        })
+        .collect();
+    assert_eq!(files_per_batch, vec![2, 2, 2, 1], "{per_batch:?}");
+    let all: usize = per_batch.values().map(Vec::len).sum();
+    assert_eq!(all, 21);
+    Ok(())
+}
+
+#[test]
+fn a_file_written_slowly_in_chunks_is_read_only_when_complete() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (input, out, state) = (
+        dir.path().join("in"),
+        dir.path().join("out"),
+        dir.path().join("state"),
+    );
+    std::fs::create_dir(&input)?;
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &csv_pipeline("slow", &input, &out, "").replace(
+            "format = \"csv\"\n",
+            "format = \"csv\"\nstable_for = \"700ms\"\n",
+        ),
+    );
+    let weir = run(&state, &file);
+    weir.wait_for("the first batch", DEADLINE, |_, err| {
+        err.contains("starting with a fresh checkpoint")
+    });
+    // Ten chunks, 150 ms apart: the size changes more often than stable_for allows.
+    let mut slow = std::fs::File::create(input.join("slow.csv"))?;
+    slow.write_all(b"id,name\n")?;
+    let mut last_write = Instant::now();
+    for chunk in 0..10 {
+        let from = chunk * 10;
+        slow.write_all(
+            csv_rows(from, from + 10)
+                .trim_start_matches("id,name\n")
+                .as_bytes(),
+        )?;
+        slow.flush()?;
+        last_write = Instant::now();
+        std::thread::park_timeout(Duration::from_millis(150));
+        assert!(
+            ids(&out).is_empty(),
+            "the file was read while still being written (chunk {chunk})"
+        );
+    }
+    drop(slow);
+    let out2 = out.clone();
+    weir.wait_for("the complete file", DEADLINE, move |_, _| {
+        ids(&out2).len() >= 100
+    });
+    assert!(last_write.elapsed() >= Duration::from_millis(700));
+    let rows = json_rows(&out);
+    assert_eq!(rows.len(), 100);
+    assert!(
+        rows.iter().all(|(part, _)| *part == rows[0].0),
+        "one batch read the whole file"
+    );
+    Ok(())
+}
+
+#[test]
+fn clean_source_archives_a_file_only_after_its_batch_committed() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (input, out, state, archive) = (
+        dir.path().join("in"),
+        dir.path().join("out"),
+        dir.path().join("state"),
+        dir.path().join("done"),
+    );
+    std::fs::create_dir(&input)?;
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &csv_pipeline("archiving", &input, &out, "").replace(
+            "format = \"csv\"\n",
+            &format!(
+                "format = \"csv\"\nclean_source = \"archive\"\narchive_dir = \"{}\"\n",
+                archive.display()
+            ),
+        ),
+    );
+    let mut weir = run(&state, &file);
+    weir.wait_for("the start", DEADLINE, |_, err| {
+        err.contains("starting with a fresh checkpoint")
+    });
+    // Break the sink (its directory becomes a file): the batch that reads a.csv cannot commit.
+    let moved = dir.path().join("out.moved");
+    std::fs::rename(&out, &moved)?;
+    std::fs::write(&out, "not a directory")?;
+    place(&input, "a.csv", &csv_rows(0, 5))?;
+    weir.wait_for("the batch failing and being retried", DEADLINE, |_, err| {
+        err.contains("retrying")
+    });
+    assert!(
+        input.join("a.csv").exists(),
+        "archived before its batch committed"
+    );
+    assert!(!archive.join("a.csv").exists());
+    // Mend the sink: the batch commits, then the file moves.
+    std::fs::remove_file(&out)?;
+    std::fs::rename(&moved, &out)?;
+    let archived = archive.join("a.csv");
+    weir.wait_for("the file archived", DEADLINE, move |_, _| archived.exists());
+    assert!(!input.join("a.csv").exists());
+    assert_eq!(ids(&out), vec![0, 1, 2, 3, 4]);
+    // A new file with the same name is new data: read, and archived beside the first.
+    place(&input, "a.csv", &csv_rows(5, 7))?;
+    let second = archive.join("a.csv.1");
+    weir.wait_for("the second a.csv archived", DEADLINE, move |_, _| {
+        second.exists()
+    });
+    assert_eq!(ids(&out), vec![0, 1, 2, 3, 4, 5, 6]);
+    weir.signal(Signal::SIGTERM);
+    assert!(weir.wait_exit(DEADLINE).success(), "{}", weir.stderr());
+    Ok(())
+}
+
+fn format_pipeline(name: &str, format: &str, input: &Path, out: &Path, columns: &str) -> String {
+    format!(
+        r#"name = "{name}"
+trigger = "available_now"
+
+[source]
+type = "file"
+path = "{}"
+format = "{format}"
+{columns}
+
+[[sink]]
+type = "file"
+path = "{}"
+format = "json"
+"#,
+        input.display(),
+        out.display()
+    )
+}
+
+const COLUMNS: &str = r#"
+[[source.column]]
+name = "id"
+type = "int"
+
+[[source.column]]
+name = "city"
+type = "string"
+
+[[source.column]]
+name = "temp"
+type = "double"
+
+[[source.column]]
+name = "ok"
+type = "boolean"
+
+[[source.column]]
+name = "at"
+type = "timestamp"
+"#;
+
+fn expected_rows() -> Vec<serde_json::Value> {
+    vec![
+        serde_json::json!({"id": 1, "city": "Zürich", "temp": 21.5, "ok": true, "at": "2026-11-24T01:09:10Z"}),
+        serde_json::json!({"id": 2, "city": "東京 🌸", "ok": false, "at": "2026-11-24T01:09:11.250Z"}),
+        serde_json::json!({"id": 3, "temp": -4.0}),
+    ]
+}
+
+fn read_format(
+    format: &str,
+    fixture: impl FnOnce(&Path) -> TestResult,
+    columns: &str,
+) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let (input, out, state) = (
+        dir.path().join("in"),
+        dir.path().join("out"),
+        dir.path().join("state"),
+    );
+    std::fs::create_dir(&input)?;
+    fixture(&input)?;
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format_pipeline(&format!("fmt-{format}"), format, &input, &out, columns),
+    );
+    let mut weir = run(&state, &file);
+    assert!(weir.wait_exit(DEADLINE).success(), "{}", weir.stderr());
+    Ok(json_rows(&out).into_iter().map(|(_, v)| v).collect())
+}
+
+#[test]
+fn each_format_reads_its_fixture_with_nulls_and_unicode() -> TestResult {
+    let csv = read_format(
+        "csv",
+        |dir| {
+            std::fs::write(
+                dir.join("a.csv"),
+                "id,city,temp,ok,at\n1,Zürich,21.5,true,2026-11-24T01:09:10Z\n2,\"東京 🌸\",,false,2026-11-24 01:09:11.25\n3,,-4,,\n",
+            )?;
+            Ok(())
+        },
+        COLUMNS,
+    )?;
+    assert_eq!(csv, expected_rows(), "csv");
+
+    let json = read_format(
+        "json",
+        |dir| {
+            std::fs::write(
+                dir.join("a.json"),
+                "{\"id\":1,\"city\":\"Zürich\",\"temp\":21.5,\"ok\":true,\"at\":\"2026-11-24T01:09:10Z\"}\n\n{\"id\":2,\"city\":\"東京 🌸\",\"temp\":null,\"ok\":false,\"at\":\"2026-11-24T01:09:11.250Z\",\"extra\":1}\n{\"id\":3,\"temp\":-4}\n",
+            )?;
+            Ok(())
+        },
+        COLUMNS,
+    )?;
+    assert_eq!(json, expected_rows(), "json");
+
+    let parquet = read_format(
+        "parquet",
+        |dir| {
+            use arrow::array::{
+                BooleanArray, Float64Array, Int32Array, StringArray, TimestampMicrosecondArray,
+            };
+            let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+                arrow::datatypes::Field::new("id", arrow::datatypes::DataType::Int32, true),
+                arrow::datatypes::Field::new("city", arrow::datatypes::DataType::Utf8, true),
+                arrow::datatypes::Field::new("temp", arrow::datatypes::DataType::Float64, true),
+                arrow::datatypes::Field::new("ok", arrow::datatypes::DataType::Boolean, true),
+                arrow::datatypes::Field::new(
+                    "at",
+                    arrow::datatypes::DataType::Timestamp(
+                        arrow::datatypes::TimeUnit::Microsecond,
+                        Some("UTC".into()),
+                    ),
+                    true,
+                ),
+            ]));
+            let t0 = 1_795_482_550_000_000i64; // 2026-11-24T01:09:10Z
+            let batch = arrow::record_batch::RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int32Array::from(vec![Some(1), Some(2), Some(3)])),
+                    Arc::new(StringArray::from(vec![
+                        Some("Zürich"),
+                        Some("東京 🌸"),
+                        None,
+                    ])),
+                    Arc::new(Float64Array::from(vec![Some(21.5), None, Some(-4.0)])),
+                    Arc::new(BooleanArray::from(vec![Some(true), Some(false), None])),
+                    Arc::new(
+                        TimestampMicrosecondArray::from(vec![Some(t0), Some(t0 + 1_250_000), None])
+                            .with_timezone("UTC"),
+                    ),
+                ],
+            )?;
+            let file = std::fs::File::create(dir.join("a.parquet"))?;
+            let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None)?;
+            writer.write(&batch)?;
+            writer.close()?;
+            Ok(())
+        },
+        "",
+    )?;
+    assert_eq!(parquet, expected_rows(), "parquet (schema from the file)");
+
+    let text = read_format(
+        "text",
+        |dir| {
+            std::fs::write(
+                dir.join("a.txt"),
+                "first line\r\n\nZoë 🌍 ünïcode\nlast without newline",
+            )?;
+            Ok(())
+        },
+        "",
+    )?;
+    let lines: Vec<&str> = text.iter().filter_map(|v| v["value"].as_str()).collect();
+    assert_eq!(
+        lines,
+        ["first line", "", "Zoë 🌍 ünïcode", "last without newline"]
+    );
+    Ok(())
+}
+
+#[test]
+fn a_schema_is_inferred_from_the_first_file_and_kept() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (input, out, state) = (
+        dir.path().join("in"),
+        dir.path().join("out"),
+        dir.path().join("state"),
+    );
+    std::fs::create_dir(&input)?;
+    std::fs::write(
+        input.join("a.csv"),
+        "sensor,value,ok\ns1,1.5,true\ns2,,false\n",
+    )?;
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format_pipeline("inferred", "csv", &input, &out, ""),
+    );
+    let mut weir = run(&state, &file);
+    assert!(weir.wait_exit(DEADLINE).success(), "{}", weir.stderr());
+    assert!(
+        weir.stderr()
+            .contains("sensor Utf8, value Float64, ok Boolean"),
+        "{}",
+        weir.stderr()
+    );
+    // A later file whose first rows would infer differently is still read with the kept schema.
+    std::fs::write(input.join("b.csv"), "sensor,value,ok\ns3,7,true\n")?;
+    let mut weir = run(&state, &file);
+    assert!(weir.wait_exit(DEADLINE).success(), "{}", weir.stderr());
+    let rows: Vec<_> = json_rows(&out).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(
+        rows,
+        vec![
+            serde_json::json!({"sensor": "s1", "value": 1.5, "ok": true}),
+            serde_json::json!({"sensor": "s2", "ok": false}),
+            serde_json::json!({"sensor": "s3", "value": 7.0, "ok": true}),
+        ]
+    );
+    Ok(())
+}
