@@ -37,6 +37,42 @@ pub enum Command {
     /// List the wasm plugins in a folder: name, version, kind, contract version, size, and
     /// any reason one cannot be loaded (then the exit status is 1).
     Plugins(PluginsArgs),
+    /// Inspect or delete pipelines' checkpoints and state.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+/// `weir state ...`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List the pipelines that have a checkpoint, with their last committed batch.
+    List(StateArgs),
+    /// Delete a pipeline's checkpoint and state, so that its next run starts from scratch.
+    ///
+    /// Use it when the aggregation of a pipeline changed and weir refuses its old state. The
+    /// source starts over too (rate and datagen from a new start time, files from the first
+    /// file); weir must not be running on the same state directory.
+    Reset(StateResetArgs),
+}
+
+/// `weir state list`.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// State directory (default as for `weir run`).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `weir state reset`.
+#[derive(Debug, Args)]
+pub struct StateResetArgs {
+    /// Pipeline names.
+    #[arg(required = true, value_name = "PIPELINE")]
+    pub pipelines: Vec<String>,
+
+    /// State directory (default as for `weir run`).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `weir run`.

@@ -175,6 +175,45 @@ fn run(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+fn state(command: cli::StateCommand) -> anyhow::Result<ExitCode> {
+    use weir::state::{Checkpoint, RocksStore, SharedStore};
+    let dir = match &command {
+        cli::StateCommand::List(args) => args.state_dir.clone(),
+        cli::StateCommand::Reset(args) => args.state_dir.clone(),
+    }
+    .unwrap_or_else(cli::default_state_dir);
+    if !dir.exists() {
+        eprintln!("weir: no state directory at {}", dir.display());
+        return Ok(ExitCode::from(1));
+    }
+    let store: SharedStore = std::sync::Arc::new(RocksStore::open(&dir)?);
+    match command {
+        cli::StateCommand::List(_) => {
+            for name in weir::state::pipelines(&store)? {
+                let last = Checkpoint::new(store.clone(), &name).last_committed()?;
+                match last {
+                    Some(c) => println!("{name}\tlast committed batch {}", c.batch_id),
+                    None => println!("{name}\tno batch committed"),
+                }
+            }
+        }
+        cli::StateCommand::Reset(args) => {
+            let known = weir::state::pipelines(&store)?;
+            for name in &args.pipelines {
+                if !known.contains(name) {
+                    eprintln!("weir: pipeline `{name}` has no state in {}", dir.display());
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            for name in &args.pipelines {
+                Checkpoint::new(store.clone(), name).reset()?;
+                println!("reset pipeline `{name}`: checkpoint and state deleted");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_level.as_deref());
@@ -182,6 +221,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Run(args) => run(args),
         Command::Plugins(args) => plugins(args),
+        Command::State(command) => state(command),
     };
     match result {
         Ok(code) => code,

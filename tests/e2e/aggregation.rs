@@ -366,3 +366,86 @@ fn kill_9_during_an_append_run_leaves_the_output_of_an_uninterrupted_run() -> Te
     assert!(clean_files.len() > 10);
     Ok(())
 }
+
+const SMALL: &str = r#"name = "small"
+output_mode = "update"
+trigger = "available_now"
+
+[source]
+type = "datagen"
+rows = 100
+start_timestamp = 0
+
+[[source.column]]
+name = "time"
+type = "timestamp"
+expr = "now"
+
+[[source.column]]
+name = "sensor"
+type = "string"
+values = ["a", "b"]
+
+[[source.column]]
+name = "value"
+type = "long"
+
+[aggregate]
+group_by = ["sensor"]
+window = { column = "time", size = "10s" }
+functions = [{ fn = "avg", column = "value" }]
+
+[[sink]]
+type = "null"
+"#;
+
+#[test]
+fn aggregations_that_break_a_rule_are_rejected_at_load_with_the_rule() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let cases = [
+        (
+            SMALL.replace("output_mode = \"update\"", "output_mode = \"append\""),
+            ":2:15: error: output_mode \"append\" with an aggregation needs a watermark",
+        ),
+        (SMALL.replace("group_by = [\"sensor\"]", "group_by = [\"sensr\"]"), ":25:13: error: unknown column `sensr`"),
+        (
+            SMALL.replace("column = \"value\" }]", "column = \"sensor\" }]"),
+            ":27:14: error: `avg` needs a numeric column; `sensor` is Utf8",
+        ),
+        (
+            SMALL.replace("window = { column = \"time\", size = \"10s\" }", "watermark = \"5s\""),
+            ":26:13: error: a watermark needs a window",
+        ),
+    ];
+    for (text, want) in cases {
+        let file = pipeline_file(dir.path(), "bad.toml", &text);
+        let file = file.to_string_lossy().into_owned();
+        let mut weir = Weir::start(&["check", &file]);
+        assert_eq!(weir.wait_exit(Duration::from_secs(10)).code(), Some(1));
+        let stderr = weir.stderr();
+        assert!(stderr.starts_with(&format!("{file}{want}")), "want {want}, got:\n{stderr}");
+    }
+    Ok(())
+}
+
+#[test]
+fn changed_aggregation_refuses_old_state_until_it_is_reset() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let state = dir.path().join("state").to_string_lossy().into_owned();
+    let file = pipeline_file(dir.path(), "small.toml", SMALL).to_string_lossy().into_owned();
+    let mut weir = Weir::start(&["run", "--state-dir", &state, &file]);
+    assert!(weir.wait_exit(Duration::from_secs(20)).success(), "{}", weir.stderr());
+
+    pipeline_file(dir.path(), "small.toml", &SMALL.replace("size = \"10s\"", "size = \"20s\""));
+    let mut weir = Weir::start(&["run", "--state-dir", &state, &file]);
+    assert_eq!(weir.wait_exit(Duration::from_secs(20)).code(), Some(1));
+    let stderr = weir.stderr();
+    assert!(stderr.contains("the [aggregate] of pipeline `small` changed since its state was written"), "{stderr}");
+    assert!(stderr.contains("weir state reset small"), "{stderr}");
+
+    let mut reset = Weir::start(&["state", "reset", "--state-dir", &state, "small"]);
+    assert!(reset.wait_exit(Duration::from_secs(10)).success(), "{}", reset.stderr());
+    let mut weir = Weir::start(&["run", "--state-dir", &state, &file]);
+    assert!(weir.wait_exit(Duration::from_secs(20)).success(), "{}", weir.stderr());
+    Ok(())
+}

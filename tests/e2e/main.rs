@@ -3,11 +3,14 @@
 
 mod harness;
 
+mod aggregation;
 mod check;
 mod file_source;
 mod malformed;
+mod plugins;
 mod rate_console;
 mod recovery;
+mod seed_examples;
 mod shutdown;
 mod socket;
 mod source_files;

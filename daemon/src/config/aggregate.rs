@@ -229,7 +229,10 @@ fn check_window(c: &mut Checker<'_>, raw: Spanned<RawWindow>) -> Option<WindowSp
             size: whole_millis(c, "size", size)?,
         },
         (Some(size), Some(slide), None) => {
-            let (size, slide_value) = (whole_millis(c, "size", size)?, whole_millis(c, "slide", slide)?);
+            let (size, slide_value) = (
+                whole_millis(c, "size", size)?,
+                whole_millis(c, "slide", slide)?,
+            );
             if slide_value > size {
                 c.error(
                     slide.span(),
@@ -240,7 +243,10 @@ fn check_window(c: &mut Checker<'_>, raw: Spanned<RawWindow>) -> Option<WindowSp
             if slide_value == size {
                 WindowKind::Tumbling { size }
             } else {
-                WindowKind::Sliding { size, slide: slide_value }
+                WindowKind::Sliding {
+                    size,
+                    slide: slide_value,
+                }
             }
         }
         (None, None, Some(gap)) => WindowKind::Session {
@@ -300,7 +306,9 @@ fn check_function(c: &mut Checker<'_>, raw: Spanned<RawFunction>) -> Option<Func
             // Spark's output names: count, count(value), avg(value), count(DISTINCT value).
             let name = match (builtin, columns.first()) {
                 (BuiltinFunction::Count, None) => "count".to_string(),
-                (BuiltinFunction::CountDistinct, Some(col)) => format!("count(DISTINCT {})", col.name),
+                (BuiltinFunction::CountDistinct, Some(col)) => {
+                    format!("count(DISTINCT {})", col.name)
+                }
                 (f, Some(col)) => format!("{}({})", f.name(), col.name),
                 (f, None) => f.name().to_string(),
             };
@@ -308,14 +316,20 @@ fn check_function(c: &mut Checker<'_>, raw: Spanned<RawFunction>) -> Option<Func
         }
         (None, Some(plugin)) => {
             if columns.is_empty() {
-                c.error(plugin.span(), "a plugin aggregate needs `column` or `columns`");
+                c.error(
+                    plugin.span(),
+                    "a plugin aggregate needs `column` or `columns`",
+                );
                 return None;
             }
             let config = match raw.config.map(serde_json::to_value) {
                 Some(Ok(value)) => value,
                 None => serde_json::Value::Object(Default::default()),
                 Some(Err(err)) => {
-                    c.error(plugin.span(), format!("plugin config cannot be passed on as JSON: {err}"));
+                    c.error(
+                        plugin.span(),
+                        format!("plugin config cannot be passed on as JSON: {err}"),
+                    );
                     return None;
                 }
             };
@@ -387,10 +401,17 @@ pub(super) fn check_aggregate(
         }
     }
     if functions.is_empty() && c.diagnostics.len() == errors_before {
-        c.error(functions_span, "`functions` needs at least one aggregate function");
+        c.error(
+            functions_span,
+            "`functions` needs at least one aggregate function",
+        );
     }
     let mut names = std::collections::HashSet::new();
-    for name in group_by.iter().map(|g| &g.name).chain(functions.iter().map(|f| &f.output_name)) {
+    for name in group_by
+        .iter()
+        .map(|g| &g.name)
+        .chain(functions.iter().map(|f| &f.output_name))
+    {
         if !names.insert(name.clone()) {
             c.error_hint(
                 span.clone(),
@@ -400,7 +421,10 @@ pub(super) fn check_aggregate(
         }
     }
     if window.is_some() && names.contains("window") {
-        c.error(span, "`window` is the name of the window column; rename the other one");
+        c.error(
+            span,
+            "`window` is the name of the window column; rename the other one",
+        );
     }
     if c.diagnostics.len() != errors_before {
         return None;

@@ -428,7 +428,11 @@ impl Pipeline {
                 attempts,
                 num_malformed_skipped: outcome.malformed.skipped,
                 num_malformed_dead_lettered: outcome.malformed.dead_lettered,
-                state_operators: self.operators.iter().filter_map(|op| op.state_progress()).collect(),
+                state_operators: self
+                    .operators
+                    .iter()
+                    .filter_map(|op| op.state_progress())
+                    .collect(),
             };
             tracing::debug!(
                 pipeline = %self.name,

@@ -105,6 +105,28 @@ pub fn pipeline_prefix(pipeline: &str) -> Vec<u8> {
     key
 }
 
+/// Names of the pipelines that have anything in the store.
+pub fn pipelines(store: &SharedStore) -> Result<Vec<String>, StoreError> {
+    let mut names = Vec::new();
+    let mut from = b"p\0".to_vec();
+    let end = prefix_end(b"p\0");
+    loop {
+        let mut next = None;
+        store.scan(&from, &end, false, &mut |key, _| {
+            next = Some(key.to_vec());
+            false
+        })?;
+        let Some(key) = next else { break };
+        let rest = &key[2..];
+        let Some(len) = rest.iter().position(|b| *b == 0) else { break };
+        let name = String::from_utf8_lossy(&rest[..len]).into_owned();
+        // Skip everything of this pipeline: its prefix's end.
+        from = prefix_end(&pipeline_prefix(&name));
+        names.push(name);
+    }
+    Ok(names)
+}
+
 /// The first key after every key that starts with `prefix`.
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();

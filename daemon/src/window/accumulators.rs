@@ -50,7 +50,11 @@ pub trait UserAggregateFn: Send {
         group_of_row: &[u32],
     ) -> Result<Vec<Vec<u8>>, AggregateError>;
     /// Pairwise merge of two lists of states.
-    fn merge(&mut self, left: &[Vec<u8>], right: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, AggregateError>;
+    fn merge(
+        &mut self,
+        left: &[Vec<u8>],
+        right: &[Vec<u8>],
+    ) -> Result<Vec<Vec<u8>>, AggregateError>;
     /// One output value per state.
     fn finish(&mut self, states: &[Vec<u8>]) -> Result<ArrayRef, AggregateError>;
 }
@@ -101,7 +105,9 @@ fn read_i64(bytes: &[u8], at: usize) -> Result<i64, AggregateError> {
 
 fn ensure_len<T: Clone + Default>(v: &mut Vec<T>, g: u32) -> Result<(), AggregateError> {
     if g as usize != v.len() {
-        return Err(AggregateError::internal("aggregate state loaded out of order (a bug)"));
+        return Err(AggregateError::internal(
+            "aggregate state loaded out of order (a bug)",
+        ));
     }
     v.push(T::default());
     Ok(())
@@ -117,7 +123,10 @@ pub struct Count {
 impl Count {
     /// Counts rows (`of_column = false`) or non-null values.
     pub fn new(of_column: bool) -> Count {
-        Count { counts: Vec::new(), of_column }
+        Count {
+            counts: Vec::new(),
+            of_column,
+        }
     }
 }
 
@@ -125,9 +134,17 @@ impl GroupsAccumulator for Count {
     fn resize(&mut self, total: usize) {
         self.counts.resize(total, 0);
     }
-    fn update(&mut self, values: &[ArrayRef], group_of_row: &[u32], total: usize) -> Result<(), AggregateError> {
+    fn update(
+        &mut self,
+        values: &[ArrayRef],
+        group_of_row: &[u32],
+        total: usize,
+    ) -> Result<(), AggregateError> {
         self.counts.resize(total, 0);
-        match values.first().filter(|v| self.of_column && v.null_count() > 0) {
+        match values
+            .first()
+            .filter(|v| self.of_column && v.null_count() > 0)
+        {
             Some(column) => {
                 for (i, &g) in group_of_row.iter().enumerate() {
                     if column.is_valid(i) {
@@ -148,7 +165,9 @@ impl GroupsAccumulator for Count {
         Ok(())
     }
     fn evaluate(&mut self, groups: &[u32]) -> Result<ArrayRef, AggregateError> {
-        Ok(Arc::new(Int64Array::from_iter_values(groups.iter().map(|&g| self.counts[g as usize]))))
+        Ok(Arc::new(Int64Array::from_iter_values(
+            groups.iter().map(|&g| self.counts[g as usize]),
+        )))
     }
     fn save(&self, g: u32, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.counts[g as usize].to_le_bytes());
@@ -178,7 +197,12 @@ impl GroupsAccumulator for SumInt {
         self.sums.resize(total, 0);
         self.seen.resize(total, false);
     }
-    fn update(&mut self, values: &[ArrayRef], group_of_row: &[u32], total: usize) -> Result<(), AggregateError> {
+    fn update(
+        &mut self,
+        values: &[ArrayRef],
+        group_of_row: &[u32],
+        total: usize,
+    ) -> Result<(), AggregateError> {
         self.sums.resize(total, 0);
         self.seen.resize(total, false);
         let column = cast(&values[0], &DataType::Int64)?;
@@ -246,7 +270,10 @@ pub struct SumAvgFloat {
 impl SumAvgFloat {
     /// `avg = true` for the mean, false for the sum.
     pub fn new(avg: bool) -> SumAvgFloat {
-        SumAvgFloat { avg, ..Default::default() }
+        SumAvgFloat {
+            avg,
+            ..Default::default()
+        }
     }
 }
 
@@ -255,7 +282,12 @@ impl GroupsAccumulator for SumAvgFloat {
         self.sums.resize(total, 0.0);
         self.counts.resize(total, 0);
     }
-    fn update(&mut self, values: &[ArrayRef], group_of_row: &[u32], total: usize) -> Result<(), AggregateError> {
+    fn update(
+        &mut self,
+        values: &[ArrayRef],
+        group_of_row: &[u32],
+        total: usize,
+    ) -> Result<(), AggregateError> {
         self.sums.resize(total, 0.0);
         self.counts.resize(total, 0);
         let column = cast(&values[0], &DataType::Float64)?;
@@ -346,7 +378,9 @@ pub struct Slot {
 
 impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Slot").field("policy", &self.policy).finish()
+        f.debug_struct("Slot")
+            .field("policy", &self.policy)
+            .finish()
     }
 }
 
@@ -378,10 +412,17 @@ impl GroupsAccumulator for Slot {
     fn resize(&mut self, total: usize) {
         self.values.resize(total, None);
     }
-    fn update(&mut self, values: &[ArrayRef], group_of_row: &[u32], total: usize) -> Result<(), AggregateError> {
+    fn update(
+        &mut self,
+        values: &[ArrayRef],
+        group_of_row: &[u32],
+        total: usize,
+    ) -> Result<(), AggregateError> {
         self.values.resize(total, None);
         let column = &values[0];
-        let rows = self.converter.convert_columns(std::slice::from_ref(column))?;
+        let rows = self
+            .converter
+            .convert_columns(std::slice::from_ref(column))?;
         let ignore_nulls = matches!(self.policy, SlotPolicy::Min | SlotPolicy::Max);
         // First find each group's winning row inside the chunk, then copy at most once per group.
         self.winners.clear();
@@ -437,12 +478,13 @@ impl GroupsAccumulator for Slot {
         let null = new_null_array(&self.data_type, 1);
         let null_rows = self.converter.convert_columns(&[null])?;
         let parser = self.converter.parser();
-        let mut columns = self.converter.convert_rows(groups.iter().map(|&g| {
-            match &self.values[g as usize] {
-                Some(bytes) => parser.parse(bytes),
-                None => null_rows.row(0),
-            }
-        }))?;
+        let mut columns =
+            self.converter.convert_rows(groups.iter().map(|&g| {
+                match &self.values[g as usize] {
+                    Some(bytes) => parser.parse(bytes),
+                    None => null_rows.row(0),
+                }
+            }))?;
         columns
             .pop()
             .ok_or_else(|| AggregateError::internal("row conversion returned no column"))
@@ -467,7 +509,10 @@ impl GroupsAccumulator for Slot {
         retain_vec(&mut self.values, mapping, new_len);
     }
     fn size_bytes(&self) -> usize {
-        self.values.iter().map(|v| v.as_ref().map_or(8, |b| b.len() + 16)).sum()
+        self.values
+            .iter()
+            .map(|v| v.as_ref().map_or(8, |b| b.len() + 16))
+            .sum()
     }
 }
 
@@ -479,7 +524,9 @@ pub struct CountDistinct {
 
 impl std::fmt::Debug for CountDistinct {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CountDistinct").field("groups", &self.sets.len()).finish()
+        f.debug_struct("CountDistinct")
+            .field("groups", &self.sets.len())
+            .finish()
     }
 }
 
@@ -497,10 +544,17 @@ impl GroupsAccumulator for CountDistinct {
     fn resize(&mut self, total: usize) {
         self.sets.resize_with(total, HashSet::new);
     }
-    fn update(&mut self, values: &[ArrayRef], group_of_row: &[u32], total: usize) -> Result<(), AggregateError> {
+    fn update(
+        &mut self,
+        values: &[ArrayRef],
+        group_of_row: &[u32],
+        total: usize,
+    ) -> Result<(), AggregateError> {
         self.sets.resize_with(total, HashSet::new);
         let column = &values[0];
-        let rows = self.converter.convert_columns(std::slice::from_ref(column))?;
+        let rows = self
+            .converter
+            .convert_columns(std::slice::from_ref(column))?;
         for (i, &g) in group_of_row.iter().enumerate() {
             if column.is_valid(i) {
                 let bytes = rows.row(i);
@@ -535,7 +589,9 @@ impl GroupsAccumulator for CountDistinct {
     }
     fn load(&mut self, g: u32, bytes: &[u8]) -> Result<(), AggregateError> {
         if g as usize != self.sets.len() {
-            return Err(AggregateError::internal("aggregate state loaded out of order (a bug)"));
+            return Err(AggregateError::internal(
+                "aggregate state loaded out of order (a bug)",
+            ));
         }
         let truncated = || AggregateError::internal("stored count_distinct state is truncated");
         let read_u32 = |at: usize| -> Result<usize, AggregateError> {
@@ -567,7 +623,10 @@ impl GroupsAccumulator for CountDistinct {
         self.sets = out;
     }
     fn size_bytes(&self) -> usize {
-        self.sets.iter().map(|s| s.iter().map(|v| v.len() + 24).sum::<usize>() + 48).sum()
+        self.sets
+            .iter()
+            .map(|s| s.iter().map(|v| v.len() + 24).sum::<usize>() + 48)
+            .sum()
     }
 }
 
@@ -581,14 +640,20 @@ pub struct UserAggregate {
 
 impl std::fmt::Debug for UserAggregate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserAggregate").field("groups", &self.states.len()).finish()
+        f.debug_struct("UserAggregate")
+            .field("groups", &self.states.len())
+            .finish()
     }
 }
 
 impl UserAggregate {
     /// Wraps a user aggregate function.
     pub fn new(function: Box<dyn UserAggregateFn>) -> UserAggregate {
-        UserAggregate { function, states: Vec::new(), local: Vec::new() }
+        UserAggregate {
+            function,
+            states: Vec::new(),
+            local: Vec::new(),
+        }
     }
 }
 
@@ -596,7 +661,12 @@ impl GroupsAccumulator for UserAggregate {
     fn resize(&mut self, total: usize) {
         self.states.resize(total, Vec::new());
     }
-    fn update(&mut self, values: &[ArrayRef], group_of_row: &[u32], total: usize) -> Result<(), AggregateError> {
+    fn update(
+        &mut self,
+        values: &[ArrayRef],
+        group_of_row: &[u32],
+        total: usize,
+    ) -> Result<(), AggregateError> {
         self.states.resize(total, Vec::new());
         self.local.clear();
         self.local.resize(total, NONE);
@@ -610,7 +680,10 @@ impl GroupsAccumulator for UserAggregate {
             }
             local_of_row.push(*l);
         }
-        let states: Vec<Vec<u8>> = touched.iter().map(|&g| std::mem::take(&mut self.states[g as usize])).collect();
+        let states: Vec<Vec<u8>> = touched
+            .iter()
+            .map(|&g| std::mem::take(&mut self.states[g as usize]))
+            .collect();
         let result = self.function.update(&states, values, &local_of_row);
         match result {
             Ok(new_states) if new_states.len() == touched.len() => {
@@ -643,7 +716,10 @@ impl GroupsAccumulator for UserAggregate {
         Ok(())
     }
     fn evaluate(&mut self, groups: &[u32]) -> Result<ArrayRef, AggregateError> {
-        let states: Vec<Vec<u8>> = groups.iter().map(|&g| self.states[g as usize].clone()).collect();
+        let states: Vec<Vec<u8>> = groups
+            .iter()
+            .map(|&g| self.states[g as usize].clone())
+            .collect();
         let out = self.function.finish(&states)?;
         if out.len() != groups.len() || out.data_type() != &self.function.output_type() {
             return Err(AggregateError::internal(format!(

@@ -40,7 +40,11 @@ mod tests {
         assert_eq!(starts, vec![10, 5]);
         starts.clear();
         for_each_sliding_start(10 * S, 10 * S, 5 * S, |s| starts.push(s / S));
-        assert_eq!(starts, vec![10, 5], "a row at a window's start belongs to it, not to the one ending there");
+        assert_eq!(
+            starts,
+            vec![10, 5],
+            "a row at a window's start belongs to it, not to the one ending there"
+        );
         starts.clear();
         for_each_sliding_start(7 * S, 10 * S, 3 * S, |s| starts.push(s / S));
         assert_eq!(starts, vec![6, 3, 0]);

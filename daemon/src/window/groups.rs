@@ -26,7 +26,9 @@ pub struct GroupTable {
 
 impl std::fmt::Debug for GroupTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroupTable").field("groups", &self.len()).finish()
+        f.debug_struct("GroupTable")
+            .field("groups", &self.len())
+            .finish()
     }
 }
 

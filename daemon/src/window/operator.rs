@@ -17,7 +17,7 @@ use arrow::array::{Array, ArrayRef, AsArray, StructArray, TimestampMicrosecondAr
 use arrow::compute::{cast, take};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
-use arrow::row::{SortField, Rows};
+use arrow::row::{Rows, SortField};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -98,7 +98,11 @@ fn op_error(err: impl std::fmt::Display, retryable: bool) -> OperatorError {
     OperatorError {
         stage: "aggregate".into(),
         message: err.to_string(),
-        class: if retryable { ErrorClass::External } else { ErrorClass::Internal },
+        class: if retryable {
+            ErrorClass::External
+        } else {
+            ErrorClass::Internal
+        },
         retryable,
     }
 }
@@ -106,7 +110,11 @@ fn op_error(err: impl std::fmt::Display, retryable: bool) -> OperatorError {
 fn agg_error(err: AggregateError) -> OperatorError {
     OperatorError {
         stage: "aggregate".into(),
-        class: if err.retryable { ErrorClass::User } else { ErrorClass::Internal },
+        class: if err.retryable {
+            ErrorClass::User
+        } else {
+            ErrorClass::Internal
+        },
         retryable: err.retryable,
         message: err.message,
     }
@@ -129,7 +137,8 @@ impl AggregateOperator {
         let mut op = AggregateOperator {
             pipeline: pipeline.to_string(),
             groups: GroupTable::new(key_fields).map_err(|e| load_error(e.to_string()))?,
-            accs: accumulators(&plan, plugins.as_deref().map(|p| p as &dyn UserAggregates)).map_err(load_error)?,
+            accs: accumulators(&plan, plugins.as_deref().map(|p| p as &dyn UserAggregates))
+                .map_err(load_error)?,
             plan,
             plugins,
             store,
@@ -172,7 +181,10 @@ impl AggregateOperator {
     /// Drops everything in memory and loads the committed state.
     fn reload(&mut self) -> Result<(), String> {
         self.groups = GroupTable::new(Self::key_fields(&self.plan)).map_err(|e| e.to_string())?;
-        self.accs = accumulators(&self.plan, self.plugins.as_deref().map(|p| p as &dyn UserAggregates))?;
+        self.accs = accumulators(
+            &self.plan,
+            self.plugins.as_deref().map(|p| p as &dyn UserAggregates),
+        )?;
         self.dirty.clear();
         self.dirty_list.clear();
         self.persisted.clear();
@@ -194,29 +206,45 @@ impl AggregateOperator {
                     self.accs.len()
                 ));
             }
-            let (g, _) = self.groups.intern(group.start, group.end, parser.parse(&group.key));
+            let (g, _) = self
+                .groups
+                .intern(group.start, group.end, parser.parse(&group.key));
             for (acc, state) in self.accs.iter_mut().zip(&group.states) {
                 acc.load(g, state).map_err(|e| e.message)?;
             }
             self.dirty.push(false);
             self.persisted.push(Some((group.end, group.start)));
             if matches!(self.plan.window, Some((_, WindowKind::Session { .. }))) {
-                self.sessions.entry(group.key.into_boxed_slice()).or_default().push(g);
+                self.sessions
+                    .entry(group.key.into_boxed_slice())
+                    .or_default()
+                    .push(g);
             }
         }
         Ok(())
     }
 
     fn begin(&mut self, ctx: &BatchContext) {
-        if self.batch.as_ref().is_some_and(|b| b.batch_id == ctx.batch_id) {
+        if self
+            .batch
+            .as_ref()
+            .is_some_and(|b| b.batch_id == ctx.batch_id)
+        {
             return;
         }
         let watermarked = self.plan.delay_us.is_some();
         self.batch = Some(BatchState {
             batch_id: ctx.batch_id,
             // Both in µs; the engine carries ms.
-            eviction: ctx.watermark_ms.filter(|_| watermarked).map(|ms| ms.saturating_mul(1000)),
-            late: self.meta.last_eviction_ms.filter(|_| watermarked).map(|ms| ms.saturating_mul(1000)),
+            eviction: ctx
+                .watermark_ms
+                .filter(|_| watermarked)
+                .map(|ms| ms.saturating_mul(1000)),
+            late: self
+                .meta
+                .last_eviction_ms
+                .filter(|_| watermarked)
+                .map(|ms| ms.saturating_mul(1000)),
             ..BatchState::default()
         });
     }
@@ -239,7 +267,12 @@ impl AggregateOperator {
 
     /// Assigns the chunk's rows to groups; fills `group_of_row` / `row_of_pair`. Returns the
     /// session groups merged away (to remove once the chunk is applied).
-    fn assign(&mut self, times: Option<&TimestampMicrosecondArray>, rows: &Rows, n: usize) -> Result<Vec<u32>, OperatorError> {
+    fn assign(
+        &mut self,
+        times: Option<&TimestampMicrosecondArray>,
+        rows: &Rows,
+        n: usize,
+    ) -> Result<Vec<u32>, OperatorError> {
         self.group_of_row.clear();
         self.row_of_pair.clear();
         let batch = self.batch.get_or_insert_with(BatchState::default);
@@ -278,8 +311,11 @@ impl AggregateOperator {
                         }
                         WindowKind::Sliding { size, slide } => {
                             let (size, slide) = (micros(size), micros(slide));
-                            let (groups, group_of_row, row_of_pair) =
-                                (&mut self.groups, &mut self.group_of_row, &mut self.row_of_pair);
+                            let (groups, group_of_row, row_of_pair) = (
+                                &mut self.groups,
+                                &mut self.group_of_row,
+                                &mut self.row_of_pair,
+                            );
                             for_each_sliding_start(ts, size, slide, |start| {
                                 if Self::is_late(late, start + size) {
                                     batch.dropped += 1;
@@ -355,7 +391,8 @@ impl AggregateOperator {
                         dead.push(src);
                         self.groups.forget(src);
                         if let Some(Some((e, s))) = self.persisted.get(src as usize) {
-                            self.stale.push(self.keys.group(*e, *s, self.groups.key(src).as_ref()));
+                            self.stale
+                                .push(self.keys.group(*e, *s, self.groups.key(src).as_ref()));
                         }
                     }
                     list.retain(|g| !others.contains(g));
@@ -406,7 +443,10 @@ impl AggregateOperator {
             .filter_map(|&g| mapping.get(g as usize).copied().flatten())
             .collect();
         for list in self.sessions.values_mut() {
-            *list = list.iter().filter_map(|&g| mapping.get(g as usize).copied().flatten()).collect();
+            *list = list
+                .iter()
+                .filter_map(|&g| mapping.get(g as usize).copied().flatten())
+                .collect();
         }
         self.sessions.retain(|_, list| !list.is_empty());
     }
@@ -424,16 +464,28 @@ impl AggregateOperator {
         });
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.plan.output_schema.fields().len());
         if self.plan.window.is_some() {
-            let starts = TimestampMicrosecondArray::from_iter_values(groups.iter().map(|&g| self.groups.start(g)))
-                .with_timezone("UTC");
-            let ends = TimestampMicrosecondArray::from_iter_values(groups.iter().map(|&g| self.groups.end(g)))
-                .with_timezone("UTC");
+            let starts = TimestampMicrosecondArray::from_iter_values(
+                groups.iter().map(|&g| self.groups.start(g)),
+            )
+            .with_timezone("UTC");
+            let ends = TimestampMicrosecondArray::from_iter_values(
+                groups.iter().map(|&g| self.groups.end(g)),
+            )
+            .with_timezone("UTC");
             let DataType::Struct(fields) = super::resolve::window_type() else {
                 return Err(op_error("window type is not a struct (a bug)", false));
             };
-            columns.push(Arc::new(StructArray::new(fields, vec![Arc::new(starts), Arc::new(ends)], None)));
+            columns.push(Arc::new(StructArray::new(
+                fields,
+                vec![Arc::new(starts), Arc::new(ends)],
+                None,
+            )));
         }
-        columns.extend(self.groups.key_columns(&groups).map_err(|e| op_error(e, false))?);
+        columns.extend(
+            self.groups
+                .key_columns(&groups)
+                .map_err(|e| op_error(e, false))?,
+        );
         for acc in &mut self.accs {
             columns.push(acc.evaluate(&groups).map_err(agg_error)?);
         }
@@ -452,7 +504,11 @@ impl Operator for AggregateOperator {
         self.plan.output_schema.clone()
     }
 
-    fn process(&mut self, chunk: RecordBatch, ctx: &BatchContext) -> Result<Vec<RecordBatch>, OperatorError> {
+    fn process(
+        &mut self,
+        chunk: RecordBatch,
+        ctx: &BatchContext,
+    ) -> Result<Vec<RecordBatch>, OperatorError> {
         self.begin(ctx);
         let n = chunk.num_rows();
         if n == 0 {
@@ -466,20 +522,38 @@ impl Operator for AggregateOperator {
                 let column = chunk.column(i);
                 let column = match column.data_type() {
                     DataType::Timestamp(TimeUnit::Microsecond, _) => column.clone(),
-                    _ => cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None)).map_err(|e| op_error(e, false))?,
+                    _ => cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None))
+                        .map_err(|e| op_error(e, false))?,
                 };
                 Some(column.as_primitive::<TimestampMicrosecondType>().clone())
             }
             None => None,
         };
-        let key_columns: Vec<ArrayRef> = self.plan.keys.iter().map(|&i| chunk.column(i).clone()).collect();
-        let rows = self.groups.encode(&key_columns, n).map_err(|e| op_error(e, false))?;
+        let key_columns: Vec<ArrayRef> = self
+            .plan
+            .keys
+            .iter()
+            .map(|&i| chunk.column(i).clone())
+            .collect();
+        let rows = self
+            .groups
+            .encode(&key_columns, n)
+            .map_err(|e| op_error(e, false))?;
         let dead = self.assign(times.as_ref(), &rows, n)?;
         if let Some(max) = self.batch.as_ref().and_then(|b| b.max_time) {
-            self.meta.max_event_time_ms = Some(self.meta.max_event_time_ms.map_or(max / 1000, |m| m.max(max / 1000)));
+            self.meta.max_event_time_ms = Some(
+                self.meta
+                    .max_event_time_ms
+                    .map_or(max / 1000, |m| m.max(max / 1000)),
+            );
         }
 
-        let identity = self.row_of_pair.len() == n && self.row_of_pair.iter().enumerate().all(|(i, &r)| r as usize == i);
+        let identity = self.row_of_pair.len() == n
+            && self
+                .row_of_pair
+                .iter()
+                .enumerate()
+                .all(|(i, &r)| r as usize == i);
         let indices = (!identity).then(|| UInt32Array::from(self.row_of_pair.clone()));
         let total = self.groups.len();
         for (acc, f) in self.accs.iter_mut().zip(&self.plan.functions) {
@@ -487,15 +561,20 @@ impl Operator for AggregateOperator {
             for &c in &f.inputs {
                 let column = chunk.column(c);
                 inputs.push(match &indices {
-                    Some(idx) => take(column.as_ref(), idx, None).map_err(|e| op_error(e, false))?,
+                    Some(idx) => {
+                        take(column.as_ref(), idx, None).map_err(|e| op_error(e, false))?
+                    }
                     None => column.clone(),
                 });
             }
             if inputs.is_empty() {
                 // `count` of rows: only the number of pairs matters.
-                inputs.push(Arc::new(arrow::array::NullArray::new(self.group_of_row.len())));
+                inputs.push(Arc::new(arrow::array::NullArray::new(
+                    self.group_of_row.len(),
+                )));
             }
-            acc.update(&inputs, &self.group_of_row, total).map_err(agg_error)?;
+            acc.update(&inputs, &self.group_of_row, total)
+                .map_err(agg_error)?;
         }
         let touched = std::mem::take(&mut self.group_of_row);
         for &g in &touched {
@@ -510,7 +589,9 @@ impl Operator for AggregateOperator {
         self.begin(ctx);
         let eviction = self.batch.as_ref().and_then(|b| b.eviction);
         let evictable: Vec<u32> = match eviction {
-            Some(wm) => (0..self.groups.len() as u32).filter(|&g| self.groups.end(g) <= wm).collect(),
+            Some(wm) => (0..self.groups.len() as u32)
+                .filter(|&g| self.groups.end(g) <= wm)
+                .collect(),
             None => Vec::new(),
         };
         let emit = match self.plan.mode {
@@ -531,7 +612,8 @@ impl Operator for AggregateOperator {
             memory_used_bytes: self.state_bytes(),
             event_time_min_ms: batch.min_time.map(|t| t.div_euclid(1000)),
             event_time_max_ms: batch.max_time.map(|t| t.div_euclid(1000)),
-            event_time_avg_ms: (batch.timed_rows > 0).then(|| (batch.sum_time / i128::from(batch.timed_rows)) as i64 / 1000),
+            event_time_avg_ms: (batch.timed_rows > 0)
+                .then(|| (batch.sum_time / i128::from(batch.timed_rows)) as i64 / 1000),
         });
         Ok(out.into_iter().collect())
     }
@@ -546,7 +628,10 @@ impl Operator for AggregateOperator {
             if let Some(Some((old_end, old_start))) = self.persisted.get(g as usize)
                 && (*old_end, *old_start) != (end, start)
             {
-                changes.delete(self.keys.group(*old_end, *old_start, self.groups.key(g).as_ref()));
+                changes.delete(
+                    self.keys
+                        .group(*old_end, *old_start, self.groups.key(g).as_ref()),
+                );
             }
             states.clear();
             for acc in &self.accs {
@@ -554,7 +639,10 @@ impl Operator for AggregateOperator {
                 acc.save(g, &mut bytes);
                 states.push(bytes);
             }
-            changes.put(self.keys.group(end, start, self.groups.key(g).as_ref()), encode_states(&states));
+            changes.put(
+                self.keys.group(end, start, self.groups.key(g).as_ref()),
+                encode_states(&states),
+            );
         }
         if let Some(wm) = self.evicted_through {
             let (from, to) = self.keys.ended_by(wm);
@@ -589,7 +677,11 @@ impl Operator for AggregateOperator {
     fn next_watermark(&self) -> Option<i64> {
         let delay = self.plan.delay_us?;
         let candidate = self.meta.max_event_time_ms? - delay / 1000;
-        Some(self.meta.last_eviction_ms.map_or(candidate, |last| last.max(candidate)))
+        Some(
+            self.meta
+                .last_eviction_ms
+                .map_or(candidate, |last| last.max(candidate)),
+        )
     }
 
     fn wants_no_data_batch(&self, watermark_ms: Option<i64>) -> bool {

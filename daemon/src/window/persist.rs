@@ -111,7 +111,9 @@ impl StateKeys {
             })
             .map_err(|e: StoreError| e.to_string())?;
         match bad {
-            Some(key) => Err(format!("stored aggregation state is damaged at key {key:?}")),
+            Some(key) => Err(format!(
+                "stored aggregation state is damaged at key {key:?}"
+            )),
             None => Ok(groups),
         }
     }
@@ -173,7 +175,13 @@ mod tests {
     fn the_ended_by_range_holds_exactly_the_windows_ending_by_the_watermark() {
         let keys = StateKeys::new(b"p\0x\0");
         let (from, to) = keys.ended_by(10);
-        for (end, inside) in [(-3, true), (9, true), (10, true), (11, false), (i64::MAX, false)] {
+        for (end, inside) in [
+            (-3, true),
+            (9, true),
+            (10, true),
+            (11, false),
+            (i64::MAX, false),
+        ] {
             let k = keys.group(end, end - 5, b"\x01key");
             assert_eq!(k >= from && k < to, inside, "window ending at {end}");
         }

@@ -2,8 +2,8 @@
 //! with a type its function accepts. Errors point at the column in the pipeline file.
 
 use super::accumulators::{
-    Count, CountDistinct, GroupsAccumulator, Slot, SlotPolicy, SumAvgFloat, SumInt,
-    UserAggregate, UserAggregateFn,
+    Count, CountDistinct, GroupsAccumulator, Slot, SlotPolicy, SumAvgFloat, SumInt, UserAggregate,
+    UserAggregateFn,
 };
 use crate::config::{
     AggregateSpec, BuiltinFunction, ColumnRef, Diagnostic, Diagnostics, FunctionKind, OutputMode,
@@ -16,9 +16,17 @@ use std::sync::Arc;
 /// Where user aggregates come from (the wasm plugin host, in practice).
 pub trait UserAggregates {
     /// The declared input types and output type of plugin `name` configured with `config`.
-    fn signature(&self, name: &str, config: &serde_json::Value) -> Result<(Vec<DataType>, DataType), String>;
+    fn signature(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+    ) -> Result<(Vec<DataType>, DataType), String>;
     /// A fresh instance of it.
-    fn instantiate(&self, name: &str, config: &serde_json::Value) -> Result<Box<dyn UserAggregateFn>, String>;
+    fn instantiate(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+    ) -> Result<Box<dyn UserAggregateFn>, String>;
 }
 
 /// One resolved output function.
@@ -71,13 +79,25 @@ fn columns_list(schema: &Schema) -> String {
         .join(", ")
 }
 
-fn find(schema: &Schema, col: &ColumnRef, file: &Path, errors: &mut Diagnostics) -> Option<(usize, DataType)> {
+fn find(
+    schema: &Schema,
+    col: &ColumnRef,
+    file: &Path,
+    errors: &mut Diagnostics,
+) -> Option<(usize, DataType)> {
     match schema.index_of(&col.name) {
         Ok(i) => Some((i, schema.field(i).data_type().clone())),
         Err(_) => {
             errors.push(
-                Diagnostic::located(file, col.location.clone(), format!("unknown column `{}`", col.name))
-                    .with_hint(format!("the input of [aggregate] has {}", columns_list(schema))),
+                Diagnostic::located(
+                    file,
+                    col.location.clone(),
+                    format!("unknown column `{}`", col.name),
+                )
+                .with_hint(format!(
+                    "the input of [aggregate] has {}",
+                    columns_list(schema)
+                )),
             );
             None
         }
@@ -106,7 +126,10 @@ pub fn resolve(
             errors.push(Diagnostic::located(
                 file,
                 w.column.location.clone(),
-                format!("window column `{}` is {t}, expected a timestamp", w.column.name),
+                format!(
+                    "window column `{}` is {t}, expected a timestamp",
+                    w.column.name
+                ),
             ));
             return None;
         }
@@ -142,7 +165,9 @@ pub fn resolve(
             FunctionKind::Builtin(b) => {
                 let t = input_types.first().cloned().unwrap_or(DataType::Null);
                 match b {
-                    BuiltinFunction::Count | BuiltinFunction::CountDistinct => Some(DataType::Int64),
+                    BuiltinFunction::Count | BuiltinFunction::CountDistinct => {
+                        Some(DataType::Int64)
+                    }
                     BuiltinFunction::Sum | BuiltinFunction::Avg if !t.is_numeric() => {
                         errors.push(
                             error(format!(
@@ -150,15 +175,23 @@ pub fn resolve(
                                 b.name(),
                                 f.columns[0].name
                             ))
-                            .with_hint("count, min, max, first, last and count_distinct accept any type"),
+                            .with_hint(
+                                "count, min, max, first, last and count_distinct accept any type",
+                            ),
                         );
                         None
                     }
                     BuiltinFunction::Sum if t.is_floating() => Some(DataType::Float64),
                     BuiltinFunction::Sum => Some(DataType::Int64),
                     BuiltinFunction::Avg => Some(DataType::Float64),
-                    _ if !arrow::row::RowConverter::supports_fields(&[arrow::row::SortField::new(t.clone())]) => {
-                        errors.push(error(format!("`{}` does not support columns of type {t}", b.name())));
+                    _ if !arrow::row::RowConverter::supports_fields(&[
+                        arrow::row::SortField::new(t.clone()),
+                    ]) =>
+                    {
+                        errors.push(error(format!(
+                            "`{}` does not support columns of type {t}",
+                            b.name()
+                        )));
                         None
                     }
                     _ => Some(t),
@@ -191,12 +224,17 @@ pub fn resolve(
             },
         };
         if let Some(output_type) = output_type {
-            let nullable = !matches!(f.kind, FunctionKind::Builtin(BuiltinFunction::Count | BuiltinFunction::CountDistinct));
+            let nullable = !matches!(
+                f.kind,
+                FunctionKind::Builtin(BuiltinFunction::Count | BuiltinFunction::CountDistinct)
+            );
             let output = Field::new(&f.output_name, output_type, nullable);
             fields.push(output.clone());
             let cols: Vec<&str> = f.columns.iter().map(|c| c.name.as_str()).collect();
             match &f.kind {
-                FunctionKind::Builtin(b) => fingerprint.push_str(&format!("{}({}); ", b.name(), cols.join(", "))),
+                FunctionKind::Builtin(b) => {
+                    fingerprint.push_str(&format!("{}({}); ", b.name(), cols.join(", ")))
+                }
                 FunctionKind::Plugin { name, config } => {
                     fingerprint.push_str(&format!("plugin {name}({}) {config}; ", cols.join(", ")))
                 }
@@ -233,8 +271,12 @@ pub fn accumulators(
     for f in &plan.functions {
         let t = f.input_types.first().cloned().unwrap_or(DataType::Null);
         let acc: Box<dyn GroupsAccumulator> = match &f.kind {
-            FunctionKind::Builtin(BuiltinFunction::Count) => Box::new(Count::new(!f.inputs.is_empty())),
-            FunctionKind::Builtin(BuiltinFunction::Sum) if t.is_floating() => Box::new(SumAvgFloat::new(false)),
+            FunctionKind::Builtin(BuiltinFunction::Count) => {
+                Box::new(Count::new(!f.inputs.is_empty()))
+            }
+            FunctionKind::Builtin(BuiltinFunction::Sum) if t.is_floating() => {
+                Box::new(SumAvgFloat::new(false))
+            }
             FunctionKind::Builtin(BuiltinFunction::Sum) => Box::new(SumInt::default()),
             FunctionKind::Builtin(BuiltinFunction::Avg) => Box::new(SumAvgFloat::new(true)),
             FunctionKind::Builtin(b) => {
@@ -251,7 +293,8 @@ pub fn accumulators(
                 }
             }
             FunctionKind::Plugin { name, config } => {
-                let plugins = plugins.ok_or_else(|| format!("aggregate plugin `{name}` needs the plugins folder"))?;
+                let plugins = plugins
+                    .ok_or_else(|| format!("aggregate plugin `{name}` needs the plugins folder"))?;
                 Box::new(UserAggregate::new(plugins.instantiate(name, config)?))
             }
         };
