@@ -7,7 +7,6 @@ mod aggregation;
 mod check;
 mod file_source;
 mod malformed;
-mod plugins;
 mod rate_console;
 mod recovery;
 mod seed_examples;
