@@ -126,7 +126,7 @@ pub fn check_schemas(
                         Diagnostics::from(Diagnostic::located(
                             &plan.file,
                             spec.plugin_location.clone(),
-                            format!("transform #{}: {err}", i + 1),
+                            format!("pipeline `{}`, transform #{}: {err}", plan.name, i + 1),
                         ))
                     })?;
                 schema = Operator::output_schema(&stage);

@@ -7,6 +7,7 @@ mod aggregation;
 mod check;
 mod file_source;
 mod malformed;
+mod plugins;
 mod rate_console;
 mod recovery;
 mod seed_examples;
