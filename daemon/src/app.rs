@@ -102,7 +102,6 @@ pub async fn run(plans: Vec<PipelinePlan>, options: RunOptions) -> Result<RunSum
         store: store.clone(),
         state_dir: options.state_dir.clone(),
         label_console: console_pipelines > 1,
-        aggregates: None,
         plugins: options.plugins.clone(),
     };
     for plan in &plans {

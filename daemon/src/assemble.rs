@@ -6,7 +6,7 @@ use crate::engine::{Operator, Pipeline};
 use crate::sinks::{self, SinkError};
 use crate::sources::{self, SourceContext, SourceError};
 use crate::state::{Checkpoint, SharedStore};
-use crate::wasm::{Limits, PluginError, PluginHost, WasmTransform};
+use crate::wasm::{Limits, PluginAggregates, PluginError, PluginHost, WasmTransform};
 use crate::window::{self, AggregateOperator, OpenError, UserAggregates};
 use arrow::datatypes::SchemaRef;
 use std::path::PathBuf;
@@ -21,8 +21,6 @@ pub struct Environment {
     pub state_dir: PathBuf,
     /// Name the pipeline in console banners (several pipelines share the terminal).
     pub label_console: bool,
-    /// Where user aggregate functions come from (the wasm plugin host), if anywhere.
-    pub aggregates: Option<Arc<dyn UserAggregates + Send + Sync>>,
     /// Loads the plugins that `[[transform]]` stages name.
     pub plugins: PluginHost,
 }
@@ -115,7 +113,6 @@ fn build_transform(
 pub fn check_schemas(
     plan: &PipelinePlan,
     plugins: Option<&PluginHost>,
-    aggregates: Option<&dyn UserAggregates>,
 ) -> Result<SchemaRef, Diagnostics> {
     let mut schema = sources::schema_of(&plan.source);
     match plugins {
@@ -137,12 +134,19 @@ pub fn check_schemas(
     }
     match &plan.aggregate {
         Some(spec) => {
+            let aggregates = plugins.map(|host| plugin_aggregates(plan, host));
+            let aggregates = aggregates.as_ref().map(|a| a as &dyn UserAggregates);
             let resolved =
                 window::resolve(spec, plan.output_mode, &schema, &plan.file, aggregates)?;
             Ok(resolved.output_schema)
         }
         None => Ok(schema),
     }
+}
+
+/// The aggregate plugins a pipeline's `[aggregate]` may name.
+fn plugin_aggregates(plan: &PipelinePlan, host: &PluginHost) -> PluginAggregates {
+    PluginAggregates::new(host.clone(), &plan.name, Limits::default())
 }
 
 fn sink_kind(spec: &SinkSpec) -> &'static str {
@@ -168,15 +172,17 @@ pub fn assemble(plan: &PipelinePlan, env: &Environment) -> Result<Pipeline, Asse
         operators.push(Box::new(stage));
     }
     if let Some(spec) = &plan.aggregate {
-        let aggregates = env.aggregates.as_deref().map(|a| a as &dyn UserAggregates);
-        let resolved = window::resolve(spec, plan.output_mode, &schema, &plan.file, aggregates)
-            .map_err(AssembleError::Check)?;
-        let op = AggregateOperator::open(
-            &plan.name,
-            resolved,
-            env.store.clone(),
-            env.aggregates.clone(),
-        )?;
+        let aggregates = Arc::new(plugin_aggregates(plan, &env.plugins));
+        let resolved = window::resolve(
+            spec,
+            plan.output_mode,
+            &schema,
+            &plan.file,
+            Some(aggregates.as_ref() as &dyn UserAggregates),
+        )
+        .map_err(AssembleError::Check)?;
+        let op =
+            AggregateOperator::open(&plan.name, resolved, env.store.clone(), Some(aggregates))?;
         operators.push(Box::new(op));
     }
     let label = env.label_console.then_some(plan.name.as_str());

@@ -34,7 +34,7 @@ fn load_and_check(
     let plans = weir::config::load_pipeline_files(files)?;
     let mut errors = weir::config::Diagnostics::default();
     for plan in &plans {
-        if let Err(diagnostics) = weir::assemble::check_schemas(plan, plugins, None) {
+        if let Err(diagnostics) = weir::assemble::check_schemas(plan, plugins) {
             errors.extend(diagnostics);
         }
     }

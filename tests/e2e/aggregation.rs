@@ -407,13 +407,19 @@ fn aggregations_that_break_a_rule_are_rejected_at_load_with_the_rule() -> TestRe
             SMALL.replace("output_mode = \"update\"", "output_mode = \"append\""),
             ":2:15: error: output_mode \"append\" with an aggregation needs a watermark",
         ),
-        (SMALL.replace("group_by = [\"sensor\"]", "group_by = [\"sensr\"]"), ":25:13: error: unknown column `sensr`"),
+        (
+            SMALL.replace("group_by = [\"sensor\"]", "group_by = [\"sensr\"]"),
+            ":25:13: error: unknown column `sensr`",
+        ),
         (
             SMALL.replace("column = \"value\" }]", "column = \"sensor\" }]"),
             ":27:14: error: `avg` needs a numeric column; `sensor` is Utf8",
         ),
         (
-            SMALL.replace("window = { column = \"time\", size = \"10s\" }", "watermark = \"5s\""),
+            SMALL.replace(
+                "window = { column = \"time\", size = \"10s\" }",
+                "watermark = \"5s\"",
+            ),
             ":26:13: error: a watermark needs a window",
         ),
     ];
@@ -423,7 +429,10 @@ fn aggregations_that_break_a_rule_are_rejected_at_load_with_the_rule() -> TestRe
         let mut weir = Weir::start(&["check", &file]);
         assert_eq!(weir.wait_exit(Duration::from_secs(10)).code(), Some(1));
         let stderr = weir.stderr();
-        assert!(stderr.starts_with(&format!("{file}{want}")), "want {want}, got:\n{stderr}");
+        assert!(
+            stderr.starts_with(&format!("{file}{want}")),
+            "want {want}, got:\n{stderr}"
+        );
     }
     Ok(())
 }
@@ -432,20 +441,166 @@ fn aggregations_that_break_a_rule_are_rejected_at_load_with_the_rule() -> TestRe
 fn changed_aggregation_refuses_old_state_until_it_is_reset() -> TestResult {
     let dir = tempfile::tempdir()?;
     let state = dir.path().join("state").to_string_lossy().into_owned();
-    let file = pipeline_file(dir.path(), "small.toml", SMALL).to_string_lossy().into_owned();
+    let file = pipeline_file(dir.path(), "small.toml", SMALL)
+        .to_string_lossy()
+        .into_owned();
     let mut weir = Weir::start(&["run", "--state-dir", &state, &file]);
-    assert!(weir.wait_exit(Duration::from_secs(20)).success(), "{}", weir.stderr());
+    assert!(
+        weir.wait_exit(Duration::from_secs(20)).success(),
+        "{}",
+        weir.stderr()
+    );
 
-    pipeline_file(dir.path(), "small.toml", &SMALL.replace("size = \"10s\"", "size = \"20s\""));
+    pipeline_file(
+        dir.path(),
+        "small.toml",
+        &SMALL.replace("size = \"10s\"", "size = \"20s\""),
+    );
     let mut weir = Weir::start(&["run", "--state-dir", &state, &file]);
     assert_eq!(weir.wait_exit(Duration::from_secs(20)).code(), Some(1));
     let stderr = weir.stderr();
-    assert!(stderr.contains("the [aggregate] of pipeline `small` changed since its state was written"), "{stderr}");
+    assert!(
+        stderr.contains("the [aggregate] of pipeline `small` changed since its state was written"),
+        "{stderr}"
+    );
     assert!(stderr.contains("weir state reset small"), "{stderr}");
 
     let mut reset = Weir::start(&["state", "reset", "--state-dir", &state, "small"]);
-    assert!(reset.wait_exit(Duration::from_secs(10)).success(), "{}", reset.stderr());
+    assert!(
+        reset.wait_exit(Duration::from_secs(10)).success(),
+        "{}",
+        reset.stderr()
+    );
     let mut weir = Weir::start(&["run", "--state-dir", &state, &file]);
-    assert!(weir.wait_exit(Duration::from_secs(20)).success(), "{}", weir.stderr());
+    assert!(
+        weir.wait_exit(Duration::from_secs(20)).success(),
+        "{}",
+        weir.stderr()
+    );
+    Ok(())
+}
+
+fn built_plugins() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(|t| t.join("plugins"))
+        .unwrap_or_default();
+    assert!(
+        dir.join("weighted_avg.wasm").is_file(),
+        "no plugins in {}: run ./scripts/build-plugins first",
+        dir.display()
+    );
+    dir
+}
+
+const PLUGIN_AGGREGATES: &str = r#"name = "plugin-aggregates"
+output_mode = "update"
+trigger = "available_now"
+
+[source]
+type = "datagen"
+rows_per_second = 1000
+rows = 30000
+start_timestamp = 0
+seed = 3
+
+[[source.column]]
+name = "time"
+type = "timestamp"
+expr = "now"
+
+[[source.column]]
+name = "sensor"
+type = "string"
+values = ["a", "b", "c"]
+
+[[source.column]]
+name = "value"
+type = "double"
+min = 0
+max = 100
+random = true
+
+[[source.column]]
+name = "weight"
+type = "double"
+values = [1.0]
+
+[aggregate]
+group_by = ["sensor"]
+window = { column = "time", size = "10s" }
+functions = [{ fn = "avg", column = "value" }, { fn = "min", column = "value" }, { fn = "max", column = "value" },
+             { plugin = "weighted_avg", columns = ["value", "weight"] },
+             { plugin = "percentile", column = "value", config = { percentile = "p50" }, as = "p50" }]
+"#;
+
+#[test]
+fn plugin_aggregates_run_beside_built_ins() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let text = format!(
+        "{PLUGIN_AGGREGATES}\n[[sink]]\ntype = \"file\"\npath = \"{}\"\nformat = \"json\"\n",
+        out.display()
+    );
+    let file = pipeline_file(dir.path(), "p.toml", &text)
+        .to_string_lossy()
+        .into_owned();
+    let state = dir.path().join("state").to_string_lossy().into_owned();
+    let plugins = built_plugins().to_string_lossy().into_owned();
+    let mut weir = Weir::start(&[
+        "run",
+        "--state-dir",
+        &state,
+        "--plugins-dir",
+        &plugins,
+        &file,
+    ]);
+    assert!(
+        weir.wait_exit(Duration::from_secs(60)).success(),
+        "{}",
+        weir.stderr()
+    );
+    let mut rows = 0;
+    for entry in std::fs::read_dir(&out)? {
+        for line in std::fs::read_to_string(entry?.path())?.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            let num = |k: &str| v[k].as_f64().ok_or(format!("{k} in {line}"));
+            let (avg, weighted) = (num("avg(value)")?, num("weighted_avg(value, weight)")?);
+            assert!(
+                (avg - weighted).abs() < 1e-9 * avg.abs().max(1.0),
+                "weights of 1 give the plain mean: {line}"
+            );
+            let (min, max, p50) = (num("min(value)")?, num("max(value)")?, num("p50")?);
+            assert!(min <= p50 && p50 <= max, "{line}");
+            // About 3300 uniform values in [0, 100] per window and sensor.
+            assert!((p50 - 50.0).abs() < 5.0, "median {p50}: {line}");
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, 3 * 3, "three 10 s windows of three sensors");
+    Ok(())
+}
+
+#[test]
+fn a_plugin_aggregate_over_columns_of_the_wrong_type_is_rejected() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let text = format!(
+        "{}\n[[sink]]\ntype = \"null\"\n",
+        PLUGIN_AGGREGATES.replace(
+            "columns = [\"value\", \"weight\"]",
+            "columns = [\"value\", \"sensor\"]"
+        )
+    );
+    let file = pipeline_file(dir.path(), "p.toml", &text)
+        .to_string_lossy()
+        .into_owned();
+    let plugins = built_plugins().to_string_lossy().into_owned();
+    let mut weir = Weir::start(&["check", "--plugins-dir", &plugins, &file]);
+    assert_eq!(weir.wait_exit(Duration::from_secs(30)).code(), Some(1));
+    let stderr = weir.stderr();
+    assert!(
+        stderr.starts_with(&format!("{file}:38:14: error: aggregate plugin `weighted_avg` takes (Float64, Float64) but its columns are (Float64, Utf8)")),
+        "{stderr}"
+    );
     Ok(())
 }

@@ -14,6 +14,7 @@ mod log;
 mod plugin;
 mod sandbox;
 mod transform;
+mod user_aggregates;
 
 pub use aggregate::{AggregateInstance, AggregatePlugin};
 pub use error::{CallFailure, PluginError};
@@ -21,6 +22,7 @@ pub use host::{DEFAULT_CALL_TIMEOUT, DEFAULT_MEMORY_LIMIT, Limits, PluginHost};
 pub use listing::{PluginListing, list_plugins};
 pub use plugin::{Plugin, PluginInfo, PluginKind};
 pub use transform::WasmTransform;
+pub use user_aggregates::PluginAggregates;
 
 /// The plugin contract version this host implements (`plugin-sdk/wit/plugin.wit`). A plugin
 /// is accepted when its major version is the same and its minor version is not newer.
