@@ -66,7 +66,7 @@ pub mod __private {
 /// root of a `cdylib` crate. Name, version and description come from the plugin's
 /// `Cargo.toml`.
 ///
-/// ```ignore
+/// ```text
 /// weir_plugin_sdk::export_transform!(WordSplit);
 /// ```
 #[macro_export]
@@ -105,7 +105,7 @@ macro_rules! export_transform {
 /// Exports an [`Aggregate`] as this component's `aggregator`. Invoke it once, at the crate
 /// root of a `cdylib` crate.
 ///
-/// ```ignore
+/// ```text
 /// weir_plugin_sdk::export_aggregate!(WeightedAvg);
 /// ```
 #[macro_export]

@@ -385,7 +385,7 @@ mod tests {
         input: impl Fn(&[(u32, f64, f64)]) -> Vec<ArrayRef>,
     ) -> ArrayRef {
         let mut instance = agg.instance();
-        let mut parts = vec![vec![Vec::new(); 5], vec![Vec::new(); 5]];
+        let mut parts = [vec![Vec::new(); 5], vec![Vec::new(); 5]];
         for (i, batch) in batches.iter().enumerate() {
             let groups: Vec<u32> = batch.iter().map(|r| r.0).collect();
             let part = &mut parts[i % 2];
@@ -505,7 +505,7 @@ mod tests {
         let v: ArrayRef = Arc::new(Float64Array::from(vec![1.0]));
         let err = instance.update(&[], &[v.clone(), v.clone()], &[0]);
         assert!(matches!(err, Err(PluginError::Misuse { .. })), "{err:?}");
-        let err = instance.update(&[Vec::new()], &[v.clone()], &[0]);
+        let err = instance.update(&[Vec::new()], std::slice::from_ref(&v), &[0]);
         assert!(matches!(err, Err(PluginError::Misuse { .. })), "{err:?}");
         // A corrupt state is the plugin's error, and the next call works on a fresh instance.
         let err = instance.update(&[vec![0xff; 3]], &[v.clone(), v.clone()], &[0]);
