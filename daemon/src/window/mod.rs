@@ -7,6 +7,7 @@
 mod accumulators;
 mod assign;
 mod groups;
+mod local_keys;
 mod operator;
 mod persist;
 mod resolve;

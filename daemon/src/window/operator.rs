@@ -8,6 +8,7 @@
 use super::accumulators::{AggregateError, GroupsAccumulator};
 use super::assign::{for_each_sliding_start, tumbling_start};
 use super::groups::GroupTable;
+use super::local_keys::{self, LocalKeys};
 use super::persist::{Meta, StateKeys, encode_states};
 use super::resolve::{AggregatePlan, UserAggregates, accumulators};
 use crate::config::{OutputMode, WindowKind};
@@ -44,6 +45,15 @@ pub enum OpenError {
         /// Why.
         reason: String,
     },
+}
+
+impl BatchState {
+    fn observe(&mut self, ts: i64) {
+        self.min_time = Some(self.min_time.map_or(ts, |m| m.min(ts)));
+        self.max_time = Some(self.max_time.map_or(ts, |m| m.max(ts)));
+        self.sum_time += i128::from(ts);
+        self.timed_rows += 1;
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -83,6 +93,8 @@ pub struct AggregateOperator {
     last_progress: Option<StateOperatorProgress>,
     group_of_row: Vec<u32>,
     row_of_pair: Vec<u32>,
+    /// Buffers of the single-key fast path; `None` when keys go through the row format.
+    local_keys: Option<LocalKeys>,
 }
 
 impl std::fmt::Debug for AggregateOperator {
@@ -154,7 +166,16 @@ impl AggregateOperator {
             last_progress: None,
             group_of_row: Vec::new(),
             row_of_pair: Vec::new(),
+            local_keys: None,
         };
+        let single_simple_key = match Self::key_fields_types(&op.plan).as_slice() {
+            [] => true,
+            [t] => local_keys::supports(t),
+            _ => false,
+        };
+        if single_simple_key && !matches!(op.plan.window, Some((_, WindowKind::Session { .. }))) {
+            op.local_keys = Some(LocalKeys::default());
+        }
         if let Some(meta) = op.keys.load_meta(&op.store).map_err(load_error)?
             && meta.fingerprint != op.plan.fingerprint
         {
@@ -168,13 +189,20 @@ impl AggregateOperator {
         Ok(op)
     }
 
-    fn key_fields(plan: &AggregatePlan) -> Vec<SortField> {
+    fn key_fields_types(plan: &AggregatePlan) -> Vec<DataType> {
         plan.output_schema
             .fields()
             .iter()
             .skip(usize::from(plan.window.is_some()))
             .take(plan.keys.len())
-            .map(|f| SortField::new(f.data_type().clone()))
+            .map(|f| f.data_type().clone())
+            .collect()
+    }
+
+    fn key_fields(plan: &AggregatePlan) -> Vec<SortField> {
+        Self::key_fields_types(plan)
+            .into_iter()
+            .map(SortField::new)
             .collect()
     }
 
@@ -270,67 +298,77 @@ impl AggregateOperator {
     fn assign(
         &mut self,
         times: Option<&TimestampMicrosecondArray>,
-        rows: &Rows,
+        keys: &ChunkKeys<'_>,
         n: usize,
     ) -> Result<Vec<u32>, OperatorError> {
         self.group_of_row.clear();
         self.row_of_pair.clear();
         let batch = self.batch.get_or_insert_with(BatchState::default);
         let late = batch.late;
+        let mut cache = GroupCache::new(keys);
         match (self.plan.window.map(|(_, kind)| kind), times) {
             (None, _) | (_, None) => {
                 for i in 0..n {
-                    let (g, _) = self.groups.intern(i64::MIN, i64::MAX, rows.row(i));
+                    let g = cache.group(&mut self.groups, keys, i64::MIN, i64::MAX, i);
                     self.group_of_row.push(g);
                     self.row_of_pair.push(i as u32);
                 }
             }
             (Some(kind), Some(times)) => {
+                if let WindowKind::Session { gap } = kind {
+                    let ChunkKeys::PerRow(rows) = keys else {
+                        return Err(op_error("session windows need per-row keys (a bug)", false));
+                    };
+                    for i in 0..n {
+                        if times.is_valid(i) {
+                            batch.observe(times.value(i));
+                        } else {
+                            batch.dropped += 1;
+                        }
+                    }
+                    return self.assign_sessions(times, rows, micros(gap), late);
+                }
                 let values = times.values();
+                let no_nulls = times.null_count() == 0;
+                let (size, slide) = match kind {
+                    WindowKind::Tumbling { size } => (micros(size), micros(size)),
+                    WindowKind::Sliding { size, slide } => (micros(size), micros(slide)),
+                    WindowKind::Session { .. } => (0, 0),
+                };
+                let tumbling = size == slide;
                 for i in 0..n {
-                    if times.is_null(i) {
+                    if !no_nulls && times.is_null(i) {
                         batch.dropped += 1;
                         continue;
                     }
                     let ts = values[i];
-                    batch.min_time = Some(batch.min_time.map_or(ts, |m| m.min(ts)));
-                    batch.max_time = Some(batch.max_time.map_or(ts, |m| m.max(ts)));
-                    batch.sum_time += i128::from(ts);
-                    batch.timed_rows += 1;
-                    match kind {
-                        WindowKind::Tumbling { size } => {
-                            let size = micros(size);
-                            let start = tumbling_start(ts, size);
+                    batch.observe(ts);
+                    if tumbling {
+                        let start = tumbling_start(ts, size);
+                        if Self::is_late(late, start + size) {
+                            batch.dropped += 1;
+                            continue;
+                        }
+                        let g = cache.group(&mut self.groups, keys, start, start + size, i);
+                        self.group_of_row.push(g);
+                        self.row_of_pair.push(i as u32);
+                    } else {
+                        let (groups, group_of_row, row_of_pair, cache) = (
+                            &mut self.groups,
+                            &mut self.group_of_row,
+                            &mut self.row_of_pair,
+                            &mut cache,
+                        );
+                        for_each_sliding_start(ts, size, slide, |start| {
                             if Self::is_late(late, start + size) {
                                 batch.dropped += 1;
-                                continue;
+                            } else {
+                                let g = cache.group(groups, keys, start, start + size, i);
+                                group_of_row.push(g);
+                                row_of_pair.push(i as u32);
                             }
-                            let (g, _) = self.groups.intern(start, start + size, rows.row(i));
-                            self.group_of_row.push(g);
-                            self.row_of_pair.push(i as u32);
-                        }
-                        WindowKind::Sliding { size, slide } => {
-                            let (size, slide) = (micros(size), micros(slide));
-                            let (groups, group_of_row, row_of_pair) = (
-                                &mut self.groups,
-                                &mut self.group_of_row,
-                                &mut self.row_of_pair,
-                            );
-                            for_each_sliding_start(ts, size, slide, |start| {
-                                if Self::is_late(late, start + size) {
-                                    batch.dropped += 1;
-                                } else {
-                                    let (g, _) = groups.intern(start, start + size, rows.row(i));
-                                    group_of_row.push(g);
-                                    row_of_pair.push(i as u32);
-                                }
-                            });
-                        }
-                        WindowKind::Session { .. } => {}
+                        });
                     }
-                }
-                if let WindowKind::Session { gap } = kind {
-                    return self.assign_sessions(times, rows, micros(gap), late);
                 }
             }
         }
@@ -535,11 +573,35 @@ impl Operator for AggregateOperator {
             .iter()
             .map(|&i| chunk.column(i).clone())
             .collect();
-        let rows = self
-            .groups
-            .encode(&key_columns, n)
+        let dead = if self.local_keys.is_some() {
+            let mut local = self.local_keys.take().unwrap_or_default();
+            let distinct = match key_columns.first() {
+                Some(column) => {
+                    local.build(column).map_err(|e| op_error(e, false))?;
+                    let distinct = local.distinct(column).map_err(|e| op_error(e, false))?;
+                    self.groups.encode(&[distinct], local.first_row.len())
+                }
+                None => {
+                    local.id_of_row.clear();
+                    local.id_of_row.resize(n, 0);
+                    self.groups.encode(&[], 1)
+                }
+            }
             .map_err(|e| op_error(e, false))?;
-        let dead = self.assign(times.as_ref(), &rows, n)?;
+            let keys = ChunkKeys::Local {
+                ids: &local.id_of_row,
+                distinct: &distinct,
+            };
+            let result = self.assign(times.as_ref(), &keys, n);
+            self.local_keys = Some(local);
+            result?
+        } else {
+            let rows = self
+                .groups
+                .encode(&key_columns, n)
+                .map_err(|e| op_error(e, false))?;
+            self.assign(times.as_ref(), &ChunkKeys::PerRow(&rows), n)?
+        };
         if let Some(max) = self.batch.as_ref().and_then(|b| b.max_time) {
             self.meta.max_event_time_ms = Some(
                 self.meta
@@ -695,6 +757,73 @@ impl Operator for AggregateOperator {
 
     fn state_progress(&self) -> Option<StateOperatorProgress> {
         self.last_progress.clone()
+    }
+}
+
+/// How a chunk's rows find their group key.
+enum ChunkKeys<'a> {
+    /// One row-format key per row.
+    PerRow(&'a Rows),
+    /// A local id per row into a few distinct keys.
+    Local {
+        /// Local id of each row.
+        ids: &'a [u32],
+        /// The distinct keys in row format, by local id.
+        distinct: &'a Rows,
+    },
+}
+
+/// Per chunk: (window start, local id) → group, so that a row with a key and window already
+/// seen in the chunk costs one array lookup.
+struct GroupCache {
+    windows: Vec<(i64, Vec<u32>)>,
+    last: usize,
+    width: usize,
+}
+
+const NO_GROUP: u32 = u32::MAX;
+
+impl GroupCache {
+    fn new(keys: &ChunkKeys<'_>) -> GroupCache {
+        let width = match keys {
+            ChunkKeys::PerRow(_) => 0,
+            ChunkKeys::Local { distinct, .. } => distinct.num_rows(),
+        };
+        GroupCache {
+            windows: Vec::new(),
+            last: 0,
+            width,
+        }
+    }
+
+    fn group(
+        &mut self,
+        groups: &mut GroupTable,
+        keys: &ChunkKeys<'_>,
+        start: i64,
+        end: i64,
+        i: usize,
+    ) -> u32 {
+        match keys {
+            ChunkKeys::PerRow(rows) => groups.intern(start, end, rows.row(i)).0,
+            ChunkKeys::Local { ids, distinct } => {
+                let id = ids[i] as usize;
+                if self.windows.get(self.last).is_none_or(|w| w.0 != start) {
+                    self.last = match self.windows.iter().position(|w| w.0 == start) {
+                        Some(at) => at,
+                        None => {
+                            self.windows.push((start, vec![NO_GROUP; self.width]));
+                            self.windows.len() - 1
+                        }
+                    };
+                }
+                let slot = &mut self.windows[self.last].1[id];
+                if *slot == NO_GROUP {
+                    *slot = groups.intern(start, end, distinct.row(id)).0;
+                }
+                *slot
+            }
+        }
     }
 }
 
