@@ -127,7 +127,10 @@ fn read_json_batches(dir: &Path) -> Result<BTreeMap<u64, Vec<Row>>, Box<dyn std:
 }
 
 /// The input rows batch by batch, read from the raw pipeline's Parquet output.
-fn read_input(dir: &Path) -> Result<Vec<Vec<(i64, String, i64)>>, Box<dyn std::error::Error>> {
+/// Input rows: (event time ms, sensor, value), batch by batch.
+type InputBatches = Vec<Vec<(i64, String, i64)>>;
+
+fn read_input(dir: &Path) -> Result<InputBatches, Box<dyn std::error::Error>> {
     use arrow::array::AsArray;
     use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?

@@ -16,7 +16,10 @@ struct Printed {
 }
 
 fn cells(line: &str) -> Vec<String> {
-    line.trim_matches('|').split('|').map(|c| c.trim_end().to_string()).collect()
+    line.trim_matches('|')
+        .split('|')
+        .map(|c| c.trim_end().to_string())
+        .collect()
 }
 
 fn parse_console(out: &str) -> Vec<Printed> {
@@ -25,8 +28,16 @@ fn parse_console(out: &str) -> Vec<Printed> {
     let mut i = 0;
     while i < lines.len() {
         assert_eq!(lines[i], BANNER, "line {i}: expected the banner:\n{out}");
-        let id = lines[i + 1].strip_prefix("Batch: ").and_then(|n| n.parse().ok());
-        let Some(id) = id else { panic!("line {}: expected `Batch: N`, got {:?}", i + 1, lines[i + 1]) };
+        let id = lines[i + 1]
+            .strip_prefix("Batch: ")
+            .and_then(|n| n.parse().ok());
+        let Some(id) = id else {
+            panic!(
+                "line {}: expected `Batch: N`, got {:?}",
+                i + 1,
+                lines[i + 1]
+            )
+        };
         assert_eq!(lines[i + 2], BANNER);
         let sep = lines[i + 3];
         assert!(sep.starts_with('+') && sep.ends_with('+'), "{sep}");
@@ -41,22 +52,42 @@ fn parse_console(out: &str) -> Vec<Printed> {
         }
         // Every line is as wide as the separator, cell by cell.
         for line in std::iter::once(header).chain(lines[i + 6..j].iter().copied()) {
-            let got: Vec<usize> = line.trim_matches('|').split('|').map(|c| c.chars().count()).collect();
+            let got: Vec<usize> = line
+                .trim_matches('|')
+                .split('|')
+                .map(|c| c.chars().count())
+                .collect();
             assert_eq!(got, widths, "{line}");
         }
-        assert_eq!(lines.get(j + 1).copied(), Some(""), "a blank line after the table");
-        printed.push(Printed { id, header: cells(header), rows });
+        assert_eq!(
+            lines.get(j + 1).copied(),
+            Some(""),
+            "a blank line after the table"
+        );
+        printed.push(Printed {
+            id,
+            header: cells(header),
+            rows,
+        });
         i = j + 2;
     }
     printed
 }
 
 fn run_example(name: &str, until: &str, state: &str) -> Vec<Printed> {
-    let file = repo_root().join("config/examples").join(name).to_string_lossy().into_owned();
+    let file = repo_root()
+        .join("config/examples")
+        .join(name)
+        .to_string_lossy()
+        .into_owned();
     let mut weir = Weir::start(&["run", "--state-dir", state, &file]);
     weir.wait_for_stdout(until, Duration::from_secs(30));
     weir.signal(Signal::SIGINT);
-    assert!(weir.wait_exit(Duration::from_secs(5)).success(), "{}", weir.stderr());
+    assert!(
+        weir.wait_exit(Duration::from_secs(5)).success(),
+        "{}",
+        weir.stderr()
+    );
     assert_eq!(error_or_warn_lines(&weir.stderr()), Vec::<&str>::new());
     parse_console(&weir.stdout())
 }
@@ -64,19 +95,38 @@ fn run_example(name: &str, until: &str, state: &str) -> Vec<Printed> {
 #[test]
 fn word_count_counts_every_released_row_once() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let batches = run_example("word-count.toml", "Batch: 3\n", &dir.path().to_string_lossy());
+    let batches = run_example(
+        "word-count.toml",
+        "Batch: 3\n",
+        &dir.path().to_string_lossy(),
+    );
     assert_eq!(batches[0].header, vec!["word", "count"]);
-    assert!(batches[0].rows.is_empty(), "batch 0 of a new stream is empty, as in Spark");
+    assert!(
+        batches[0].rows.is_empty(),
+        "batch 0 of a new stream is empty, as in Spark"
+    );
     let mut previous_total = 0;
     for b in &batches[1..] {
         let words: Vec<&str> = b.rows.iter().map(|r| r[0].as_str()).collect();
         let mut sorted = words.clone();
         sorted.sort();
         assert_eq!(words, sorted, "batch {}: rows sorted by key", b.id);
-        assert!(words.iter().all(|w| ["hello", "world", "ok", "no", "yes"].contains(w)));
-        let total: u64 = b.rows.iter().map(|r| r[1].parse::<u64>().unwrap_or(0)).sum();
+        assert!(
+            words
+                .iter()
+                .all(|w| ["hello", "world", "ok", "no", "yes"].contains(w))
+        );
+        let total: u64 = b
+            .rows
+            .iter()
+            .map(|r| r[1].parse::<u64>().unwrap_or(0))
+            .sum();
         // Complete mode: the whole table, growing by whole seconds of 3 rows.
-        assert!(total > previous_total && total % 3 == 0, "batch {}: total {total} after {previous_total}", b.id);
+        assert!(
+            total > previous_total && total.is_multiple_of(3),
+            "batch {}: total {total} after {previous_total}",
+            b.id
+        );
         previous_total = total;
     }
     Ok(())
@@ -90,9 +140,15 @@ fn iot_average_updates_only_changed_sensors_with_sane_values() -> TestResult {
     for b in &batches[1..] {
         assert!(!b.rows.is_empty());
         for row in &b.rows {
-            assert!(["sensor_1", "sensor_2", "sensor_3"].contains(&row[0].as_str()), "{row:?}");
+            assert!(
+                ["sensor_1", "sensor_2", "sensor_3"].contains(&row[0].as_str()),
+                "{row:?}"
+            );
             let avg: f64 = row[1].parse()?;
-            assert!((0.0..=10.0).contains(&avg) && row[1].contains('.'), "{row:?}");
+            assert!(
+                (0.0..=10.0).contains(&avg) && row[1].contains('.'),
+                "{row:?}"
+            );
         }
     }
     Ok(())
@@ -101,7 +157,11 @@ fn iot_average_updates_only_changed_sensors_with_sane_values() -> TestResult {
 #[test]
 fn windowed_average_keeps_each_windows_own_label() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let batches = run_example("iot-windowed-avg.toml", "Batch: 2\n", &dir.path().to_string_lossy());
+    let batches = run_example(
+        "iot-windowed-avg.toml",
+        "Batch: 2\n",
+        &dir.path().to_string_lossy(),
+    );
     assert_eq!(batches[0].header, vec!["window", "sensor", "avg(value)"]);
     let parse = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S");
     for b in &batches[1..] {
@@ -113,10 +173,23 @@ fn windowed_average_keeps_each_windows_own_label() -> TestResult {
             let (start, end) = label.split_once(", ").ok_or("window label")?;
             let (start, end) = (parse(start)?, parse(end)?);
             assert_eq!((end - start).num_seconds(), 10, "{label}");
-            assert_eq!(start.and_utc().timestamp() % 10, 0, "windows are aligned to 10 s: {label}");
+            assert_eq!(
+                start.and_utc().timestamp() % 10,
+                0,
+                "windows are aligned to 10 s: {label}"
+            );
             // Spark 3.x printed one (window, sensor) several times; each pair appears once here.
-            assert!(seen.insert((label.to_string(), row[1].clone())), "batch {}: {label} {} twice", b.id, row[1]);
-            assert!(last.as_ref().is_none_or(|l: &(String, String)| l <= &(label.to_string(), row[1].clone())), "rows sorted");
+            assert!(
+                seen.insert((label.to_string(), row[1].clone())),
+                "batch {}: {label} {} twice",
+                b.id,
+                row[1]
+            );
+            assert!(
+                last.as_ref()
+                    .is_none_or(|l: &(String, String)| l <= &(label.to_string(), row[1].clone())),
+                "rows sorted"
+            );
             last = Some((label.to_string(), row[1].clone()));
         }
     }

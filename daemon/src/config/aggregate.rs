@@ -211,7 +211,7 @@ fn column_ref(c: &Checker<'_>, name: Spanned<String>) -> ColumnRef {
 
 fn whole_millis(c: &mut Checker<'_>, key: &str, d: &Spanned<HumanDuration>) -> Option<Duration> {
     let value = d.get_ref().0;
-    if value.is_zero() || value.subsec_nanos() % 1_000_000 != 0 {
+    if value.is_zero() || !value.subsec_nanos().is_multiple_of(1_000_000) {
         c.error(
             d.span(),
             format!("{key} must be a positive whole number of milliseconds"),
