@@ -118,7 +118,9 @@ pub fn pipelines(store: &SharedStore) -> Result<Vec<String>, StoreError> {
         })?;
         let Some(key) = next else { break };
         let rest = &key[2..];
-        let Some(len) = rest.iter().position(|b| *b == 0) else { break };
+        let Some(len) = rest.iter().position(|b| *b == 0) else {
+            break;
+        };
         let name = String::from_utf8_lossy(&rest[..len]).into_owned();
         // Skip everything of this pipeline: its prefix's end.
         from = prefix_end(&pipeline_prefix(&name));
