@@ -87,9 +87,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// Folder of wasm plugins that `[[transform]]` stages name (`plugin = "x"` is x.wasm
-    /// there). Default: $WEIR_PLUGINS_DIR, else $XDG_DATA_HOME/weir/plugins, else
-    /// ~/.local/share/weir/plugins.
+    /// Folder of wasm plugins that `[[transform]]` stages and `[aggregate]` functions name
+    /// (`plugin = "x"` is x.wasm there). Default: $WEIR_PLUGINS_DIR, else
+    /// $XDG_DATA_HOME/weir/plugins, else ~/.local/share/weir/plugins.
     #[arg(long, value_name = "DIR")]
     pub plugins_dir: Option<PathBuf>,
 
@@ -105,8 +105,9 @@ pub struct CheckArgs {
     #[arg(required = true, value_name = "FILE.toml")]
     pub files: Vec<PathBuf>,
 
-    /// Folder of wasm plugins, to type-check `[[transform]]` stages (default as for `weir
-    /// run`; when the default folder does not exist, transforms are not type-checked).
+    /// Folder of wasm plugins, to type-check `[[transform]]` stages and plugin aggregates
+    /// (default as for `weir run`; when the default folder does not exist, they are not
+    /// type-checked).
     #[arg(long, value_name = "DIR")]
     pub plugins_dir: Option<PathBuf>,
 }

@@ -443,6 +443,9 @@ impl Pipeline {
                 duration_ms = progress.duration_ms.trigger_execution,
                 malformed_skipped = progress.num_malformed_skipped,
                 malformed_dead_lettered = progress.num_malformed_dead_lettered,
+                state_rows = progress.state_operators.iter().map(|s| s.num_rows_total).sum::<u64>(),
+                late_rows = progress.state_operators.iter().map(|s| s.num_rows_dropped_by_watermark).sum::<u64>(),
+                watermark_ms = progress.watermark_ms,
                 "batch committed"
             );
             self.monitor.record(progress);
