@@ -133,6 +133,16 @@ pub fn check_schemas(
         None => {}
     }
     match &plan.aggregate {
+        // As with transforms: plugin aggregates cannot be checked without the plugins folder.
+        Some(spec)
+            if plugins.is_none()
+                && spec
+                    .functions
+                    .iter()
+                    .any(|f| matches!(f.kind, crate::config::FunctionKind::Plugin { .. })) =>
+        {
+            Ok(schema)
+        }
         Some(spec) => {
             let aggregates = plugins.map(|host| plugin_aggregates(plan, host));
             let aggregates = aggregates.as_ref().map(|a| a as &dyn UserAggregates);
