@@ -386,3 +386,80 @@ pub(super) fn check_file_source(
         on_error: raw.on_error.unwrap_or_default(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{CleanSource, InputFormat, SourceSpec, parse_pipeline};
+    use std::path::{Path, PathBuf};
+
+    fn source(body: &str) -> Result<SourceSpec, String> {
+        let text =
+            format!("name = \"p\"\n[source]\ntype = \"file\"\n{body}\n[[sink]]\ntype = \"null\"\n");
+        parse_pipeline(Path::new("/x/p.toml"), &text)
+            .map(|p| p.source)
+            .map_err(|d| d.to_string())
+    }
+
+    #[test]
+    fn paths_resolve_and_defaults_hold() {
+        match source(
+            "path = \"in/*.csv\"\nformat = \"csv\"\nclean_source = \"archive\"\narchive_dir = \"done\"",
+        ) {
+            Ok(SourceSpec::File(s)) => {
+                assert_eq!(s.path, PathBuf::from("/x/in/*.csv"));
+                assert!(s.is_glob);
+                assert_eq!(s.format, InputFormat::Csv);
+                assert!(s.header);
+                assert_eq!(
+                    s.clean_source,
+                    CleanSource::Archive(PathBuf::from("/x/done"))
+                );
+                assert_eq!(s.stable_for, std::time::Duration::from_millis(500));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn mistakes_are_reported_where_they_are() {
+        for (body, message) in [
+            ("path = \"in\"\nformat = \"xml\"", "unknown variant `xml`"),
+            (
+                "path = \"in\"\nformat = \"json\"\nheader = false",
+                "`header` applies to format = \"csv\"",
+            ),
+            (
+                "path = \"in\"\nformat = \"csv\"\ndelimiter = \"ab\"",
+                "delimiter must be one ASCII character",
+            ),
+            (
+                "path = \"in\"\nformat = \"text\"\n[[source.column]]\nname = \"a\"\ntype = \"string\"",
+                "takes no [[source.column]]",
+            ),
+            (
+                "path = \"in\"\nformat = \"csv\"\nclean_source = \"archive\"",
+                "/x/p.toml:6:16: error: clean_source = \"archive\" needs `archive_dir`",
+            ),
+            (
+                "path = \"in\"\nformat = \"csv\"\nclean_source = \"archive\"\narchive_dir = \"in\"",
+                "archive_dir is where the source looks for new files",
+            ),
+            ("path = \"in/[a\"\nformat = \"csv\"", "invalid glob pattern"),
+            (
+                "path = \"in\"\nformat = \"csv\"\nmax_files_per_trigger = 0",
+                "max_files_per_trigger must be at least 1",
+            ),
+            (
+                "path = \"in\"\nformat = \"csv\"\n[[source.column]]\nname = \"a\"\ntype = \"long\"\n[[source.column]]\nname = \"a\"\ntype = \"int\"",
+                "duplicate column name \"a\"",
+            ),
+            (
+                "path = \"in\"\nformat = \"csv\"\n[[source.column]]\nname = \"a\"\ntype = \"decimal\"",
+                "unknown variant `decimal`",
+            ),
+        ] {
+            let err = source(body).err().unwrap_or_default();
+            assert!(err.contains(message), "{body:?}: {err}");
+        }
+    }
+}

@@ -200,3 +200,73 @@ pub(super) fn check_socket(
         on_error: raw.on_error.unwrap_or_default(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{SocketMode, SourceSpec, parse_pipeline};
+    use std::path::Path;
+
+    fn source(body: &str) -> Result<SourceSpec, String> {
+        let text = format!(
+            "name = \"p\"\n[source]\ntype = \"socket\"\n{body}\n[[sink]]\ntype = \"null\"\n"
+        );
+        parse_pipeline(Path::new("/x/p.toml"), &text)
+            .map(|p| p.source)
+            .map_err(|d| d.to_string())
+    }
+
+    #[test]
+    fn modes_and_their_keys_are_checked() {
+        match source("host = \"localhost\"\nport = 9999") {
+            Ok(SourceSpec::Socket(s)) => {
+                assert_eq!(
+                    s.mode,
+                    SocketMode::Connect {
+                        host: "localhost".into(),
+                        port: 9999
+                    }
+                );
+                assert_eq!(s.max_line_bytes, 1 << 20);
+            }
+            other => panic!("{other:?}"),
+        }
+        match source("mode = \"listen\"\nbind = \"127.0.0.1:0\"\nmax_line_bytes = \"4KiB\"") {
+            Ok(SourceSpec::Socket(s)) => assert_eq!(s.max_line_bytes, 4096),
+            other => panic!("{other:?}"),
+        }
+        for (body, message) in [
+            (
+                "port = 9999",
+                "/x/p.toml:2:1: error: a socket source needs `host` and `port`",
+            ),
+            (
+                "host = \"h\"\nport = 70000",
+                "/x/p.toml:5:8: error: port 70000 is not in 1..65535",
+            ),
+            ("mode = \"listen\"", "mode = \"listen\" needs `bind`"),
+            (
+                "mode = \"listen\"\nbind = \"9999\"",
+                "invalid bind address \"9999\"",
+            ),
+            (
+                "mode = \"listen\"\nbind = \"h:1\"\nhost = \"h\"",
+                "`host` applies to mode = \"connect\"",
+            ),
+            (
+                "host = \"h\"\nport = 1\nbind = \"h:1\"",
+                "`bind` applies to mode = \"listen\"",
+            ),
+            (
+                "host = \"h\"\nport = 1\non_error = \"ignore\"",
+                "unknown variant `ignore`",
+            ),
+            (
+                "host = \"h\"\nport = 1\nmax_line_bytes = \"1 parsec\"",
+                "unknown size unit",
+            ),
+        ] {
+            let err = source(body).err().unwrap_or_default();
+            assert!(err.contains(message), "{body:?}: {err}");
+        }
+    }
+}

@@ -593,3 +593,119 @@ async fn acceptor(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OnError;
+    use crate::state::{RocksStore, SharedStore};
+    use arrow::array::AsArray;
+
+    fn ctx(dir: &std::path::Path, store: SharedStore) -> SourceContext {
+        SourceContext {
+            pipeline: "p".into(),
+            store,
+            state_dir: dir.to_path_buf(),
+        }
+    }
+
+    fn spec(mode: SocketMode, on_error: OnError) -> SocketSpec {
+        SocketSpec {
+            mode,
+            include_timestamp: true,
+            max_line_bytes: 1024,
+            max_rows_per_batch: None,
+            on_error,
+        }
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connect_mode_says_it_is_waiting_for_its_peer() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let store: SharedStore = Arc::new(RocksStore::open(&dir.path().join("db"))?);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let source = SocketSource::open(
+            spec(
+                SocketMode::Connect {
+                    host: "127.0.0.1".into(),
+                    port,
+                },
+                OnError::Fail,
+            ),
+            &ctx(dir.path(), store),
+        )?;
+        until("a refused connection in the status", || {
+            source
+                .status()
+                .is_some_and(|s| s.starts_with(&format!("waiting for peer 127.0.0.1:{port}: ")))
+        })
+        .await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let (_peer, _) = listener.accept().await?;
+        until("the connected status", || {
+            source.status() == Some(format!("connected to 127.0.0.1:{port}"))
+        })
+        .await;
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn logged_lines_replay_identically_and_bad_utf8_follows_on_error()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store: SharedStore = Arc::new(RocksStore::open(&dir.path().join("db"))?);
+        let listen = SocketMode::Listen {
+            bind: "127.0.0.1:0".into(),
+        };
+        let mut source = SocketSource::open(
+            spec(listen.clone(), OnError::Skip),
+            &ctx(dir.path(), store.clone()),
+        )?;
+        let addr = source.local_addr.ok_or("no address")?;
+        let start = source.initial_offset()?;
+        let mut peer = tokio::net::TcpStream::connect(addr).await?;
+        peer.write_all(b"a\nb\xff\nc\r\n").await?;
+        peer.shutdown().await?;
+        until("three logged lines", || {
+            source
+                .latest_offset(&start, ReadLimit::SourceLimits)
+                .is_ok_and(|o| o == offset(3))
+        })
+        .await;
+        let end = offset(3);
+        let first = source.read(&start, &end)?;
+        assert_eq!(source.malformed().skipped, 1);
+        let values: Vec<&str> = first[0]
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(values, ["a", "c"]);
+        drop(source);
+
+        // A new source on the same store (a restart) reads the same range the same way.
+        let mut again = SocketSource::open(spec(listen, OnError::Skip), &ctx(dir.path(), store))?;
+        assert_eq!(
+            again.initial_offset()?,
+            offset(3),
+            "a new stream starts after the log"
+        );
+        assert_eq!(again.read(&start, &end)?, first);
+        Ok(())
+    }
+}
