@@ -91,6 +91,8 @@ pub struct SocketSource {
     bad: BadRecords,
     malformed: MalformedCounts,
     frozen: Option<u64>,
+    /// Lines logged before this source started its network tasks: where a new stream begins.
+    first_new_line: u64,
     trimmed_below: u64,
     tasks: Vec<tokio::task::AbortHandle>,
     /// Where `listen` mode actually listens (port 0 resolved).
@@ -182,6 +184,7 @@ impl SocketSource {
             shared,
             malformed: MalformedCounts::default(),
             frozen: None,
+            first_new_line: next,
             trimmed_below: 0,
             tasks,
             local_addr,
@@ -214,8 +217,9 @@ impl Source for SocketSource {
     }
 
     fn initial_offset(&mut self) -> Result<SourceOffset, SourceError> {
-        // A new checkpoint starts with the lines that arrive from now on.
-        Ok(offset(self.log.next_seq()?))
+        // A new checkpoint starts with the lines that arrive from now on — counted from before
+        // the network tasks started, so lines that arrive before the first batch are kept.
+        Ok(offset(self.first_new_line))
     }
 
     fn latest_offset(
