@@ -509,3 +509,191 @@ impl Source for FileSource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OnError;
+    use crate::state::{RocksStore, SharedStore};
+    use std::time::SystemTime;
+
+    fn spec(path: &Path, is_glob: bool) -> FileSourceSpec {
+        FileSourceSpec {
+            path: path.to_path_buf(),
+            is_glob,
+            format: InputFormat::Text,
+            columns: Vec::new(),
+            header: false,
+            delimiter: b',',
+            quote: b'"',
+            max_files_per_trigger: None,
+            max_bytes_per_trigger: None,
+            latest_first: false,
+            max_file_age: Duration::from_secs(7 * 24 * 3600),
+            clean_source: CleanSource::Off,
+            stable_for: Duration::ZERO,
+            list_interval: Duration::from_secs(3600),
+            on_error: OnError::Fail,
+        }
+    }
+
+    /// A file of `size` bytes last modified `age` ago.
+    fn file(dir: &Path, name: &str, size: usize, age: Duration) -> std::io::Result<()> {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, "x".repeat(size.saturating_sub(1)) + "\n")?;
+        std::fs::File::options()
+            .write(true)
+            .open(&path)?
+            .set_modified(SystemTime::now() - age)
+    }
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        store: SharedStore,
+    }
+
+    impl Fixture {
+        fn new() -> Result<Fixture, Box<dyn std::error::Error>> {
+            let dir = tempfile::tempdir()?;
+            std::fs::create_dir(dir.path().join("in"))?;
+            let store: SharedStore = Arc::new(RocksStore::open(&dir.path().join("db"))?);
+            Ok(Fixture { dir, store })
+        }
+        fn input(&self) -> PathBuf {
+            self.dir.path().join("in")
+        }
+        fn open(&self, spec: FileSourceSpec) -> Result<FileSource, SourceError> {
+            FileSource::open(
+                spec,
+                &SourceContext {
+                    pipeline: "p".into(),
+                    store: self.store.clone(),
+                    state_dir: self.dir.path().to_path_buf(),
+                },
+            )
+        }
+    }
+
+    /// The names of the files each successive batch takes.
+    fn batches(source: &mut FileSource) -> Result<Vec<Vec<String>>, Box<dyn std::error::Error>> {
+        let mut out = Vec::new();
+        let mut start = source.initial_offset()?;
+        loop {
+            let end = source.latest_offset(&start, ReadLimit::SourceLimits)?;
+            if end == start {
+                return Ok(out);
+            }
+            let names = source
+                .log
+                .entries(parse_offset(&start)?, parse_offset(&end)?)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(_, e)| {
+                    e.path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                })
+                .collect();
+            out.push(names);
+            source.committed(&end)?;
+            start = end;
+        }
+    }
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn oldest_first_or_latest_first_within_the_per_trigger_limits()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let fx = Fixture::new()?;
+        for (name, size, age) in [("a", 100, 4), ("b", 100, 3), ("c", 500, 2), ("d", 100, 1)] {
+            file(&fx.input(), name, size, MIN * age)?;
+        }
+        let mut by_bytes = spec(&fx.input(), false);
+        by_bytes.max_bytes_per_trigger = Some(250);
+        assert_eq!(
+            batches(&mut fx.open(by_bytes)?)?,
+            [vec!["a", "b"], vec!["c"], vec!["d"]],
+            "oldest first; a file larger than the limit makes a batch alone"
+        );
+
+        let fx = Fixture::new()?;
+        for (name, size, age) in [("a", 1, 4), ("b", 1, 3), ("c", 1, 2), ("d", 1, 1)] {
+            file(&fx.input(), name, size, MIN * age)?;
+        }
+        let mut newest = spec(&fx.input(), false);
+        newest.latest_first = true;
+        newest.max_files_per_trigger = Some(3);
+        assert_eq!(
+            batches(&mut fx.open(newest)?)?,
+            [vec!["d", "c", "b"], vec!["a"]]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn files_much_older_than_the_newest_are_ignored() -> Result<(), Box<dyn std::error::Error>> {
+        let fx = Fixture::new()?;
+        file(&fx.input(), "new", 1, MIN)?;
+        file(&fx.input(), "fairly-new", 1, MIN * 30)?;
+        file(&fx.input(), "ancient", 1, MIN * 60 * 24)?;
+        let mut aged = spec(&fx.input(), false);
+        aged.max_file_age = MIN * 60;
+        assert_eq!(batches(&mut fx.open(aged)?)?, [vec!["fairly-new", "new"]]);
+        Ok(())
+    }
+
+    #[test]
+    fn globs_match_nested_files_and_hidden_files_are_never_read()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let fx = Fixture::new()?;
+        for name in [
+            "x.csv",
+            "a/y.csv",
+            "a/b/z.csv",
+            "a/.hidden.csv",
+            "a/_tmp.csv",
+            "a/w.txt",
+        ] {
+            file(&fx.input(), name, 1, MIN)?;
+        }
+        let pattern = fx.input().join("**/*.csv");
+        let mut names: Vec<String> = batches(&mut fx.open(spec(&pattern, true))?)?.concat();
+        names.sort();
+        assert_eq!(names, ["x.csv", "y.csv", "z.csv"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_restart_takes_no_file_twice_and_cleaning_frees_the_name()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let fx = Fixture::new()?;
+        file(&fx.input(), "a", 1, MIN)?;
+        let mut deleting = spec(&fx.input(), false);
+        deleting.clean_source = CleanSource::Delete;
+        let mut source = fx.open(deleting.clone())?;
+        let start = source.initial_offset()?;
+        let end = source.latest_offset(&start, ReadLimit::SourceLimits)?;
+        assert_eq!(end, offset(1));
+        drop(source);
+        // Restarted before the batch committed: the planned file is still there, and it is
+        // not taken a second time.
+        let mut source = fx.open(deleting.clone())?;
+        assert_eq!(source.latest_offset(&start, ReadLimit::SourceLimits)?, end);
+        assert!(
+            fx.input().join("a").exists(),
+            "not deleted before its batch committed"
+        );
+        source.committed(&end)?;
+        assert!(!fx.input().join("a").exists());
+        // A new file with the same name is new data.
+        file(&fx.input(), "a", 1, MIN)?;
+        let mut source = fx.open(deleting)?;
+        assert_eq!(batches(&mut source)?, [vec!["a"]]);
+        Ok(())
+    }
+}
