@@ -25,24 +25,33 @@ fn init_logging(flag: Option<&str>) {
         .init();
 }
 
-/// Parses the files and checks every stage against its input schema (transforms only when a
-/// plugins folder is at hand).
-fn load_and_check(
-    files: &[std::path::PathBuf],
+/// Checks every stage of every plan against its input schema (plugins only when a plugins
+/// folder is at hand).
+fn check_plans(
+    plans: &[weir::config::PipelinePlan],
     plugins: Option<&weir::wasm::PluginHost>,
-) -> Result<Vec<weir::config::PipelinePlan>, weir::config::Diagnostics> {
-    let plans = weir::config::load_pipeline_files(files)?;
+) -> Result<(), weir::config::Diagnostics> {
     let mut errors = weir::config::Diagnostics::default();
-    for plan in &plans {
+    for plan in plans {
         if let Err(diagnostics) = weir::assemble::check_schemas(plan, plugins) {
             errors.extend(diagnostics);
         }
     }
     if errors.is_empty() {
-        Ok(plans)
+        Ok(())
     } else {
         Err(errors)
     }
+}
+
+/// Parses the files, then checks them with [`check_plans`].
+fn load_and_check(
+    files: &[std::path::PathBuf],
+    plugins: Option<&weir::wasm::PluginHost>,
+) -> Result<Vec<weir::config::PipelinePlan>, weir::config::Diagnostics> {
+    let plans = weir::config::load_pipeline_files(files)?;
+    check_plans(&plans, plugins)?;
+    Ok(plans)
 }
 
 /// The plugin host of a command: plugins from `dir`, compiled code cached in the state dir.
@@ -141,17 +150,22 @@ fn run(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
         .plugins_dir
         .clone()
         .unwrap_or_else(cli::default_plugins_dir);
-    let plugins = plugin_host(plugins_dir, &state_dir)?;
-    let plans = match load_and_check(&args.files, Some(&plugins)) {
-        Ok(plans) => plans,
-        Err(diagnostics) => {
-            eprint!("{diagnostics}");
-            eprintln!(
-                "weir run: nothing started; fix the errors above (`weir check` validates without running)"
-            );
-            return Ok(ExitCode::from(1));
-        }
+    let nothing_started = |diagnostics: weir::config::Diagnostics| {
+        eprint!("{diagnostics}");
+        eprintln!(
+            "weir run: nothing started; fix the errors above (`weir check` validates without running)"
+        );
+        ExitCode::from(1)
     };
+    // Parse errors stop everything before anything (the state directory included) is touched.
+    let plans = match weir::config::load_pipeline_files(&args.files) {
+        Ok(plans) => plans,
+        Err(diagnostics) => return Ok(nothing_started(diagnostics)),
+    };
+    let plugins = plugin_host(plugins_dir, &state_dir)?;
+    if let Err(diagnostics) = check_plans(&plans, Some(&plugins)) {
+        return Ok(nothing_started(diagnostics));
+    }
     let options = weir::app::RunOptions {
         state_dir,
         shutdown_deadline: args.shutdown_timeout,
