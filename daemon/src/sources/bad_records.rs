@@ -115,6 +115,29 @@ impl BadRecords {
         self.policy
     }
 
+    /// An empty collector with the same policy, for a part of a read done on another thread;
+    /// [`BadRecords::absorb`] merges it back in order.
+    pub fn fork(&self) -> BadRecords {
+        BadRecords {
+            policy: self.policy,
+            source: self.source,
+            dir: self.dir.clone(),
+            letters: Vec::new(),
+            counts: MalformedCounts::default(),
+            first: None,
+        }
+    }
+
+    /// Appends what a fork collected (call in input order, so dead letters keep it).
+    pub fn absorb(&mut self, other: BadRecords) {
+        self.letters.extend_from_slice(&other.letters);
+        self.counts.skipped += other.counts.skipped;
+        self.counts.dead_lettered += other.counts.dead_lettered;
+        if self.first.is_none() {
+            self.first = other.first;
+        }
+    }
+
     /// Starts a read: counts and pending dead letters start from zero.
     pub fn begin(&mut self) {
         self.letters.clear();

@@ -304,47 +304,100 @@ impl FileSource {
         self.cleaned_below = to;
         Ok(())
     }
+}
 
-    fn read_entry(
-        &mut self,
-        entry: &FileEntry,
-        out: &mut Vec<RecordBatch>,
-    ) -> Result<(), SourceError> {
-        let io = |e| SourceError::Io {
+/// Reads one logged file into batches (only the bytes logged for it).
+fn read_entry(
+    spec: &FileSourceSpec,
+    schema: &SchemaRef,
+    entry: &FileEntry,
+    bad: &mut BadRecords,
+    out: &mut Vec<RecordBatch>,
+) -> Result<(), SourceError> {
+    let io = |e| SourceError::Io {
+        what: format!(
+            "cannot read {} (taken for this batch)",
+            entry.path.display()
+        ),
+        source: e,
+    };
+    let file = std::fs::File::open(&entry.path).map_err(io)?;
+    if spec.format == InputFormat::Parquet {
+        return readers::read_parquet(schema, &entry.path, file, bad, out);
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(entry.size).unwrap_or(0));
+    file.take(entry.size).read_to_end(&mut bytes).map_err(io)?;
+    if (bytes.len() as u64) < entry.size {
+        return Err(SourceError::Io {
             what: format!(
                 "cannot read {} (taken for this batch)",
                 entry.path.display()
             ),
-            source: e,
-        };
-        let file = std::fs::File::open(&entry.path).map_err(io)?;
-        if self.spec.format == InputFormat::Parquet {
-            return readers::read_parquet(&self.schema, &entry.path, file, &mut self.bad, out);
-        }
-        let mut bytes = Vec::with_capacity(usize::try_from(entry.size).unwrap_or(0));
-        file.take(entry.size).read_to_end(&mut bytes).map_err(io)?;
-        if (bytes.len() as u64) < entry.size {
-            return Err(SourceError::Io {
-                what: format!(
-                    "cannot read {} (taken for this batch)",
-                    entry.path.display()
-                ),
-                source: std::io::Error::other(format!(
-                    "it shrank from {} to {} bytes after it was taken",
-                    entry.size,
-                    bytes.len()
-                )),
-            });
-        }
-        readers::read_bytes(
-            &self.spec,
-            &self.schema,
-            &entry.path,
-            &bytes,
-            &mut self.bad,
-            out,
-        )
+            source: std::io::Error::other(format!(
+                "it shrank from {} to {} bytes after it was taken",
+                entry.size,
+                bytes.len()
+            )),
+        });
     }
+    readers::read_bytes(spec, schema, &entry.path, &bytes, bad, out)
+}
+
+/// What reading one file gave: its batches and its malformed records.
+type FileResult = Result<(Vec<RecordBatch>, BadRecords), SourceError>;
+
+/// Reads the files of a batch on up to one thread per core; results come back in file order,
+/// so batches and dead letters are the same however the work was spread.
+fn read_entries(
+    spec: &FileSourceSpec,
+    schema: &SchemaRef,
+    entries: &[FileEntry],
+    bad: &BadRecords,
+) -> Vec<FileResult> {
+    let one = |entry: &FileEntry| -> FileResult {
+        let mut mine = bad.fork();
+        let mut out = Vec::new();
+        read_entry(spec, schema, entry, &mut mine, &mut out)?;
+        Ok((out, mine))
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(entries.len());
+    if threads <= 1 {
+        return entries.iter().map(one).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, FileResult)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(entry) = entries.get(i) else {
+                            return done;
+                        };
+                        done.push((i, one(entry)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    vec![(
+                        usize::MAX,
+                        Err(SourceError::Config(
+                            "a file reader thread panicked (a bug)".into(),
+                        )),
+                    )]
+                })
+            })
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Moves `path` under `archive`, keeping its path relative to `base`; never overwrites.
@@ -471,9 +524,12 @@ impl Source for FileSource {
             )));
         }
         self.bad.begin();
+        let files: Vec<FileEntry> = entries.into_iter().map(|(_, e)| e).collect();
         let mut out = Vec::new();
-        for (_, entry) in &entries {
-            self.read_entry(entry, &mut out)?;
+        for result in read_entries(&self.spec, &self.schema, &files, &self.bad) {
+            let (mut batches, bad) = result?;
+            out.append(&mut batches);
+            self.bad.absorb(bad);
         }
         self.malformed = self.bad.finish(&format!("files-{start:020}-{end:020}"))?;
         Ok(out)
