@@ -668,6 +668,41 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pipeline_monitor_shows_waiting_for_peer() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let store: SharedStore = Arc::new(RocksStore::open(&dir.path().join("db"))?);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mode = SocketMode::Connect {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let source =
+            SocketSource::open(spec(mode, OnError::Fail), &ctx(dir.path(), store.clone()))?;
+        let pipeline = crate::engine::Pipeline::new(
+            "p",
+            crate::config::Trigger::BackToBack,
+            Box::new(source),
+            Vec::new(),
+            vec![("null", Box::new(crate::sinks::NullSink))],
+            crate::state::Checkpoint::new(store, "p"),
+        );
+        let handle = pipeline.spawn();
+        let monitor = handle.monitor.clone();
+        until("the monitor's source status", || {
+            monitor
+                .source_status()
+                .is_some_and(|s| s.contains(&format!("waiting for peer 127.0.0.1:{port}")))
+        })
+        .await;
+        handle.stop();
+        handle.join().await;
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn logged_lines_replay_identically_and_bad_utf8_follows_on_error()
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
