@@ -48,6 +48,8 @@ pub struct FileSourceSpec {
     pub list_interval: Duration,
     /// What to do with a malformed record.
     pub on_error: OnError,
+    /// Add a `file` column with the path each row was read from.
+    pub include_file_name: bool,
 }
 
 /// One declared column of a file source.
@@ -151,6 +153,9 @@ pub(super) struct RawFileSource {
     /// `fail` (default), `skip` or `dead_letter`: what to do with a malformed record.
     #[serde(default)]
     pub on_error: Option<OnError>,
+    /// Add a `file` column: the path each row was read from (default false).
+    #[serde(default)]
+    pub include_file_name: bool,
     /// The columns, in order; without them the schema is inferred (csv, json) or read from the
     /// files (parquet).
     #[serde(default)]
@@ -262,6 +267,18 @@ pub(super) fn check_file_source(
             name: name.clone(),
             data_type: *col.data_type.get_ref(),
         });
+    }
+
+    if raw.include_file_name
+        && let Some(col) = raw
+            .column
+            .iter()
+            .find(|c| c.get_ref().name.get_ref() == "file")
+    {
+        c.error(
+            col.get_ref().name.span(),
+            "column name \"file\" is taken by include_file_name = true",
+        );
     }
 
     let positive = |c: &mut Checker<'_>, key: &str, value: &Option<Spanned<u64>>| match value {
@@ -384,6 +401,7 @@ pub(super) fn check_file_source(
         stable_for,
         list_interval,
         on_error: raw.on_error.unwrap_or_default(),
+        include_file_name: raw.include_file_name,
     }))
 }
 

@@ -125,18 +125,53 @@ fn infer(spec: &FileSourceSpec, path: &Path) -> Result<Schema, String> {
 /// The schema as it would be inferred now (for type checks before a pipeline runs); empty when
 /// there is no file to infer from.
 pub fn schema_now(spec: &FileSourceSpec) -> SchemaRef {
-    Arc::new(
-        fixed_schema(spec)
-            .or_else(|| first_file(&Matcher::new(spec)).and_then(|p| infer(spec, &p).ok()))
-            .unwrap_or_else(Schema::empty),
-    )
+    let decoded = fixed_schema(spec)
+        .or_else(|| first_file(&Matcher::new(spec)).and_then(|p| infer(spec, &p).ok()))
+        .unwrap_or_else(Schema::empty);
+    with_file_column(spec, &decoded)
+}
+
+/// The schema rows leave with: what the files decode to, plus `file` with `include_file_name`.
+fn with_file_column(spec: &FileSourceSpec, decoded: &Schema) -> SchemaRef {
+    if !spec.include_file_name {
+        return Arc::new(decoded.clone());
+    }
+    let mut fields: Vec<Field> = decoded
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("file", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// Appends the constant `file` column to a file's batches.
+fn add_file_column(
+    schema: &SchemaRef,
+    path: &Path,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>, SourceError> {
+    let name = path.to_string_lossy();
+    batches
+        .into_iter()
+        .map(|batch| {
+            let mut columns = batch.columns().to_vec();
+            columns.push(Arc::new(arrow::array::StringArray::from_iter_values(
+                std::iter::repeat_n(name.as_ref(), batch.num_rows()),
+            )));
+            Ok(RecordBatch::try_new(schema.clone(), columns)?)
+        })
+        .collect()
 }
 
 /// The file source.
 #[derive(Debug)]
 pub struct FileSource {
     spec: FileSourceSpec,
+    /// What rows leave with.
     schema: SchemaRef,
+    /// What the files decode to (`schema` without the `file` column).
+    decoded: SchemaRef,
     log: FileLog,
     next: u64,
     discovery: Discovery,
@@ -171,7 +206,7 @@ impl FileSource {
             log::FileLogError::Store(e) => SourceError::Store(e),
             other => config_error(other.to_string()),
         };
-        let schema = match fixed_schema(&spec) {
+        let decoded = match fixed_schema(&spec) {
             Some(schema) => Arc::new(schema),
             None => match log.schema().map_err(corrupt)? {
                 Some(schema) => schema,
@@ -216,8 +251,9 @@ impl FileSource {
             next: log.next_seq()?,
             discovery: Discovery::start(&spec),
             bad: BadRecords::new(spec.on_error, "file", &ctx.state_dir, &ctx.pipeline),
+            schema: with_file_column(&spec, &decoded),
+            decoded,
             spec,
-            schema,
             log,
             taken,
             too_old: HashSet::new(),
@@ -526,9 +562,14 @@ impl Source for FileSource {
         self.bad.begin();
         let files: Vec<FileEntry> = entries.into_iter().map(|(_, e)| e).collect();
         let mut out = Vec::new();
-        for result in read_entries(&self.spec, &self.schema, &files, &self.bad) {
-            let (mut batches, bad) = result?;
-            out.append(&mut batches);
+        let results = read_entries(&self.spec, &self.decoded, &files, &self.bad);
+        for (result, file) in results.into_iter().zip(&files) {
+            let (batches, bad) = result?;
+            if self.spec.include_file_name {
+                out.extend(add_file_column(&self.schema, &file.path, batches)?);
+            } else {
+                out.extend(batches);
+            }
             self.bad.absorb(bad);
         }
         self.malformed = self.bad.finish(&format!("files-{start:020}-{end:020}"))?;
@@ -590,6 +631,7 @@ mod tests {
             stable_for: Duration::ZERO,
             list_interval: Duration::from_secs(3600),
             on_error: OnError::Fail,
+            include_file_name: false,
         }
     }
 
@@ -688,6 +730,41 @@ mod tests {
             batches(&mut fx.open(newest)?)?,
             [vec!["d", "c", "b"], vec!["a"]]
         );
+        Ok(())
+    }
+
+    #[test]
+    fn include_file_name_adds_each_rows_path() -> Result<(), Box<dyn std::error::Error>> {
+        let fx = Fixture::new()?;
+        std::fs::write(fx.input().join("a.txt"), "one\ntwo\n")?;
+        std::fs::write(fx.input().join("b.txt"), "three\n")?;
+        let mut named = spec(&fx.input(), false);
+        named.include_file_name = true;
+        let mut source = fx.open(named)?;
+        let schema = source.schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["value", "file"]);
+        let start = source.initial_offset()?;
+        let end = source.latest_offset(&start, ReadLimit::AllAvailable)?;
+        let mut rows = Vec::new();
+        for batch in source.read(&start, &end)? {
+            use arrow::array::AsArray;
+            let values = batch.column(0).as_string::<i32>();
+            let files = batch.column(1).as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                let file = Path::new(files.value(i))
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
+                rows.push((values.value(i).to_string(), file.unwrap_or_default()));
+            }
+        }
+        rows.sort();
+        let expected: Vec<(String, String)> =
+            [("one", "a.txt"), ("three", "b.txt"), ("two", "a.txt")]
+                .iter()
+                .map(|(v, f)| (v.to_string(), f.to_string()))
+                .collect();
+        assert_eq!(rows, expected);
         Ok(())
     }
 

@@ -547,6 +547,7 @@ mod tests {
             stable_for: std::time::Duration::ZERO,
             list_interval: std::time::Duration::from_secs(1),
             on_error: OnError::DeadLetter,
+            include_file_name: false,
         }
     }
 
