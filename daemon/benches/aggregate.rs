@@ -21,8 +21,25 @@ use weir::state::{RocksStore, SharedStore, WriteSet};
 use weir::window::{AggregateOperator, UserAggregates, resolve};
 
 const CHUNK: usize = 64 * 1024;
-/// Event time advances 10 µs per row: a 1M-row batch covers about one 10 s window.
-const STEP_US: i64 = 10;
+/// Event time advances 1 µs per row: the input is a stream of a million rows per second of event
+/// time, so a 10 s window holds 10 M rows and a 1 Mi-row batch about a tenth of one.
+const STEP_US: i64 = 1;
+
+/// Whether the sensor column is plain strings or dictionary encoded (as a columnar source of
+/// categorical values would produce it).
+static DICTIONARY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn dictionary() -> bool {
+    DICTIONARY.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn sensor_type() -> DataType {
+    if dictionary() {
+        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+    } else {
+        DataType::Utf8
+    }
+}
 
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -31,7 +48,7 @@ fn schema() -> SchemaRef {
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             false,
         ),
-        Field::new("sensor", DataType::Utf8, false),
+        Field::new("sensor", sensor_type(), false),
         Field::new("value", DataType::Float64, false),
         Field::new("weight", DataType::Float64, false),
     ]))
@@ -46,15 +63,28 @@ fn chunks(from: usize, n: usize, names: &[String]) -> Vec<RecordBatch> {
         let times =
             TimestampMicrosecondArray::from_iter_values((row..end).map(|i| i as i64 * STEP_US))
                 .with_timezone("UTC");
-        let sensors = StringArray::from_iter_values(
-            (row..end).map(|i| names[(i * 7919) % names.len()].as_str()),
-        );
+        let sensors: ArrayRef = if dictionary() {
+            let keys = arrow::array::Int32Array::from_iter_values(
+                (row..end).map(|i| ((i * 7919) % names.len()) as i32),
+            );
+            let values: ArrayRef = Arc::new(StringArray::from_iter_values(names.iter()));
+            match arrow::array::DictionaryArray::<arrow::datatypes::Int32Type>::try_new(
+                keys, values,
+            ) {
+                Ok(d) => Arc::new(d),
+                Err(e) => panic!("{e}"),
+            }
+        } else {
+            Arc::new(StringArray::from_iter_values(
+                (row..end).map(|i| names[(i * 7919) % names.len()].as_str()),
+            ))
+        };
         let values =
             Float64Array::from_iter_values((row..end).map(|i| ((i * 2_654_435_761) % 11) as f64));
         let weights = Float64Array::from_iter_values(std::iter::repeat_n(1.0, end - row));
         let columns: Vec<ArrayRef> = vec![
             Arc::new(times),
-            Arc::new(sensors),
+            sensors,
             Arc::new(values),
             Arc::new(weights),
         ];
@@ -108,6 +138,8 @@ struct Measured {
     rows_per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Mean ms per batch in: process, finish (emit/evict), prepare_commit, store write.
+    phases: [f64; 4],
 }
 
 /// Runs `batches` batches of `rows` rows through the operator, committing each; times only the
@@ -122,6 +154,7 @@ fn run_operator(
     let mut latencies = Vec::new();
     let mut watermark = None;
     let mut total = Duration::ZERO;
+    let mut phases = [Duration::ZERO; 4];
     for b in 0..batches {
         let input = chunks(b * rows, rows, names);
         let ctx = BatchContext {
@@ -135,13 +168,22 @@ fn run_operator(
                 panic!("{e}");
             }
         }
+        let t1 = Instant::now();
         let out = op.finish_batch(&ctx).unwrap_or_else(|e| panic!("{e}"));
         std::hint::black_box(out);
+        let t2 = Instant::now();
         let mut ws = WriteSet::default();
         op.prepare_commit(&mut ws).unwrap_or_else(|e| panic!("{e}"));
+        let t3 = Instant::now();
         store.write(ws, true).unwrap_or_else(|e| panic!("{e}"));
         op.committed();
         let took = started.elapsed();
+        if b > 0 {
+            phases[0] += t1 - started;
+            phases[1] += t2 - t1;
+            phases[2] += t3 - t2;
+            phases[3] += t3.elapsed();
+        }
         watermark = op.next_watermark().or(watermark);
         if b > 0 {
             total += took;
@@ -153,14 +195,15 @@ fn run_operator(
         rows_per_second: (rows * (batches - 1)) as f64 / total.as_secs_f64(),
         p50_ms: percentile(&latencies, 50.0),
         p99_ms: percentile(&latencies, 99.0),
+        phases: phases.map(|d| d.as_secs_f64() * 1000.0 / (batches - 1) as f64),
     }
 }
 
 /// The limit: a plain loop over the same arrays into a hash map, no state store.
 fn run_native(batches: usize, rows: usize, names: &[String]) -> f64 {
     let mut total = Duration::ZERO;
-    let mut sensor_ids: HashMap<Box<str>, u32> = HashMap::new();
-    let mut state: HashMap<(i64, u32), (f64, i64)> = HashMap::new();
+    let mut sensor_ids: HashMap<Box<str>, u32, foldhash::fast::FixedState> = HashMap::default();
+    let mut state: HashMap<(i64, u32), (f64, i64), foldhash::fast::FixedState> = HashMap::default();
     for b in 0..batches {
         let input = chunks(b * rows, rows, names);
         let started = Instant::now();
@@ -169,25 +212,40 @@ fn run_native(batches: usize, rows: usize, names: &[String]) -> f64 {
                 .column(0)
                 .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
                 .values();
-            let sensors = chunk.column(1).as_string::<i32>();
             let values = chunk
                 .column(2)
                 .as_primitive::<arrow::datatypes::Float64Type>()
                 .values();
-            for i in 0..chunk.num_rows() {
-                let sensor = sensors.value(i);
-                let id = match sensor_ids.get(sensor) {
-                    Some(id) => *id,
-                    None => {
-                        let id = sensor_ids.len() as u32;
-                        sensor_ids.insert(sensor.into(), id);
-                        id
-                    }
-                };
+            let mut add = |i: usize, id: u32| {
                 let window = times[i] - times[i].rem_euclid(10_000_000);
                 let slot = state.entry((window, id)).or_insert((0.0, 0));
                 slot.0 += values[i];
                 slot.1 += 1;
+            };
+            if dictionary() {
+                // The dictionary key is the sensor's id already.
+                let keys = chunk
+                    .column(1)
+                    .as_dictionary::<arrow::datatypes::Int32Type>()
+                    .keys()
+                    .values();
+                for (i, k) in keys.iter().enumerate() {
+                    add(i, *k as u32);
+                }
+            } else {
+                let sensors = chunk.column(1).as_string::<i32>();
+                for i in 0..chunk.num_rows() {
+                    let sensor = sensors.value(i);
+                    let id = match sensor_ids.get(sensor) {
+                        Some(id) => *id,
+                        None => {
+                            let id = sensor_ids.len() as u32;
+                            sensor_ids.insert(sensor.into(), id);
+                            id
+                        }
+                    };
+                    add(i, id);
+                }
             }
         }
         // Emit and forget windows more than 10 s behind, as the operator does.
@@ -314,23 +372,55 @@ fn wasm_aggregates() -> Option<Arc<dyn UserAggregates + Send + Sync>> {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--keys N` runs one key count only; `--builtin-only` skips the wasm and latency runs
+    // (for profiling).
+    let only_keys: Option<usize> = args
+        .iter()
+        .position(|a| a == "--keys")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok());
+    let builtin_only = args.iter().any(|a| a == "--builtin-only");
+    let dictionary_only = args.iter().any(|a| a == "--dictionary-only");
+    let plain_only = args.iter().any(|a| a == "--plain-only");
     let batches = if quick { 6 } else { 21 };
-    let rows = 1 << 20;
+    // `--rows N`: rows per batch (default 1 Mi).
+    let rows: usize = args
+        .iter()
+        .position(|a| a == "--rows")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1 << 20);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store: SharedStore =
         Arc::new(RocksStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}")));
     println!(
         "IoT windowed average: 10 s tumbling windows, watermark 10 s, update mode, {rows} rows per batch, state committed (fsync) every batch"
     );
-    for keys in [3usize, 100_000] {
+    for (keys, dict) in [(3usize, false), (3, true), (100_000, false)] {
+        if only_keys.is_some_and(|k| k != keys)
+            || (dictionary_only && !dict)
+            || (plain_only && dict)
+        {
+            continue;
+        }
+        DICTIONARY.store(dict, std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "{keys} keys, sensor column {}:",
+            if dict {
+                "dictionary encoded"
+            } else {
+                "plain strings"
+            }
+        );
         let names: Vec<String> = (0..keys).map(|k| format!("sensor_{k}")).collect();
         let native = run_native(batches, rows, &names);
         let builtin = run_operator(
             operator(
                 "{ fn = \"avg\", column = \"value\" }",
                 store.clone(),
-                &format!("builtin-{keys}"),
+                &format!("builtin-{keys}-{dict}"),
                 None,
             ),
             &store,
@@ -346,12 +436,19 @@ fn main() {
             builtin.p50_ms,
             builtin.p99_ms
         );
+        println!(
+            "       | built-in per batch: process {:.1} ms, emit+evict {:.1} ms, prepare commit {:.1} ms, RocksDB write {:.1} ms",
+            builtin.phases[0], builtin.phases[1], builtin.phases[2], builtin.phases[3]
+        );
+        if builtin_only {
+            continue;
+        }
         if let Some(plugins) = wasm_aggregates() {
             let wasm = run_operator(
                 operator(
                     "{ plugin = \"weighted_avg\", columns = [\"value\", \"weight\"] }",
                     store.clone(),
-                    &format!("wasm-{keys}"),
+                    &format!("wasm-{keys}-{dict}"),
                     Some(plugins),
                 ),
                 &store,
@@ -371,6 +468,9 @@ fn main() {
                 "{keys:>6} keys | wasm aggregate skipped: build the plugins first (scripts/build-plugins)"
             );
         }
+    }
+    if builtin_only {
+        return;
     }
     let seconds = if quick { 5 } else { 30 };
     let (n, p50, p99) = latency_at_1k_rows_per_second(seconds);

@@ -5,19 +5,21 @@
 //! and a group-table probe per row with a hash of the raw value and a probe in a table that fits
 //! in cache, which is what lets the common single-key case run near a hand-written loop.
 
-use arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray, DictionaryArray, Int32Array, UInt32Array};
 use arrow::compute::take;
 use arrow::datatypes::{DataType, Int32Type, Int64Type};
 use arrow::error::ArrowError;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 /// Key columns this dictionary handles.
 pub fn supports(data_type: &DataType) -> bool {
-    matches!(
-        data_type,
-        DataType::Utf8 | DataType::Int32 | DataType::Int64
-    )
+    match data_type {
+        DataType::Utf8 | DataType::Int32 | DataType::Int64 => true,
+        DataType::Dictionary(key, _) => key.as_ref() == &DataType::Int32,
+        _ => false,
+    }
 }
 
 /// Reused buffers for one chunk's local ids.
@@ -30,6 +32,8 @@ pub struct LocalKeys {
     /// Local id of each row.
     pub id_of_row: Vec<u32>,
     null_id: Option<u32>,
+    /// The column was a dictionary: `distinct` is its values (plus a null).
+    dictionary: bool,
 }
 
 const SEED: foldhash::fast::FixedState =
@@ -43,17 +47,41 @@ impl LocalKeys {
         self.first_row.clear();
         self.id_of_row.clear();
         self.null_id = None;
+        self.dictionary = false;
         let n = column.len();
         self.id_of_row.reserve(n);
         match column.data_type() {
             DataType::Utf8 => {
                 let col = column.as_string::<i32>();
+                let offsets = col.value_offsets();
+                let data = col.value_data();
+                let bytes = |i: usize| &data[offsets[i] as usize..offsets[i + 1] as usize];
                 self.assign(
                     n,
                     |i| col.is_null(i),
-                    |i| SEED.hash_one(col.value(i).as_bytes()),
-                    |a, b| col.value(a) == col.value(b),
+                    |i| SEED.hash_one(bytes(i)),
+                    |a, b| bytes(a) == bytes(b),
                 );
+            }
+            DataType::Dictionary(_, _) => {
+                // Already dictionary encoded: a row's dictionary key is its local id, and the
+                // dictionary's values are the distinct keys (unused ones are never interned).
+                let dict = column.as_dictionary::<Int32Type>();
+                let values_len = dict.values().len();
+                self.first_row.extend(0..values_len as u32);
+                let keys = dict.keys();
+                for i in 0..n {
+                    let id = if keys.is_valid(i) {
+                        u32::try_from(keys.value(i)).unwrap_or(0)
+                    } else {
+                        *self.null_id.get_or_insert(values_len as u32)
+                    };
+                    self.id_of_row.push(id);
+                }
+                if let Some(null_id) = self.null_id {
+                    self.first_row.push(null_id);
+                }
+                self.dictionary = true;
             }
             DataType::Int32 => {
                 let col = column.as_primitive::<Int32Type>();
@@ -127,10 +155,75 @@ impl LocalKeys {
 
     /// The distinct keys, in local-id order.
     pub fn distinct(&self, column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+        if self.dictionary {
+            // Every dictionary value once (and the null key last), as a dictionary again so
+            // that it has the column's type.
+            let values = column.as_dictionary::<Int32Type>().values();
+            let len = values.len() as i32;
+            let keys: Int32Array = (0..len)
+                .map(Some)
+                .chain(self.null_id.map(|_| None))
+                .collect();
+            return Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(
+                keys,
+                values.clone(),
+            )?));
+        }
         take(
             column.as_ref(),
             &UInt32Array::from(self.first_row.clone()),
             None,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::StringArray;
+
+    #[test]
+    fn plain_and_dictionary_columns_get_the_same_local_ids() -> Result<(), ArrowError> {
+        let plain: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("b"),
+            Some("a"),
+            None,
+            Some("b"),
+        ]));
+        let mut local = LocalKeys::default();
+        local.build(&plain)?;
+        assert_eq!(local.id_of_row, vec![0, 1, 2, 0]);
+        let distinct = local.distinct(&plain)?;
+        assert_eq!(
+            distinct.as_string::<i32>().iter().collect::<Vec<_>>(),
+            vec![Some("b"), Some("a"), None]
+        );
+
+        let dict: ArrayRef = Arc::new(
+            vec![Some("b"), Some("a"), None, Some("b")]
+                .into_iter()
+                .collect::<DictionaryArray<Int32Type>>(),
+        );
+        local.build(&dict)?;
+        let distinct = local.distinct(&dict)?;
+        assert_eq!(distinct.data_type(), dict.data_type());
+        let ids: Vec<u32> = local.id_of_row.clone();
+        let names: Vec<Option<String>> = ids
+            .iter()
+            .map(|&id| {
+                let d = distinct.as_dictionary::<Int32Type>();
+                let values = d.values().as_string::<i32>();
+                d.keys().is_valid(id as usize).then(|| {
+                    values
+                        .value(d.keys().value(id as usize) as usize)
+                        .to_string()
+                })
+            })
+            .collect();
+        assert_eq!(
+            names,
+            vec![Some("b".into()), Some("a".into()), None, Some("b".into())]
+        );
+        Ok(())
     }
 }

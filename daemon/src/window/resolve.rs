@@ -53,6 +53,8 @@ pub struct AggregatePlan {
     pub delay_us: Option<i64>,
     /// Grouping column indices.
     pub keys: Vec<usize>,
+    /// Their input types.
+    pub key_types: Vec<DataType>,
     /// Output functions.
     pub functions: Vec<ResolvedFunction>,
     /// Schema of what the aggregation emits.
@@ -139,11 +141,18 @@ pub fn resolve(
     });
 
     let mut keys = Vec::new();
+    let mut key_types = Vec::new();
     for key in &spec.group_by {
         if let Some((i, t)) = find(input, key, file, &mut errors) {
             keys.push(i);
-            fields.push(Field::new(&key.name, t.clone(), true));
-            fingerprint.push_str(&format!("key {}: {t}; ", key.name));
+            key_types.push(t.clone());
+            // A dictionary-encoded key comes out as its values (as the row format decodes it).
+            let output = match &t {
+                DataType::Dictionary(_, values) => values.as_ref().clone(),
+                other => other.clone(),
+            };
+            fields.push(Field::new(&key.name, output.clone(), true));
+            fingerprint.push_str(&format!("key {}: {output}; ", key.name));
         }
     }
 
@@ -256,6 +265,7 @@ pub fn resolve(
         window,
         delay_us: spec.watermark.map(micros),
         keys,
+        key_types,
         functions,
         output_schema: Arc::new(Schema::new(fields)),
         fingerprint: fingerprint.trim_end().to_string(),

@@ -469,3 +469,47 @@ type = "null"
     assert!(count()? <= 6);
     Ok(())
 }
+
+#[test]
+fn dictionary_encoded_keys_group_like_plain_strings() -> TestResult {
+    use arrow::array::DictionaryArray;
+    use arrow::datatypes::Int32Type;
+    let schema: SchemaRef = Arc::new(Schema::new(vec![
+        Field::new(
+            "sensor",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            true,
+        ),
+        Field::new("value", DataType::Int64, true),
+    ]));
+    let text = "name = \"t\"\noutput_mode = \"update\"\n[source]\ntype = \"rate\"\n[[sink]]\ntype = \"null\"\n[aggregate]\ngroup_by = [\"sensor\"]\nfunctions = [{ fn = \"sum\", column = \"value\" }]\n";
+    let plan = parse_pipeline(Path::new("t.toml"), text).map_err(|d| d.to_string())?;
+    let spec = plan.aggregate.ok_or("aggregate")?;
+    let resolved = resolve(&spec, plan.output_mode, &schema, Path::new("t.toml"), None)
+        .map_err(|d| d.to_string())?;
+    let dir = tempfile::tempdir()?;
+    let store: SharedStore = Arc::new(RocksStore::open(dir.path())?);
+    let mut op = AggregateOperator::open("t", resolved, store, None)?;
+    let ctx = BatchContext {
+        batch_id: 0,
+        batch_timestamp_ms: 0,
+        watermark_ms: None,
+    };
+    for (sensors, values) in [
+        (
+            vec![Some("b"), Some("a"), None, Some("b")],
+            vec![1, 2, 3, 4],
+        ),
+        (vec![Some("a"), Some("c")], vec![10, 20]),
+    ] {
+        let keys: DictionaryArray<Int32Type> = sensors.into_iter().collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(keys), Arc::new(Int64Array::from(values))],
+        )?;
+        op.process(batch, &ctx)?;
+    }
+    let out = render(&op.finish_batch(&ctx)?);
+    assert_eq!(out, vec!["null | 3", "a | 12", "b | 5", "c | 20"]);
+    Ok(())
+}
