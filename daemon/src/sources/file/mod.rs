@@ -10,6 +10,7 @@
 mod discovery;
 mod log;
 mod readers;
+mod timestamps;
 
 pub use log::{FileEntry, FileLog};
 

@@ -3,6 +3,7 @@
 //! decoded again one record at a time, so each bad record is found, located (file, line, byte)
 //! and handed to the `on_error` policy while the good ones are kept.
 
+use super::timestamps::TimestampsAsText;
 use crate::config::{FileSourceSpec, InputFormat};
 use crate::sources::bad_records::{BadRecords, RecordLocation};
 use crate::sources::{CHUNK_ROWS, SourceError};
@@ -217,9 +218,13 @@ fn read_csv(
     } else {
         0
     };
+    let timestamps = TimestampsAsText::new(schema);
+    let decode_schema = timestamps
+        .as_ref()
+        .map_or(schema, TimestampsAsText::text_schema);
     while pos < bytes.len() {
         let chunk_start = pos;
-        let mut decoder = csv_decoder(spec, schema, CHUNK_ROWS);
+        let mut decoder = csv_decoder(spec, decode_schema, CHUNK_ROWS);
         let fast = (|| {
             loop {
                 let n = decoder.decode(&bytes[pos..])?;
@@ -231,7 +236,10 @@ fn read_csv(
             if pos >= bytes.len() {
                 decoder.decode(&[])?;
             }
-            decoder.flush()
+            match (decoder.flush()?, &timestamps) {
+                (Some(batch), Some(t)) => t.finish(batch).map(Some),
+                (batch, _) => Ok(batch),
+            }
         })();
         match fast {
             Ok(Some(batch)) => out.push(batch),
@@ -266,11 +274,18 @@ fn csv_slow(
         }
         pos = end;
     }
+    let timestamps = TimestampsAsText::new(schema);
+    let decode_schema = timestamps
+        .as_ref()
+        .map_or(schema, TimestampsAsText::text_schema);
     let mut decode = |slice: &[u8], rows: usize| {
-        let mut decoder = csv_decoder(spec, schema, rows);
+        let mut decoder = csv_decoder(spec, decode_schema, rows);
         decoder.decode(slice)?;
         decoder.decode(&[])?;
-        decoder.flush()
+        match (decoder.flush()?, &timestamps) {
+            (Some(batch), Some(t)) => t.finish(batch).map(Some),
+            (batch, _) => Ok(batch),
+        }
     };
     let mut good = Vec::new();
     bisect(
