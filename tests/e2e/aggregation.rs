@@ -607,3 +607,53 @@ fn a_plugin_aggregate_over_columns_of_the_wrong_type_is_rejected() -> TestResult
     );
     Ok(())
 }
+
+#[test]
+fn plugin_aggregates_over_many_small_groups() -> TestResult {
+    // 30 000 rows, 3 windows of 10 000, ids cycling through 5 000: every (window, id) group gets
+    // two rows, so the plugin's states are passed once per batch rather than once per chunk.
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let text = PLUGIN_AGGREGATES
+        .replace("[aggregate]\ngroup_by = [\"sensor\"]", "[[source.column]]\nname = \"id\"\ntype = \"long\"\nmin = 0\nmax = 4999\n\n[aggregate]\ngroup_by = [\"id\"]");
+    let text = format!(
+        "{text}\n[[sink]]\ntype = \"file\"\npath = \"{}\"\nformat = \"json\"\n",
+        out.display()
+    );
+    let file = pipeline_file(dir.path(), "p.toml", &text)
+        .to_string_lossy()
+        .into_owned();
+    let state = dir.path().join("state").to_string_lossy().into_owned();
+    let plugins = built_plugins().to_string_lossy().into_owned();
+    let mut weir = Weir::start(&[
+        "run",
+        "--state-dir",
+        &state,
+        "--plugins-dir",
+        &plugins,
+        &file,
+    ]);
+    assert!(
+        weir.wait_exit(Duration::from_secs(60)).success(),
+        "{}",
+        weir.stderr()
+    );
+    let mut groups = BTreeSet::new();
+    for entry in std::fs::read_dir(&out)? {
+        for line in std::fs::read_to_string(entry?.path())?.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            let num = |k: &str| v[k].as_f64().ok_or(format!("{k} in {line}"));
+            let (avg, weighted) = (num("avg(value)")?, num("weighted_avg(value, weight)")?);
+            assert!((avg - weighted).abs() < 1e-9 * avg.abs().max(1.0), "{line}");
+            let (min, max, p50) = (num("min(value)")?, num("max(value)")?, num("p50")?);
+            assert!(min <= p50 && p50 <= max, "{line}");
+            let start = v["window"]["start"].as_str().ok_or("window")?.to_string();
+            assert!(
+                groups.insert((start, v["id"].as_i64().ok_or("id")?)),
+                "a group twice: {line}"
+            );
+        }
+    }
+    assert_eq!(groups.len(), 3 * 5000);
+    Ok(())
+}

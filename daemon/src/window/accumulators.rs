@@ -71,6 +71,11 @@ pub trait GroupsAccumulator: Send {
     ) -> Result<(), AggregateError>;
     /// Makes room for `total_groups` groups (new ones start empty).
     fn resize(&mut self, total_groups: usize);
+    /// Applies rows that `update` buffered (accumulators that work per batch rather than per
+    /// chunk). Called before a batch's results are read or its groups renumbered.
+    fn flush(&mut self) -> Result<(), AggregateError> {
+        Ok(())
+    }
     /// Folds group `src` into group `dst` (session windows that grew together).
     fn merge_groups(&mut self, dst: u32, src: u32) -> Result<(), AggregateError>;
     /// The output values of `groups`, in order.
@@ -630,12 +635,40 @@ impl GroupsAccumulator for CountDistinct {
     }
 }
 
+/// Whether `group_of_row` names at most `limit` distinct groups (`scratch` is a reusable
+/// buffer of `total` flags).
+fn distinct_at_most(
+    group_of_row: &[u32],
+    total: usize,
+    limit: usize,
+    scratch: &mut Vec<u32>,
+) -> bool {
+    scratch.clear();
+    scratch.resize(total, NONE);
+    let mut distinct = 0;
+    for &g in group_of_row {
+        let seen = &mut scratch[g as usize];
+        if *seen == NONE {
+            *seen = 0;
+            distinct += 1;
+            if distinct > limit {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 /// A user aggregate's states, kept by the host and passed in and out once per chunk.
 pub struct UserAggregate {
     function: Box<dyn UserAggregateFn>,
     states: Vec<Vec<u8>>,
-    /// Per chunk: each group's index among the groups the chunk touches (reused buffer).
+    /// Per call: each group's index among the groups the call touches (reused buffer).
     local: Vec<u32>,
+    /// Rows of this batch not yet handed to the function: it gets one call per batch, so each
+    /// group's state crosses the boundary once per batch rather than once per chunk.
+    pending_inputs: Vec<Vec<ArrayRef>>,
+    pending_groups: Vec<u32>,
 }
 
 impl std::fmt::Debug for UserAggregate {
@@ -653,21 +686,14 @@ impl UserAggregate {
             function,
             states: Vec::new(),
             local: Vec::new(),
+            pending_inputs: Vec::new(),
+            pending_groups: Vec::new(),
         }
     }
-}
 
-impl GroupsAccumulator for UserAggregate {
-    fn resize(&mut self, total: usize) {
-        self.states.resize(total, Vec::new());
-    }
-    fn update(
-        &mut self,
-        values: &[ArrayRef],
-        group_of_row: &[u32],
-        total: usize,
-    ) -> Result<(), AggregateError> {
-        self.states.resize(total, Vec::new());
+    /// One call into the function with these rows.
+    fn apply(&mut self, values: &[ArrayRef], group_of_row: &[u32]) -> Result<(), AggregateError> {
+        let total = self.states.len();
         self.local.clear();
         self.local.resize(total, NONE);
         let mut touched: Vec<u32> = Vec::new();
@@ -708,7 +734,46 @@ impl GroupsAccumulator for UserAggregate {
             }
         }
     }
+}
+
+impl GroupsAccumulator for UserAggregate {
+    fn resize(&mut self, total: usize) {
+        self.states.resize(total, Vec::new());
+    }
+    fn update(
+        &mut self,
+        values: &[ArrayRef],
+        group_of_row: &[u32],
+        total: usize,
+    ) -> Result<(), AggregateError> {
+        self.states.resize(total, Vec::new());
+        // Many rows per group: states are few and cheap to pass, call now. Few rows per
+        // group: keep the rows, so that each state crosses the boundary once per batch.
+        if self.pending_inputs.is_empty()
+            && distinct_at_most(group_of_row, total, group_of_row.len() / 8, &mut self.local)
+        {
+            return self.apply(values, group_of_row);
+        }
+        self.pending_inputs.push(values.to_vec());
+        self.pending_groups.extend_from_slice(group_of_row);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), AggregateError> {
+        if self.pending_inputs.is_empty() {
+            return Ok(());
+        }
+        let chunks = std::mem::take(&mut self.pending_inputs);
+        let group_of_row = std::mem::take(&mut self.pending_groups);
+        let columns = chunks.first().map_or(0, Vec::len);
+        let mut values = Vec::with_capacity(columns);
+        for c in 0..columns {
+            let parts: Vec<&dyn Array> = chunks.iter().map(|chunk| chunk[c].as_ref()).collect();
+            values.push(arrow::compute::concat(&parts)?);
+        }
+        self.apply(&values, &group_of_row)
+    }
     fn merge_groups(&mut self, dst: u32, src: u32) -> Result<(), AggregateError> {
+        self.flush()?;
         let left = vec![std::mem::take(&mut self.states[dst as usize])];
         let right = vec![std::mem::take(&mut self.states[src as usize])];
         let mut merged = self.function.merge(&left, &right)?;
@@ -716,6 +781,7 @@ impl GroupsAccumulator for UserAggregate {
         Ok(())
     }
     fn evaluate(&mut self, groups: &[u32]) -> Result<ArrayRef, AggregateError> {
+        self.flush()?;
         let states: Vec<Vec<u8>> = groups
             .iter()
             .map(|&g| self.states[g as usize].clone())

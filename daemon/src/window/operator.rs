@@ -475,6 +475,14 @@ impl AggregateOperator {
         Ok(dead)
     }
 
+    /// Applies what accumulators buffered, so that states are complete.
+    fn flush_accumulators(&mut self) -> Result<(), OperatorError> {
+        for acc in &mut self.accs {
+            acc.flush().map_err(agg_error)?;
+        }
+        Ok(())
+    }
+
     /// Removes groups for good (evicted windows, merged sessions) and renumbers the rest.
     fn remove_groups(&mut self, remove: &[u32]) {
         if remove.is_empty() {
@@ -670,12 +678,16 @@ impl Operator for AggregateOperator {
         if self.group_of_row.is_empty() {
             self.group_of_row = touched;
         }
-        self.remove_groups(&dead);
+        if !dead.is_empty() {
+            self.flush_accumulators()?;
+            self.remove_groups(&dead);
+        }
         Ok(Vec::new())
     }
 
     fn finish_batch(&mut self, ctx: &BatchContext) -> Result<Vec<RecordBatch>, OperatorError> {
         self.begin(ctx);
+        self.flush_accumulators()?;
         let eviction = self.batch.as_ref().and_then(|b| b.eviction);
         let evictable: Vec<u32> = match eviction {
             Some(wm) => (0..self.groups.len() as u32)
