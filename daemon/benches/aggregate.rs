@@ -175,9 +175,7 @@ fn run_operator(
         let mut ws = WriteSet::default();
         op.prepare_commit(&mut ws).unwrap_or_else(|e| panic!("{e}"));
         let t3 = Instant::now();
-        store
-            .write(ws, std::env::var_os("NOSYNC").is_none())
-            .unwrap_or_else(|e| panic!("{e}"));
+        store.write(ws, true).unwrap_or_else(|e| panic!("{e}"));
         op.committed();
         let took = started.elapsed();
         if b > 0 {
