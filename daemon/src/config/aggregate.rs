@@ -102,7 +102,7 @@ impl BuiltinFunction {
         Some(match name {
             "count" => BuiltinFunction::Count,
             "sum" => BuiltinFunction::Sum,
-            "avg" | "mean" => BuiltinFunction::Avg,
+            "avg" => BuiltinFunction::Avg,
             "min" => BuiltinFunction::Min,
             "max" => BuiltinFunction::Max,
             "first" => BuiltinFunction::First,

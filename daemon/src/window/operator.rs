@@ -668,15 +668,21 @@ impl Operator for AggregateOperator {
             acc.update(&inputs, &self.group_of_row, total)
                 .map_err(agg_error)?;
         }
-        let touched = match self.chunk_touched.take() {
-            Some(touched) => touched,
-            None => std::mem::take(&mut self.group_of_row),
-        };
-        for &g in &touched {
-            self.mark_dirty(g);
-        }
-        if self.group_of_row.is_empty() {
-            self.group_of_row = touched;
+        // Mark what the chunk changed: the fast path knows each touched group once; otherwise
+        // every pair names one.
+        match self.chunk_touched.take() {
+            Some(touched) => {
+                for &g in &touched {
+                    self.mark_dirty(g);
+                }
+            }
+            None => {
+                let pairs = std::mem::take(&mut self.group_of_row);
+                for &g in &pairs {
+                    self.mark_dirty(g);
+                }
+                self.group_of_row = pairs;
+            }
         }
         if !dead.is_empty() {
             self.flush_accumulators()?;
