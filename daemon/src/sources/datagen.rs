@@ -178,7 +178,7 @@ impl DatagenSource {
                     _ => 0,
                 };
                 let mut b = TimestampMicrosecondBuilder::with_capacity(len).with_timezone("UTC");
-                for row in from..to {
+                for (row, due) in (from..to).zip(schedule.event_times_ms(from, to)) {
                     if is_null(row) {
                         b.append_null();
                     } else {
@@ -187,7 +187,7 @@ impl DatagenSource {
                         } else {
                             0
                         };
-                        b.append_value((schedule.event_time_ms(row) - late) * 1000);
+                        b.append_value((due - late) * 1000);
                     }
                 }
                 Arc::new(b.finish())

@@ -93,7 +93,7 @@ impl Source for RateSource {
             let chunk_end = end.rows.min(row + CHUNK_ROWS as u64);
             let values = Int64Array::from_iter_values(row as i64..chunk_end as i64);
             let times = TimestampMicrosecondArray::from_iter_values(
-                (row..chunk_end).map(|v| schedule.event_time_ms(v) * 1000),
+                schedule.event_times_ms(row, chunk_end).map(|ms| ms * 1000),
             )
             .with_timezone("UTC");
             batches.push(RecordBatch::try_new(

@@ -85,6 +85,30 @@ impl ReleaseSchedule {
             (u128::from(within) * 2000 + u128::from(per_second)) / (2 * u128::from(per_second));
         self.start_ms + (second as i64) * 1000 + ms as i64
     }
+
+    /// `event_time_ms` of every row in `[from, to)`. At a constant rate this steps from row to
+    /// row with integer arithmetic (no division per row); it is the sources' hot path.
+    pub fn event_times_ms(&self, from: u64, to: u64) -> impl Iterator<Item = i64> + '_ {
+        // round(row * 1000 / rate) = (row * 2000 + rate) div (2 * rate), stepped by 2000 a row.
+        let steady = self.ramp_up_seconds == 0 && self.rows_per_second > 0;
+        let d = u128::from(self.rows_per_second) * 2;
+        let n = u128::from(from) * 2000 + u128::from(self.rows_per_second);
+        let (mut q, mut r) = if steady { (n / d, n % d) } else { (0, 0) };
+        let (step_q, step_r) = if steady { (2000 / d, 2000 % d) } else { (0, 0) };
+        (from..to).map(move |row| {
+            if !steady {
+                return self.event_time_ms(row);
+            }
+            let value = self.start_ms + q as i64;
+            q += step_q;
+            r += step_r;
+            if r >= d {
+                r -= d;
+                q += 1;
+            }
+            value
+        })
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +148,33 @@ mod tests {
             (0..4).map(|r| s3.event_time_ms(r)).collect::<Vec<_>>(),
             vec![0, 333, 667, 1000]
         );
+    }
+
+    #[test]
+    fn stepped_event_times_equal_the_per_row_ones() {
+        for (rate, ramp) in [
+            (1, 0),
+            (3, 0),
+            (7, 0),
+            (10, 0),
+            (1000, 0),
+            (1999, 0),
+            (2000, 0),
+            (3001, 0),
+            (10, 4),
+        ] {
+            let s = ReleaseSchedule {
+                rows_per_second: rate,
+                ramp_up_seconds: ramp,
+                start_ms: 1_000,
+            };
+            for from in [0, 1, 17, 5000] {
+                let stepped: Vec<i64> = s.event_times_ms(from, from + 3000).collect();
+                let one_by_one: Vec<i64> =
+                    (from..from + 3000).map(|r| s.event_time_ms(r)).collect();
+                assert_eq!(stepped, one_by_one, "rate {rate}, ramp {ramp}, from {from}");
+            }
+        }
     }
 
     #[test]
