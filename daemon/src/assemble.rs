@@ -2,7 +2,7 @@
 //! sinks, checking on the way that each stage accepts the schema the previous one produces.
 
 use crate::config::{Diagnostic, Diagnostics, PipelinePlan, SinkSpec, TransformSpec};
-use crate::engine::{Operator, Pipeline};
+use crate::engine::{DecodeDictionaries, Operator, Pipeline, decoded_schema};
 use crate::sinks::{self, SinkError};
 use crate::sources::{self, SourceContext, SourceError};
 use crate::state::{Checkpoint, SharedStore};
@@ -71,7 +71,9 @@ pub fn build_transforms(
     plan: &PipelinePlan,
     plugins: &PluginHost,
 ) -> Result<Vec<WasmTransform>, AssembleError> {
-    let mut schema: SchemaRef = sources::schema_of(&plan.source);
+    // Plugins see plain types: dictionary columns are decoded before the first transform.
+    let source_schema = sources::schema_of(&plan.source);
+    let mut schema: SchemaRef = decoded_schema(&source_schema).unwrap_or(source_schema);
     let mut stages = Vec::with_capacity(plan.transforms.len());
     for (i, spec) in plan.transforms.iter().enumerate() {
         let stage = build_transform(plan, plugins, i + 1, spec, &schema).map_err(|source| {
@@ -117,6 +119,11 @@ pub fn check_schemas(
     let mut schema = sources::schema_of(&plan.source);
     match plugins {
         Some(plugins) => {
+            if !plan.transforms.is_empty()
+                && let Some(decoded) = decoded_schema(&schema)
+            {
+                schema = decoded;
+            }
             for (i, spec) in plan.transforms.iter().enumerate() {
                 let stage =
                     build_transform(plan, plugins, i + 1, spec, &schema).map_err(|err| {
@@ -177,6 +184,12 @@ pub fn assemble(plan: &PipelinePlan, env: &Environment) -> Result<Pipeline, Asse
     let source = sources::build(&plan.source, &ctx)?;
     let mut schema = source.schema();
     let mut operators: Vec<Box<dyn Operator>> = Vec::new();
+    if !plan.transforms.is_empty()
+        && let Some(decode) = DecodeDictionaries::for_schema(&schema)
+    {
+        schema = decode.output_schema();
+        operators.push(Box::new(decode));
+    }
     for stage in build_transforms(plan, &env.plugins)? {
         schema = Operator::output_schema(&stage);
         operators.push(Box::new(stage));

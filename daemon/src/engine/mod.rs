@@ -5,6 +5,7 @@
 //! daemon's hot reload needs.
 
 mod blocking;
+mod dictionaries;
 mod error;
 mod operator;
 mod pipeline;
@@ -12,6 +13,7 @@ mod progress;
 mod trigger;
 
 pub use blocking::blocking;
+pub use dictionaries::{DecodeDictionaries, decode_array, decoded_schema};
 pub use error::{BatchError, ErrorClass};
 pub use operator::{BatchContext, Operator, OperatorError};
 pub use pipeline::{Control, Pipeline, PipelineExit, PipelineHandle, RetryPolicy};

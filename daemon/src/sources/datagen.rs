@@ -25,6 +25,8 @@ pub struct DatagenSource {
     /// Per column: a stable key mixed into its random stream (from the name, so adding a column
     /// does not change the others).
     column_keys: Vec<u64>,
+    /// Per column: the dictionary of a categorical string column.
+    categories: Vec<Option<ArrayRef>>,
     frozen_now_ms: Option<i64>,
 }
 
@@ -96,8 +98,30 @@ fn name_key(name: &str) -> u64 {
     })
 }
 
-fn arrow_type(t: ColumnType) -> DataType {
-    match t {
+/// The categories of a string `values` column: it is dictionary encoded (one key per row, the
+/// strings once), as a columnar store keeps categorical columns. Grouping on it then never
+/// hashes a string, and generating it never copies one.
+fn categories(col: &ColumnSpec) -> Option<ArrayRef> {
+    match (&col.data_type, &col.generator) {
+        (ColumnType::String, Generator::Values { values, .. }) => {
+            let strings: Vec<&str> = values
+                .iter()
+                .map(|v| match v {
+                    Scalar::Str(s) => s.as_str(),
+                    _ => "",
+                })
+                .collect();
+            Some(Arc::new(arrow::array::StringArray::from(strings)))
+        }
+        _ => None,
+    }
+}
+
+fn arrow_type(col: &ColumnSpec) -> DataType {
+    if categories(col).is_some() {
+        return DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    }
+    match col.data_type {
         ColumnType::String => DataType::Utf8,
         ColumnType::Int => DataType::Int32,
         ColumnType::Long => DataType::Int64,
@@ -121,13 +145,15 @@ impl DatagenSource {
         let fields: Vec<Field> = spec
             .columns
             .iter()
-            .map(|c| Field::new(&c.name, arrow_type(c.data_type), c.null_fraction > 0.0))
+            .map(|c| Field::new(&c.name, arrow_type(c), c.null_fraction > 0.0))
             .collect();
         let column_keys = spec.columns.iter().map(|c| name_key(&c.name)).collect();
+        let categories = spec.columns.iter().map(categories).collect();
         DatagenSource {
             schema: Arc::new(Schema::new(fields)),
             spec,
             column_keys,
+            categories,
             frozen_now_ms: None,
         }
     }
@@ -148,9 +174,52 @@ impl DatagenSource {
             .columns
             .iter()
             .zip(&self.column_keys)
-            .map(|(column, key)| self.column(column, *key, from, to, &schedule))
-            .collect();
+            .zip(&self.categories)
+            .map(|((column, key), categories)| match categories {
+                Some(values) => self.categorical(column, *key, from, to, values),
+                None => Ok(self.column(column, *key, from, to, &schedule)),
+            })
+            .collect::<Result<_, SourceError>>()?;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    /// A string `values` column, dictionary encoded: the row's choice is its key.
+    fn categorical(
+        &self,
+        col: &ColumnSpec,
+        key: u64,
+        from: u64,
+        to: u64,
+        values: &ArrayRef,
+    ) -> Result<ArrayRef, SourceError> {
+        let Generator::Values {
+            values: choices,
+            cumulative_weights,
+            random,
+        } = &col.generator
+        else {
+            return Ok(arrow::array::new_null_array(
+                &arrow_type(col),
+                (to - from) as usize,
+            ));
+        };
+        let seed = self.spec.seed;
+        let null_key = key ^ NULL_SALT;
+        let keys: arrow::array::Int32Array = (from..to)
+            .map(|row| {
+                if col.null_fraction > 0.0 && unit(mix(seed, null_key, row)) < col.null_fraction {
+                    return None;
+                }
+                let draw = RowDraw {
+                    row,
+                    hash: mix(seed, key, row),
+                };
+                Some(choose(choices.len(), cumulative_weights.as_deref(), *random, draw) as i32)
+            })
+            .collect();
+        Ok(Arc::new(arrow::array::DictionaryArray::<
+            arrow::datatypes::Int32Type,
+        >::try_new(keys, values.clone())?))
     }
 
     fn column(
@@ -619,7 +688,9 @@ template = "AAdd-\\w"
             let mut s = source(&columns, "");
             let (start, end) = range(100_000);
             let batch = concat_batches(&s.schema(), &s.read(&start, &end)?)?;
-            let words = batch.column(0).as_string::<i32>();
+            // A `values` string column is dictionary encoded.
+            let words = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)?;
+            let words = words.as_string::<i32>();
             let mut counts = std::collections::HashMap::new();
             for w in words.iter().flatten() {
                 *counts.entry(w).or_insert(0u32) += 1;

@@ -635,36 +635,14 @@ impl GroupsAccumulator for CountDistinct {
     }
 }
 
-/// Whether `group_of_row` names at most `limit` distinct groups (`scratch` is a reusable
-/// buffer of `total` flags).
-fn distinct_at_most(
-    group_of_row: &[u32],
-    total: usize,
-    limit: usize,
-    scratch: &mut Vec<u32>,
-) -> bool {
-    scratch.clear();
-    scratch.resize(total, NONE);
-    let mut distinct = 0;
-    for &g in group_of_row {
-        let seen = &mut scratch[g as usize];
-        if *seen == NONE {
-            *seen = 0;
-            distinct += 1;
-            if distinct > limit {
-                return false;
-            }
-        }
-    }
-    true
-}
-
 /// A user aggregate's states, kept by the host and passed in and out once per chunk.
 pub struct UserAggregate {
     function: Box<dyn UserAggregateFn>,
     states: Vec<Vec<u8>>,
     /// Per call: each group's index among the groups the call touches (reused buffer).
     local: Vec<u32>,
+    /// Per call: each row's index among the touched groups (reused buffer).
+    local_of_row: Vec<u32>,
     /// Rows of this batch not yet handed to the function: it gets one call per batch, so each
     /// group's state crosses the boundary once per batch rather than once per chunk.
     pending_inputs: Vec<Vec<ArrayRef>>,
@@ -686,31 +664,56 @@ impl UserAggregate {
             function,
             states: Vec::new(),
             local: Vec::new(),
+            local_of_row: Vec::new(),
             pending_inputs: Vec::new(),
             pending_groups: Vec::new(),
         }
     }
 
     /// One call into the function with these rows.
-    fn apply(&mut self, values: &[ArrayRef], group_of_row: &[u32]) -> Result<(), AggregateError> {
+    /// Numbers the groups `group_of_row` touches in order of appearance: fills
+    /// `self.local_of_row` and returns the groups.
+    fn map_groups(&mut self, group_of_row: &[u32]) -> Vec<u32> {
         let total = self.states.len();
         self.local.clear();
         self.local.resize(total, NONE);
+        self.local_of_row.clear();
         let mut touched: Vec<u32> = Vec::new();
-        let mut local_of_row = Vec::with_capacity(group_of_row.len());
         for &g in group_of_row {
             let l = &mut self.local[g as usize];
             if *l == NONE {
                 *l = touched.len() as u32;
                 touched.push(g);
             }
-            local_of_row.push(*l);
+            self.local_of_row.push(*l);
         }
+        touched
+    }
+
+    /// One call into the function with these rows, whose groups `map_groups` numbered.
+    fn apply(&mut self, values: &[ArrayRef], touched: Vec<u32>) -> Result<(), AggregateError> {
+        let local_of_row = std::mem::take(&mut self.local_of_row);
+        let result = self.call(values, &touched, &local_of_row);
+        self.local_of_row = local_of_row;
+        result
+    }
+
+    fn call(
+        &mut self,
+        values: &[ArrayRef],
+        touched: &[u32],
+        local_of_row: &[u32],
+    ) -> Result<(), AggregateError> {
+        // Plugins see plain types: dictionary columns are decoded for them.
+        let values: Vec<ArrayRef> = values
+            .iter()
+            .map(crate::engine::decode_array)
+            .collect::<Result<_, _>>()?;
         let states: Vec<Vec<u8>> = touched
             .iter()
             .map(|&g| std::mem::take(&mut self.states[g as usize]))
             .collect();
-        let result = self.function.update(&states, values, &local_of_row);
+        let result = self.function.update(&states, &values, local_of_row);
         match result {
             Ok(new_states) if new_states.len() == touched.len() => {
                 for (g, state) in touched.iter().zip(new_states) {
@@ -749,10 +752,11 @@ impl GroupsAccumulator for UserAggregate {
         self.states.resize(total, Vec::new());
         // Many rows per group: states are few and cheap to pass, call now. Few rows per
         // group: keep the rows, so that each state crosses the boundary once per batch.
-        if self.pending_inputs.is_empty()
-            && distinct_at_most(group_of_row, total, group_of_row.len() / 8, &mut self.local)
-        {
-            return self.apply(values, group_of_row);
+        if self.pending_inputs.is_empty() {
+            let touched = self.map_groups(group_of_row);
+            if touched.len() <= group_of_row.len() / 8 {
+                return self.apply(values, touched);
+            }
         }
         self.pending_inputs.push(values.to_vec());
         self.pending_groups.extend_from_slice(group_of_row);
@@ -770,7 +774,8 @@ impl GroupsAccumulator for UserAggregate {
             let parts: Vec<&dyn Array> = chunks.iter().map(|chunk| chunk[c].as_ref()).collect();
             values.push(arrow::compute::concat(&parts)?);
         }
-        self.apply(&values, &group_of_row)
+        let touched = self.map_groups(&group_of_row);
+        self.apply(&values, touched)
     }
     fn merge_groups(&mut self, dst: u32, src: u32) -> Result<(), AggregateError> {
         self.flush()?;

@@ -72,11 +72,33 @@ pub fn window_type() -> DataType {
     ]))
 }
 
+/// A type as pipeline files name it (`string`, `long`, …), Arrow's name for the rest.
+pub fn type_name(t: &DataType) -> String {
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
+        DataType::Int32 => "int".into(),
+        DataType::Int64 => "long".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Timestamp(_, _) => "timestamp".into(),
+        DataType::Dictionary(_, values) => type_name(values),
+        other => other.to_string(),
+    }
+}
+
+/// A dictionary type's value type; any other type itself.
+fn plain_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Dictionary(_, values) => values.as_ref().clone(),
+        other => other.clone(),
+    }
+}
+
 fn columns_list(schema: &Schema) -> String {
     schema
         .fields()
         .iter()
-        .map(|f| format!("`{}` ({})", f.name(), f.data_type()))
+        .map(|f| format!("`{}` ({})", f.name(), type_name(f.data_type())))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -129,8 +151,9 @@ pub fn resolve(
                 file,
                 w.column.location.clone(),
                 format!(
-                    "window column `{}` is {t}, expected a timestamp",
-                    w.column.name
+                    "window column `{}` is {}, expected a timestamp",
+                    w.column.name,
+                    type_name(&t)
                 ),
             ));
             return None;
@@ -180,9 +203,10 @@ pub fn resolve(
                     BuiltinFunction::Sum | BuiltinFunction::Avg if !t.is_numeric() => {
                         errors.push(
                             error(format!(
-                                "`{}` needs a numeric column; `{}` is {t}",
+                                "`{}` needs a numeric column; `{}` is {}",
                                 b.name(),
-                                f.columns[0].name
+                                f.columns[0].name,
+                                type_name(&t)
                             ))
                             .with_hint(
                                 "count, min, max, first, last and count_distinct accept any type",
@@ -198,12 +222,17 @@ pub fn resolve(
                     ]) =>
                     {
                         errors.push(error(format!(
-                            "`{}` does not support columns of type {t}",
-                            b.name()
+                            "`{}` does not support columns of type {}",
+                            b.name(),
+                            type_name(&t)
                         )));
                         None
                     }
-                    _ => Some(t),
+                    // min/max/first/last of a dictionary column come out as its values.
+                    _ => Some(match t {
+                        DataType::Dictionary(_, values) => *values,
+                        other => other,
+                    }),
                 }
             }
             FunctionKind::Plugin { name, config } => match plugins {
@@ -213,14 +242,18 @@ pub fn resolve(
                     )));
                     None
                 }
-                Some(plugins) => match plugins.signature(name, config) {
+                Some(plugins) => match plugins.signature(name, config).map(|(declared, output)| {
+                    // Plugins see plain types: dictionary columns are decoded for them.
+                    input_types = input_types.iter().map(plain_type).collect();
+                    (declared, output)
+                }) {
                     Err(message) => {
                         errors.push(error(format!("aggregate plugin `{name}`: {message}")));
                         None
                     }
                     Ok((declared, _)) if declared != input_types => {
-                        let want: Vec<String> = declared.iter().map(|t| t.to_string()).collect();
-                        let got: Vec<String> = input_types.iter().map(|t| t.to_string()).collect();
+                        let want: Vec<String> = declared.iter().map(type_name).collect();
+                        let got: Vec<String> = input_types.iter().map(type_name).collect();
                         errors.push(error(format!(
                             "aggregate plugin `{name}` takes ({}) but its columns are ({})",
                             want.join(", "),

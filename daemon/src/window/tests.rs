@@ -341,11 +341,11 @@ fn schema_errors_name_the_column_and_its_place() -> TestResult {
         ),
         (
             "functions = [{ fn = \"avg\", column = \"sensor\" }]",
-            "t.toml:8:14: error: `avg` needs a numeric column; `sensor` is Utf8",
+            "t.toml:8:14: error: `avg` needs a numeric column; `sensor` is string",
         ),
         (
             "window = { column = \"value\", size = \"10s\" }\nfunctions = [{ fn = \"count\" }]",
-            "t.toml:8:21: error: window column `value` is Int64, expected a timestamp",
+            "t.toml:8:21: error: window column `value` is long, expected a timestamp",
         ),
     ];
     for (agg, want) in cases {
