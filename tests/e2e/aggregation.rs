@@ -539,12 +539,16 @@ functions = [{ fn = "avg", column = "value" }, { fn = "min", column = "value" },
              { plugin = "percentile", column = "value", config = { percentile = "p50" }, as = "p50" }]
 "#;
 
-#[test]
-fn plugin_aggregates_run_beside_built_ins() -> TestResult {
+/// Runs `aggregation` (PLUGIN_AGGREGATES or a variant) into a JSON file sink and returns every
+/// output row, each checked: weights of 1 make `weighted_avg` the plain mean, and the median
+/// lies between min and max.
+fn run_plugin_aggregates(
+    aggregation: &str,
+) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("out");
     let text = format!(
-        "{PLUGIN_AGGREGATES}\n[[sink]]\ntype = \"file\"\npath = \"{}\"\nformat = \"json\"\n",
+        "{aggregation}\n[[sink]]\ntype = \"file\"\npath = \"{}\"\nformat = \"json\"\n",
         out.display()
     );
     let file = pipeline_file(dir.path(), "p.toml", &text)
@@ -565,7 +569,7 @@ fn plugin_aggregates_run_beside_built_ins() -> TestResult {
         "{}",
         weir.stderr()
     );
-    let mut rows = 0;
+    let mut rows = Vec::new();
     for entry in std::fs::read_dir(&out)? {
         for line in std::fs::read_to_string(entry?.path())?.lines() {
             let v: serde_json::Value = serde_json::from_str(line)?;
@@ -577,12 +581,21 @@ fn plugin_aggregates_run_beside_built_ins() -> TestResult {
             );
             let (min, max, p50) = (num("min(value)")?, num("max(value)")?, num("p50")?);
             assert!(min <= p50 && p50 <= max, "{line}");
-            // About 3300 uniform values in [0, 100] per window and sensor.
-            assert!((p50 - 50.0).abs() < 5.0, "median {p50}: {line}");
-            rows += 1;
+            rows.push(v);
         }
     }
-    assert_eq!(rows, 3 * 3, "three 10 s windows of three sensors");
+    Ok(rows)
+}
+
+#[test]
+fn plugin_aggregates_run_beside_built_ins() -> TestResult {
+    let rows = run_plugin_aggregates(PLUGIN_AGGREGATES)?;
+    for row in &rows {
+        // About 3300 uniform values in [0, 100] per window and sensor.
+        let p50 = row["p50"].as_f64().ok_or("p50")?;
+        assert!((p50 - 50.0).abs() < 5.0, "median {p50}: {row}");
+    }
+    assert_eq!(rows.len(), 3 * 3, "three 10 s windows of three sensors");
     Ok(())
 }
 
@@ -614,47 +627,17 @@ fn a_plugin_aggregate_over_columns_of_the_wrong_type_is_rejected() -> TestResult
 fn plugin_aggregates_over_many_small_groups() -> TestResult {
     // 30 000 rows, 3 windows of 10 000, ids cycling through 5 000: every (window, id) group gets
     // two rows, so the plugin's states are passed once per batch rather than once per chunk.
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("out");
-    let text = PLUGIN_AGGREGATES
-        .replace("[aggregate]\ngroup_by = [\"sensor\"]", "[[source.column]]\nname = \"id\"\ntype = \"long\"\nmin = 0\nmax = 4999\n\n[aggregate]\ngroup_by = [\"id\"]");
-    let text = format!(
-        "{text}\n[[sink]]\ntype = \"file\"\npath = \"{}\"\nformat = \"json\"\n",
-        out.display()
-    );
-    let file = pipeline_file(dir.path(), "p.toml", &text)
-        .to_string_lossy()
-        .into_owned();
-    let state = dir.path().join("state").to_string_lossy().into_owned();
-    let plugins = built_plugins().to_string_lossy().into_owned();
-    let mut weir = Weir::start(&[
-        "run",
-        "--state-dir",
-        &state,
-        "--plugins-dir",
-        &plugins,
-        &file,
-    ]);
-    assert!(
-        weir.wait_exit(Duration::from_secs(60)).success(),
-        "{}",
-        weir.stderr()
+    let text = PLUGIN_AGGREGATES.replace(
+        "[aggregate]\ngroup_by = [\"sensor\"]",
+        "[[source.column]]\nname = \"id\"\ntype = \"long\"\nmin = 0\nmax = 4999\n\n[aggregate]\ngroup_by = [\"id\"]",
     );
     let mut groups = BTreeSet::new();
-    for entry in std::fs::read_dir(&out)? {
-        for line in std::fs::read_to_string(entry?.path())?.lines() {
-            let v: serde_json::Value = serde_json::from_str(line)?;
-            let num = |k: &str| v[k].as_f64().ok_or(format!("{k} in {line}"));
-            let (avg, weighted) = (num("avg(value)")?, num("weighted_avg(value, weight)")?);
-            assert!((avg - weighted).abs() < 1e-9 * avg.abs().max(1.0), "{line}");
-            let (min, max, p50) = (num("min(value)")?, num("max(value)")?, num("p50")?);
-            assert!(min <= p50 && p50 <= max, "{line}");
-            let start = v["window"]["start"].as_str().ok_or("window")?.to_string();
-            assert!(
-                groups.insert((start, v["id"].as_i64().ok_or("id")?)),
-                "a group twice: {line}"
-            );
-        }
+    for row in run_plugin_aggregates(&text)? {
+        let start = row["window"]["start"].as_str().ok_or("window")?.to_string();
+        assert!(
+            groups.insert((start, row["id"].as_i64().ok_or("id")?)),
+            "a group twice: {row}"
+        );
     }
     assert_eq!(groups.len(), 3 * 5000);
     Ok(())
