@@ -8,13 +8,14 @@ use crate::source_files::json_rows;
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn csv_pipeline(name: &str, input: &Path, out: &Path, extra: &str) -> String {
+/// A CSV folder → JSON files pipeline; `extra` goes at the top level, `options` into `[source]`.
+fn csv_pipeline(name: &str, input: &Path, out: &Path, extra: &str, options: &str) -> String {
     format!(
         r#"name = "{name}"
 {extra}
@@ -23,6 +24,7 @@ fn csv_pipeline(name: &str, input: &Path, out: &Path, extra: &str) -> String {
 type = "file"
 path = "{}"
 format = "csv"
+{options}
 
 [[source.column]]
 name = "id"
@@ -40,6 +42,13 @@ format = "json"
         input.display(),
         out.display()
     )
+}
+
+/// `in/` (created), `out/` and `state/` under `dir`.
+fn folders(dir: &Path) -> std::io::Result<(PathBuf, PathBuf, PathBuf)> {
+    let input = dir.join("in");
+    std::fs::create_dir(&input)?;
+    Ok((input, dir.join("out"), dir.join("state")))
 }
 
 /// Places a file atomically: written under a hidden name, then renamed.
@@ -76,17 +85,12 @@ fn run(state: &Path, file: &Path) -> Weir {
 #[test]
 fn new_files_are_read_within_a_second_and_never_twice_across_restarts() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let (input, out, state) = (
-        dir.path().join("in"),
-        dir.path().join("out"),
-        dir.path().join("state"),
-    );
-    std::fs::create_dir(&input)?;
+    let (input, out, state) = folders(dir.path())?;
     place(&input, "old.csv", &csv_rows(0, 10))?;
     let file = pipeline_file(
         dir.path(),
         "p.toml",
-        &csv_pipeline("files", &input, &out, ""),
+        &csv_pipeline("files", &input, &out, "", ""),
     );
     let mut weir = run(&state, &file);
     let out2 = out.clone();
@@ -146,12 +150,7 @@ fn new_files_are_read_within_a_second_and_never_twice_across_restarts() -> TestR
 #[test]
 fn max_files_per_trigger_bounds_each_batch() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let (input, out, state) = (
-        dir.path().join("in"),
-        dir.path().join("out"),
-        dir.path().join("state"),
-    );
-    std::fs::create_dir(&input)?;
+    let (input, out, state) = folders(dir.path())?;
     for f in 0..7 {
         place(
             &input,
@@ -162,9 +161,12 @@ fn max_files_per_trigger_bounds_each_batch() -> TestResult {
     let file = pipeline_file(
         dir.path(),
         "p.toml",
-        &csv_pipeline("limited", &input, &out, "trigger = \"available_now\"").replace(
-            "format = \"csv\"\n",
-            "format = \"csv\"\nmax_files_per_trigger = 2\n",
+        &csv_pipeline(
+            "limited",
+            &input,
+            &out,
+            "trigger = \"available_now\"",
+            "max_files_per_trigger = 2\n",
         ),
     );
     let mut weir = run(&state, &file);
@@ -193,19 +195,11 @@ fn max_files_per_trigger_bounds_each_batch() -> TestResult {
 #[test]
 fn a_file_written_slowly_in_chunks_is_read_only_when_complete() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let (input, out, state) = (
-        dir.path().join("in"),
-        dir.path().join("out"),
-        dir.path().join("state"),
-    );
-    std::fs::create_dir(&input)?;
+    let (input, out, state) = folders(dir.path())?;
     let file = pipeline_file(
         dir.path(),
         "p.toml",
-        &csv_pipeline("slow", &input, &out, "").replace(
-            "format = \"csv\"\n",
-            "format = \"csv\"\nstable_for = \"1500ms\"\n",
-        ),
+        &csv_pipeline("slow", &input, &out, "", "stable_for = \"1500ms\"\n"),
     );
     let weir = run(&state, &file);
     weir.wait_for("the first batch", DEADLINE, |_, err| {
@@ -248,20 +242,18 @@ fn a_file_written_slowly_in_chunks_is_read_only_when_complete() -> TestResult {
 #[test]
 fn clean_source_archives_a_file_only_after_its_batch_committed() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let (input, out, state, archive) = (
-        dir.path().join("in"),
-        dir.path().join("out"),
-        dir.path().join("state"),
-        dir.path().join("done"),
-    );
-    std::fs::create_dir(&input)?;
+    let (input, out, state) = folders(dir.path())?;
+    let archive = dir.path().join("done");
     let file = pipeline_file(
         dir.path(),
         "p.toml",
-        &csv_pipeline("archiving", &input, &out, "").replace(
-            "format = \"csv\"\n",
+        &csv_pipeline(
+            "archiving",
+            &input,
+            &out,
+            "",
             &format!(
-                "format = \"csv\"\nclean_source = \"archive\"\narchive_dir = \"{}\"\n",
+                "clean_source = \"archive\"\narchive_dir = \"{}\"\n",
                 archive.display()
             ),
         ),
@@ -359,12 +351,7 @@ fn read_format(
     columns: &str,
 ) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let (input, out, state) = (
-        dir.path().join("in"),
-        dir.path().join("out"),
-        dir.path().join("state"),
-    );
-    std::fs::create_dir(&input)?;
+    let (input, out, state) = folders(dir.path())?;
     fixture(&input)?;
     let file = pipeline_file(
         dir.path(),
@@ -474,12 +461,7 @@ fn each_format_reads_its_fixture_with_nulls_and_unicode() -> TestResult {
 #[test]
 fn a_schema_is_inferred_from_the_first_file_and_kept() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let (input, out, state) = (
-        dir.path().join("in"),
-        dir.path().join("out"),
-        dir.path().join("state"),
-    );
-    std::fs::create_dir(&input)?;
+    let (input, out, state) = folders(dir.path())?;
     std::fs::write(
         input.join("a.csv"),
         "sensor,value,ok\ns1,1.5,true\ns2,,false\n",
@@ -516,18 +498,16 @@ fn a_schema_is_inferred_from_the_first_file_and_kept() -> TestResult {
 #[test]
 fn kill_9_in_the_middle_of_a_batch_replays_the_same_files() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let (input, out, state) = (
-        dir.path().join("in"),
-        dir.path().join("out"),
-        dir.path().join("state"),
-    );
-    std::fs::create_dir(&input)?;
+    let (input, out, state) = folders(dir.path())?;
     let file = pipeline_file(
         dir.path(),
         "p.toml",
-        &csv_pipeline("files-crash", &input, &out, "").replace(
-            "format = \"csv\"\n",
-            "format = \"csv\"\nmax_files_per_trigger = 2\n",
+        &csv_pipeline(
+            "files-crash",
+            &input,
+            &out,
+            "",
+            "max_files_per_trigger = 2\n",
         ),
     );
     let weir = run(&state, &file);
