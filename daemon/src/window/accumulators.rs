@@ -100,6 +100,27 @@ fn retain_vec<T: Clone + Default>(v: &mut Vec<T>, mapping: &[Option<u32>], new_l
     *v = out;
 }
 
+/// Calls `add(group, value)` for every row whose value is not null; rows without nulls take a
+/// loop without a validity check.
+fn for_each_valid<T: Copy>(
+    column: &dyn Array,
+    data: &[T],
+    group_of_row: &[u32],
+    mut add: impl FnMut(usize, T),
+) {
+    if column.null_count() == 0 {
+        for (&g, &v) in group_of_row.iter().zip(data) {
+            add(g as usize, v);
+        }
+    } else {
+        for (i, (&g, &v)) in group_of_row.iter().zip(data).enumerate() {
+            if column.is_valid(i) {
+                add(g as usize, v);
+            }
+        }
+    }
+}
+
 fn read_i64(bytes: &[u8], at: usize) -> Result<i64, AggregateError> {
     bytes
         .get(at..at + 8)
@@ -213,21 +234,11 @@ impl GroupsAccumulator for SumInt {
         let column = cast(&values[0], &DataType::Int64)?;
         let column = column.as_primitive::<Int64Type>();
         let data = column.values();
-        if column.null_count() == 0 {
-            for (i, &g) in group_of_row.iter().enumerate() {
-                let g = g as usize;
-                self.sums[g] = self.sums[g].wrapping_add(data[i]);
-                self.seen[g] = true;
-            }
-        } else {
-            for (i, &g) in group_of_row.iter().enumerate() {
-                if column.is_valid(i) {
-                    let g = g as usize;
-                    self.sums[g] = self.sums[g].wrapping_add(data[i]);
-                    self.seen[g] = true;
-                }
-            }
-        }
+        let (sums, seen) = (&mut self.sums, &mut self.seen);
+        for_each_valid(column, data, group_of_row, |g, v| {
+            sums[g] = sums[g].wrapping_add(v);
+            seen[g] = true;
+        });
         Ok(())
     }
     fn merge_groups(&mut self, dst: u32, src: u32) -> Result<(), AggregateError> {
@@ -298,21 +309,11 @@ impl GroupsAccumulator for SumAvgFloat {
         let column = cast(&values[0], &DataType::Float64)?;
         let column = column.as_primitive::<Float64Type>();
         let data = column.values();
-        if column.null_count() == 0 {
-            for (&g, &v) in group_of_row.iter().zip(data.iter()) {
-                let g = g as usize;
-                self.sums[g] += v;
-                self.counts[g] += 1;
-            }
-        } else {
-            for (i, &g) in group_of_row.iter().enumerate() {
-                if column.is_valid(i) {
-                    let g = g as usize;
-                    self.sums[g] += data[i];
-                    self.counts[g] += 1;
-                }
-            }
-        }
+        let (sums, counts) = (&mut self.sums, &mut self.counts);
+        for_each_valid(column, data, group_of_row, |g, v| {
+            sums[g] += v;
+            counts[g] += 1;
+        });
         Ok(())
     }
     fn merge_groups(&mut self, dst: u32, src: u32) -> Result<(), AggregateError> {
