@@ -114,12 +114,13 @@ impl Weir {
             let now = Instant::now();
             if now >= end || out.closed == 2 {
                 panic!(
-                    "waited {deadline:?} for {what}; {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                    "waited {deadline:?} for {what}; {} ({:?} after start)\n--- stdout ---\n{}\n--- stderr ---\n{}",
                     if out.closed == 2 {
                         "weir closed its output"
                     } else {
                         "deadline passed"
                     },
+                    self.started.elapsed(),
                     tail(&out.stdout),
                     out.stderr
                 );
