@@ -11,6 +11,7 @@ use arrow::record_batch::RecordBatch;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// The file sink.
 #[derive(Debug)]
@@ -36,59 +37,93 @@ impl FileSink {
         ))
     }
 
+    /// Encodes `batches` into `file`. A failed write is reported as what it is (a full disk, say)
+    /// with the file's path, even when it surfaces inside an encoder as an encoding error.
     fn encode(
         &self,
         file: File,
+        path: &Path,
         schema: &SchemaRef,
         batches: &[RecordBatch],
     ) -> Result<File, SinkError> {
-        match self.spec.format {
+        let write_error = Arc::new(Mutex::new(None));
+        let out = BufWriter::new(WriteErrorKeeper {
+            file,
+            first_error: write_error.clone(),
+        });
+        let encoded = match self.spec.format {
             FileFormat::Json => {
-                let mut writer = arrow::json::LineDelimitedWriter::new(BufWriter::new(file));
-                for batch in batches {
-                    writer.write(batch).map_err(encode_error("json"))?;
-                }
-                writer.finish().map_err(encode_error("json"))?;
-                into_file(writer.into_inner())
+                let mut writer = arrow::json::LineDelimitedWriter::new(out);
+                batches
+                    .iter()
+                    .try_for_each(|batch| writer.write(batch))
+                    .and_then(|()| writer.finish())
+                    .map_err(|err| err.to_string())
+                    .map(|()| writer.into_inner())
             }
             FileFormat::Csv => {
                 let mut writer = arrow::csv::WriterBuilder::new()
                     .with_header(self.spec.header)
-                    .build(BufWriter::new(file));
-                for batch in batches {
-                    writer.write(batch).map_err(encode_error("csv"))?;
-                }
-                into_file(writer.into_inner())
+                    .build(out);
+                batches
+                    .iter()
+                    .try_for_each(|batch| writer.write(batch))
+                    .map_err(|err| err.to_string())
+                    .map(|()| writer.into_inner())
             }
-            FileFormat::Parquet => {
-                let mut writer = parquet::arrow::ArrowWriter::try_new(
-                    BufWriter::new(file),
-                    schema.clone(),
-                    None,
-                )
-                .map_err(encode_error("parquet"))?;
-                for batch in batches {
-                    writer.write(batch).map_err(encode_error("parquet"))?;
-                }
-                let inner = writer.into_inner().map_err(encode_error("parquet"))?;
-                into_file(inner)
-            }
+            FileFormat::Parquet => parquet::arrow::ArrowWriter::try_new(out, schema.clone(), None)
+                .and_then(|mut writer| {
+                    batches.iter().try_for_each(|batch| writer.write(batch))?;
+                    writer.into_inner()
+                })
+                .map_err(|err| err.to_string()),
+        };
+        let flushed = encoded.and_then(|out| out.into_inner().map_err(|err| err.to_string()));
+        match flushed {
+            Ok(keeper) => Ok(keeper.file),
+            Err(reason) => Err(match write_error.lock().ok().and_then(|mut e| e.take()) {
+                Some(source) => SinkError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                },
+                None => SinkError::Encode {
+                    format: self.spec.format.extension(),
+                    reason,
+                },
+            }),
         }
     }
 }
 
-fn encode_error<E: std::fmt::Display>(format: &'static str) -> impl Fn(E) -> SinkError {
-    move |err| SinkError::Encode {
-        format,
-        reason: err.to_string(),
+/// Passes writes through to a file and keeps the first I/O error, which the encoders would
+/// otherwise flatten into their own error types and messages.
+struct WriteErrorKeeper {
+    file: File,
+    first_error: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+impl WriteErrorKeeper {
+    fn keep<T>(&self, result: std::io::Result<T>) -> std::io::Result<T> {
+        result.inspect_err(|err| {
+            if let Ok(mut first) = self.first_error.lock()
+                && first.is_none()
+            {
+                *first = Some(std::io::Error::new(err.kind(), err.to_string()));
+            }
+        })
     }
 }
 
-fn into_file(writer: BufWriter<File>) -> Result<File, SinkError> {
-    writer.into_inner().map_err(|err| SinkError::Io {
-        path: PathBuf::from("<buffer>"),
-        source: std::io::Error::other(err.to_string()),
-    })
+impl Write for WriteErrorKeeper {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let result = self.file.write(buf);
+        self.keep(result)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let result = self.file.flush();
+        self.keep(result)
+    }
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
@@ -118,10 +153,12 @@ impl Sink for FileSink {
             self.spec.format.extension()
         ));
         let file = File::create(&tmp).map_err(io_error(&tmp))?;
-        let result = self.encode(file, schema, batches).and_then(|mut file| {
-            file.flush().map_err(io_error(&tmp))?;
-            file.sync_all().map_err(io_error(&tmp))
-        });
+        let result = self
+            .encode(file, &tmp, schema, batches)
+            .and_then(|mut file| {
+                file.flush().map_err(io_error(&tmp))?;
+                file.sync_all().map_err(io_error(&tmp))
+            });
         if let Err(err) = result {
             let _ = std::fs::remove_file(&tmp);
             return Err(err);
@@ -185,6 +222,47 @@ mod tests {
             std::fs::read_to_string(dir.path().join("csv/part-0000000007.csv"))?,
             "value\n1\n2\n3\n"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_full_disk_is_reported_as_an_io_error_with_the_path()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "value",
+            DataType::Int64,
+            false,
+        )]));
+        // Enough rows that every encoder writes through its buffer.
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from_iter_values(0..100_000))],
+        )?;
+        for format in [FileFormat::Json, FileFormat::Csv, FileFormat::Parquet] {
+            let sink = FileSink::open(FileSinkSpec {
+                path: dir.path().to_path_buf(),
+                format,
+                header: true,
+            })?;
+            // Every write to /dev/full fails with ENOSPC, as on a full file system.
+            let full = File::options().write(true).open("/dev/full")?;
+            let err = sink
+                .encode(
+                    full,
+                    Path::new("/dev/full"),
+                    &schema,
+                    std::slice::from_ref(&batch),
+                )
+                .err()
+                .ok_or("writing to /dev/full succeeded")?;
+            let SinkError::Io { path, source } = &err else {
+                panic!("{format:?}: expected an I/O error, got {err}");
+            };
+            assert_eq!(path, Path::new("/dev/full"));
+            assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{err}");
+            assert!(err.to_string().contains("No space left on device"), "{err}");
+        }
         Ok(())
     }
 }
