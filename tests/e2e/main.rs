@@ -6,6 +6,7 @@ mod harness;
 mod aggregation;
 mod check;
 mod file_source;
+mod full_disk;
 mod malformed;
 mod plugins;
 mod rate_console;

@@ -28,7 +28,7 @@ format = "json"
 }
 
 /// value → timestamp (ms) over every committed output file; panics on a duplicate value.
-fn read_output(dir: &Path) -> Result<BTreeMap<i64, i64>, Box<dyn std::error::Error>> {
+pub fn read_output(dir: &Path) -> Result<BTreeMap<i64, i64>, Box<dyn std::error::Error>> {
     let mut rows = BTreeMap::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -52,7 +52,7 @@ fn read_output(dir: &Path) -> Result<BTreeMap<i64, i64>, Box<dyn std::error::Err
     Ok(rows)
 }
 
-fn files_in(dir: &Path) -> usize {
+pub fn files_in(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|d| {
             d.filter(|e| {
