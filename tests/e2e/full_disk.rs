@@ -1,7 +1,7 @@
-//! A real full disk: a file sink writing into a small tmpfs. The pipeline that hits it fails
-//! with the file system's own words, the other pipeline in the same daemon carries on, what was
-//! committed stays whole, and once there is room again a restart picks up the failed batch and
-//! loses or repeats nothing.
+//! A real full disk (a small tmpfs), under a file sink and under the state store. The pipeline
+//! that hits it fails with the file system's own words, another pipeline in the same daemon
+//! carries on, what was committed stays whole, and once there is room again a restart picks up
+//! the failed batch and loses or repeats nothing.
 
 use crate::harness::{TestResult, Weir, pipeline_file};
 use crate::recovery::{files_in, read_output};
@@ -180,5 +180,110 @@ fn a_full_disk_fails_only_its_pipeline_and_a_restart_with_room_loses_nothing() -
         assert_eq!(rows.get(value), Some(ts), "committed value {value} changed");
     }
     assert!(last as usize > committed_before.len());
+    Ok(())
+}
+
+/// Update-mode counts per key, replayed from every output file in batch order: key → count.
+/// Panics if a batch emits a key twice or a count goes down.
+fn final_counts(dir: &Path) -> Result<Vec<u64>, Box<dyn std::error::Error>> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    names.retain(|n| !n.starts_with('.'));
+    names.sort(); // part-<zero-padded batch id>.json
+    let mut counts = vec![0u64; KEYS];
+    for name in names {
+        let mut emitted = std::collections::HashSet::new();
+        for line in std::fs::read_to_string(dir.join(&name))?.lines() {
+            let row: serde_json::Value = serde_json::from_str(line)?;
+            let id = row["id"].as_u64().ok_or("id")? as usize;
+            let count = row["count"].as_u64().ok_or("count")?;
+            assert!(emitted.insert(id), "{name} emits key {id} twice");
+            assert!(count >= counts[id], "{name}: the count of {id} went down");
+            counts[id] = count;
+        }
+    }
+    Ok(counts)
+}
+
+const KEYS: usize = 500_000;
+const ROWS_PER_KEY: u64 = 3;
+
+#[test]
+fn a_full_state_store_fails_the_pipeline_and_a_restart_with_room_counts_every_row_once()
+-> TestResult {
+    let dir = tempfile::tempdir()?;
+    // Half a million keys outgrow 16 MiB of RocksDB (its write-ahead log and first flush) within
+    // a few batches.
+    let state = Tmpfs::mount(&dir.path().join("state"), "16m")?;
+    let out = dir.path().join("out");
+    let text = format!(
+        r#"name = "many-keys"
+output_mode = "update"
+trigger = "available_now"
+[source]
+type = "datagen"
+rows = {rows}
+max_rows_per_batch = 100000
+[[source.column]]
+name = "id"
+type = "long"
+min = 0
+max = {max_id}
+
+[aggregate]
+group_by = ["id"]
+functions = [ {{ fn = "count" }} ]
+
+[[sink]]
+type = "file"
+path = "{out}"
+format = "json"
+"#,
+        rows = KEYS as u64 * ROWS_PER_KEY,
+        max_id = KEYS - 1,
+        out = out.display()
+    );
+    let file = pipeline_file(dir.path(), "p.toml", &text);
+    let args = ["run", "--state-dir", path(&state.dir), path(&file)];
+
+    let mut weir = Weir::start(&args);
+    let status = weir.wait_exit(DEADLINE);
+    let stderr = weir.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let failure = stderr
+        .lines()
+        .find(|l| l.contains("pipeline failed"))
+        .ok_or_else(|| format!("no failure line in\n{stderr}"))?;
+    assert!(
+        failure.contains("many-keys")
+            && failure.contains("state store")
+            && failure.contains("No space left on device"),
+        "the failure should name the pipeline, the store and the cause: {failure}"
+    );
+
+    // Room again: the restart resumes from the last commit and finishes the table.
+    state.resize("256m")?;
+    let mut weir = Weir::start(&args);
+    assert!(weir.wait_exit(DEADLINE).success(), "{}", weir.stderr());
+    assert!(
+        weir.stderr().contains("replaying batch"),
+        "the restart should replay the batch that failed:\n{}",
+        weir.stderr()
+    );
+
+    let counts = final_counts(&out)?;
+    let wrong: Vec<(usize, u64)> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c != ROWS_PER_KEY)
+        .map(|(id, c)| (id, *c))
+        .take(5)
+        .collect();
+    assert_eq!(
+        wrong,
+        Vec::new(),
+        "keys whose final count is not {ROWS_PER_KEY}"
+    );
     Ok(())
 }
