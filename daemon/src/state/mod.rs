@@ -42,6 +42,16 @@ pub enum WriteOp {
     DeleteRange(Vec<u8>, Vec<u8>),
 }
 
+impl WriteOp {
+    /// The key of a put or delete; a range delete has none.
+    fn point_key(&self) -> &[u8] {
+        match self {
+            WriteOp::Put(key, _) | WriteOp::Delete(key) => key,
+            WriteOp::DeleteRange(..) => &[],
+        }
+    }
+}
+
 impl WriteSet {
     /// Sets a key.
     pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
@@ -61,6 +71,19 @@ impl WriteSet {
     /// The changes, in order.
     pub fn ops(&self) -> &[WriteOp] {
         &self.ops
+    }
+
+    /// The changes, in an order with the same effect that a sorted store applies fastest: each
+    /// run of point changes between two range deletes is sorted by key. Changes to different
+    /// keys commute, and the sort is stable, so changes to one key keep their order.
+    pub fn into_key_ordered_ops(mut self) -> Vec<WriteOp> {
+        for run in self
+            .ops
+            .split_mut(|op| matches!(op, WriteOp::DeleteRange(..)))
+        {
+            run.sort_by(|a, b| a.point_key().cmp(b.point_key()));
+        }
+        self.ops
     }
 
     /// True when there is nothing to write.
@@ -139,4 +162,53 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     vec![u8::MAX; prefix.len() + 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn describe(ops: &[WriteOp]) -> Vec<String> {
+        ops.iter()
+            .map(|op| match op {
+                WriteOp::Put(k, v) => format!(
+                    "put {}={}",
+                    String::from_utf8_lossy(k),
+                    String::from_utf8_lossy(v)
+                ),
+                WriteOp::Delete(k) => format!("del {}", String::from_utf8_lossy(k)),
+                WriteOp::DeleteRange(f, t) => format!(
+                    "range {}..{}",
+                    String::from_utf8_lossy(f),
+                    String::from_utf8_lossy(t)
+                ),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn key_ordering_sorts_between_range_deletes_and_keeps_each_keys_history() {
+        let mut ws = WriteSet::default();
+        ws.put(*b"c", *b"1");
+        ws.put(*b"a", *b"1");
+        ws.delete(*b"c");
+        ws.put(*b"c", *b"2");
+        ws.put(*b"b", *b"1");
+        ws.delete_range(*b"a", *b"c");
+        ws.put(*b"b", *b"2");
+        ws.put(*b"a", *b"2");
+        assert_eq!(
+            describe(&ws.into_key_ordered_ops()),
+            [
+                "put a=1",
+                "put b=1",
+                "put c=1",
+                "del c",
+                "put c=2",
+                "range a..c",
+                "put a=2",
+                "put b=2"
+            ]
+        );
+    }
 }
