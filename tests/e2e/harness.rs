@@ -6,6 +6,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::machine::Share;
+
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// The weir binary cargo built for these tests.
@@ -31,6 +33,8 @@ pub struct Weir {
     output: Arc<(Mutex<Output>, Condvar)>,
     /// When the process was spawned.
     pub started: Instant,
+    // Dropped after `Drop for Weir` has ended the process.
+    _share: Share,
 }
 
 fn pump(
@@ -80,6 +84,7 @@ impl Weir {
         if let Some(dir) = cwd {
             command.current_dir(dir);
         }
+        let share = Share::take();
         let started = Instant::now();
         let mut child = match command.spawn() {
             Ok(child) => child,
@@ -96,6 +101,7 @@ impl Weir {
             child,
             output,
             started,
+            _share: share,
         }
     }
 

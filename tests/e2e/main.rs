@@ -2,11 +2,13 @@
 //! sockets, and checks what comes out. One test binary, one module per area.
 
 mod harness;
+mod machine;
 
 mod aggregation;
 mod check;
 mod file_source;
 mod full_disk;
+mod latency;
 mod malformed;
 mod plugins;
 mod rate_console;

@@ -1,18 +1,14 @@
-//! Latency tests. They live in their own test binary because cargo runs test binaries one after
-//! another: here nothing else of the suite competes for the two cores, so a time limit measures
-//! weir rather than the daemons the e2e tests start in parallel.
+//! Time limits. Each test takes the machine alone (see `machine.rs`): nothing else of the suite
+//! competes for the two cores while it measures.
 
-// Shared with the e2e binary; this binary uses only part of it.
-#[allow(dead_code)]
-#[path = "../e2e/harness.rs"]
-mod harness;
-
-use harness::{TestResult, Weir, repo_root};
+use crate::harness::{TestResult, Weir, repo_root};
+use crate::machine::Alone;
 use nix::sys::signal::Signal;
 use std::time::Duration;
 
 #[test]
 fn first_batch_is_printed_within_100_ms_of_start() -> TestResult {
+    let _alone = Alone::take();
     let dir = tempfile::tempdir()?;
     let state = dir.path().to_string_lossy().into_owned();
     let example = repo_root().join("config/examples/rate-console.toml");
