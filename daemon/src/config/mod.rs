@@ -11,6 +11,8 @@ mod datagen;
 mod diagnostic;
 mod duration;
 mod file_source;
+#[cfg(test)]
+mod mangled_input_tests;
 mod on_error;
 mod plan;
 mod raw;
