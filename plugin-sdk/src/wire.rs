@@ -485,4 +485,148 @@ mod tests {
         assert_eq!(buffers[1].len(), 24);
         assert_eq!(round_trip(&batch).column(0).len(), 3);
     }
+
+    /// Buffers as a hostile or buggy plugin might send them: decoding returns an error or a batch
+    /// that passes Arrow's full validation, and never panics.
+    mod hostile_buffers {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Mutation {
+            /// Overwrites one 32-bit word of a buffer (header fields: len, offset, null offset,
+            /// has nulls, buffer count, child count).
+            Word {
+                buffer: usize,
+                word: usize,
+                value: u32,
+            },
+            Byte {
+                buffer: usize,
+                at: usize,
+                value: u8,
+            },
+            Truncate {
+                buffer: usize,
+                len: usize,
+            },
+            Drop {
+                buffer: usize,
+            },
+            Duplicate {
+                buffer: usize,
+            },
+        }
+
+        fn mutation() -> impl Strategy<Value = Mutation> {
+            let value = prop_oneof![
+                Just(0u32),
+                Just(1),
+                Just(2),
+                Just(3),
+                Just(4),
+                Just(5),
+                Just(7),
+                Just(8),
+                Just(64),
+                Just(u32::MAX),
+                Just(u32::MAX - 1),
+                Just(i32::MAX as u32),
+                Just(1 << 31),
+                any::<u32>(),
+            ];
+            let buffer = any::<usize>();
+            prop_oneof![
+                4 => (buffer, 0usize..6, value).prop_map(|(buffer, word, value)| Mutation::Word {
+                    buffer,
+                    word,
+                    value
+                }),
+                2 => (buffer, any::<usize>(), any::<u8>())
+                    .prop_map(|(buffer, at, value)| Mutation::Byte { buffer, at, value }),
+                1 => (buffer, any::<usize>()).prop_map(|(buffer, len)| Mutation::Truncate { buffer, len }),
+                1 => buffer.prop_map(|buffer| Mutation::Drop { buffer }),
+                1 => buffer.prop_map(|buffer| Mutation::Duplicate { buffer }),
+            ]
+        }
+
+        fn apply(buffers: &mut Vec<Vec<u8>>, mutation: &Mutation) {
+            if buffers.is_empty() {
+                return;
+            }
+            let n = buffers.len();
+            match *mutation {
+                Mutation::Word {
+                    buffer,
+                    word,
+                    value,
+                } => {
+                    let b = &mut buffers[buffer % n];
+                    let at = word * 4;
+                    if at + 4 <= b.len() {
+                        b[at..at + 4].copy_from_slice(&value.to_le_bytes());
+                    }
+                }
+                Mutation::Byte { buffer, at, value } => {
+                    let b = &mut buffers[buffer % n];
+                    if !b.is_empty() {
+                        let at = at % b.len();
+                        b[at] = value;
+                    }
+                }
+                Mutation::Truncate { buffer, len } => {
+                    let b = &mut buffers[buffer % n];
+                    let len = len % (b.len() + 1);
+                    b.truncate(len);
+                }
+                Mutation::Drop { buffer } => {
+                    buffers.remove(buffer % n);
+                }
+                Mutation::Duplicate { buffer } => {
+                    let copy = buffers[buffer % n].clone();
+                    buffers.insert(buffer % n, copy);
+                }
+            }
+        }
+
+        fn check(
+            schema: &SchemaRef,
+            rows: usize,
+            buffers: Vec<Vec<u8>>,
+        ) -> Result<(), TestCaseError> {
+            if let Ok(batch) = decode_batch(schema, rows, buffers) {
+                prop_assert_eq!(batch.num_rows(), rows);
+                for column in batch.columns() {
+                    let validated = column.to_data().validate_full();
+                    prop_assert!(validated.is_ok(), "{:?}", validated);
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4096))]
+
+            #[test]
+            fn mutated_encodings_are_errors_or_valid_batches(
+                mutations in proptest::collection::vec(mutation(), 1..4),
+                sliced in any::<bool>(),
+            ) {
+                let batch = if sliced { sample().slice(1, 3) } else { sample() };
+                let mut buffers = encode_batch(&batch).unwrap_or_default();
+                for m in &mutations {
+                    apply(&mut buffers, m);
+                }
+                check(&batch.schema(), batch.num_rows(), buffers)?;
+            }
+
+            #[test]
+            fn random_buffers_are_errors_or_valid_batches(
+                buffers in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..48), 0..24),
+                rows in 0usize..6,
+            ) {
+                check(&sample().schema(), rows, buffers)?;
+            }
+        }
+    }
 }
