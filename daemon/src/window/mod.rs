@@ -17,4 +17,6 @@ pub use operator::{AggregateOperator, OpenError};
 pub use resolve::{AggregatePlan, UserAggregates, resolve, window_type};
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;

@@ -29,7 +29,7 @@ fn input_schema() -> SchemaRef {
 }
 
 /// Rows of (seconds, sensor, value).
-fn chunk(rows: &[(i64, &str, i64)]) -> RecordBatch {
+pub(super) fn chunk(rows: &[(i64, &str, i64)]) -> RecordBatch {
     let times = TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.0 * S))
         .with_timezone("UTC");
     let sensors = StringArray::from_iter_values(rows.iter().map(|r| r.1));
@@ -43,11 +43,11 @@ fn chunk(rows: &[(i64, &str, i64)]) -> RecordBatch {
     }
 }
 
-struct Harness {
-    op: AggregateOperator,
+pub(super) struct Harness {
+    pub(super) op: AggregateOperator,
     store: SharedStore,
-    batch_id: u64,
-    watermark_ms: Option<i64>,
+    pub(super) batch_id: u64,
+    pub(super) watermark_ms: Option<i64>,
     _dir: tempfile::TempDir,
 }
 
@@ -69,7 +69,7 @@ fn plan_for(aggregate: &str, mode: &str) -> Result<AggregatePlan, Box<dyn std::e
 }
 
 impl Harness {
-    fn new(aggregate: &str, mode: &str) -> Result<Harness, Box<dyn std::error::Error>> {
+    pub(super) fn new(aggregate: &str, mode: &str) -> Result<Harness, Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let store: SharedStore = Arc::new(RocksStore::open(dir.path())?);
         let op = AggregateOperator::open("t", plan_for(aggregate, mode)?, store.clone(), None)?;
@@ -83,7 +83,11 @@ impl Harness {
     }
 
     /// Reopens the operator on the same store (a restart).
-    fn restart(&mut self, aggregate: &str, mode: &str) -> Result<(), Box<dyn std::error::Error>> {
+    pub(super) fn restart(
+        &mut self,
+        aggregate: &str,
+        mode: &str,
+    ) -> Result<(), Box<dyn std::error::Error>> {
         self.op =
             AggregateOperator::open("t", plan_for(aggregate, mode)?, self.store.clone(), None)?;
         Ok(())
@@ -94,6 +98,23 @@ impl Harness {
         &mut self,
         chunks: &[&[(i64, &str, i64)]],
     ) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+        Ok(render(&self.batch_output(chunks)?))
+    }
+
+    /// The context of the next batch.
+    pub(super) fn context(&self) -> BatchContext {
+        BatchContext {
+            batch_id: self.batch_id,
+            batch_timestamp_ms: 0,
+            watermark_ms: self.watermark_ms,
+        }
+    }
+
+    /// Runs one batch and commits it; returns what it emitted.
+    pub(super) fn batch_output(
+        &mut self,
+        chunks: &[&[(i64, &str, i64)]],
+    ) -> Result<Vec<RecordBatch>, Box<dyn std::error::Error>> {
         let ctx = BatchContext {
             batch_id: self.batch_id,
             batch_timestamp_ms: 0,
@@ -110,7 +131,7 @@ impl Harness {
         self.op.committed();
         self.watermark_ms = self.op.next_watermark().or(self.watermark_ms);
         self.batch_id += 1;
-        Ok(render(&out))
+        Ok(out)
     }
 
     fn stored_groups(&self) -> Result<usize, Box<dyn std::error::Error>> {

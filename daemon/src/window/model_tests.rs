@@ -1,0 +1,264 @@
+//! The aggregation operator against a model: random batches of out-of-order rows through
+//! tumbling and sliding windows in every output mode, with restarts and failed attempts between
+//! them, must emit exactly what a plain row-at-a-time computation of Spark's semantics emits.
+
+use super::tests::{Harness, chunk};
+use crate::engine::Operator;
+use crate::state::WriteSet;
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+const SECOND_MS: i64 = 1000;
+const DELAY_MS: i64 = 5 * SECOND_MS;
+const SENSORS: [&str; 3] = ["a", "b", "c"];
+
+/// (window start ms, sensor, count, sum, avg, min, max)
+type Row = (i64, String, i64, i64, f64, i64, i64);
+
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    None,
+    /// An attempt fails after reading part of the batch (a source or plugin error).
+    DuringProcess,
+    /// An attempt fails after the operator finished (a sink error).
+    AfterFinish,
+    /// The commit's write does not happen (the store refused it).
+    AtCommit,
+}
+
+#[derive(Debug, Clone)]
+struct Step {
+    /// (seconds after the batch's base time, sensor, value)
+    rows: Vec<(i64, usize, i64)>,
+    failure: Failure,
+    restart_after: bool,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let row = (-15i64..12, 0..SENSORS.len(), -20i64..20);
+    let failure = prop_oneof![
+        6 => Just(Failure::None),
+        1 => Just(Failure::DuringProcess),
+        1 => Just(Failure::AfterFinish),
+        1 => Just(Failure::AtCommit),
+    ];
+    (
+        proptest::collection::vec(row, 0..7),
+        failure,
+        proptest::bool::weighted(0.2),
+    )
+        .prop_map(|(rows, failure, restart_after)| Step {
+            rows,
+            failure,
+            restart_after,
+        })
+}
+
+/// Event times advance 6 s a batch, with rows up to 15 s early or 12 s ahead.
+fn event_rows(index: usize, step: &Step) -> Vec<(i64, &'static str, i64)> {
+    step.rows
+        .iter()
+        .map(|&(offset, sensor, value)| {
+            ((6 * index as i64 + offset).max(0), SENSORS[sensor], value)
+        })
+        .collect()
+}
+
+/// Spark's semantics, a row at a time: rows in windows that ended by the previous batch's
+/// watermark are dropped (per window); windows that end by this batch's watermark (max event
+/// time of earlier batches minus the delay) are emitted in append mode and forgotten.
+struct Model {
+    size_ms: i64,
+    slide_ms: i64,
+    mode: &'static str,
+    state: BTreeMap<(i64, String), (i64, i64, i64, i64)>,
+    max_seen: Option<i64>,
+    evicted_by: Option<i64>,
+}
+
+impl Model {
+    fn batch(&mut self, rows: &[(i64, &str, i64)]) -> Vec<Row> {
+        let watermark = self
+            .max_seen
+            .map(|m| (m - DELAY_MS).max(self.evicted_by.unwrap_or(i64::MIN)));
+        let mut dirty = BTreeSet::new();
+        for &(seconds, sensor, value) in rows {
+            let t = seconds * SECOND_MS;
+            self.max_seen = Some(self.max_seen.map_or(t, |m| m.max(t)));
+            let last_start = t - t.rem_euclid(self.slide_ms);
+            let mut start = last_start;
+            while start + self.size_ms > t {
+                if self.evicted_by.is_none_or(|wm| start + self.size_ms > wm) {
+                    let key = (start, sensor.to_string());
+                    let a = self
+                        .state
+                        .entry(key.clone())
+                        .or_insert((0, 0, i64::MAX, i64::MIN));
+                    *a = (a.0 + 1, a.1 + value, a.2.min(value), a.3.max(value));
+                    dirty.insert(key);
+                }
+                start -= self.slide_ms;
+            }
+        }
+        let closed: Vec<(i64, String)> = self
+            .state
+            .keys()
+            .filter(|k| watermark.is_some_and(|wm| k.0 + self.size_ms <= wm))
+            .cloned()
+            .collect();
+        let row = |k: &(i64, String), a: &(i64, i64, i64, i64)| {
+            (
+                k.0,
+                k.1.clone(),
+                a.0,
+                a.1,
+                a.1 as f64 / a.0 as f64,
+                a.2,
+                a.3,
+            )
+        };
+        let out = match self.mode {
+            "append" => closed.iter().map(|k| row(k, &self.state[k])).collect(),
+            "update" => dirty.iter().map(|k| row(k, &self.state[k])).collect(),
+            _ => self.state.iter().map(|(k, a)| row(k, a)).collect(),
+        };
+        for k in closed {
+            self.state.remove(&k);
+        }
+        if watermark.is_some() {
+            self.evicted_by = watermark;
+        }
+        out
+    }
+}
+
+fn rows_of(batches: &[RecordBatch], size_ms: i64) -> Result<Vec<Row>, TestCaseError> {
+    let mut rows = Vec::new();
+    for b in batches {
+        let window = b.column(0).as_struct();
+        let start = window.column(0).as_primitive::<TimestampMicrosecondType>();
+        let end = window.column(1).as_primitive::<TimestampMicrosecondType>();
+        let sensor = b.column(1).as_string::<i32>();
+        let count = b.column(2).as_primitive::<Int64Type>();
+        let sum = b.column(3).as_primitive::<Int64Type>();
+        let avg = b.column(4).as_primitive::<Float64Type>();
+        let min = b.column(5).as_primitive::<Int64Type>();
+        let max = b.column(6).as_primitive::<Int64Type>();
+        for r in 0..b.num_rows() {
+            prop_assert!(!sensor.is_null(r) && !avg.is_null(r));
+            prop_assert_eq!(end.value(r) - start.value(r), size_ms * 1000);
+            rows.push((
+                start.value(r) / 1000,
+                sensor.value(r).to_string(),
+                count.value(r),
+                sum.value(r),
+                avg.value(r),
+                min.value(r),
+                max.value(r),
+            ));
+        }
+    }
+    Ok(rows)
+}
+
+fn same(mut got: Vec<Row>, mut want: Vec<Row>) -> Result<(), TestCaseError> {
+    let order = |a: &Row, b: &Row| (a.0, &a.1).cmp(&(b.0, &b.1));
+    got.sort_by(order);
+    want.sort_by(order);
+    let strip = |rows: &[Row]| -> Vec<(i64, String, i64, i64, i64, i64)> {
+        rows.iter()
+            .map(|r| (r.0, r.1.clone(), r.2, r.3, r.5, r.6))
+            .collect()
+    };
+    prop_assert_eq!(strip(&got), strip(&want));
+    for (g, w) in got.iter().zip(&want) {
+        prop_assert!(
+            (g.4 - w.4).abs() <= 1e-9 * w.4.abs().max(1.0),
+            "avg {} vs {}",
+            g.4,
+            w.4
+        );
+    }
+    Ok(())
+}
+
+fn fail_an_attempt(
+    h: &mut Harness,
+    rows: &[(i64, &str, i64)],
+    failure: Failure,
+) -> Result<(), TestCaseError> {
+    let fail = |e: Box<dyn std::error::Error>| TestCaseError::fail(e.to_string());
+    let ctx = h.context();
+    match failure {
+        Failure::None => return Ok(()),
+        Failure::DuringProcess => {
+            let half = &rows[..rows.len() / 2];
+            h.op.process(chunk(half), &ctx)
+                .map_err(|e| fail(e.into()))?;
+        }
+        Failure::AfterFinish | Failure::AtCommit => {
+            h.op.process(chunk(rows), &ctx)
+                .map_err(|e| fail(e.into()))?;
+            h.op.finish_batch(&ctx).map_err(|e| fail(e.into()))?;
+            if let Failure::AtCommit = failure {
+                let mut discarded = WriteSet::default();
+                h.op.prepare_commit(&mut discarded)
+                    .map_err(|e| fail(e.into()))?;
+            }
+        }
+    }
+    h.op.abort_batch();
+    Ok(())
+}
+
+fn run(
+    window: &str,
+    size_ms: i64,
+    slide_ms: i64,
+    mode: &'static str,
+    steps: &[Step],
+) -> Result<(), TestCaseError> {
+    let aggregate = format!(
+        "group_by = [\"sensor\"]\nwindow = {{ column = \"time\", {window} }}\nwatermark = \"5s\"\nfunctions = [{{ fn = \"count\" }}, {{ fn = \"sum\", column = \"value\" }}, {{ fn = \"avg\", column = \"value\" }}, {{ fn = \"min\", column = \"value\" }}, {{ fn = \"max\", column = \"value\" }}]"
+    );
+    let fail = |e: Box<dyn std::error::Error>| TestCaseError::fail(e.to_string());
+    let mut h = Harness::new(&aggregate, mode).map_err(fail)?;
+    let mut model = Model {
+        size_ms,
+        slide_ms,
+        mode,
+        state: BTreeMap::new(),
+        max_seen: None,
+        evicted_by: None,
+    };
+    for (i, step) in steps.iter().enumerate() {
+        let rows = event_rows(i, step);
+        fail_an_attempt(&mut h, &rows, step.failure)?;
+        let out = h.batch_output(&[&rows]).map_err(fail)?;
+        same(rows_of(&out, size_ms)?, model.batch(&rows))?;
+        if step.restart_after {
+            h.restart(&aggregate, mode).map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
+fn mode() -> impl Strategy<Value = &'static str> {
+    prop_oneof![Just("append"), Just("update"), Just("complete")]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn tumbling_windows_match_the_model(mode in mode(), steps in proptest::collection::vec(step(), 1..12)) {
+        run("size = \"10s\"", 10_000, 10_000, mode, &steps)?;
+    }
+
+    #[test]
+    fn sliding_windows_match_the_model(mode in mode(), steps in proptest::collection::vec(step(), 1..12)) {
+        run("size = \"10s\", slide = \"5s\"", 10_000, 5_000, mode, &steps)?;
+    }
+}
