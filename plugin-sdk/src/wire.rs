@@ -15,7 +15,7 @@
 
 use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions, make_array};
 use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer};
-use arrow_data::ArrayData;
+use arrow_data::{ArrayData, BufferSpec};
 use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 use std::sync::Arc;
 
@@ -260,6 +260,19 @@ fn decode_array(
     let mut own = Vec::with_capacity(n_buffers.min(64));
     for _ in 0..n_buffers {
         own.push(Buffer::from_vec(buffers.next().ok_or_else(truncated)?));
+    }
+    // Arrow's validation reads fixed-width buffers as typed slices and panics, instead of
+    // failing, on a length that is not a whole number of values.
+    let specs = arrow_data::layout(data_type).buffers;
+    for (index, (buffer, spec)) in own.iter().zip(&specs).enumerate() {
+        if let BufferSpec::FixedWidth { byte_width, .. } = spec
+            && buffer.len() % byte_width != 0
+        {
+            return Err(invalid(format!(
+                "buffer {index} is {} bytes, not a whole number of {byte_width}-byte values",
+                buffer.len()
+            )));
+        }
     }
     let mut children = Vec::with_capacity(child_types.len());
     for child_type in &child_types {
