@@ -6,6 +6,7 @@ use crate::assemble::{Environment, assemble};
 use crate::config::{PipelinePlan, SinkSpec};
 use crate::engine::{Control, PipelineExit};
 use crate::state::{RocksStore, SharedStore, StoreError};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,9 +88,11 @@ pub async fn run(plans: Vec<PipelinePlan>, options: RunOptions) -> Result<RunSum
     let store: SharedStore = Arc::new(crate::engine::blocking(|| RocksStore::open(&state_dir))?);
     tracing::info!(state_dir = %options.state_dir.display(), pipelines = plans.len(), "weir run starting");
 
-    let mut exits: Vec<(String, Option<PipelineExit>)> = Vec::new();
+    let mut exits: Exits = Vec::new();
     let mut controls: Vec<mpsc::UnboundedSender<Control>> = Vec::new();
     let mut running = JoinSet::new();
+    // Which pipeline a task runs, for a task that panics instead of returning its exit.
+    let mut slots_by_task = HashMap::new();
     let console_pipelines = plans
         .iter()
         .filter(|p| {
@@ -112,7 +115,8 @@ pub async fn run(plans: Vec<PipelinePlan>, options: RunOptions) -> Result<RunSum
             Ok(pipeline) => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 controls.push(tx);
-                running.spawn(async move { (slot, pipeline.run(rx).await) });
+                let task = running.spawn(async move { (slot, pipeline.run(rx).await) });
+                slots_by_task.insert(task.id(), slot);
             }
             Err(err) => {
                 let message = format!("cannot start: {err}");
@@ -130,8 +134,7 @@ pub async fn run(plans: Vec<PipelinePlan>, options: RunOptions) -> Result<RunSum
         tokio::select! {
             joined = running.join_next() => match joined {
                 None => break,
-                Some(Ok((slot, exit))) => exits[slot].1 = Some(exit),
-                Some(Err(err)) => tracing::error!("internal error: a pipeline task died (a bug): {err}"),
+                Some(joined) => record_exit(joined, &slots_by_task, &mut exits),
             },
             _ = sigint.recv() => stopping = on_signal(stopping, &controls, &mut deadline, &options, &mut interrupted),
             _ = sigterm.recv() => stopping = on_signal(stopping, &controls, &mut deadline, &options, &mut interrupted),
@@ -153,4 +156,75 @@ pub async fn run(plans: Vec<PipelinePlan>, options: RunOptions) -> Result<RunSum
         .map(|(name, exit)| (name, exit.unwrap_or(PipelineExit::Stopped)))
         .collect();
     Ok(RunSummary { exits, interrupted })
+}
+
+type Exits = Vec<(String, Option<PipelineExit>)>;
+
+/// Notes how a pipeline's task ended. A task that panicked (a bug) fails its pipeline with the
+/// panic's message; the other pipelines go on.
+fn record_exit(
+    joined: Result<(usize, PipelineExit), tokio::task::JoinError>,
+    slots_by_task: &HashMap<tokio::task::Id, usize>,
+    exits: &mut Exits,
+) {
+    match joined {
+        Ok((slot, exit)) => exits[slot].1 = Some(exit),
+        Err(err) => {
+            let task = err.id();
+            let message = format!("internal error (a bug in weir): {}", panic_message(err));
+            match slots_by_task.get(&task) {
+                Some(&slot) => {
+                    tracing::error!(pipeline = %exits[slot].0, "pipeline failed: {message}");
+                    exits[slot].1 = Some(PipelineExit::Failed(message));
+                }
+                None => tracing::error!("{message}"),
+            }
+        }
+    }
+}
+
+/// What a panicked task said, when it said something.
+fn panic_message(err: tokio::task::JoinError) -> String {
+    match err.try_into_panic() {
+        Ok(payload) => match payload.downcast::<String>() {
+            Ok(text) => *text,
+            Err(payload) => match payload.downcast::<&'static str>() {
+                Ok(text) => (*text).to_string(),
+                Err(_) => "a panic without a message".to_string(),
+            },
+        },
+        Err(err) => err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_pipeline_task_fails_only_its_pipeline_with_the_message() {
+        let mut running = JoinSet::new();
+        let mut slots_by_task = HashMap::new();
+        let mut exits: Exits = vec![("healthy".into(), None), ("buggy".into(), None)];
+        let task = running.spawn(async { (0, PipelineExit::Stopped) });
+        slots_by_task.insert(task.id(), 0);
+        let task = running.spawn(async {
+            let slot = 1;
+            if slot == 1 {
+                panic!("index out of bounds");
+            }
+            (slot, PipelineExit::Stopped)
+        });
+        slots_by_task.insert(task.id(), 1);
+        while let Some(joined) = running.join_next().await {
+            record_exit(joined, &slots_by_task, &mut exits);
+        }
+        assert_eq!(exits[0].1, Some(PipelineExit::Stopped));
+        assert_eq!(
+            exits[1].1,
+            Some(PipelineExit::Failed(
+                "internal error (a bug in weir): index out of bounds".into()
+            ))
+        );
+    }
 }
