@@ -50,6 +50,23 @@ pub struct FileSourceSpec {
     pub on_error: OnError,
     /// Add a `file` column with the path each row was read from.
     pub include_file_name: bool,
+    /// How csv, json and text files are compressed.
+    pub compression: Compression,
+}
+
+/// Compression of csv, json and text input files (Parquet compresses inside the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// By extension: `.gz` is gzip, `.zst` is zstd, anything else is plain.
+    #[default]
+    Auto,
+    /// Plain, whatever the name.
+    None,
+    /// gzip (one or more concatenated members), whatever the name.
+    Gzip,
+    /// zstd, whatever the name.
+    Zstd,
 }
 
 /// One declared column of a file source.
@@ -156,6 +173,9 @@ pub(super) struct RawFileSource {
     /// Add a `file` column: the path each row was read from (default false).
     #[serde(default)]
     pub include_file_name: bool,
+    /// `auto` (default: `.gz` gzip, `.zst` zstd, else plain), `none`, `gzip` or `zstd`.
+    #[serde(default)]
+    pub compression: Option<Spanned<Compression>>,
     /// The columns, in order; without them the schema is inferred (csv, json) or read from the
     /// files (parquet).
     #[serde(default)]
@@ -382,6 +402,19 @@ pub(super) fn check_file_source(
         false,
     );
 
+    let compression = match &raw.compression {
+        Some(v) if format == InputFormat::Parquet && *v.get_ref() != Compression::Auto => {
+            c.error_hint(
+                v.span(),
+                "`compression` applies to csv, json and text",
+                "Parquet files carry their own compression and are read as they are",
+            );
+            Compression::Auto
+        }
+        Some(v) => *v.get_ref(),
+        None => Compression::Auto,
+    };
+
     if c.diagnostics.len() != errors_before {
         return None;
     }
@@ -402,6 +435,7 @@ pub(super) fn check_file_source(
         list_interval,
         on_error: raw.on_error.unwrap_or_default(),
         include_file_name: raw.include_file_name,
+        compression,
     }))
 }
 
@@ -433,6 +467,7 @@ mod tests {
                     CleanSource::Archive(PathBuf::from("/x/done"))
                 );
                 assert_eq!(s.stable_for, std::time::Duration::from_millis(500));
+                assert_eq!(s.compression, crate::config::Compression::Auto);
             }
             other => panic!("{other:?}"),
         }
@@ -474,6 +509,14 @@ mod tests {
             (
                 "path = \"in\"\nformat = \"csv\"\n[[source.column]]\nname = \"a\"\ntype = \"decimal\"",
                 "unknown variant `decimal`",
+            ),
+            (
+                "path = \"in\"\nformat = \"parquet\"\ncompression = \"gzip\"",
+                "/x/p.toml:6:15: error: `compression` applies to csv, json and text",
+            ),
+            (
+                "path = \"in\"\nformat = \"csv\"\ncompression = \"bzip2\"",
+                "unknown variant `bzip2`, expected one of `auto`, `none`, `gzip`, `zstd`",
             ),
         ] {
             let err = source(body).err().unwrap_or_default();

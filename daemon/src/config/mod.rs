@@ -29,7 +29,9 @@ pub use byte_size::{ByteSize, parse_byte_size};
 pub use datagen::{ColumnSpec, ColumnType, DatagenSpec, Generator, Scalar, TemplatePart};
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use duration::HumanDuration;
-pub use file_source::{CleanSource, FileColumn, FileSourceSpec, InputFormat, glob_base};
+pub use file_source::{
+    CleanSource, Compression, FileColumn, FileSourceSpec, InputFormat, glob_base,
+};
 pub use on_error::OnError;
 pub use plan::{OutputMode, PipelinePlan, Trigger};
 pub use sink::{FileFormat, FileSinkSpec, SinkSpec};

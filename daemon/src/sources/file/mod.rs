@@ -7,6 +7,7 @@
 //! remembered, so a restart reads nothing twice. `clean_source` moves or deletes a file only
 //! after the batch that read it has committed.
 
+mod compression;
 mod discovery;
 mod log;
 mod readers;
@@ -14,7 +15,7 @@ mod timestamps;
 
 pub use log::{FileEntry, FileLog};
 
-use super::bad_records::{BadRecords, MalformedCounts};
+use super::bad_records::{BadRecords, MalformedCounts, RecordLocation};
 use super::{ReadLimit, Source, SourceContext, SourceError, SourceOffset, Wakeup};
 use crate::config::{CleanSource, ColumnType, FileSourceSpec, InputFormat};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -87,23 +88,24 @@ fn first_file(matcher: &Matcher) -> Option<PathBuf> {
 /// inference), Parquet from its footer.
 fn infer(spec: &FileSourceSpec, path: &Path) -> Result<Schema, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let plain = || {
+        compression::decoder(compression::codec(spec.compression, path), &file)
+            .map_err(|e| e.to_string())
+    };
     let schema = match spec.format {
         InputFormat::Csv => {
             arrow::csv::reader::Format::default()
                 .with_header(spec.header)
                 .with_delimiter(spec.delimiter)
                 .with_quote(spec.quote)
-                .infer_schema(file, Some(INFER_RECORDS))
+                .infer_schema(plain()?, Some(INFER_RECORDS))
                 .map_err(|e| e.to_string())?
                 .0
         }
         InputFormat::Json => {
-            arrow::json::reader::infer_json_schema_from_seekable(
-                std::io::BufReader::new(file),
-                Some(INFER_RECORDS),
-            )
-            .map_err(|e| e.to_string())?
-            .0
+            arrow::json::reader::infer_json_schema(plain()?, Some(INFER_RECORDS))
+                .map_err(|e| e.to_string())?
+                .0
         }
         InputFormat::Parquet => {
             let builder =
@@ -377,6 +379,21 @@ fn read_entry(
             )),
         });
     }
+    let codec = compression::codec(spec.compression, &entry.path);
+    let bytes = match compression::decompress(codec, bytes) {
+        Ok(plain) => plain,
+        // Like an unreadable Parquet file: one malformed record, the whole file.
+        Err(reason) => {
+            return bad.record(
+                RecordLocation {
+                    file: Some(&entry.path),
+                    ..RecordLocation::default()
+                },
+                &format!("corrupt {codec} file: {reason}"),
+                b"",
+            );
+        }
+    };
     readers::read_bytes(spec, schema, &entry.path, &bytes, bad, out)
 }
 
@@ -633,6 +650,7 @@ mod tests {
             list_interval: Duration::from_secs(3600),
             on_error: OnError::Fail,
             include_file_name: false,
+            compression: crate::config::Compression::Auto,
         }
     }
 
@@ -731,6 +749,117 @@ mod tests {
             batches(&mut fx.open(newest)?)?,
             [vec!["d", "c", "b"], vec!["a"]]
         );
+        Ok(())
+    }
+
+    /// All rows of every batch as `id|name` text, in file order.
+    fn read_all(source: &mut FileSource) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+        use arrow::array::{Array, AsArray};
+        let start = source.initial_offset()?;
+        let end = source.latest_offset(&start, ReadLimit::AllAvailable)?;
+        let mut rows = Vec::new();
+        for batch in source.read(&start, &end)? {
+            let ids = batch
+                .column(0)
+                .as_primitive::<arrow::datatypes::Int64Type>();
+            let names = batch.column(1).as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                let name = if names.is_null(i) {
+                    "null"
+                } else {
+                    names.value(i)
+                };
+                rows.push(format!("{}|{name}", ids.value(i)));
+            }
+        }
+        source.committed(&end)?;
+        Ok(rows)
+    }
+
+    #[test]
+    fn gzip_and_zstd_files_are_read_as_their_contents() -> Result<(), Box<dyn std::error::Error>> {
+        use std::io::Write;
+        let fx = Fixture::new()?;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all("id,name\n1,ünï\n2,\n".as_bytes())?;
+        std::fs::write(fx.input().join("a.csv.gz"), gz.finish()?)?;
+        let older = SystemTime::now() - MIN;
+        std::fs::File::options()
+            .write(true)
+            .open(fx.input().join("a.csv.gz"))?
+            .set_modified(older)?;
+        let zst = zstd::encode_all("id,name\n3,z\n".as_bytes(), 3)?;
+        std::fs::write(fx.input().join("b.csv.zst"), zst)?;
+        std::fs::write(fx.input().join("c.csv"), "id,name\n4,plain\n")?;
+        let mut csv = spec(&fx.input(), false);
+        csv.format = InputFormat::Csv;
+        csv.header = true;
+        // No declared columns: inferred from the oldest file, the gzip one, through gzip.
+        let mut source = fx.open(csv)?;
+        let types: Vec<String> = source
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| format!("{}:{}", f.name(), f.data_type()))
+            .collect();
+        assert_eq!(types, ["id:Int64", "name:Utf8"]);
+        let mut rows = read_all(&mut source)?;
+        rows.sort();
+        assert_eq!(rows, ["1|ünï", "2|null", "3|z", "4|plain"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_corrupt_compressed_file_follows_on_error_as_one_record()
+    -> Result<(), Box<dyn std::error::Error>> {
+        for policy in [OnError::Fail, OnError::Skip, OnError::DeadLetter] {
+            let fx = Fixture::new()?;
+            std::fs::write(fx.input().join("good.csv"), "id,name\n1,a\n")?;
+            std::fs::write(
+                fx.input().join("bad.csv.gz"),
+                b"\x1f\x8b\x08 not really gzip",
+            )?;
+            let mut csv = spec(&fx.input(), false);
+            csv.format = InputFormat::Csv;
+            csv.columns = vec![
+                crate::config::FileColumn {
+                    name: "id".into(),
+                    data_type: ColumnType::Long,
+                },
+                crate::config::FileColumn {
+                    name: "name".into(),
+                    data_type: ColumnType::String,
+                },
+            ];
+            csv.header = true;
+            csv.on_error = policy;
+            let mut source = fx.open(csv)?;
+            match (policy, read_all(&mut source)) {
+                (OnError::Fail, Err(err)) => {
+                    let text = err.to_string();
+                    assert!(
+                        text.contains("bad.csv.gz") && text.contains("corrupt gzip file"),
+                        "{text}"
+                    );
+                }
+                (OnError::Fail, Ok(rows)) => panic!("fail mode read {rows:?}"),
+                (_, rows) => {
+                    assert_eq!(rows?, ["1|a"]);
+                    let counts = source.malformed();
+                    assert_eq!(counts.total(), 1, "{policy:?}");
+                }
+            }
+            if policy == OnError::DeadLetter {
+                let dir = crate::sources::dead_letter_dir(fx.dir.path(), "p");
+                let letters: String = std::fs::read_dir(&dir)?
+                    .map(|e| std::fs::read_to_string(e?.path()))
+                    .collect::<Result<_, _>>()?;
+                assert!(
+                    letters.contains("bad.csv.gz") && letters.contains("corrupt gzip file"),
+                    "{letters}"
+                );
+            }
+        }
         Ok(())
     }
 

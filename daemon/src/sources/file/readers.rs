@@ -563,6 +563,7 @@ mod tests {
             list_interval: std::time::Duration::from_secs(1),
             on_error: OnError::DeadLetter,
             include_file_name: false,
+            compression: crate::config::Compression::Auto,
         }
     }
 
