@@ -78,6 +78,7 @@ fn run(name: &str, toml: &str, store: SharedStore, state_dir: &Path) -> (Duratio
     runtime.block_on(async move {
         let ctx = SourceContext {
             pipeline: name.to_string(),
+            checkpoint_id: "bench".into(),
             store: store.clone(),
             state_dir: state_dir.to_path_buf(),
         };

@@ -38,6 +38,7 @@ fn main() {
     let (took, rows, batches) = runtime.block_on(async {
         let ctx = SourceContext {
             pipeline: "bench-socket".into(),
+            checkpoint_id: "bench".into(),
             store: store.clone(),
             state_dir: dir.path().to_path_buf(),
         };

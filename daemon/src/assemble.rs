@@ -49,6 +49,9 @@ pub enum AssembleError {
     /// The aggregation's state cannot be used.
     #[error(transparent)]
     State(#[from] OpenError),
+    /// The checkpoint cannot be read or written.
+    #[error("checkpoint: {0}")]
+    Checkpoint(crate::state::CheckpointError),
     /// A transform plugin could not be loaded, or rejected its config or input schema.
     #[error("{file}:{line}:{column}: transform #{index}: {source}")]
     Transform {
@@ -176,8 +179,11 @@ fn sink_kind(spec: &SinkSpec) -> &'static str {
 
 /// Builds a runnable pipeline from its plan.
 pub fn assemble(plan: &PipelinePlan, env: &Environment) -> Result<Pipeline, AssembleError> {
+    let checkpoint = Checkpoint::new(env.store.clone(), &plan.name);
+    let checkpoint_id = checkpoint.id().map_err(AssembleError::Checkpoint)?;
     let ctx = SourceContext {
         pipeline: plan.name.clone(),
+        checkpoint_id: checkpoint_id.clone(),
         store: env.store.clone(),
         state_dir: env.state_dir.clone(),
     };
@@ -211,7 +217,7 @@ pub fn assemble(plan: &PipelinePlan, env: &Environment) -> Result<Pipeline, Asse
     let label = env.label_console.then_some(plan.name.as_str());
     let mut sinks = Vec::with_capacity(plan.sinks.len());
     for spec in &plan.sinks {
-        sinks.push((sink_kind(spec), sinks::build(spec, label)?));
+        sinks.push((sink_kind(spec), sinks::build(spec, label, &checkpoint_id)?));
     }
     Ok(Pipeline::new(
         &plan.name,
@@ -219,6 +225,6 @@ pub fn assemble(plan: &PipelinePlan, env: &Environment) -> Result<Pipeline, Asse
         source,
         operators,
         sinks,
-        Checkpoint::new(env.store.clone(), &plan.name),
+        checkpoint,
     ))
 }

@@ -221,7 +221,9 @@ fn state(command: cli::StateCommand) -> anyhow::Result<ExitCode> {
             }
             for name in &args.pipelines {
                 Checkpoint::new(store.clone(), name).reset()?;
-                println!("reset pipeline `{name}`: checkpoint and state deleted");
+                println!(
+                    "reset pipeline `{name}`: checkpoint and state deleted (files it wrote stay; its next start writes new ones beside them)"
+                );
             }
         }
     }

@@ -98,7 +98,10 @@ fn read_json_batches(dir: &Path) -> Result<BTreeMap<u64, Vec<Row>>, Box<dyn std:
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let Some(id) = name.strip_prefix("part-").and_then(|n| n.split('.').next()) else {
+        let Some(id) = name
+            .strip_prefix("part-")
+            .and_then(|n| n.split(['-', '.']).next())
+        else {
             continue;
         };
         let mut rows = Vec::new();
@@ -354,18 +357,34 @@ fn kill_9_during_an_append_run_leaves_the_output_of_an_uninterrupted_run() -> Te
         "the run ended before it could be interrupted ({kills} kills)"
     );
 
-    let names = |d: &Path| -> Result<BTreeSet<String>, std::io::Error> {
-        std::fs::read_dir(d)?
-            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect()
+    // `part-<batch id>-<checkpoint id>.json` → batch id → name; the two runs have different
+    // checkpoints, and every restart of the crashed run must have kept its own.
+    let by_batch = |d: &Path| -> Result<BTreeMap<String, String>, Box<dyn std::error::Error>> {
+        let mut files = BTreeMap::new();
+        let mut ids = BTreeSet::new();
+        for entry in std::fs::read_dir(d)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            let mut parts = name.split(['-', '.']);
+            let (Some("part"), Some(batch), Some(id)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(format!("unexpected file {name}").into());
+            };
+            ids.insert(id.to_string());
+            files.insert(batch.to_string(), name);
+        }
+        assert_eq!(ids.len(), 1, "one checkpoint id across restarts: {ids:?}");
+        Ok(files)
     };
-    let (clean_files, crashed_files) = (names(&clean_out)?, names(&crashed_out)?);
-    assert_eq!(clean_files, crashed_files);
-    for name in &clean_files {
+    let (clean_files, crashed_files) = (by_batch(&clean_out)?, by_batch(&crashed_out)?);
+    assert_eq!(
+        clean_files.keys().collect::<Vec<_>>(),
+        crashed_files.keys().collect::<Vec<_>>()
+    );
+    for (batch, name) in &clean_files {
         assert_eq!(
             std::fs::read(clean_out.join(name))?,
-            std::fs::read(crashed_out.join(name))?,
-            "{name} differs"
+            std::fs::read(crashed_out.join(&crashed_files[batch]))?,
+            "batch {batch} differs"
         );
     }
     assert!(clean_files.len() > 10);

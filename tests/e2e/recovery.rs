@@ -129,3 +129,74 @@ fn sigterm_and_kill_9_neither_lose_nor_duplicate_rows() -> TestResult {
     );
     Ok(())
 }
+
+/// After `weir state reset`, batch ids start again from 0; the new run's files must be written
+/// beside the old ones, not taken for them (file names carry the checkpoint id).
+#[test]
+fn a_reset_pipeline_writes_its_files_beside_the_old_ones() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let text = format!(
+        r#"name = "ticks"
+trigger = {{ processing_time = "100ms" }}
+[source]
+type = "rate_micro_batch"
+rows_per_batch = 2
+[[sink]]
+type = "file"
+path = "{}"
+format = "json"
+"#,
+        out.display()
+    );
+    let file = pipeline_file(dir.path(), "p.toml", &text);
+    let state = dir.path().join("state");
+    let (file, state) = (
+        file.to_string_lossy().into_owned(),
+        state.to_string_lossy().into_owned(),
+    );
+    let args = ["run", "--state-dir", &state, &file];
+    let part_names = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("part-"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+
+    let mut weir = run_until_more_files(&args, &out, 3);
+    weir.signal(Signal::SIGTERM);
+    assert!(weir.wait_exit(Duration::from_secs(5)).success());
+    let first_run = part_names(&out);
+
+    let reset = std::process::Command::new(crate::harness::weir_bin())
+        .args(["state", "reset", "--state-dir", &state, "ticks"])
+        .output()?;
+    assert!(reset.status.success(), "{reset:?}");
+
+    let mut weir = run_until_more_files(&args, &out, 3);
+    weir.signal(Signal::SIGTERM);
+    assert!(weir.wait_exit(Duration::from_secs(5)).success());
+    let after = part_names(&out);
+    for name in &first_run {
+        assert!(after.contains(name), "{name} of the first run is gone");
+    }
+    let new: Vec<&String> = after.iter().filter(|n| !first_run.contains(n)).collect();
+    // Batch 0 of the new run is a new file: the reset did not make it look written already.
+    let id_of = |name: &str| name.split(['-', '.']).nth(2).map(str::to_string);
+    let old_id = id_of(&first_run[0]).ok_or("no checkpoint id in the first run's names")?;
+    let new_zero = new
+        .iter()
+        .find(|n| n.starts_with("part-0000000000-"))
+        .ok_or_else(|| format!("no batch 0 among the new files {new:?}"))?;
+    assert_ne!(id_of(new_zero), Some(old_id));
+    let text = std::fs::read_to_string(out.join(new_zero))?;
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().ok_or("empty")?)?;
+    assert_eq!(first["value"], 0, "the new run starts from the beginning");
+    Ok(())
+}

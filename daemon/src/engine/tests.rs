@@ -36,11 +36,14 @@ fn datagen(rows: u64, max_rows_per_batch: u64) -> DatagenSource {
 }
 
 fn file_sink(dir: &Path) -> Result<Box<dyn Sink>, Box<dyn std::error::Error>> {
-    Ok(Box::new(FileSink::open(FileSinkSpec {
-        path: dir.to_path_buf(),
-        format: FileFormat::Csv,
-        header: false,
-    })?))
+    Ok(Box::new(FileSink::open(
+        FileSinkSpec {
+            path: dir.to_path_buf(),
+            format: FileFormat::Csv,
+            header: false,
+        },
+        "c0ffee00",
+    )?))
 }
 
 fn ids_written(dir: &Path) -> Result<Vec<i64>, Box<dyn std::error::Error>> {
@@ -208,11 +211,14 @@ async fn a_stage_swapped_between_batches_applies_from_the_next_batch() -> TestRe
     });
     let schema = source.schema();
     let out = dir.path().join("out");
-    let sink = Box::new(FileSink::open(FileSinkSpec {
-        path: out.clone(),
-        format: FileFormat::Json,
-        header: false,
-    })?);
+    let sink = Box::new(FileSink::open(
+        FileSinkSpec {
+            path: out.clone(),
+            format: FileFormat::Json,
+            header: false,
+        },
+        "c0ffee00",
+    )?);
     let pipeline = Pipeline::new(
         "p",
         Trigger::BackToBack,
@@ -240,7 +246,7 @@ async fn a_stage_swapped_between_batches_applies_from_the_next_batch() -> TestRe
     handle.stop();
     handle.join().await;
     for batch in monitor.recent() {
-        let path = out.join(format!("part-{:010}.json", batch.batch_id));
+        let path = out.join(format!("part-{:010}-c0ffee00.json", batch.batch_id));
         let text = std::fs::read_to_string(&path)?;
         let values: Vec<i64> = text
             .lines()

@@ -1,8 +1,10 @@
-//! `file`: one file per non-empty batch, `part-<batch id>.<ext>`, in JSON lines, CSV or Parquet.
+//! `file`: one file per non-empty batch, `part-<batch id>-<checkpoint id>.<ext>`, in JSON lines,
+//! CSV or Parquet.
 //!
 //! A batch's file is written to a hidden temporary name, synced, and renamed into place, so a
 //! reader never sees half a file. A batch whose file already exists is skipped: replaying a
-//! batch after a crash (same id, same rows) duplicates nothing.
+//! batch after a crash (same id, same rows) duplicates nothing. The checkpoint id keeps a reset
+//! pipeline, whose batch ids start again from 0, from taking its old files for its own.
 
 use super::{Sink, SinkError};
 use crate::config::{FileFormat, FileSinkSpec};
@@ -17,22 +19,27 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug)]
 pub struct FileSink {
     spec: FileSinkSpec,
+    checkpoint_id: String,
 }
 
 impl FileSink {
     /// Creates the output directory if needed.
-    pub fn open(spec: FileSinkSpec) -> Result<FileSink, SinkError> {
+    pub fn open(spec: FileSinkSpec, checkpoint_id: &str) -> Result<FileSink, SinkError> {
         std::fs::create_dir_all(&spec.path).map_err(|source| SinkError::Io {
             path: spec.path.clone(),
             source,
         })?;
-        Ok(FileSink { spec })
+        Ok(FileSink {
+            spec,
+            checkpoint_id: checkpoint_id.to_string(),
+        })
     }
 
     /// The final path of a batch's file.
     pub fn batch_path(&self, batch_id: u64) -> PathBuf {
         self.spec.path.join(format!(
-            "part-{batch_id:010}.{}",
+            "part-{batch_id:010}-{}.{}",
+            self.checkpoint_id,
             self.spec.format.extension()
         ))
     }
@@ -149,7 +156,8 @@ impl Sink for FileSink {
             return Ok(());
         }
         let tmp = self.spec.path.join(format!(
-            ".part-{batch_id:010}.{}.tmp",
+            ".part-{batch_id:010}-{}.{}.tmp",
+            self.checkpoint_id,
             self.spec.format.extension()
         ));
         let file = File::create(&tmp).map_err(io_error(&tmp))?;
@@ -191,11 +199,14 @@ mod tests {
             vec![Arc::new(Int64Array::from(vec![1, 2, 3]))],
         )?;
         for format in [FileFormat::Json, FileFormat::Csv, FileFormat::Parquet] {
-            let mut sink = FileSink::open(FileSinkSpec {
-                path: dir.path().join(format.extension()),
-                format,
-                header: true,
-            })?;
+            let mut sink = FileSink::open(
+                FileSinkSpec {
+                    path: dir.path().join(format.extension()),
+                    format,
+                    header: true,
+                },
+                "c0ffee00",
+            )?;
             sink.write_batch(7, &schema, std::slice::from_ref(&batch))?;
             let path = sink.batch_path(7);
             let first = std::fs::read(&path)?;
@@ -211,15 +222,15 @@ mod tests {
                 .collect::<Result<_, _>>()?;
             assert_eq!(
                 names,
-                vec![format!("part-0000000007.{}", format.extension())]
+                vec![format!("part-0000000007-c0ffee00.{}", format.extension())]
             );
         }
         assert_eq!(
-            std::fs::read_to_string(dir.path().join("json/part-0000000007.json"))?,
+            std::fs::read_to_string(dir.path().join("json/part-0000000007-c0ffee00.json"))?,
             "{\"value\":1}\n{\"value\":2}\n{\"value\":3}\n"
         );
         assert_eq!(
-            std::fs::read_to_string(dir.path().join("csv/part-0000000007.csv"))?,
+            std::fs::read_to_string(dir.path().join("csv/part-0000000007-c0ffee00.csv"))?,
             "value\n1\n2\n3\n"
         );
         Ok(())
@@ -240,11 +251,14 @@ mod tests {
             vec![Arc::new(Int64Array::from_iter_values(0..100_000))],
         )?;
         for format in [FileFormat::Json, FileFormat::Csv, FileFormat::Parquet] {
-            let sink = FileSink::open(FileSinkSpec {
-                path: dir.path().to_path_buf(),
-                format,
-                header: true,
-            })?;
+            let sink = FileSink::open(
+                FileSinkSpec {
+                    path: dir.path().to_path_buf(),
+                    format,
+                    header: true,
+                },
+                "c0ffee00",
+            )?;
             // Every write to /dev/full fails with ENOSPC, as on a full file system.
             let full = File::options().write(true).open("/dev/full")?;
             let err = sink

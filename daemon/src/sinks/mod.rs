@@ -52,8 +52,12 @@ pub trait Sink: Send {
 }
 
 /// Builds the runtime sink for a validated spec; `console_label` names the pipeline in console
-/// banners.
-pub fn build(spec: &SinkSpec, console_label: Option<&str>) -> Result<Box<dyn Sink>, SinkError> {
+/// banners, `checkpoint_id` goes into the names of the files a sink writes.
+pub fn build(
+    spec: &SinkSpec,
+    console_label: Option<&str>,
+    checkpoint_id: &str,
+) -> Result<Box<dyn Sink>, SinkError> {
     Ok(match spec {
         SinkSpec::Console { num_rows, truncate } => {
             let sink = ConsoleSink::new(*num_rows, *truncate);
@@ -62,7 +66,7 @@ pub fn build(spec: &SinkSpec, console_label: Option<&str>) -> Result<Box<dyn Sin
                 None => sink,
             })
         }
-        SinkSpec::File(spec) => Box::new(FileSink::open(spec.clone())?),
+        SinkSpec::File(spec) => Box::new(FileSink::open(spec.clone(), checkpoint_id)?),
         SinkSpec::Null => Box::new(NullSink),
     })
 }

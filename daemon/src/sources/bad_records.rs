@@ -88,6 +88,7 @@ pub struct BadRecords {
     policy: OnError,
     source: &'static str,
     dir: PathBuf,
+    checkpoint_id: String,
     letters: Vec<u8>,
     counts: MalformedCounts,
     first: Option<String>,
@@ -97,13 +98,15 @@ pub struct BadRecords {
 const MAX_RAW_BYTES: usize = 64 * 1024;
 
 impl BadRecords {
-    /// `source` names the source type in dead letters; dead letters of `pipeline` go to
-    /// `<state_dir>/dead_letter/<pipeline>/`.
-    pub fn new(policy: OnError, source: &'static str, state_dir: &Path, pipeline: &str) -> Self {
+    /// `source` names the source type in dead letters; dead letters of the source's pipeline go
+    /// to `<state_dir>/dead_letter/<pipeline>/`, in files named after the batch's range and the
+    /// checkpoint id.
+    pub fn new(policy: OnError, source: &'static str, ctx: &super::SourceContext) -> Self {
         BadRecords {
             policy,
             source,
-            dir: dead_letter_dir(state_dir, pipeline),
+            dir: dead_letter_dir(&ctx.state_dir, &ctx.pipeline),
+            checkpoint_id: ctx.checkpoint_id.clone(),
             letters: Vec::new(),
             counts: MalformedCounts::default(),
             first: None,
@@ -122,6 +125,7 @@ impl BadRecords {
             policy: self.policy,
             source: self.source,
             dir: self.dir.clone(),
+            checkpoint_id: self.checkpoint_id.clone(),
             letters: Vec::new(),
             counts: MalformedCounts::default(),
             first: None,
@@ -186,7 +190,9 @@ impl BadRecords {
     /// Ends a read: writes its dead letters (once per `range`) and returns its counts.
     pub fn finish(&mut self, range: &str) -> Result<MalformedCounts, SourceError> {
         if !self.letters.is_empty() {
-            let path = self.dir.join(format!("{range}.jsonl"));
+            let path = self
+                .dir
+                .join(format!("{range}-{}.jsonl", self.checkpoint_id));
             if !path.exists() {
                 write_atomically(&self.dir, &path, &self.letters)?;
             }
@@ -243,9 +249,13 @@ mod tests {
     }
 
     #[test]
-    fn fail_names_the_record_and_the_reason() {
-        let dir = Path::new("/nonexistent");
-        let mut bad = BadRecords::new(OnError::Fail, "file", dir, "p");
+    fn fail_names_the_record_and_the_reason() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut bad = BadRecords::new(
+            OnError::Fail,
+            "file",
+            &super::super::SourceContext::for_test(dir.path())?,
+        );
         bad.begin();
         let err = bad.record(at(3), "expected 3 fields, found 2", b"1,2");
         let text = err.map_err(|e| e.to_string()).err().unwrap_or_default();
@@ -253,12 +263,17 @@ mod tests {
             text.contains("/in/a.csv line 3") && text.contains("expected 3 fields"),
             "{text}"
         );
+        Ok(())
     }
 
     #[test]
     fn dead_letters_are_written_once_per_range() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let mut bad = BadRecords::new(OnError::DeadLetter, "file", dir.path(), "p");
+        let mut bad = BadRecords::new(
+            OnError::DeadLetter,
+            "file",
+            &super::super::SourceContext::for_test(dir.path())?,
+        );
         for round in 0..2 {
             bad.begin();
             bad.record(at(2), "bad int", b"x,\xff")?;
@@ -266,8 +281,9 @@ mod tests {
             let counts = bad.finish("files-1-2")?;
             assert_eq!(counts.dead_lettered, 2, "round {round}");
         }
-        let text =
-            std::fs::read_to_string(dead_letter_dir(dir.path(), "p").join("files-1-2.jsonl"))?;
+        let text = std::fs::read_to_string(
+            dead_letter_dir(dir.path(), "p").join("files-1-2-c0ffee00.jsonl"),
+        )?;
         let lines: Vec<serde_json::Value> = text
             .lines()
             .map(serde_json::from_str)

@@ -77,10 +77,27 @@ pub enum SourceError {
 pub struct SourceContext {
     /// The pipeline's name (its keys in the store live under `state::pipeline_prefix`).
     pub pipeline: String,
+    /// The checkpoint's id, which names the files a source writes (dead letters).
+    pub checkpoint_id: String,
     /// The state store, for sources that keep a durable log of their input (socket, file).
     pub store: crate::state::SharedStore,
     /// The state directory, for files a source writes beside the store (dead letters).
     pub state_dir: std::path::PathBuf,
+}
+
+impl SourceContext {
+    /// A context for unit tests: pipeline `p`, checkpoint `c0ffee00`, a real store under `dir`.
+    #[cfg(test)]
+    pub(crate) fn for_test(
+        dir: &std::path::Path,
+    ) -> Result<SourceContext, crate::state::StoreError> {
+        Ok(SourceContext {
+            pipeline: "p".into(),
+            checkpoint_id: "c0ffee00".into(),
+            store: std::sync::Arc::new(crate::state::RocksStore::open(&dir.join("db"))?),
+            state_dir: dir.to_path_buf(),
+        })
+    }
 }
 
 impl std::fmt::Debug for SourceContext {

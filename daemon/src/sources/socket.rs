@@ -177,7 +177,7 @@ impl SocketSource {
             }
         }
         Ok(SocketSource {
-            bad: BadRecords::new(spec.on_error, "socket", &ctx.state_dir, &ctx.pipeline),
+            bad: BadRecords::new(spec.on_error, "socket", ctx),
             schema: schema(&spec),
             spec,
             log,
@@ -608,6 +608,7 @@ mod tests {
     fn ctx(dir: &std::path::Path, store: SharedStore) -> SourceContext {
         SourceContext {
             pipeline: "p".into(),
+            checkpoint_id: "c0ffee00".into(),
             store,
             state_dir: dir.to_path_buf(),
         }

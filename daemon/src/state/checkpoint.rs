@@ -75,6 +75,7 @@ impl std::fmt::Debug for Checkpoint {
 
 const OFFSETS: u8 = b'o';
 const COMMITS: u8 = b'c';
+const ID: u8 = b'i';
 
 impl Checkpoint {
     /// The checkpoint of `pipeline`.
@@ -163,6 +164,22 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// The id of this checkpoint (Spark's query `id`), made when it is first asked for and kept
+    /// until a reset. Files the pipeline writes carry it, so that after a reset, when batch ids
+    /// start again from 0, new files never meet the old ones' names.
+    pub fn id(&self) -> Result<String, CheckpointError> {
+        let mut key = self.prefix.clone();
+        key.push(ID);
+        if let Some(id) = self.store.get(&key)? {
+            return Ok(String::from_utf8_lossy(&id).into_owned());
+        }
+        let id = new_id(&self.pipeline);
+        let mut ws = WriteSet::default();
+        ws.put(key, id.as_bytes());
+        self.store.write(ws, true)?;
+        Ok(id)
+    }
+
     /// Deletes everything this pipeline stored: checkpoint and state.
     pub fn reset(&self) -> Result<(), CheckpointError> {
         let mut ws = WriteSet::default();
@@ -170,6 +187,17 @@ impl Checkpoint {
         self.store.write(ws, true)?;
         Ok(())
     }
+}
+
+/// Eight hex digits, different for every call: std's hasher is seeded at random per process,
+/// and the time and pipeline name vary it within one.
+fn new_id(pipeline: &str) -> String {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    pipeline.hash(&mut hasher);
+    std::time::SystemTime::now().hash(&mut hasher);
+    std::process::id().hash(&mut hasher);
+    format!("{:08x}", hasher.finish() as u32)
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -233,6 +261,24 @@ mod tests {
         a.reset()?;
         assert_eq!(a.last_planned()?, None);
         assert_eq!(ab.last_planned()?.map(|e| e.batch_id), Some(7));
+        Ok(())
+    }
+
+    #[test]
+    fn the_id_is_kept_until_a_reset() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store: SharedStore = Arc::new(RocksStore::open(dir.path())?);
+        let cp = Checkpoint::new(store.clone(), "p");
+        let id = cp.id()?;
+        assert_eq!(id.len(), 8);
+        assert_eq!(Checkpoint::new(store.clone(), "p").id()?, id, "kept");
+        assert_ne!(
+            Checkpoint::new(store.clone(), "q").id()?,
+            id,
+            "per pipeline"
+        );
+        cp.reset()?;
+        assert_ne!(cp.id()?, id, "a reset starts a new checkpoint");
         Ok(())
     }
 }

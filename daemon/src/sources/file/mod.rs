@@ -253,7 +253,7 @@ impl FileSource {
         Ok(FileSource {
             next: log.next_seq()?,
             discovery: Discovery::start(&spec),
-            bad: BadRecords::new(spec.on_error, "file", &ctx.state_dir, &ctx.pipeline),
+            bad: BadRecords::new(spec.on_error, "file", ctx),
             schema: with_file_column(&spec, &decoded),
             decoded,
             spec,
@@ -687,6 +687,7 @@ mod tests {
                 spec,
                 &SourceContext {
                     pipeline: "p".into(),
+                    checkpoint_id: "c0ffee00".into(),
                     store: self.store.clone(),
                     state_dir: self.dir.path().to_path_buf(),
                 },

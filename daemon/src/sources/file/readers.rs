@@ -594,7 +594,8 @@ mod tests {
             (InputFormat::Json, &json, 0u64),
         ] {
             let dir = tempfile::tempdir()?;
-            let mut bad = BadRecords::new(OnError::DeadLetter, "file", dir.path(), "p");
+            let ctx = crate::sources::SourceContext::for_test(dir.path())?;
+            let mut bad = BadRecords::new(OnError::DeadLetter, "file", &ctx);
             bad.begin();
             let mut out = Vec::new();
             read_bytes(
@@ -617,7 +618,7 @@ mod tests {
                 .collect();
             assert_eq!(ids, expected, "{format:?}");
             let letters = std::fs::read_to_string(
-                crate::sources::dead_letter_dir(dir.path(), "p").join("r.jsonl"),
+                crate::sources::dead_letter_dir(dir.path(), "p").join("r-c0ffee00.jsonl"),
             )?;
             let lines: Vec<u64> = letters
                 .lines()
