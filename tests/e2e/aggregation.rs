@@ -446,6 +446,13 @@ fn aggregations_that_break_a_rule_are_rejected_at_load_with_the_rule() -> TestRe
             ),
             ":26:13: error: a watermark needs a window",
         ),
+        (
+            SMALL.replace(
+                "functions = [{ fn = \"avg\", column = \"value\" }]",
+                "functions = [{ fn = \"avg\", column = \"value\" }]\nmax_state_memory = 0",
+            ),
+            ":28:20: error: max_state_memory must be more than zero",
+        ),
     ];
     for (text, want) in cases {
         let file = pipeline_file(dir.path(), "bad.toml", &text);

@@ -13,6 +13,7 @@
 //! Checks that need the input schema (does the column exist, is it numeric) happen when the
 //! pipeline is assembled; every reference keeps its [`Location`] for those messages.
 
+use super::byte_size::ByteSize;
 use super::checker::Checker;
 use super::diagnostic::Location;
 use super::duration::HumanDuration;
@@ -153,9 +154,15 @@ pub struct AggregateSpec {
     pub watermark: Option<Duration>,
     /// Output columns after the keys.
     pub functions: Vec<FunctionSpec>,
+    /// Most memory the live groups may take before the pipeline fails (instead of the process
+    /// running out of memory).
+    pub max_state_memory: u64,
     /// Where the section is.
     pub location: Location,
 }
+
+/// `max_state_memory` when the section does not say.
+pub const DEFAULT_MAX_STATE_MEMORY: u64 = 1 << 30;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,6 +178,9 @@ struct RawAggregate {
     watermark: Option<Spanned<HumanDuration>>,
     /// The aggregate functions.
     functions: Spanned<Vec<Spanned<RawFunction>>>,
+    /// Most memory for the live groups (default 1 GiB).
+    #[serde(default)]
+    max_state_memory: Option<Spanned<ByteSize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -426,6 +436,14 @@ pub(super) fn check_aggregate(
             "`window` is the name of the window column; rename the other one",
         );
     }
+    let max_state_memory = match raw.max_state_memory {
+        Some(m) if m.get_ref().0 == 0 => {
+            c.error(m.span(), "max_state_memory must be more than zero");
+            DEFAULT_MAX_STATE_MEMORY
+        }
+        Some(m) => m.get_ref().0,
+        None => DEFAULT_MAX_STATE_MEMORY,
+    };
     if c.diagnostics.len() != errors_before {
         return None;
     }
@@ -434,6 +452,7 @@ pub(super) fn check_aggregate(
         window,
         watermark,
         functions,
+        max_state_memory,
         location,
     })
 }

@@ -37,6 +37,24 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size \"{text}\" is too large"))
 }
 
+impl std::fmt::Display for ByteSize {
+    /// In the largest binary unit that keeps a whole number before the point: `512 B`,
+    /// `4.0 KiB`, `1.5 GiB`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+        if self.0 < 1024 {
+            return write!(f, "{} B", self.0);
+        }
+        let mut value = self.0 as f64 / 1024.0;
+        let mut unit = 0;
+        while value >= 1024.0 && unit + 1 < UNITS.len() {
+            value /= 1024.0;
+            unit += 1;
+        }
+        write!(f, "{value:.1} {}", UNITS[unit])
+    }
+}
+
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visitor;
@@ -63,7 +81,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_byte_size;
+    use super::{ByteSize, parse_byte_size};
 
     #[test]
     fn units_are_decimal_or_binary_as_written() {
@@ -81,5 +99,17 @@ mod tests {
         assert!(parse_byte_size("12 parsecs").is_err());
         assert!(parse_byte_size("MB").is_err());
         assert!(parse_byte_size("99999999999999999999GB").is_err());
+    }
+
+    #[test]
+    fn sizes_display_in_the_largest_whole_binary_unit() {
+        for (bytes, text) in [
+            (512, "512 B"),
+            (4096, "4.0 KiB"),
+            (1536 << 20, "1.5 GiB"),
+            (u64::MAX, "16777216.0 TiB"),
+        ] {
+            assert_eq!(ByteSize(bytes).to_string(), text);
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! watermark has passed, and writes its changes into the batch's commit.
 //!
 //! All live groups are held in memory (the store is written through at commit and read back only
-//! on start or after a failed batch), so processing never reads RocksDB.
+//! on start or after a failed batch), so processing never reads RocksDB; a pipeline whose groups
+//! outgrow `max_state_memory` fails rather than exhaust the process's memory.
 
 use super::accumulators::{AggregateError, GroupsAccumulator};
 use super::assign::{for_each_sliding_start, tumbling_start};
@@ -11,7 +12,7 @@ use super::groups::GroupTable;
 use super::local_keys::{self, LocalKeys};
 use super::persist::{Meta, StateKeys, encode_states};
 use super::resolve::{AggregatePlan, UserAggregates, accumulators};
-use crate::config::{OutputMode, WindowKind};
+use crate::config::{ByteSize, OutputMode, WindowKind};
 use crate::engine::{BatchContext, ErrorClass, Operator, OperatorError, StateOperatorProgress};
 use crate::state::{SharedStore, WriteSet};
 use arrow::array::{Array, ArrayRef, AsArray, StructArray, TimestampMicrosecondArray, UInt32Array};
@@ -567,6 +568,31 @@ impl AggregateOperator {
     fn state_bytes(&self) -> u64 {
         (self.groups.size_bytes() + self.accs.iter().map(|a| a.size_bytes()).sum::<usize>()) as u64
     }
+
+    /// Fails the batch, as the user's to fix, once the live groups outgrow `max_state_memory`:
+    /// one pipeline's state must not take the whole process (and every pipeline) down with it.
+    fn check_state_memory(&self, used: u64) -> Result<(), OperatorError> {
+        let limit = self.plan.max_state_bytes;
+        if used <= limit {
+            return Ok(());
+        }
+        let hint = if self.plan.delay_us.is_none() {
+            "add a watermark so that finished windows are dropped, group by fewer distinct keys, or raise max_state_memory in [aggregate]"
+        } else {
+            "group by fewer distinct keys, shorten the watermark or the windows, or raise max_state_memory in [aggregate]"
+        };
+        Err(OperatorError {
+            stage: "aggregate".into(),
+            message: format!(
+                "the aggregation state holds {} groups in {}, more than max_state_memory ({}): {hint}",
+                self.groups.len(),
+                ByteSize(used),
+                ByteSize(limit),
+            ),
+            class: ErrorClass::User,
+            retryable: false,
+        })
+    }
 }
 
 impl Operator for AggregateOperator {
@@ -711,17 +737,21 @@ impl Operator for AggregateOperator {
         self.remove_groups(&evictable);
         self.evicted_through = eviction;
         let batch = self.batch.clone().unwrap_or_default();
+        let memory_used_bytes = self.state_bytes();
         self.last_progress = Some(StateOperatorProgress {
             num_rows_total: self.groups.len() as u64,
             num_rows_updated: updated,
             num_rows_removed: evictable.len() as u64,
             num_rows_dropped_by_watermark: batch.dropped,
-            memory_used_bytes: self.state_bytes(),
+            memory_used_bytes,
             event_time_min_ms: batch.min_time.map(|t| t.div_euclid(1000)),
             event_time_max_ms: batch.max_time.map(|t| t.div_euclid(1000)),
             event_time_avg_ms: (batch.timed_rows > 0)
                 .then(|| (batch.sum_time / i128::from(batch.timed_rows)) as i64 / 1000),
         });
+        // Measured once a batch (some accumulators count their bytes group by group), on what
+        // the commit would keep.
+        self.check_state_memory(memory_used_bytes)?;
         Ok(out.into_iter().collect())
     }
 

@@ -61,6 +61,9 @@ pub struct AggregatePlan {
     pub output_schema: SchemaRef,
     /// Description of the stateful part: state written under another one is not reused.
     pub fingerprint: String,
+    /// Most bytes the live groups may take (not part of the fingerprint: raising it keeps the
+    /// state).
+    pub max_state_bytes: u64,
 }
 
 /// The type of the `window` output column.
@@ -302,6 +305,7 @@ pub fn resolve(
         functions,
         output_schema: Arc::new(Schema::new(fields)),
         fingerprint: fingerprint.trim_end().to_string(),
+        max_state_bytes: spec.max_state_memory,
     })
 }
 

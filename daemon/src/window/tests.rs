@@ -534,3 +534,40 @@ fn dictionary_encoded_keys_group_like_plain_strings() -> TestResult {
     assert_eq!(out, vec!["null | 3", "a | 12", "b | 5", "c | 20"]);
     Ok(())
 }
+
+#[test]
+fn state_past_max_state_memory_fails_the_batch_and_keeps_what_was_committed() -> TestResult {
+    let small =
+        "group_by = [\"sensor\"]\nfunctions = [{ fn = \"count\" }]\nmax_state_memory = \"4KiB\"";
+    let mut h = Harness::new(small, "update")?;
+    assert_eq!(
+        h.batch(&[&[(1, "a", 1), (2, "b", 1)]])?,
+        vec!["a | 1", "b | 1"]
+    );
+
+    let names: Vec<String> = (0..500).map(|i| format!("sensor_{i}")).collect();
+    let rows: Vec<(i64, &str, i64)> = names.iter().map(|n| (3, n.as_str(), 1)).collect();
+    let ctx = h.context();
+    h.op.process(chunk(&rows), &ctx)?;
+    let err =
+        h.op.finish_batch(&ctx)
+            .err()
+            .ok_or("500 groups fit in 4 KiB")?;
+    assert!(
+        err.message.contains("holds 502 groups")
+            && err.message.contains("more than max_state_memory (4.0 KiB)")
+            && err.message.contains("add a watermark"),
+        "{}",
+        err.message
+    );
+    assert_eq!(err.class, crate::engine::ErrorClass::User);
+    assert!(!err.retryable, "the same batch would fail again");
+    h.op.abort_batch();
+
+    // Raising the limit keeps the state (it is not part of the fingerprint), and the failed
+    // batch left no trace in it.
+    let larger = small.replace("4KiB", "1MiB");
+    h.restart(&larger, "update")?;
+    assert_eq!(h.batch(&[&[(4, "a", 1)]])?, vec!["a | 2"]);
+    Ok(())
+}
