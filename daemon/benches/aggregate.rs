@@ -109,7 +109,11 @@ fn operator(
     plugins: Option<Arc<dyn UserAggregates + Send + Sync>>,
 ) -> AggregateOperator {
     let text = format!(
-        "name = \"{name}\"\noutput_mode = \"update\"\n[source]\ntype = \"rate\"\n[[sink]]\ntype = \"null\"\n[aggregate]\ngroup_by = [\"sensor\"]\nwindow = {{ column = \"time\", size = \"10s\" }}\nwatermark = \"10s\"\nfunctions = [{function}]\n"
+        "name = \"{name}\"\noutput_mode = \"update\"\n[source]\ntype = \"rate\"\n[[sink]]\ntype = \"null\"\n[aggregate]\ngroup_by = [\"sensor\"]\nwindow = {{ column = \"time\", size = \"10s\" }}\nwatermark = \"10s\"\nfunctions = [{function}]\n{}",
+        MAX_STATE_MEMORY
+            .get()
+            .map(|m| format!("max_state_memory = \"{m}\"\n"))
+            .unwrap_or_default()
     );
     let plan = match parse_pipeline(Path::new("bench.toml"), &text) {
         Ok(p) => p,
@@ -140,6 +144,8 @@ struct Measured {
     p99_ms: f64,
     /// Mean ms per batch in: process, finish (emit/evict), prepare_commit, store write.
     phases: [f64; 4],
+    /// Groups in memory and in all after the last batch (they differ once groups spill).
+    groups: (u64, u64),
 }
 
 /// Runs `batches` batches of `rows` rows through the operator, committing each; times only the
@@ -196,6 +202,9 @@ fn run_operator(
         p50_ms: percentile(&latencies, 50.0),
         p99_ms: percentile(&latencies, 99.0),
         phases: phases.map(|d| d.as_secs_f64() * 1000.0 / (batches - 1) as f64),
+        groups: op
+            .state_progress()
+            .map_or((0, 0), |p| (p.num_rows_in_memory, p.num_rows_total)),
     }
 }
 
@@ -417,8 +426,19 @@ fn wasm_aggregates() -> Option<Arc<dyn UserAggregates + Send + Sync>> {
     )))
 }
 
+/// `--max-state-memory SIZE`: the aggregation's memory budget (groups beyond half of it spill).
+static MAX_STATE_MEMORY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(size) = args
+        .iter()
+        .position(|a| a == "--max-state-memory")
+        .and_then(|i| args.get(i + 1))
+    {
+        let _ = MAX_STATE_MEMORY.set(size.clone());
+        println!("max_state_memory = {size}");
+    }
     let quick = args.iter().any(|a| a == "--quick");
     // `--keys N` runs one key count only; `--builtin-only` skips the wasm and latency runs
     // (for profiling).
@@ -483,8 +503,13 @@ fn main() {
             builtin.p99_ms
         );
         println!(
-            "       | built-in per batch: process {:.1} ms, emit+evict {:.1} ms, prepare commit {:.1} ms, RocksDB write {:.1} ms",
-            builtin.phases[0], builtin.phases[1], builtin.phases[2], builtin.phases[3]
+            "       | built-in per batch: process {:.1} ms, emit+evict {:.1} ms, prepare commit {:.1} ms, RocksDB write and commit {:.1} ms; groups in memory at the end {} of {}",
+            builtin.phases[0],
+            builtin.phases[1],
+            builtin.phases[2],
+            builtin.phases[3],
+            builtin.groups.0,
+            builtin.groups.1
         );
         if builtin_only {
             continue;

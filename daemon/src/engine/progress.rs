@@ -33,6 +33,8 @@ pub struct Durations {
 pub struct StateOperatorProgress {
     /// Groups (windows × keys) held after the batch.
     pub num_rows_total: u64,
+    /// Of those, the groups held in memory; the others are only in the store (spilled).
+    pub num_rows_in_memory: u64,
     /// Groups changed by the batch.
     pub num_rows_updated: u64,
     /// Groups evicted by the watermark.

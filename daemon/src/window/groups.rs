@@ -74,7 +74,8 @@ impl GroupTable {
         self.converter.parser()
     }
 
-    fn hash(&self, start: i64, key: &[u8]) -> u64 {
+    /// The hash a group of (window start, key bytes) has; stable for the life of the process.
+    pub fn hash(&self, start: i64, key: &[u8]) -> u64 {
         let mut h = self.hasher.build_hasher();
         h.write_i64(start);
         h.write(key);
@@ -99,6 +100,11 @@ impl GroupTable {
         let hashes = &self.hashes;
         self.table.insert_unique(hash, g, |&g| hashes[g as usize]);
         (g, true)
+    }
+
+    /// The hash of group `g` (see [`GroupTable::hash`]).
+    pub fn group_hash(&self, g: u32) -> u64 {
+        self.hashes[g as usize]
     }
 
     /// Window start of group `g`.

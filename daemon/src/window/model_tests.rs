@@ -1,6 +1,7 @@
 //! The aggregation operator against a model: random batches of out-of-order rows through
 //! tumbling and sliding windows in every output mode, with restarts and failed attempts between
-//! them, must emit exactly what a plain row-at-a-time computation of Spark's semantics emits.
+//! them, and with groups held in memory or spilled after every commit, must emit exactly what a
+//! plain row-at-a-time computation of Spark's semantics emits.
 
 use super::tests::{Harness, chunk};
 use crate::engine::Operator;
@@ -218,13 +219,19 @@ fn run(
     size_ms: i64,
     slide_ms: i64,
     mode: &'static str,
+    spilling: bool,
     steps: &[Step],
 ) -> Result<(), TestCaseError> {
     let aggregate = format!(
         "group_by = [\"sensor\"]\nwindow = {{ column = \"time\", {window} }}\nwatermark = \"5s\"\nfunctions = [{{ fn = \"count\" }}, {{ fn = \"sum\", column = \"value\" }}, {{ fn = \"avg\", column = \"value\" }}, {{ fn = \"min\", column = \"value\" }}, {{ fn = \"max\", column = \"value\" }}]"
     );
     let fail = |e: Box<dyn std::error::Error>| TestCaseError::fail(e.to_string());
-    let mut h = Harness::new(&aggregate, mode).map_err(fail)?;
+    let mut h = if spilling {
+        Harness::spilling(&aggregate, mode)
+    } else {
+        Harness::new(&aggregate, mode)
+    }
+    .map_err(fail)?;
     let mut model = Model {
         size_ms,
         slide_ms,
@@ -253,12 +260,12 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn tumbling_windows_match_the_model(mode in mode(), steps in proptest::collection::vec(step(), 1..12)) {
-        run("size = \"10s\"", 10_000, 10_000, mode, &steps)?;
+    fn tumbling_windows_match_the_model(mode in mode(), spilling in any::<bool>(), steps in proptest::collection::vec(step(), 1..12)) {
+        run("size = \"10s\"", 10_000, 10_000, mode, spilling, &steps)?;
     }
 
     #[test]
-    fn sliding_windows_match_the_model(mode in mode(), steps in proptest::collection::vec(step(), 1..12)) {
-        run("size = \"10s\", slide = \"5s\"", 10_000, 5_000, mode, &steps)?;
+    fn sliding_windows_match_the_model(mode in mode(), spilling in any::<bool>(), steps in proptest::collection::vec(step(), 1..12)) {
+        run("size = \"10s\", slide = \"5s\"", 10_000, 5_000, mode, spilling, &steps)?;
     }
 }

@@ -2,9 +2,13 @@
 //! accumulators once per chunk, emits per output mode at the end of a batch, evicts windows the
 //! watermark has passed, and writes its changes into the batch's commit.
 //!
-//! All live groups are held in memory (the store is written through at commit and read back only
-//! on start or after a failed batch), so processing never reads RocksDB; a pipeline whose groups
-//! outgrow `max_state_memory` fails rather than exhaust the process's memory.
+//! Live groups are held in memory and written through to the store at every commit. When they
+//! take more than half of `max_state_memory` after a commit, the least recently changed are
+//! spilled: dropped from memory, kept in the store, and remembered by hash so that a row that
+//! reaches one again reads it back first (append mode also reads back spilled windows the
+//! watermark closes, to emit them). Complete mode and session windows keep every group in memory.
+//! A batch whose groups take more than `max_state_memory` fails rather than exhaust the process's
+//! memory.
 
 use super::accumulators::{AggregateError, GroupsAccumulator};
 use super::assign::{for_each_sliding_start, tumbling_start};
@@ -20,7 +24,7 @@ use arrow::compute::{cast, take};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{Rows, SortField};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// The aggregation could not be opened.
@@ -112,6 +116,11 @@ pub struct AggregateOperator {
     row_of_pair: Vec<u32>,
     /// Buffers of the single-key fast path; `None` when keys go through the row format.
     local_keys: Option<LocalKeys>,
+    /// Spilled groups, in the store only: window end → group hash → how many share it.
+    cold: BTreeMap<i64, HashMap<u64, u32>>,
+    cold_groups: u64,
+    /// The batch that last changed each group, to spill the least recently changed.
+    last_used: Vec<u64>,
     /// The groups the last chunk touched, each once, when the fast path knows them.
     chunk_touched: Option<Vec<u32>>,
 }
@@ -187,6 +196,9 @@ impl AggregateOperator {
             row_of_pair: Vec::new(),
             local_keys: None,
             chunk_touched: None,
+            cold: BTreeMap::new(),
+            cold_groups: 0,
+            last_used: Vec::new(),
         };
         let single_simple_key = match op.plan.key_types.as_slice() {
             [] => true,
@@ -225,6 +237,9 @@ impl AggregateOperator {
         self.persisted.clear();
         self.stale.clear();
         self.sessions.clear();
+        self.cold.clear();
+        self.cold_groups = 0;
+        self.last_used.clear();
         self.batch = None;
         self.evicted_through = None;
         self.meta = self.keys.load_meta(&self.store)?.unwrap_or_else(|| Meta {
@@ -249,11 +264,179 @@ impl AggregateOperator {
             }
             self.dirty.push(false);
             self.persisted.push(Some((group.end, group.start)));
+            self.last_used.push(0);
             if matches!(self.plan.window, Some((_, WindowKind::Session { .. }))) {
                 self.sessions
                     .entry(group.key.into_boxed_slice())
                     .or_default()
                     .push(g);
+            }
+        }
+        // Everything stored was read; what does not fit goes back out.
+        self.spill();
+        Ok(())
+    }
+
+    /// Whether groups may leave memory: complete mode emits every group every batch, and
+    /// sessions merge with the other sessions of their key.
+    fn can_spill(&self) -> bool {
+        self.plan.mode != OutputMode::Complete
+            && !matches!(self.plan.window, Some((_, WindowKind::Session { .. })))
+    }
+
+    /// Per-group bookkeeping sized for group `g`.
+    fn ensure_slots(&mut self, g: u32) {
+        let len = g as usize + 1;
+        if self.dirty.len() < len {
+            self.dirty.resize(len, false);
+            self.persisted.resize(len, None);
+        }
+        if self.last_used.len() < len {
+            self.last_used.resize(len, 0);
+        }
+    }
+
+    /// After a commit (every group is stored and clean): when the groups take more than
+    /// `spill_above_bytes` (half of `max_state_memory`), the least recently changed leave memory
+    /// until they take half that, so that spilling is not needed again at once.
+    fn spill(&mut self) {
+        let target = self.plan.spill_above_bytes;
+        let used = self.state_bytes();
+        let n = self.groups.len();
+        if !self.can_spill() || used <= target || n == 0 {
+            return;
+        }
+        let keep = (n as f64 * (target / 2) as f64 / used as f64) as usize;
+        let count = n - keep.min(n);
+        if count == 0 {
+            return;
+        }
+        self.last_used.resize(n, 0);
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        let last_used = &self.last_used;
+        order.select_nth_unstable_by_key(count - 1, |&g| last_used[g as usize]);
+        let victims = &order[..count];
+        for &g in victims {
+            *self
+                .cold
+                .entry(self.groups.end(g))
+                .or_default()
+                .entry(self.groups.group_hash(g))
+                .or_insert(0) += 1;
+        }
+        self.cold_groups += count as u64;
+        self.remove_groups(victims);
+        tracing::debug!(pipeline = %self.pipeline, spilled = count, in_memory = self.groups.len(), "aggregation state spilled");
+    }
+
+    /// Groups the chunk created (`first_new..`) that were spilled get their stored state back
+    /// before the chunk's rows are added.
+    fn load_cold(&mut self, first_new: usize) -> Result<(), OperatorError> {
+        if self.cold.is_empty() {
+            return Ok(());
+        }
+        for g in first_new as u32..self.groups.len() as u32 {
+            let (start, end, hash) = (
+                self.groups.start(g),
+                self.groups.end(g),
+                self.groups.group_hash(g),
+            );
+            if !self.cold.get(&end).is_some_and(|w| w.contains_key(&hash)) {
+                continue;
+            }
+            let stored = self
+                .keys
+                .load_group(&self.store, end, start, self.groups.key(g).as_ref())
+                .map_err(|e| op_error(e, true))?;
+            // Not stored: a new group that shares a spilled one's hash.
+            let Some(states) = stored else { continue };
+            self.take_cold(end, hash);
+            self.restore(g, start, end, &states)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets one spilled group of window `end` with `hash`.
+    fn take_cold(&mut self, end: i64, hash: u64) {
+        if let Some(window) = self.cold.get_mut(&end) {
+            if let Some(count) = window.get_mut(&hash) {
+                *count -= 1;
+                if *count == 0 {
+                    window.remove(&hash);
+                }
+                self.cold_groups = self.cold_groups.saturating_sub(1);
+            }
+            if window.is_empty() {
+                self.cold.remove(&end);
+            }
+        }
+    }
+
+    /// Puts stored states into group `g`, which has none yet.
+    fn restore(
+        &mut self,
+        g: u32,
+        start: i64,
+        end: i64,
+        states: &[Vec<u8>],
+    ) -> Result<(), OperatorError> {
+        if states.len() != self.accs.len() {
+            return Err(op_error(
+                format!(
+                    "a stored group has {} states for {} functions",
+                    states.len(),
+                    self.accs.len()
+                ),
+                false,
+            ));
+        }
+        for (acc, state) in self.accs.iter_mut().zip(states) {
+            // Groups created before `g` in this chunk get their empty state first.
+            acc.resize(g as usize);
+            acc.load(g, state).map_err(|e| op_error(e.message, false))?;
+        }
+        self.ensure_slots(g);
+        self.persisted[g as usize] = Some((end, start));
+        Ok(())
+    }
+
+    /// Spilled groups of windows the watermark has closed: append mode reads them back to emit
+    /// them; either way they are no longer remembered (the commit deletes the closed windows
+    /// from the store).
+    fn evict_cold(&mut self, watermark: i64) -> Result<(), OperatorError> {
+        let ended: Vec<i64> = self.cold.range(..=watermark).map(|(&end, _)| end).collect();
+        if ended.is_empty() {
+            return Ok(());
+        }
+        if self.plan.mode == OutputMode::Append {
+            let stored = self
+                .keys
+                .load_ended_by(&self.store, watermark)
+                .map_err(|e| op_error(e, true))?;
+            let parser = self.groups.parser();
+            for group in stored {
+                let hash = self.groups.hash(group.start, &group.key);
+                if !self
+                    .cold
+                    .get(&group.end)
+                    .is_some_and(|w| w.contains_key(&hash))
+                {
+                    continue;
+                }
+                let (g, created) =
+                    self.groups
+                        .intern(group.start, group.end, parser.parse(&group.key));
+                if !created {
+                    continue; // held in memory; the stored copy is older
+                }
+                self.take_cold(group.end, hash);
+                self.restore(g, group.start, group.end, &group.states)?;
+            }
+        }
+        for end in ended {
+            if let Some(window) = self.cold.remove(&end) {
+                let count: u64 = window.values().map(|&c| u64::from(c)).sum();
+                self.cold_groups = self.cold_groups.saturating_sub(count);
             }
         }
         Ok(())
@@ -500,14 +683,17 @@ impl AggregateOperator {
         }
         let mut dirty = vec![false; new_len];
         let mut persisted = vec![None; new_len];
+        let mut last_used = vec![0; new_len];
         for (old, new) in mapping.iter().enumerate() {
             if let Some(new) = new {
                 dirty[*new as usize] = self.dirty.get(old).copied().unwrap_or(false);
                 persisted[*new as usize] = self.persisted.get(old).copied().flatten();
+                last_used[*new as usize] = self.last_used.get(old).copied().unwrap_or(0);
             }
         }
         self.dirty = dirty;
         self.persisted = persisted;
+        self.last_used = last_used;
         self.dirty_list = self
             .dirty_list
             .iter()
@@ -610,6 +796,7 @@ impl Operator for AggregateOperator {
         if n == 0 {
             return Ok(Vec::new());
         }
+        let first_new = self.groups.len();
         if let Some(b) = self.batch.as_mut() {
             b.rows += n as u64;
         }
@@ -668,6 +855,8 @@ impl Operator for AggregateOperator {
             );
         }
 
+        self.load_cold(first_new)?;
+
         // Rows are assigned in order; only sliding windows repeat a row. With no row dropped
         // and none repeated, pair i is row i and the input columns serve as they are.
         let sliding = matches!(self.plan.window, Some((_, WindowKind::Sliding { .. })));
@@ -721,6 +910,9 @@ impl Operator for AggregateOperator {
         self.begin(ctx);
         self.flush_accumulators()?;
         let eviction = self.batch.as_ref().and_then(|b| b.eviction);
+        if let Some(wm) = eviction {
+            self.evict_cold(wm)?;
+        }
         let evictable: Vec<u32> = match eviction {
             Some(wm) => (0..self.groups.len() as u32)
                 .filter(|&g| self.groups.end(g) <= wm)
@@ -739,7 +931,8 @@ impl Operator for AggregateOperator {
         let batch = self.batch.clone().unwrap_or_default();
         let memory_used_bytes = self.state_bytes();
         self.last_progress = Some(StateOperatorProgress {
-            num_rows_total: self.groups.len() as u64,
+            num_rows_total: self.groups.len() as u64 + self.cold_groups,
+            num_rows_in_memory: self.groups.len() as u64,
             num_rows_updated: updated,
             num_rows_removed: evictable.len() as u64,
             num_rows_dropped_by_watermark: batch.dropped,
@@ -792,7 +985,11 @@ impl Operator for AggregateOperator {
     }
 
     fn committed(&mut self) {
+        let batch_id = self.batch.as_ref().map_or(0, |b| b.batch_id);
         for &g in &self.dirty_list {
+            if let Some(used) = self.last_used.get_mut(g as usize) {
+                *used = batch_id;
+            }
             if let Some(slot) = self.persisted.get_mut(g as usize) {
                 *slot = Some((self.groups.end(g), self.groups.start(g)));
             }
@@ -803,6 +1000,7 @@ impl Operator for AggregateOperator {
         self.dirty_list.clear();
         self.batch = None;
         self.evicted_through = None;
+        self.spill();
     }
 
     fn abort_batch(&mut self) {
@@ -827,7 +1025,9 @@ impl Operator for AggregateOperator {
         };
         let advanced = self.meta.last_eviction_ms.is_none_or(|last| wm > last);
         let wm_us = wm.saturating_mul(1000);
-        advanced && self.groups.ends().iter().any(|&end| end <= wm_us)
+        advanced
+            && (self.groups.ends().iter().any(|&end| end <= wm_us)
+                || self.cold.keys().next().is_some_and(|&end| end <= wm_us))
     }
 
     fn state_progress(&self) -> Option<StateOperatorProgress> {

@@ -98,6 +98,44 @@ impl StateKeys {
     /// Reads every stored group, in key order.
     pub fn load(&self, store: &SharedStore) -> Result<Vec<StoredGroup>, String> {
         let (from, to) = self.all();
+        self.load_range(store, from, to)
+    }
+
+    /// Reads the stored groups whose window ended by `watermark`.
+    pub fn load_ended_by(
+        &self,
+        store: &SharedStore,
+        watermark: i64,
+    ) -> Result<Vec<StoredGroup>, String> {
+        let (from, to) = self.ended_by(watermark);
+        self.load_range(store, from, to)
+    }
+
+    /// The states of one stored group, if it is stored.
+    pub fn load_group(
+        &self,
+        store: &SharedStore,
+        end: i64,
+        start: i64,
+        key: &[u8],
+    ) -> Result<Option<Vec<Vec<u8>>>, String> {
+        let stored = store
+            .get(&self.group(end, start, key))
+            .map_err(|e| e.to_string())?;
+        match stored {
+            None => Ok(None),
+            Some(value) => decode_states(&value)
+                .map(Some)
+                .ok_or_else(|| "stored aggregation state is damaged".to_string()),
+        }
+    }
+
+    fn load_range(
+        &self,
+        store: &SharedStore,
+        from: Vec<u8>,
+        to: Vec<u8>,
+    ) -> Result<Vec<StoredGroup>, String> {
         let mut groups = Vec::new();
         let mut bad = None;
         let skip = from.len();
@@ -139,9 +177,7 @@ pub fn encode_states(states: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-fn decode_group(key: &[u8], value: &[u8]) -> Option<StoredGroup> {
-    let end = decode_time(key.get(0..8)?)?;
-    let start = decode_time(key.get(8..16)?)?;
+fn decode_states(value: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut states = Vec::new();
     let mut at = 0;
     while at < value.len() {
@@ -149,11 +185,17 @@ fn decode_group(key: &[u8], value: &[u8]) -> Option<StoredGroup> {
         states.push(value.get(at + 4..at + 4 + len)?.to_vec());
         at += 4 + len;
     }
+    Some(states)
+}
+
+fn decode_group(key: &[u8], value: &[u8]) -> Option<StoredGroup> {
+    let end = decode_time(key.get(0..8)?)?;
+    let start = decode_time(key.get(8..16)?)?;
     Some(StoredGroup {
         start,
         end,
-        key: key[16..].to_vec(),
-        states,
+        key: key.get(16..)?.to_vec(),
+        states: decode_states(value)?,
     })
 }
 

@@ -64,6 +64,8 @@ pub struct AggregatePlan {
     /// Most bytes the live groups may take (not part of the fingerprint: raising it keeps the
     /// state).
     pub max_state_bytes: u64,
+    /// After a commit, groups beyond this many bytes are spilled (half of `max_state_bytes`).
+    pub spill_above_bytes: u64,
 }
 
 /// The type of the `window` output column.
@@ -306,6 +308,7 @@ pub fn resolve(
         output_schema: Arc::new(Schema::new(fields)),
         fingerprint: fingerprint.trim_end().to_string(),
         max_state_bytes: spec.max_state_memory,
+        spill_above_bytes: spec.max_state_memory / 2,
     })
 }
 

@@ -45,6 +45,8 @@ pub(super) fn chunk(rows: &[(i64, &str, i64)]) -> RecordBatch {
 
 pub(super) struct Harness {
     pub(super) op: AggregateOperator,
+    /// Spill every group after every commit, so that each batch reads its groups back.
+    spill_everything: bool,
     store: SharedStore,
     pub(super) batch_id: u64,
     pub(super) watermark_ms: Option<i64>,
@@ -75,6 +77,7 @@ impl Harness {
         let op = AggregateOperator::open("t", plan_for(aggregate, mode)?, store.clone(), None)?;
         Ok(Harness {
             op,
+            spill_everything: false,
             store,
             batch_id: 0,
             watermark_ms: None,
@@ -88,9 +91,23 @@ impl Harness {
         aggregate: &str,
         mode: &str,
     ) -> Result<(), Box<dyn std::error::Error>> {
-        self.op =
-            AggregateOperator::open("t", plan_for(aggregate, mode)?, self.store.clone(), None)?;
+        let mut plan = plan_for(aggregate, mode)?;
+        if self.spill_everything {
+            plan.spill_above_bytes = 0;
+        }
+        self.op = AggregateOperator::open("t", plan, self.store.clone(), None)?;
         Ok(())
+    }
+
+    /// A harness whose operator spills every group after every commit.
+    pub(super) fn spilling(
+        aggregate: &str,
+        mode: &str,
+    ) -> Result<Harness, Box<dyn std::error::Error>> {
+        let mut h = Harness::new(aggregate, mode)?;
+        h.spill_everything = true;
+        h.restart(aggregate, mode)?;
+        Ok(h)
     }
 
     /// Runs one batch and commits it; returns the emitted rows as text.
@@ -569,5 +586,32 @@ fn state_past_max_state_memory_fails_the_batch_and_keeps_what_was_committed() ->
     let larger = small.replace("4KiB", "1MiB");
     h.restart(&larger, "update")?;
     assert_eq!(h.batch(&[&[(4, "a", 1)]])?, vec!["a | 2"]);
+    Ok(())
+}
+
+#[test]
+fn spilled_groups_are_read_back_when_their_rows_return() -> TestResult {
+    let counts = "group_by = [\"sensor\"]\nfunctions = [{ fn = \"count\" }, { fn = \"count_distinct\", column = \"value\" }]";
+    let mut h = Harness::spilling(counts, "update")?;
+    assert_eq!(
+        h.batch(&[&[(1, "a", 1), (1, "b", 1), (1, "c", 1)]])?,
+        vec!["a | 1 | 1", "b | 1 | 1", "c | 1 | 1"]
+    );
+    // Everything left memory at the commit; `b` comes back from the store with its count.
+    assert_eq!(h.batch(&[&[(2, "b", 2)]])?, vec!["b | 2 | 2"]);
+    let progress = h.op.state_progress().ok_or("no progress")?;
+    assert_eq!(
+        (progress.num_rows_total, progress.num_rows_in_memory),
+        (3, 1),
+        "a and c stayed in the store"
+    );
+    // Two spilled groups and a new one in one chunk, out of order.
+    assert_eq!(
+        h.batch(&[&[(3, "d", 1), (3, "c", 5), (3, "a", 1)]])?,
+        vec!["a | 2 | 1", "c | 2 | 2", "d | 1 | 1"]
+    );
+    // A restart reads the state as committed.
+    h.restart(counts, "update")?;
+    assert_eq!(h.batch(&[&[(4, "b", 2)]])?, vec!["b | 3 | 2"]);
     Ok(())
 }
