@@ -246,15 +246,37 @@ impl AggregateOperator {
             fingerprint: self.plan.fingerprint.clone(),
             ..Meta::default()
         });
-        let stored = self.keys.load(&self.store)?;
+        // Groups are read in key order (oldest window first) while they fit under the spill
+        // threshold; the rest are only remembered, so a state larger than memory opens too.
         let parser = self.groups.parser();
-        for group in stored {
+        let fits = self.plan.spill_above_bytes / 2;
+        let can_spill = self.can_spill();
+        let mut visited: u64 = 0;
+        let mut full = false;
+        let store = self.store.clone();
+        let keys = self.keys.clone();
+        keys.for_each(&store, &mut |group| {
             if group.states.len() != self.accs.len() {
                 return Err(format!(
                     "a stored group has {} states for {} functions",
                     group.states.len(),
                     self.accs.len()
                 ));
+            }
+            visited += 1;
+            // Measured every 1024 groups: some accumulators count their bytes group by group.
+            if can_spill && !full && visited.is_multiple_of(1024) {
+                full = self.state_bytes() > fits;
+            }
+            if full {
+                *self
+                    .cold
+                    .entry(group.end)
+                    .or_default()
+                    .entry(self.groups.hash(group.start, &group.key))
+                    .or_insert(0) += 1;
+                self.cold_groups += 1;
+                return Ok(());
             }
             let (g, _) = self
                 .groups
@@ -271,9 +293,8 @@ impl AggregateOperator {
                     .or_default()
                     .push(g);
             }
-        }
-        // Everything stored was read; what does not fit goes back out.
-        self.spill();
+            Ok(())
+        })?;
         Ok(())
     }
 

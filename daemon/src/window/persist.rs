@@ -95,10 +95,14 @@ impl StateKeys {
         k
     }
 
-    /// Reads every stored group, in key order.
-    pub fn load(&self, store: &SharedStore) -> Result<Vec<StoredGroup>, String> {
+    /// Visits every stored group, in key order, without holding them all.
+    pub fn for_each(
+        &self,
+        store: &SharedStore,
+        visit: &mut dyn FnMut(StoredGroup) -> Result<(), String>,
+    ) -> Result<(), String> {
         let (from, to) = self.all();
-        self.load_range(store, from, to)
+        self.visit_range(store, from, to, visit)
     }
 
     /// Reads the stored groups whose window ended by `watermark`.
@@ -137,23 +141,36 @@ impl StateKeys {
         to: Vec<u8>,
     ) -> Result<Vec<StoredGroup>, String> {
         let mut groups = Vec::new();
-        let mut bad = None;
+        self.visit_range(store, from, to, &mut |group| {
+            groups.push(group);
+            Ok(())
+        })?;
+        Ok(groups)
+    }
+
+    fn visit_range(
+        &self,
+        store: &SharedStore,
+        from: Vec<u8>,
+        to: Vec<u8>,
+        visit: &mut dyn FnMut(StoredGroup) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut failed = None;
         let skip = from.len();
         store
             .scan(&from, &to, false, &mut |key, value| {
-                match decode_group(&key[skip..], value) {
-                    Some(group) => groups.push(group),
-                    None => bad = Some(String::from_utf8_lossy(key).into_owned()),
-                }
-                bad.is_none()
+                let result = match decode_group(&key[skip..], value) {
+                    Some(group) => visit(group),
+                    None => Err(format!(
+                        "stored aggregation state is damaged at key {:?}",
+                        String::from_utf8_lossy(key)
+                    )),
+                };
+                failed = result.err();
+                failed.is_none()
             })
             .map_err(|e: StoreError| e.to_string())?;
-        match bad {
-            Some(key) => Err(format!(
-                "stored aggregation state is damaged at key {key:?}"
-            )),
-            None => Ok(groups),
-        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// Reads the metadata.

@@ -615,3 +615,43 @@ fn spilled_groups_are_read_back_when_their_rows_return() -> TestResult {
     assert_eq!(h.batch(&[&[(4, "b", 2)]])?, vec!["b | 3 | 2"]);
     Ok(())
 }
+
+#[test]
+fn a_state_larger_than_the_budget_opens_partly_spilled_and_counts_on() -> TestResult {
+    let counts = "group_by = [\"sensor\"]\nfunctions = [{ fn = \"count\" }]";
+    let mut h = Harness::spilling(counts, "update")?;
+    let names: Vec<String> = (0..3000).map(|i| format!("s{i:04}")).collect();
+    let rows: Vec<(i64, &str, i64)> = names.iter().map(|n| (1, n.as_str(), 1)).collect();
+    assert_eq!(h.batch(&[&rows])?.len(), 3000);
+    // Reopened with a budget of nothing: some groups are read, the rest only remembered.
+    h.restart(counts, "update")?;
+    let out = h.batch(&[&rows[..10]])?;
+    assert_eq!(
+        out,
+        names[..10]
+            .iter()
+            .map(|n| format!("{n} | 2"))
+            .collect::<Vec<_>>()
+    );
+    let progress = h.op.state_progress().ok_or("no progress")?;
+    assert_eq!(progress.num_rows_total, 3000);
+    assert!(
+        progress.num_rows_in_memory < 3000,
+        "{} in memory",
+        progress.num_rows_in_memory
+    );
+    // Every key, wherever it was, counts on from what was committed.
+    let out = h.batch(&[&rows])?;
+    assert_eq!(out.len(), 3000);
+    assert!(
+        out[..10].iter().all(|r| r.ends_with("| 3")),
+        "{:?}",
+        &out[..10]
+    );
+    assert!(
+        out[10..].iter().all(|r| r.ends_with("| 2")),
+        "{:?}",
+        &out[10..20]
+    );
+    Ok(())
+}
