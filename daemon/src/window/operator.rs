@@ -772,6 +772,26 @@ impl AggregateOperator {
             .map_err(|e| op_error(e, false))
     }
 
+    /// The keys of the groups held in memory, as text (tests of spilling).
+    #[cfg(test)]
+    pub(super) fn resident_keys(&self) -> Vec<String> {
+        let all: Vec<u32> = (0..self.groups.len() as u32).collect();
+        let Ok(columns) = self.groups.key_columns(&all) else {
+            return Vec::new();
+        };
+        let Some(column) = columns.first() else {
+            return Vec::new();
+        };
+        let formatter = crate::sinks::CellFormatter { utc: true };
+        (0..column.len())
+            .map(|i| {
+                let mut text = String::new();
+                formatter.write(&mut text, column.as_ref(), i);
+                text
+            })
+            .collect()
+    }
+
     fn state_bytes(&self) -> u64 {
         (self.groups.size_bytes() + self.accs.iter().map(|a| a.size_bytes()).sum::<usize>()) as u64
     }
@@ -1007,6 +1027,8 @@ impl Operator for AggregateOperator {
 
     fn committed(&mut self) {
         let batch_id = self.batch.as_ref().map_or(0, |b| b.batch_id);
+        // Groups created by this batch are the most recently changed, not the least.
+        self.last_used.resize(self.groups.len(), 0);
         for &g in &self.dirty_list {
             if let Some(used) = self.last_used.get_mut(g as usize) {
                 *used = batch_id;

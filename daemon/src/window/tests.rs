@@ -45,8 +45,8 @@ pub(super) fn chunk(rows: &[(i64, &str, i64)]) -> RecordBatch {
 
 pub(super) struct Harness {
     pub(super) op: AggregateOperator,
-    /// Spill every group after every commit, so that each batch reads its groups back.
-    spill_everything: bool,
+    /// Overrides the plan's spill threshold (0: spill every group after every commit).
+    spill_above: Option<u64>,
     store: SharedStore,
     pub(super) batch_id: u64,
     pub(super) watermark_ms: Option<i64>,
@@ -77,7 +77,7 @@ impl Harness {
         let op = AggregateOperator::open("t", plan_for(aggregate, mode)?, store.clone(), None)?;
         Ok(Harness {
             op,
-            spill_everything: false,
+            spill_above: None,
             store,
             batch_id: 0,
             watermark_ms: None,
@@ -92,8 +92,8 @@ impl Harness {
         mode: &str,
     ) -> Result<(), Box<dyn std::error::Error>> {
         let mut plan = plan_for(aggregate, mode)?;
-        if self.spill_everything {
-            plan.spill_above_bytes = 0;
+        if let Some(bytes) = self.spill_above {
+            plan.spill_above_bytes = bytes;
         }
         self.op = AggregateOperator::open("t", plan, self.store.clone(), None)?;
         Ok(())
@@ -104,8 +104,17 @@ impl Harness {
         aggregate: &str,
         mode: &str,
     ) -> Result<Harness, Box<dyn std::error::Error>> {
+        Harness::spilling_above(aggregate, mode, 0)
+    }
+
+    /// A harness whose operator spills groups beyond `bytes` after a commit.
+    fn spilling_above(
+        aggregate: &str,
+        mode: &str,
+        bytes: u64,
+    ) -> Result<Harness, Box<dyn std::error::Error>> {
         let mut h = Harness::new(aggregate, mode)?;
-        h.spill_everything = true;
+        h.spill_above = Some(bytes);
         h.restart(aggregate, mode)?;
         Ok(h)
     }
@@ -652,6 +661,43 @@ fn a_state_larger_than_the_budget_opens_partly_spilled_and_counts_on() -> TestRe
         out[10..].iter().all(|r| r.ends_with("| 2")),
         "{:?}",
         &out[10..20]
+    );
+    Ok(())
+}
+
+#[test]
+fn the_least_recently_changed_groups_are_spilled_first() -> TestResult {
+    let counts = "group_by = [\"sensor\"]\nfunctions = [{ fn = \"count\" }]";
+    let old: Vec<String> = (0..10).map(|i| format!("old{i}")).collect();
+    let new: Vec<String> = (0..10).map(|i| format!("new{i}")).collect();
+    let rows = |names: &[String]| -> Vec<(i64, String, i64)> {
+        names.iter().map(|n| (1, n.clone(), 1)).collect()
+    };
+    let run = |h: &mut Harness| -> Result<(), Box<dyn std::error::Error>> {
+        for names in [&old, &new] {
+            let owned = rows(names);
+            let borrowed: Vec<(i64, &str, i64)> =
+                owned.iter().map(|(t, n, v)| (*t, n.as_str(), *v)).collect();
+            h.batch(&[&borrowed])?;
+        }
+        Ok(())
+    };
+    // How much the 20 groups take, measured without spilling.
+    let mut plain = Harness::new(counts, "update")?;
+    run(&mut plain)?;
+    let used = plain
+        .op
+        .state_progress()
+        .ok_or("no progress")?
+        .memory_used_bytes;
+    // Just under that: the second commit spills down to about half of the groups.
+    let mut h = Harness::spilling_above(counts, "update", used * 9 / 10)?;
+    run(&mut h)?;
+    let resident = h.op.resident_keys();
+    assert!(!resident.is_empty(), "everything was spilled");
+    assert!(
+        resident.iter().all(|k| k.starts_with("new")),
+        "the groups of the older batch go first: {resident:?}"
     );
     Ok(())
 }
