@@ -307,11 +307,16 @@ fn kill_9_during_an_append_run_leaves_the_output_of_an_uninterrupted_run() -> Te
     );
     run_to_end(&dir.path().join("clean-run"), &[clean]);
 
+    // The crashed run also spills: a tiny memory budget sends most groups to the store after
+    // every commit, so crashes also land between spilling and reading back.
     let crashed_out = dir.path().join("crashed");
     let crashed = pipeline_file(
         dir.path(),
         "crashed.toml",
-        &aggregated("crashed", "append", &crashed_out, CRASH_ROWS, CRASH_BATCH),
+        &aggregated("crashed", "append", &crashed_out, CRASH_ROWS, CRASH_BATCH).replace(
+            "watermark = \"5s\"\n",
+            "watermark = \"5s\"\nmax_state_memory = \"2KiB\"\n",
+        ),
     );
     let state = dir
         .path()
@@ -319,7 +324,15 @@ fn kill_9_during_an_append_run_leaves_the_output_of_an_uninterrupted_run() -> Te
         .to_string_lossy()
         .into_owned();
     let file = crashed.to_string_lossy().into_owned();
-    let args = ["run", "--state-dir", &state, &file];
+    let args = [
+        "run",
+        "--log-level",
+        "info,weir::window=debug",
+        "--state-dir",
+        &state,
+        &file,
+    ];
+    let mut spilled = false;
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     let mut kills = 0;
     let files_in = |d: &Path| std::fs::read_dir(d).map_or(0, |e| e.count());
@@ -329,6 +342,7 @@ fn kill_9_during_an_append_run_leaves_the_output_of_an_uninterrupted_run() -> Te
         if kills == 8 {
             let status = weir.wait_exit(Duration::from_secs(120));
             assert!(status.success(), "{}", weir.stderr());
+            spilled |= weir.stderr().contains("aggregation state spilled");
             break;
         }
         // Let the run make progress (one more output file, or the end), then crash it a
@@ -349,6 +363,7 @@ fn kill_9_during_an_append_run_leaves_the_output_of_an_uninterrupted_run() -> Te
             );
             break;
         }
+        spilled |= weir.stderr().contains("aggregation state spilled");
         weir.kill9();
         kills += 1;
     }
@@ -356,6 +371,7 @@ fn kill_9_during_an_append_run_leaves_the_output_of_an_uninterrupted_run() -> Te
         kills >= 3,
         "the run ended before it could be interrupted ({kills} kills)"
     );
+    assert!(spilled, "the crashed run never spilled");
 
     // `part-<batch id>-<checkpoint id>.json` → batch id → name; the two runs have different
     // checkpoints, and every restart of the crashed run must have kept its own.

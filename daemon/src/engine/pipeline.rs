@@ -444,6 +444,7 @@ impl Pipeline {
                 malformed_skipped = progress.num_malformed_skipped,
                 malformed_dead_lettered = progress.num_malformed_dead_lettered,
                 state_rows = progress.state_operators.iter().map(|s| s.num_rows_total).sum::<u64>(),
+                state_memory_bytes = progress.state_operators.iter().map(|s| s.memory_used_bytes).sum::<u64>(),
                 late_rows = progress.state_operators.iter().map(|s| s.num_rows_dropped_by_watermark).sum::<u64>(),
                 watermark_ms = progress.watermark_ms,
                 "batch committed"
