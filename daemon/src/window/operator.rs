@@ -246,8 +246,8 @@ impl AggregateOperator {
             fingerprint: self.plan.fingerprint.clone(),
             ..Meta::default()
         });
-        // Groups are read in key order (oldest window first) while they fit under the spill
-        // threshold; the rest are only remembered, so a state larger than memory opens too.
+        // Groups are read latest window first while they fit in a quarter of the budget; the
+        // rest are only remembered, so a state larger than memory opens too.
         let parser = self.groups.parser();
         let fits = self.plan.spill_above_bytes / 2;
         let can_spill = self.can_spill();
@@ -255,7 +255,7 @@ impl AggregateOperator {
         let mut full = false;
         let store = self.store.clone();
         let keys = self.keys.clone();
-        keys.for_each(&store, &mut |group| {
+        keys.for_each_latest_first(&store, &mut |group| {
             if group.states.len() != self.accs.len() {
                 return Err(format!(
                     "a stored group has {} states for {} functions",

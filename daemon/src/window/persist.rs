@@ -95,14 +95,15 @@ impl StateKeys {
         k
     }
 
-    /// Visits every stored group, in key order, without holding them all.
-    pub fn for_each(
+    /// Visits every stored group, latest window end first (the windows rows are likeliest to
+    /// reach next), without holding them all.
+    pub fn for_each_latest_first(
         &self,
         store: &SharedStore,
         visit: &mut dyn FnMut(StoredGroup) -> Result<(), String>,
     ) -> Result<(), String> {
         let (from, to) = self.all();
-        self.visit_range(store, from, to, visit)
+        self.visit_range(store, from, to, true, visit)
     }
 
     /// Reads the stored groups whose window ended by `watermark`.
@@ -141,7 +142,7 @@ impl StateKeys {
         to: Vec<u8>,
     ) -> Result<Vec<StoredGroup>, String> {
         let mut groups = Vec::new();
-        self.visit_range(store, from, to, &mut |group| {
+        self.visit_range(store, from, to, false, &mut |group| {
             groups.push(group);
             Ok(())
         })?;
@@ -153,12 +154,13 @@ impl StateKeys {
         store: &SharedStore,
         from: Vec<u8>,
         to: Vec<u8>,
+        reverse: bool,
         visit: &mut dyn FnMut(StoredGroup) -> Result<(), String>,
     ) -> Result<(), String> {
         let mut failed = None;
         let skip = from.len();
         store
-            .scan(&from, &to, false, &mut |key, value| {
+            .scan(&from, &to, reverse, &mut |key, value| {
                 let result = match decode_group(&key[skip..], value) {
                     Some(group) => visit(group),
                     None => Err(format!(

@@ -701,3 +701,23 @@ fn the_least_recently_changed_groups_are_spilled_first() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_large_state_opens_with_its_latest_windows_in_memory() -> TestResult {
+    let windowed = "group_by = [\"sensor\"]\nwindow = { column = \"time\", size = \"10s\" }\nfunctions = [{ fn = \"count\" }]";
+    let mut h = Harness::spilling(windowed, "update")?;
+    let old: Vec<String> = (0..1100).map(|i| format!("old{i:04}")).collect();
+    let new: Vec<String> = (0..1100).map(|i| format!("new{i:04}")).collect();
+    let mut rows: Vec<(i64, &str, i64)> = old.iter().map(|n| (1, n.as_str(), 1)).collect();
+    rows.extend(new.iter().map(|n| (11, n.as_str(), 1)));
+    h.batch(&[&rows])?;
+    // Reopened with no budget: what is read before memory counts as full is the newest window.
+    h.restart(windowed, "update")?;
+    let resident = h.op.resident_keys();
+    assert!(resident.len() >= 1000, "{} groups read", resident.len());
+    assert!(
+        resident.iter().all(|k| k.starts_with("new")),
+        "an old window's group was read first"
+    );
+    Ok(())
+}
