@@ -186,18 +186,24 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
 
-    #[test]
-    fn writes_each_batch_once_in_every_format() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
+    /// One non-null Int64 column `value` holding `values`.
+    fn values(
+        values: impl IntoIterator<Item = i64>,
+    ) -> Result<(SchemaRef, RecordBatch), arrow::error::ArrowError> {
         let schema = Arc::new(Schema::new(vec![Field::new(
             "value",
             DataType::Int64,
             false,
         )]));
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(Int64Array::from(vec![1, 2, 3]))],
-        )?;
+        let column = Arc::new(Int64Array::from_iter_values(values));
+        let batch = RecordBatch::try_new(schema.clone(), vec![column])?;
+        Ok((schema, batch))
+    }
+
+    #[test]
+    fn writes_each_batch_once_in_every_format() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let (schema, batch) = values([1, 2, 3])?;
         for format in [FileFormat::Json, FileFormat::Csv, FileFormat::Parquet] {
             let mut sink = FileSink::open(
                 FileSinkSpec {
@@ -240,16 +246,8 @@ mod tests {
     fn a_full_disk_is_reported_as_an_io_error_with_the_path()
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let schema = Arc::new(Schema::new(vec![Field::new(
-            "value",
-            DataType::Int64,
-            false,
-        )]));
         // Enough rows that every encoder writes through its buffer.
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(Int64Array::from_iter_values(0..100_000))],
-        )?;
+        let (schema, batch) = values(0..100_000)?;
         for format in [FileFormat::Json, FileFormat::Csv, FileFormat::Parquet] {
             let sink = FileSink::open(
                 FileSinkSpec {
