@@ -52,7 +52,12 @@ pub struct FileSourceSpec {
     pub include_file_name: bool,
     /// How csv, json and text files are compressed.
     pub compression: Compression,
+    /// Most bytes one compressed file may decompress to.
+    pub max_decompressed_size: u64,
 }
+
+/// `max_decompressed_size` when the pipeline does not say.
+pub const DEFAULT_MAX_DECOMPRESSED_SIZE: u64 = 1 << 30;
 
 /// Compression of csv, json and text input files (Parquet compresses inside the file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -176,6 +181,10 @@ pub(super) struct RawFileSource {
     /// `auto` (default: `.gz` gzip, `.zst` zstd, else plain), `none`, `gzip` or `zstd`.
     #[serde(default)]
     pub compression: Option<Spanned<Compression>>,
+    /// Most bytes one compressed file may decompress to (default 1 GiB): a larger one is
+    /// malformed input, not a reason to run out of memory.
+    #[serde(default)]
+    pub max_decompressed_size: Option<Spanned<ByteSize>>,
     /// The columns, in order; without them the schema is inferred (csv, json) or read from the
     /// files (parquet).
     #[serde(default)]
@@ -414,6 +423,21 @@ pub(super) fn check_file_source(
         Some(v) => *v.get_ref(),
         None => Compression::Auto,
     };
+    let max_decompressed_size = match &raw.max_decompressed_size {
+        Some(v) if format == InputFormat::Parquet => {
+            c.error(
+                v.span(),
+                "`max_decompressed_size` applies to compressed csv, json and text",
+            );
+            DEFAULT_MAX_DECOMPRESSED_SIZE
+        }
+        Some(v) if v.get_ref().0 == 0 => {
+            c.error(v.span(), "max_decompressed_size must be at least 1");
+            DEFAULT_MAX_DECOMPRESSED_SIZE
+        }
+        Some(v) => v.get_ref().0,
+        None => DEFAULT_MAX_DECOMPRESSED_SIZE,
+    };
 
     if c.diagnostics.len() != errors_before {
         return None;
@@ -436,6 +460,7 @@ pub(super) fn check_file_source(
         on_error: raw.on_error.unwrap_or_default(),
         include_file_name: raw.include_file_name,
         compression,
+        max_decompressed_size,
     }))
 }
 
@@ -468,6 +493,7 @@ mod tests {
                 );
                 assert_eq!(s.stable_for, std::time::Duration::from_millis(500));
                 assert_eq!(s.compression, crate::config::Compression::Auto);
+                assert_eq!(s.max_decompressed_size, 1 << 30);
             }
             other => panic!("{other:?}"),
         }
@@ -513,6 +539,10 @@ mod tests {
             (
                 "path = \"in\"\nformat = \"parquet\"\ncompression = \"gzip\"",
                 "/x/p.toml:6:15: error: `compression` applies to csv, json and text",
+            ),
+            (
+                "path = \"in\"\nformat = \"csv\"\nmax_decompressed_size = 0",
+                "max_decompressed_size must be at least 1",
             ),
             (
                 "path = \"in\"\nformat = \"csv\"\ncompression = \"bzip2\"",

@@ -51,16 +51,28 @@ pub fn decoder<'a>(codec: Codec, input: impl Read + 'a) -> std::io::Result<Box<d
     })
 }
 
-/// The plain contents of a whole file's bytes; the error says why they cannot be decoded.
-pub fn decompress(codec: Codec, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+/// The plain contents of a whole file's bytes, at most `limit` of them; the error says why they
+/// cannot be decoded, or that they are more than the limit (a decompression bomb must not take
+/// the process's memory).
+pub fn decompress(codec: Codec, bytes: Vec<u8>, limit: u64) -> Result<Vec<u8>, String> {
     if codec == Codec::Plain {
         return Ok(bytes);
     }
     // Text compresses several times over; start with room for that.
-    let mut plain = Vec::with_capacity(bytes.len().saturating_mul(4));
+    let room = bytes
+        .len()
+        .saturating_mul(4)
+        .min(usize::try_from(limit).unwrap_or(usize::MAX));
+    let mut plain = Vec::with_capacity(room);
     decoder(codec, bytes.as_slice())
-        .and_then(|mut reader| reader.read_to_end(&mut plain))
+        .and_then(|reader| reader.take(limit.saturating_add(1)).read_to_end(&mut plain))
         .map_err(|e| e.to_string())?;
+    if plain.len() as u64 > limit {
+        return Err(format!(
+            "it decompresses to more than max_decompressed_size ({})",
+            crate::config::ByteSize(limit)
+        ));
+    }
     Ok(plain)
 }
 
@@ -90,22 +102,41 @@ mod tests {
         let text = "id,name\n1,ünï\n2,\n".repeat(100);
         let mut two_members = gzip(&text.as_bytes()[..700]);
         two_members.extend(gzip(&text.as_bytes()[700..]));
+        let limit = text.len() as u64;
         assert_eq!(
-            decompress(Codec::Gzip, two_members).map(String::from_utf8),
+            decompress(Codec::Gzip, two_members, limit).map(String::from_utf8),
             Ok(Ok(text.clone()))
         );
         let zst = zstd::encode_all(text.as_bytes(), 3).unwrap_or_default();
         assert_eq!(
-            decompress(Codec::Zstd, zst).map(String::from_utf8),
+            decompress(Codec::Zstd, zst, limit).map(String::from_utf8),
             Ok(Ok(text.clone()))
         );
         let mut cut = gzip(text.as_bytes());
         cut.truncate(cut.len() / 2);
-        assert!(decompress(Codec::Gzip, cut).is_err(), "a truncated stream");
-        assert!(decompress(Codec::Zstd, b"not zstd".to_vec()).is_err());
+        assert!(
+            decompress(Codec::Gzip, cut, limit).is_err(),
+            "a truncated stream"
+        );
+        assert!(decompress(Codec::Zstd, b"not zstd".to_vec(), limit).is_err());
         assert_eq!(
-            decompress(Codec::Plain, b"as is".to_vec()),
-            Ok(b"as is".to_vec())
+            decompress(Codec::Plain, b"as is".to_vec(), 1),
+            Ok(b"as is".to_vec()),
+            "plain files are bounded by their size"
+        );
+    }
+
+    #[test]
+    fn a_bomb_stops_at_the_limit() {
+        // 64 MiB of zeros compress to ~64 KiB.
+        let bomb = gzip(&vec![0u8; 64 << 20]);
+        assert!(bomb.len() < 1 << 20);
+        let err = decompress(Codec::Gzip, bomb, 1 << 20)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            err,
+            "it decompresses to more than max_decompressed_size (1.0 MiB)"
         );
     }
 }

@@ -380,7 +380,7 @@ fn read_entry(
         });
     }
     let codec = compression::codec(spec.compression, &entry.path);
-    let bytes = match compression::decompress(codec, bytes) {
+    let bytes = match compression::decompress(codec, bytes, spec.max_decompressed_size) {
         Ok(plain) => plain,
         // Like an unreadable Parquet file: one malformed record, the whole file.
         Err(reason) => {
@@ -651,6 +651,7 @@ mod tests {
             on_error: OnError::Fail,
             include_file_name: false,
             compression: crate::config::Compression::Auto,
+            max_decompressed_size: 1 << 30,
         }
     }
 

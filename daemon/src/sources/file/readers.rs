@@ -564,6 +564,7 @@ mod tests {
             on_error: OnError::DeadLetter,
             include_file_name: false,
             compression: crate::config::Compression::Auto,
+            max_decompressed_size: 1 << 30,
         }
     }
 
