@@ -5,16 +5,15 @@
 use crate::assemble::{Environment, assemble};
 use crate::config::{PipelinePlan, SinkSpec};
 use crate::engine::{Control, PipelineExit};
-use crate::state::{RocksStore, SharedStore, StoreError};
+use crate::state::SharedStore;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 /// Options of `weir run`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// Where RocksDB keeps checkpoints and state.
     pub state_dir: PathBuf,
@@ -22,14 +21,23 @@ pub struct RunOptions {
     pub shutdown_deadline: Duration,
     /// Loads the wasm plugins that pipelines name.
     pub plugins: crate::wasm::PluginHost,
+    /// The state store in `state_dir`, opened by the caller (which checks the pipelines against
+    /// what their checkpoints kept before anything runs).
+    pub store: SharedStore,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("state_dir", &self.state_dir)
+            .field("shutdown_deadline", &self.shutdown_deadline)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why `weir run` could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// The state store cannot be opened.
-    #[error(transparent)]
-    Store(#[from] StoreError),
     /// Installing signal handlers failed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -84,8 +92,7 @@ pub async fn run(plans: Vec<PipelinePlan>, options: RunOptions) -> Result<RunSum
     let mut sigint = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
 
-    let state_dir = options.state_dir.clone();
-    let store: SharedStore = Arc::new(crate::engine::blocking(|| RocksStore::open(&state_dir))?);
+    let store = options.store.clone();
     tracing::info!(state_dir = %options.state_dir.display(), pipelines = plans.len(), "weir run starting");
 
     let mut exits: Exits = Vec::new();

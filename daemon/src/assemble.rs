@@ -73,9 +73,9 @@ pub enum AssembleError {
 pub fn build_transforms(
     plan: &PipelinePlan,
     plugins: &PluginHost,
+    source_schema: SchemaRef,
 ) -> Result<Vec<WasmTransform>, AssembleError> {
     // Plugins see plain types: dictionary columns are decoded before the first transform.
-    let source_schema = sources::schema_of(&plan.source);
     let mut schema: SchemaRef = decoded_schema(&source_schema).unwrap_or(source_schema);
     let mut stages = Vec::with_capacity(plan.transforms.len());
     for (i, spec) in plan.transforms.iter().enumerate() {
@@ -118,8 +118,9 @@ fn build_transform(
 pub fn check_schemas(
     plan: &PipelinePlan,
     plugins: Option<&PluginHost>,
+    store: Option<&SharedStore>,
 ) -> Result<SchemaRef, Diagnostics> {
-    let mut schema = sources::schema_of(&plan.source);
+    let mut schema = sources::schema_of(&plan.source, store.map(|s| (s, plan.name.as_str())));
     match plugins {
         Some(plugins) => {
             if !plan.transforms.is_empty()
@@ -188,7 +189,8 @@ pub fn assemble(plan: &PipelinePlan, env: &Environment) -> Result<Pipeline, Asse
         state_dir: env.state_dir.clone(),
     };
     let source = sources::build(&plan.source, &ctx)?;
-    let mut schema = source.schema();
+    let source_schema = source.schema();
+    let mut schema = source_schema.clone();
     let mut operators: Vec<Box<dyn Operator>> = Vec::new();
     if !plan.transforms.is_empty()
         && let Some(decode) = DecodeDictionaries::for_schema(&schema)
@@ -196,7 +198,7 @@ pub fn assemble(plan: &PipelinePlan, env: &Environment) -> Result<Pipeline, Asse
         schema = decode.output_schema();
         operators.push(Box::new(decode));
     }
-    for stage in build_transforms(plan, &env.plugins)? {
+    for stage in build_transforms(plan, &env.plugins, source_schema)? {
         schema = Operator::output_schema(&stage);
         operators.push(Box::new(stage));
     }

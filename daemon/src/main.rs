@@ -30,10 +30,11 @@ fn init_logging(flag: Option<&str>) {
 fn check_plans(
     plans: &[weir::config::PipelinePlan],
     plugins: Option<&weir::wasm::PluginHost>,
+    store: Option<&weir::state::SharedStore>,
 ) -> Result<(), weir::config::Diagnostics> {
     let mut errors = weir::config::Diagnostics::default();
     for plan in plans {
-        if let Err(diagnostics) = weir::assemble::check_schemas(plan, plugins) {
+        if let Err(diagnostics) = weir::assemble::check_schemas(plan, plugins, store) {
             errors.extend(diagnostics);
         }
     }
@@ -50,7 +51,7 @@ fn load_and_check(
     plugins: Option<&weir::wasm::PluginHost>,
 ) -> Result<Vec<weir::config::PipelinePlan>, weir::config::Diagnostics> {
     let plans = weir::config::load_pipeline_files(files)?;
-    check_plans(&plans, plugins)?;
+    check_plans(&plans, plugins, None)?;
     Ok(plans)
 }
 
@@ -163,13 +164,17 @@ fn run(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
         Err(diagnostics) => return Ok(nothing_started(diagnostics)),
     };
     let plugins = plugin_host(plugins_dir, &state_dir)?;
-    if let Err(diagnostics) = check_plans(&plans, Some(&plugins)) {
+    // Checked against the store: a file source's inferred schema is the one its checkpoint kept.
+    let store: weir::state::SharedStore =
+        std::sync::Arc::new(weir::state::RocksStore::open(&state_dir)?);
+    if let Err(diagnostics) = check_plans(&plans, Some(&plugins), Some(&store)) {
         return Ok(nothing_started(diagnostics));
     }
     let options = weir::app::RunOptions {
         state_dir,
         shutdown_deadline: args.shutdown_timeout,
         plugins,
+        store,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

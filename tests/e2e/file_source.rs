@@ -566,3 +566,51 @@ fn kill_9_in_the_middle_of_a_batch_replays_the_same_files() -> TestResult {
     assert_eq!(all, (0..40).collect::<Vec<_>>(), "every row exactly once");
     Ok(())
 }
+
+/// An inferred schema is the checkpoint's: after the file it was inferred from is cleaned away,
+/// a restart checks the pipeline against the kept schema, not against whatever file is oldest
+/// now (which here would make `value` a string, and `sum(value)` invalid).
+#[test]
+fn a_restart_checks_against_the_inferred_schema_the_checkpoint_kept() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (input, out, state) = folders(dir.path())?;
+    let text = format!(
+        r#"name = "sums"
+output_mode = "complete"
+trigger = "available_now"
+
+[source]
+type = "file"
+path = "{}"
+format = "csv"
+clean_source = "delete"
+on_error = "skip"
+
+[aggregate]
+functions = [{{ fn = "sum", column = "value" }}]
+
+[[sink]]
+type = "file"
+path = "{}"
+format = "json"
+"#,
+        input.display(),
+        out.display()
+    );
+    let file = pipeline_file(dir.path(), "p.toml", &text);
+    place(&input, "a.csv", "id,value\n1,10\n")?;
+    let mut weir = run(&state, &file);
+    assert!(weir.wait_exit(DEADLINE).success(), "{}", weir.stderr());
+    assert!(!input.join("a.csv").exists(), "cleaned after its commit");
+
+    // Alone, this file infers `value` as a string.
+    place(&input, "b.csv", "id,value\n2,x\n3,20\n")?;
+    let mut weir = run(&state, &file);
+    assert!(weir.wait_exit(DEADLINE).success(), "{}", weir.stderr());
+    let sums: Vec<i64> = json_rows(&out)
+        .iter()
+        .filter_map(|(_, row)| row["sum(value)"].as_i64())
+        .collect();
+    assert_eq!(sums, [10, 30], "the row with `x` is skipped as malformed");
+    Ok(())
+}

@@ -189,16 +189,20 @@ pub fn build(spec: &SourceSpec, ctx: &SourceContext) -> Result<Box<dyn Source>, 
     })
 }
 
-/// The schema a spec's source produces, known without opening anything — except for a file
-/// source whose schema is inferred: that one looks at the first file there is now (the running
-/// source keeps the schema it inferred when its checkpoint began; see `FileSource::open`).
-pub fn schema_of(spec: &SourceSpec) -> SchemaRef {
+/// The schema a spec's source produces, known without opening the source. A file source whose
+/// schema is inferred uses the schema its checkpoint kept when `checkpoint` (the store and the
+/// pipeline's name) is given and has one — what the running source will use — and otherwise
+/// infers from the first file there is now.
+pub fn schema_of(
+    spec: &SourceSpec,
+    checkpoint: Option<(&crate::state::SharedStore, &str)>,
+) -> SchemaRef {
     match spec {
         SourceSpec::Rate(spec) => RateSource::new(spec.clone()).schema(),
         SourceSpec::RateMicroBatch(spec) => RateMicroBatchSource::new(spec.clone()).schema(),
         SourceSpec::Datagen(spec) => DatagenSource::new(spec.clone()).schema(),
         SourceSpec::Socket(spec) => socket::schema(spec),
-        SourceSpec::File(spec) => file::schema_now(spec),
+        SourceSpec::File(spec) => file::schema_for_check(spec, checkpoint),
     }
 }
 

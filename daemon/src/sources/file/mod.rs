@@ -125,10 +125,20 @@ fn infer(spec: &FileSourceSpec, path: &Path) -> Result<Schema, String> {
     ))
 }
 
-/// The schema as it would be inferred now (for type checks before a pipeline runs); empty when
-/// there is no file to infer from.
-pub fn schema_now(spec: &FileSourceSpec) -> SchemaRef {
+/// The schema for type checks before a pipeline runs: the declared one; else the one the
+/// pipeline's checkpoint kept; else as it would be inferred now (empty when there is no file to
+/// infer from).
+pub fn schema_for_check(
+    spec: &FileSourceSpec,
+    checkpoint: Option<(&crate::state::SharedStore, &str)>,
+) -> SchemaRef {
+    let kept = || {
+        let (store, pipeline) = checkpoint?;
+        let schema = FileLog::new(store.clone(), pipeline).schema().ok()??;
+        Some(schema.as_ref().clone())
+    };
     let decoded = fixed_schema(spec)
+        .or_else(kept)
         .or_else(|| first_file(&Matcher::new(spec)).and_then(|p| infer(spec, &p).ok()))
         .unwrap_or_else(Schema::empty);
     with_file_column(spec, &decoded)
