@@ -420,7 +420,7 @@ fn wasm_aggregates() -> Option<Arc<dyn UserAggregates + Send + Sync>> {
     }
     let host = weir::wasm::PluginHost::new(dir, Some(&target.join("plugin-cache"))).ok()?;
     Some(Arc::new(weir::wasm::PluginAggregates::new(
-        host,
+        weir::wasm::PluginCatalog::from_folder(host),
         "bench",
         weir::wasm::Limits::default(),
     )))

@@ -1,37 +1,94 @@
-//! Turns a validated plan into a runnable [`Pipeline`]: builds the source, the stages and the
-//! sinks, checking on the way that each stage accepts the schema the previous one produces.
+//! From a validated plan to a running [`Pipeline`], in two steps.
+//!
+//! [`prepare`] checks everything that can be checked without touching the world: it loads the
+//! plugins (pinning their versions), type-checks the chain stage by stage, applies the output
+//! mode's rules, and compares the pipeline's stateful identity (source type, aggregation
+//! fingerprint) with what its checkpoint holds, reading the store only. `weir check`, `weir
+//! run`, `weir diff` and every reload of the daemon go through it, so they agree.
+//!
+//! [`open`] builds the runnable pipeline from a prepared one, and is where the side effects
+//! are: the checkpoint id is written, a listening socket is bound, output folders are created.
+//! This is the only module that imports sources, sinks, wasm and window together.
 
-use crate::config::{Diagnostic, Diagnostics, PipelinePlan, SinkSpec, TransformSpec};
+use crate::config::{Diagnostic, Diagnostics, FunctionKind, PipelinePlan, TransformSpec};
 use crate::engine::{DecodeDictionaries, Operator, Pipeline, decoded_schema};
 use crate::sinks::{self, SinkError};
 use crate::sources::{self, SourceContext, SourceError};
-use crate::state::{Checkpoint, SharedStore};
-use crate::wasm::{Limits, PluginAggregates, PluginError, PluginHost, WasmTransform};
+use crate::state::{Checkpoint, CheckpointError, SharedStore};
+use crate::wasm::{Limits, PluginAggregates, PluginCatalog, PluginError, WasmTransform};
 use crate::window::{self, AggregateOperator, OpenError, UserAggregates};
 use arrow::datatypes::SchemaRef;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// What assembling a pipeline needs from the process around it.
-#[derive(Clone)]
-pub struct Environment {
-    /// The shared state store.
-    pub store: SharedStore,
-    /// The state directory (the store lives in it).
-    pub state_dir: PathBuf,
-    /// Name the pipeline in console banners (several pipelines share the terminal).
-    pub label_console: bool,
-    /// Loads the plugins that `[[transform]]` stages name.
-    pub plugins: PluginHost,
+/// What [`prepare`] may read.
+#[derive(Clone, Copy)]
+pub struct PrepareContext<'a> {
+    /// Where plugin names resolve; without it (`weir check` with no plugins folder) plugin
+    /// stages are not type-checked, nor is anything after them.
+    pub plugins: Option<&'a PluginCatalog>,
+    /// The state store, read only: the file source's kept schema, the stored fingerprint.
+    pub store: Option<&'a SharedStore>,
+    /// Plugin limits for stages that set none.
+    pub limits: Limits,
 }
 
-impl std::fmt::Debug for Environment {
+impl std::fmt::Debug for PrepareContext<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Environment")
-            .field("state_dir", &self.state_dir)
+        f.debug_struct("PrepareContext")
             .field("plugins", &self.plugins)
+            .field("store", &self.store.is_some())
+            .field("limits", &self.limits)
             .finish()
     }
+}
+
+/// What a pipeline's checkpoint and state are bound to: changing either makes the stored
+/// state unusable, so such a change is never applied behind the user's back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatefulIdentity {
+    /// The source type, whose offsets the checkpoint holds.
+    pub source: &'static str,
+    /// The aggregation's fingerprint (keys, window, functions, plugin state versions).
+    pub aggregate: Option<String>,
+}
+
+/// A pipeline checked and ready to open.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The plan.
+    pub plan: PipelinePlan,
+    /// The plugins it uses, pinned to the versions it was checked with.
+    pub plugins: Option<PluginCatalog>,
+    /// The schema that reaches the sinks (unknown without plugins).
+    pub output_schema: Option<SchemaRef>,
+    /// What its state is bound to.
+    pub stateful: StatefulIdentity,
+    /// Plugin limits for stages that set none.
+    pub limits: Limits,
+}
+
+impl Prepared {
+    /// Each plugin's content hash, by name.
+    pub fn plugin_versions(&self) -> BTreeMap<String, String> {
+        self.plugins
+            .as_ref()
+            .map(PluginCatalog::versions)
+            .unwrap_or_default()
+    }
+}
+
+/// Why a pipeline cannot be prepared.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PrepareError {
+    /// Something in the file is wrong (an unknown column, a plugin that does not load...).
+    #[error("{0}")]
+    Invalid(Diagnostics),
+    /// The pipeline is valid, but its checkpoint holds state of a different pipeline: running
+    /// it needs the state reset (the message says how).
+    #[error("{0}")]
+    NeedsStateReset(String),
 }
 
 /// A pipeline could not be built.
@@ -51,7 +108,7 @@ pub enum AssembleError {
     State(#[from] OpenError),
     /// The checkpoint cannot be read or written.
     #[error("checkpoint: {0}")]
-    Checkpoint(crate::state::CheckpointError),
+    Checkpoint(#[from] CheckpointError),
     /// A transform plugin could not be loaded, or rejected its config or input schema.
     #[error("{file}:{line}:{column}: transform #{index}: {source}")]
     Transform {
@@ -68,128 +125,135 @@ pub enum AssembleError {
     },
 }
 
-/// Loads each `[[transform]]` plugin and type-checks the chain: every stage gets the schema
-/// the one before produces (the first, the source's) and declares its own output.
-pub fn build_transforms(
-    plan: &PipelinePlan,
-    plugins: &PluginHost,
-    source_schema: SchemaRef,
-) -> Result<Vec<WasmTransform>, AssembleError> {
-    // Plugins see plain types: dictionary columns are decoded before the first transform.
-    let mut schema: SchemaRef = decoded_schema(&source_schema).unwrap_or(source_schema);
-    let mut stages = Vec::with_capacity(plan.transforms.len());
-    for (i, spec) in plan.transforms.iter().enumerate() {
-        let stage = build_transform(plan, plugins, i + 1, spec, &schema).map_err(|source| {
-            AssembleError::Transform {
-                file: plan.file.display().to_string(),
-                line: spec.plugin_location.line,
-                column: spec.plugin_location.column,
-                index: i + 1,
-                source: Box::new(source),
-            }
-        })?;
-        schema = Operator::output_schema(&stage);
-        stages.push(stage);
+fn stage_limits(spec: &TransformSpec, defaults: Limits) -> Limits {
+    Limits {
+        memory_bytes: spec.memory_limit.unwrap_or(defaults.memory_bytes),
+        call_timeout: spec.timeout.unwrap_or(defaults.call_timeout),
     }
-    Ok(stages)
 }
 
 fn build_transform(
     plan: &PipelinePlan,
-    plugins: &PluginHost,
+    plugins: &PluginCatalog,
     index: usize,
     spec: &TransformSpec,
     input: &SchemaRef,
+    limits: Limits,
 ) -> Result<WasmTransform, PluginError> {
-    let defaults = Limits::default();
-    let limits = Limits {
-        memory_bytes: spec.memory_limit.unwrap_or(defaults.memory_bytes),
-        call_timeout: spec.timeout.unwrap_or(defaults.call_timeout),
-    };
-    let plugin = plugins.load(&spec.plugin)?;
-    WasmTransform::new(plugin, &plan.name, index, &spec.config, input, limits)
-}
-
-/// Checks that every stage accepts what the one before produces, without opening anything;
-/// returns the schema that reaches the sinks. `weir check` and `weir run` call it first.
-///
-/// Transforms are type-checked by loading their plugins from `plugins`; without a plugins
-/// folder the stages after a transform cannot be checked, and the source's schema is returned.
-pub fn check_schemas(
-    plan: &PipelinePlan,
-    plugins: Option<&PluginHost>,
-    store: Option<&SharedStore>,
-) -> Result<SchemaRef, Diagnostics> {
-    let mut schema = sources::schema_of(&plan.source, store.map(|s| (s, plan.name.as_str())));
-    match plugins {
-        Some(plugins) => {
-            if !plan.transforms.is_empty()
-                && let Some(decoded) = decoded_schema(&schema)
-            {
-                schema = decoded;
-            }
-            for (i, spec) in plan.transforms.iter().enumerate() {
-                let stage =
-                    build_transform(plan, plugins, i + 1, spec, &schema).map_err(|err| {
-                        Diagnostics::from(Diagnostic::located(
-                            &plan.file,
-                            spec.plugin_location.clone(),
-                            format!("pipeline `{}`, transform #{}: {err}", plan.name, i + 1),
-                        ))
-                    })?;
-                schema = Operator::output_schema(&stage);
-            }
-        }
-        None if !plan.transforms.is_empty() => return Ok(schema),
-        None => {}
-    }
-    match &plan.aggregate {
-        // As with transforms: plugin aggregates cannot be checked without the plugins folder.
-        Some(spec)
-            if plugins.is_none()
-                && spec
-                    .functions
-                    .iter()
-                    .any(|f| matches!(f.kind, crate::config::FunctionKind::Plugin { .. })) =>
-        {
-            Ok(schema)
-        }
-        Some(spec) => {
-            let aggregates = plugins.map(|host| plugin_aggregates(plan, host));
-            let aggregates = aggregates.as_ref().map(|a| a as &dyn UserAggregates);
-            let resolved =
-                window::resolve(spec, plan.output_mode, &schema, &plan.file, aggregates)?;
-            Ok(resolved.output_schema)
-        }
-        None => Ok(schema),
-    }
+    let plugin = plugins.get(&spec.plugin)?;
+    WasmTransform::new(
+        plugin,
+        &plan.name,
+        index,
+        &spec.config,
+        input,
+        stage_limits(spec, limits),
+    )
 }
 
 /// The aggregate plugins a pipeline's `[aggregate]` may name.
-fn plugin_aggregates(plan: &PipelinePlan, host: &PluginHost) -> PluginAggregates {
-    PluginAggregates::new(host.clone(), &plan.name, Limits::default())
+fn plugin_aggregates(
+    plan: &PipelinePlan,
+    plugins: &PluginCatalog,
+    limits: Limits,
+) -> PluginAggregates {
+    PluginAggregates::new(plugins.clone(), &plan.name, limits)
 }
 
-fn sink_kind(spec: &SinkSpec) -> &'static str {
-    match spec {
-        SinkSpec::Console { .. } => "console",
-        SinkSpec::File(_) => "file",
-        SinkSpec::Null => "null",
+/// Checks a plan without side effects; see the module's documentation.
+pub fn prepare(plan: PipelinePlan, ctx: PrepareContext<'_>) -> Result<Prepared, PrepareError> {
+    let invalid = PrepareError::Invalid;
+    let store_view = ctx.store.map(|s| (s, plan.name.as_str()));
+    let mut schema = Some(sources::schema_of(&plan.source, store_view));
+    if let (Some(plugins), Some(input)) = (ctx.plugins, schema.clone()) {
+        let mut current = if plan.transforms.is_empty() {
+            input
+        } else {
+            // Plugins see plain types: dictionary columns are decoded before the first one.
+            decoded_schema(&input).unwrap_or(input)
+        };
+        for (i, spec) in plan.transforms.iter().enumerate() {
+            let stage = build_transform(&plan, plugins, i + 1, spec, &current, ctx.limits)
+                .map_err(|err| {
+                    invalid(Diagnostics::from(Diagnostic::located(
+                        &plan.file,
+                        spec.plugin_location.clone(),
+                        format!("pipeline `{}`, transform #{}: {err}", plan.name, i + 1),
+                    )))
+                })?;
+            current = Operator::output_schema(&stage);
+        }
+        schema = Some(current);
+    } else if !plan.transforms.is_empty() {
+        // Without plugins, nothing after a transform can be checked.
+        schema = None;
     }
+    let mut fingerprint = None;
+    if let (Some(spec), Some(input)) = (&plan.aggregate, schema.clone()) {
+        let uses_plugins = spec
+            .functions
+            .iter()
+            .any(|f| matches!(f.kind, FunctionKind::Plugin { .. }));
+        schema = None;
+        if ctx.plugins.is_some() || !uses_plugins {
+            let aggregates = ctx
+                .plugins
+                .map(|catalog| plugin_aggregates(&plan, catalog, ctx.limits));
+            let aggregates = aggregates.as_ref().map(|a| a as &dyn UserAggregates);
+            let resolved = window::resolve(spec, plan.output_mode, &input, &plan.file, aggregates)
+                .map_err(invalid)?;
+            schema = Some(resolved.output_schema.clone());
+            fingerprint = Some(resolved.fingerprint);
+        }
+    }
+    let stateful = StatefulIdentity {
+        source: plan.source.kind(),
+        aggregate: fingerprint,
+    };
+    if let Some(store) = ctx.store {
+        check_checkpoint(&plan.name, &stateful, store).map_err(PrepareError::NeedsStateReset)?;
+    }
+    Ok(Prepared {
+        plugins: ctx.plugins.map(PluginCatalog::frozen),
+        output_schema: schema,
+        stateful,
+        limits: ctx.limits,
+        plan,
+    })
 }
 
-/// Builds a runnable pipeline from its plan.
-pub fn assemble(plan: &PipelinePlan, env: &Environment) -> Result<Pipeline, AssembleError> {
-    let checkpoint = Checkpoint::new(env.store.clone(), &plan.name);
-    let checkpoint_id = checkpoint.id().map_err(AssembleError::Checkpoint)?;
-    let ctx = SourceContext {
-        pipeline: plan.name.clone(),
-        checkpoint_id: checkpoint_id.clone(),
-        store: env.store.clone(),
-        state_dir: env.state_dir.clone(),
-    };
-    let source = sources::build(&plan.source, &ctx)?;
-    let source_schema = source.schema();
+/// Compares what the checkpoint of `pipeline` holds with `identity`, reading only.
+fn check_checkpoint(
+    pipeline: &str,
+    identity: &StatefulIdentity,
+    store: &SharedStore,
+) -> Result<(), String> {
+    let checkpoint = Checkpoint::new(store.clone(), pipeline);
+    match checkpoint.source_kind() {
+        Ok(Some(kind)) if kind != identity.source => {
+            return Err(format!(
+                "the source of pipeline `{pipeline}` changed from `{kind}` to `{}`, and its checkpoint holds `{kind}` offsets; to start it over from the new source, delete its checkpoint and state with `weir state reset {pipeline}` (or give the pipeline a new name)",
+                identity.source
+            ));
+        }
+        Ok(_) => {}
+        Err(err) => return Err(format!("cannot read the checkpoint of `{pipeline}`: {err}")),
+    }
+    if let Some(fingerprint) = &identity.aggregate {
+        window::check_stored_state(pipeline, fingerprint, store).map_err(|err| err.to_string())?;
+    }
+    Ok(())
+}
+
+/// Builds a pipeline's stages (dictionary decoding, transforms, aggregation) for a source of
+/// `source_schema`. Nothing is read from the store: stateful stages restore their state when
+/// the pipeline starts (or when they are swapped in).
+pub fn build_stages(
+    prepared: &Prepared,
+    store: &SharedStore,
+    source_schema: SchemaRef,
+) -> Result<Vec<Box<dyn Operator>>, AssembleError> {
+    let plan = &prepared.plan;
     let mut schema = source_schema.clone();
     let mut operators: Vec<Box<dyn Operator>> = Vec::new();
     if !plan.transforms.is_empty()
@@ -198,28 +262,82 @@ pub fn assemble(plan: &PipelinePlan, env: &Environment) -> Result<Pipeline, Asse
         schema = decode.output_schema();
         operators.push(Box::new(decode));
     }
-    for stage in build_transforms(plan, &env.plugins, source_schema)? {
+    let catalog = prepared.plugins.as_ref();
+    for (i, spec) in plan.transforms.iter().enumerate() {
+        let stage = match catalog {
+            Some(catalog) => build_transform(plan, catalog, i + 1, spec, &schema, prepared.limits),
+            None => Err(PluginError::NotFound {
+                name: spec.plugin.clone(),
+                path: PathBuf::from(format!("{}.wasm", spec.plugin)),
+            }),
+        }
+        .map_err(|source| AssembleError::Transform {
+            file: plan.file.display().to_string(),
+            line: spec.plugin_location.line,
+            column: spec.plugin_location.column,
+            index: i + 1,
+            source: Box::new(source),
+        })?;
         schema = Operator::output_schema(&stage);
         operators.push(Box::new(stage));
     }
     if let Some(spec) = &plan.aggregate {
-        let aggregates = Arc::new(plugin_aggregates(plan, &env.plugins));
+        let aggregates =
+            catalog.map(|catalog| Arc::new(plugin_aggregates(plan, catalog, prepared.limits)));
         let resolved = window::resolve(
             spec,
             plan.output_mode,
             &schema,
             &plan.file,
-            Some(aggregates.as_ref() as &dyn UserAggregates),
+            aggregates.as_deref().map(|a| a as &dyn UserAggregates),
         )
         .map_err(AssembleError::Check)?;
-        let op =
-            AggregateOperator::open(&plan.name, resolved, env.store.clone(), Some(aggregates))?;
+        let aggregates = aggregates.map(|a| a as Arc<dyn UserAggregates + Send + Sync>);
+        let op = AggregateOperator::new(&plan.name, resolved, store.clone(), aggregates)?;
         operators.push(Box::new(op));
     }
+    Ok(operators)
+}
+
+/// What opening a pipeline needs from the process around it.
+#[derive(Clone)]
+pub struct Environment {
+    /// The shared state store.
+    pub store: SharedStore,
+    /// The state directory (the store lives in it).
+    pub state_dir: PathBuf,
+    /// Name the pipeline in console banners (several pipelines share the terminal).
+    pub label_console: bool,
+}
+
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Environment")
+            .field("state_dir", &self.state_dir)
+            .field("label_console", &self.label_console)
+            .finish()
+    }
+}
+
+/// Builds a runnable pipeline from a prepared one; see the module's documentation. Must run
+/// inside the tokio runtime (a socket source starts its network tasks).
+pub fn open(prepared: &Prepared, env: &Environment) -> Result<Pipeline, AssembleError> {
+    let plan = &prepared.plan;
+    let checkpoint = Checkpoint::new(env.store.clone(), &plan.name);
+    let checkpoint_id = checkpoint.id()?;
+    checkpoint.record_source_kind(prepared.stateful.source)?;
+    let ctx = SourceContext {
+        pipeline: plan.name.clone(),
+        checkpoint_id: checkpoint_id.clone(),
+        store: env.store.clone(),
+        state_dir: env.state_dir.clone(),
+    };
+    let source = sources::build(&plan.source, &ctx)?;
+    let operators = build_stages(prepared, &env.store, source.schema())?;
     let label = env.label_console.then_some(plan.name.as_str());
     let mut sinks = Vec::with_capacity(plan.sinks.len());
     for spec in &plan.sinks {
-        sinks.push((sink_kind(spec), sinks::build(spec, label, &checkpoint_id)?));
+        sinks.push((spec.kind(), sinks::build(spec, label, &checkpoint_id)?));
     }
     Ok(Pipeline::new(
         &plan.name,

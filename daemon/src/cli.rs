@@ -24,6 +24,24 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run as a long-lived service: every pipeline file in the pipelines folder runs, and
+    /// changes to the files or to the plugins folder are applied as they happen.
+    ///
+    /// Settings come from flags, then the config file (`--config`), then defaults. SIGHUP
+    /// reloads (as `weir reload` does); SIGTERM or SIGINT stop every pipeline at a batch
+    /// boundary within the shutdown deadline and exit 0; a second one exits at once (batches
+    /// in flight replay on the next start).
+    Daemon(Box<DaemonArgs>),
+    /// Every pipeline at a glance, or one pipeline in detail (asks the running daemon).
+    Status(StatusArgs),
+    /// What a reload would do now, for each pipeline file; changes nothing.
+    Diff(DiffArgs),
+    /// Reload now: read the folders and apply what changed (as SIGHUP or a file change would).
+    Reload(ClientArgs),
+    /// Stop a pipeline at a batch boundary; it stays stopped (across reloads) until `weir start`.
+    Stop(PipelineArgs),
+    /// Start a stopped or failed pipeline.
+    Start(PipelineArgs),
     /// Run pipelines in the foreground until they finish or Ctrl-C / SIGTERM stops them.
     ///
     /// On a signal each pipeline finishes and commits its batch in flight, then weir exits 0.
@@ -58,9 +76,14 @@ pub enum StateCommand {
 /// `weir state list`.
 #[derive(Debug, Args)]
 pub struct StateArgs {
-    /// State directory (default as for `weir run`).
+    /// State directory (default as for `weir run`). Without it, a running daemon is asked
+    /// first.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// The daemon's control socket.
+    #[arg(long, value_name = "PATH", env = "WEIR_CONTROL_SOCKET")]
+    pub control_socket: Option<PathBuf>,
 }
 
 /// `weir state reset`.
@@ -70,9 +93,140 @@ pub struct StateResetArgs {
     #[arg(required = true, value_name = "PIPELINE")]
     pub pipelines: Vec<String>,
 
-    /// State directory (default as for `weir run`).
+    /// State directory (default as for `weir run`). Without it, a running daemon is asked
+    /// first: it stops the pipelines, resets them, and starts their files afresh.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// The daemon's control socket.
+    #[arg(long, value_name = "PATH", env = "WEIR_CONTROL_SOCKET")]
+    pub control_socket: Option<PathBuf>,
+}
+
+/// The daemon's control socket, for every client verb.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The daemon's control socket. Default: $WEIR_CONTROL_SOCKET, else the first that exists
+    /// of $XDG_RUNTIME_DIR/weir/control.sock, /run/weir/control.sock and control.sock in the
+    /// default state directory.
+    #[arg(long, value_name = "PATH", env = "WEIR_CONTROL_SOCKET")]
+    pub control_socket: Option<PathBuf>,
+}
+
+/// `weir status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// One pipeline: its progress, recent batches, last errors, plugins and state.
+    #[arg(value_name = "PIPELINE")]
+    pub pipeline: Option<String>,
+
+    /// Print the daemon's JSON instead of a table (for scripts).
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `weir diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `weir stop` / `weir start`.
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    /// The pipeline.
+    #[arg(value_name = "PIPELINE")]
+    pub pipeline: String,
+
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `weir daemon`: every setting of `weir.toml` is also a flag, and a flag wins.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// The daemon's config file (`weir.toml`). Default: $WEIR_CONFIG; without either, only
+    /// flags and defaults apply.
+    #[arg(long, value_name = "FILE", env = "WEIR_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Folder of pipeline files (`*.toml`), watched. Default: $WEIR_PIPELINES_DIR, else
+    /// $CONFIGURATION_DIRECTORY/pipelines (under systemd), else $XDG_CONFIG_HOME/weir/pipelines,
+    /// else ~/.config/weir/pipelines.
+    #[arg(long, value_name = "DIR")]
+    pub pipelines_dir: Option<PathBuf>,
+
+    /// Folder of plugins (`*.wasm`), watched. Default: $WEIR_PLUGINS_DIR, else
+    /// $CONFIGURATION_DIRECTORY/plugins, else $XDG_DATA_HOME/weir/plugins, else
+    /// ~/.local/share/weir/plugins.
+    #[arg(long, value_name = "DIR")]
+    pub plugins_dir: Option<PathBuf>,
+
+    /// Checkpoints and state (one RocksDB). Default: $WEIR_STATE_DIR, else $STATE_DIRECTORY
+    /// (under systemd), else $XDG_STATE_HOME/weir, else ~/.local/state/weir.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// The control socket. Default: $WEIR_CONTROL_SOCKET, else $RUNTIME_DIRECTORY/control.sock
+    /// (under systemd), else $XDG_RUNTIME_DIR/weir/control.sock, else /run/weir/control.sock,
+    /// else control.sock in the state directory.
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
+
+    /// The read-only HTTP API's address (`host:port`, port 0 picks one), or `off`. Default:
+    /// 127.0.0.1:7361. A non-loopback address needs --allow-remote.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+
+    /// Allow a non-loopback HTTP address (the API shows files, errors and progress).
+    #[arg(long)]
+    pub allow_remote: bool,
+
+    /// How long a pipeline may take to stop (on shutdown or reload) before its batch in
+    /// flight is abandoned, uncommitted, to replay later. Default: 30s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Option<std::time::Duration>,
+
+    /// How often both folders are read in full, whatever file events said. Default: 30s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub rescan_interval: Option<std::time::Duration>,
+
+    /// How long the folders must be quiet after a change before it is applied. Default: 100ms.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub watch_debounce: Option<std::time::Duration>,
+
+    /// Log format: `human` or `json`. Default: human.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Memory limit of a plugin instance, MiB, for stages that set none. Default: 128.
+    #[arg(long, value_name = "MIB")]
+    pub plugin_max_memory_mb: Option<u64>,
+
+    /// Deadline of one plugin call, for stages that set none. Default: 5s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub plugin_timeout: Option<std::time::Duration>,
+
+    /// Restart policy for pipelines whose file does not set one: `on-failure` or `never`.
+    /// Default: on-failure.
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
+
+    /// First wait before restarting a failed pipeline; doubles per failure. Default: 1s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub restart_first_backoff: Option<std::time::Duration>,
+
+    /// Longest wait between restarts. Default: 5m.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub restart_max_backoff: Option<std::time::Duration>,
 }
 
 /// `weir run`.
@@ -105,6 +259,11 @@ pub struct CheckArgs {
     #[arg(required = true, value_name = "FILE.toml")]
     pub files: Vec<PathBuf>,
 
+    /// State directory whose checkpoints the files are checked against (read only; a running
+    /// daemon may hold it). Default as for `weir run`; skipped when it does not exist.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
     /// Folder of wasm plugins, to type-check `[[transform]]` stages and plugin aggregates
     /// (default as for `weir run`; when the default folder does not exist, they are not
     /// type-checked).
@@ -122,28 +281,10 @@ pub struct PluginsArgs {
 
 /// The default plugins folder (see `--plugins-dir`).
 pub fn default_plugins_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("WEIR_PLUGINS_DIR") {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
-        return PathBuf::from(dir).join("weir/plugins");
-    }
-    match std::env::var_os("HOME") {
-        Some(home) => PathBuf::from(home).join(".local/share/weir/plugins"),
-        None => PathBuf::from("plugins"),
-    }
+    weir::app::settings::default_plugins_dir()
 }
 
 /// The default state directory (see `--state-dir`).
 pub fn default_state_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("WEIR_STATE_DIR") {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
-        return PathBuf::from(dir).join("weir");
-    }
-    match std::env::var_os("HOME") {
-        Some(home) => PathBuf::from(home).join(".local/state/weir"),
-        None => PathBuf::from(".weir-state"),
-    }
+    weir::app::settings::default_state_dir()
 }

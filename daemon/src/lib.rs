@@ -3,6 +3,7 @@
 //! The library holds everything; the `weir` binary (`main.rs`) only parses flags and calls in.
 //! Read `ARCHITECTURE.md` at the repository root for the code map.
 
+pub mod admin;
 pub mod app;
 pub mod assemble;
 pub mod config;
@@ -10,5 +11,6 @@ pub mod engine;
 pub mod sinks;
 pub mod sources;
 pub mod state;
+pub mod topology;
 pub mod wasm;
 pub mod window;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
-fn init_logging(flag: Option<&str>) {
+fn init_logging(flag: Option<&str>, format: weir::config::LogFormat) {
     let filter = flag
         .map(str::to_string)
         .or_else(|| std::env::var("WEIR_LOG").ok())
@@ -18,41 +18,14 @@ fn init_logging(flag: Option<&str>) {
         eprintln!("weir: invalid log filter {filter:?} ({err}); using \"info\"");
         EnvFilter::new("info")
     });
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-}
-
-/// Checks every stage of every plan against its input schema (plugins only when a plugins
-/// folder is at hand).
-fn check_plans(
-    plans: &[weir::config::PipelinePlan],
-    plugins: Option<&weir::wasm::PluginHost>,
-    store: Option<&weir::state::SharedStore>,
-) -> Result<(), weir::config::Diagnostics> {
-    let mut errors = weir::config::Diagnostics::default();
-    for plan in plans {
-        if let Err(diagnostics) = weir::assemble::check_schemas(plan, plugins, store) {
-            errors.extend(diagnostics);
-        }
+        .with_target(false);
+    match format {
+        weir::config::LogFormat::Human => builder.init(),
+        weir::config::LogFormat::Json => builder.json().init(),
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
-}
-
-/// Parses the files, then checks them with [`check_plans`].
-fn load_and_check(
-    files: &[std::path::PathBuf],
-    plugins: Option<&weir::wasm::PluginHost>,
-) -> Result<Vec<weir::config::PipelinePlan>, weir::config::Diagnostics> {
-    let plans = weir::config::load_pipeline_files(files)?;
-    check_plans(&plans, plugins, None)?;
-    Ok(plans)
 }
 
 /// The plugin host of a command: plugins from `dir`, compiled code cached in the state dir.
@@ -63,13 +36,22 @@ fn plugin_host(dir: PathBuf, state_dir: &Path) -> anyhow::Result<weir::wasm::Plu
     )?)
 }
 
+/// `weir check`: the daemon's own prepare path, against nothing running: every file is parsed,
+/// its plugins loaded, its chain type-checked and, when the state directory exists, its
+/// stateful identity compared with its checkpoint (read only, so a running daemon is fine).
 fn check(args: cli::CheckArgs) -> anyhow::Result<ExitCode> {
+    use weir::assemble::{PrepareContext, prepare};
+    use weir::topology::diff::{Action, diff};
     let dir = args
         .plugins_dir
         .clone()
         .unwrap_or_else(cli::default_plugins_dir);
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(cli::default_state_dir);
     let host = if dir.is_dir() {
-        Some(plugin_host(dir, &cli::default_state_dir())?)
+        Some(plugin_host(dir.clone(), &state_dir)?)
     } else {
         if args.plugins_dir.is_some() {
             eprintln!(
@@ -80,20 +62,61 @@ fn check(args: cli::CheckArgs) -> anyhow::Result<ExitCode> {
         }
         None
     };
-    let files = &args.files;
-    Ok(match load_and_check(files, host.as_ref()) {
-        Ok(plans) => {
-            for plan in plans {
-                println!("{}: ok (pipeline `{}`)", plan.file.display(), plan.name);
+    let store: Option<weir::state::SharedStore> = if state_dir.join("CURRENT").is_file() {
+        match weir::state::RocksStore::open_read_only(&state_dir) {
+            Ok(store) => Some(std::sync::Arc::new(store)),
+            Err(err) => {
+                eprintln!(
+                    "weir check: cannot read the state directory {} ({err}); checkpoints are not checked",
+                    state_dir.display()
+                );
+                None
             }
-            ExitCode::SUCCESS
         }
-        Err(diagnostics) => {
-            eprint!("{diagnostics}");
-            let n = diagnostics.len();
-            eprintln!("weir check: {n} error{}", if n == 1 { "" } else { "s" });
-            ExitCode::from(1)
+    } else {
+        None
+    };
+    let snapshot =
+        weir::topology::folders::read_files(&args.files, host.as_ref().map(|_| dir.as_path()));
+    let mut prepare_one = |plan| {
+        let catalog = host.clone().map(weir::wasm::PluginCatalog::from_folder);
+        prepare(
+            plan,
+            PrepareContext {
+                plugins: catalog.as_ref(),
+                store: store.as_ref(),
+                limits: weir::wasm::Limits::default(),
+            },
+        )
+    };
+    let changes = diff(&Default::default(), &snapshot, &mut prepare_one);
+    let mut errors = 0;
+    for change in &changes {
+        match &change.action {
+            Action::Start(prepared) => println!(
+                "{}: ok (pipeline `{}`)",
+                change.file.display(),
+                prepared.plan.name
+            ),
+            Action::Rejected { diagnostics } => {
+                eprint!("{diagnostics}");
+                errors += diagnostics.len();
+            }
+            Action::NeedsStateReset { message } => {
+                eprintln!("{}: error: {message}", change.file.display());
+                errors += 1;
+            }
+            _ => {}
         }
+    }
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "weir check: {errors} error{}",
+            if errors == 1 { "" } else { "s" }
+        );
+        ExitCode::from(1)
     })
 }
 
@@ -151,25 +174,17 @@ fn run(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
         .plugins_dir
         .clone()
         .unwrap_or_else(cli::default_plugins_dir);
-    let nothing_started = |diagnostics: weir::config::Diagnostics| {
+    // Parse errors stop everything before anything (the state directory included) is touched.
+    if let Err(diagnostics) = weir::config::load_pipeline_files(&args.files) {
         eprint!("{diagnostics}");
         eprintln!(
             "weir run: nothing started; fix the errors above (`weir check` validates without running)"
         );
-        ExitCode::from(1)
-    };
-    // Parse errors stop everything before anything (the state directory included) is touched.
-    let plans = match weir::config::load_pipeline_files(&args.files) {
-        Ok(plans) => plans,
-        Err(diagnostics) => return Ok(nothing_started(diagnostics)),
-    };
+        return Ok(ExitCode::from(1));
+    }
     let plugins = plugin_host(plugins_dir, &state_dir)?;
-    // Checked against the store: a file source's inferred schema is the one its checkpoint kept.
     let store: weir::state::SharedStore =
         std::sync::Arc::new(weir::state::RocksStore::open(&state_dir)?);
-    if let Err(diagnostics) = check_plans(&plans, Some(&plugins), Some(&store)) {
-        return Ok(nothing_started(diagnostics));
-    }
     let options = weir::app::RunOptions {
         state_dir,
         shutdown_deadline: args.shutdown_timeout,
@@ -181,10 +196,23 @@ fn run(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
         .thread_name("weir")
         .build()
         .context("cannot start the async runtime")?;
-    let summary = runtime.block_on(weir::app::run(plans, options))?;
-    for (name, exit) in &summary.exits {
-        if let weir::engine::PipelineExit::Failed(message) = exit {
-            eprintln!("weir: pipeline `{name}` failed: {message}");
+    let summary = runtime.block_on(weir::app::run(args.files, options));
+    // A stuck batch's thread must not keep the process alive after the deadline.
+    runtime.shutdown_background();
+    let summary = summary?;
+    match &summary {
+        weir::app::RunSummary::NotStarted(errors) => {
+            eprint!("{errors}");
+            eprintln!(
+                "weir run: nothing started; fix the errors above (`weir check` validates without running)"
+            );
+        }
+        weir::app::RunSummary::Ran { exits, .. } => {
+            for (name, state) in exits {
+                if let weir::topology::registry::RunState::Failed { message, .. } = state {
+                    eprintln!("weir: pipeline `{name}` failed: {message}");
+                }
+            }
         }
     }
     Ok(if summary.success() {
@@ -194,13 +222,284 @@ fn run(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn state(command: cli::StateCommand) -> anyhow::Result<ExitCode> {
-    use weir::state::{Checkpoint, RocksStore, SharedStore};
-    let dir = match &command {
-        cli::StateCommand::List(args) => args.state_dir.clone(),
-        cli::StateCommand::Reset(args) => args.state_dir.clone(),
+/// Asks the daemon and prints its JSON answer's `result`, or its error (exit 1).
+fn ask_daemon(
+    socket: Option<PathBuf>,
+    request: weir::admin::protocol::Request,
+) -> Result<serde_json::Value, ExitCode> {
+    let socket = socket.unwrap_or_else(weir::app::settings::client_control_socket);
+    // A reload or a reset waits for pipelines to stop (bounded by their deadline) and for new
+    // plugins to compile; status answers at once.
+    let timeout = if request.mutates() || request == weir::admin::protocol::Request::Diff {
+        std::time::Duration::from_secs(600)
+    } else {
+        std::time::Duration::from_secs(30)
+    };
+    match weir::admin::client::ask(&socket, &request, timeout) {
+        Ok(response) if response.ok => Ok(response.result.unwrap_or(serde_json::Value::Null)),
+        Ok(response) => {
+            eprintln!("weir: {}", response.error.unwrap_or_default());
+            Err(ExitCode::from(1))
+        }
+        Err(err) => {
+            eprintln!("weir: {err}");
+            Err(ExitCode::from(1))
+        }
     }
-    .unwrap_or_else(cli::default_state_dir);
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+fn status(args: cli::StatusArgs) -> anyhow::Result<ExitCode> {
+    use weir::admin::render;
+    let now = chrono::Utc::now().timestamp_millis();
+    let request = weir::admin::protocol::Request::Status {
+        pipeline: args.pipeline.clone(),
+    };
+    let result = match ask_daemon(args.client.control_socket, request) {
+        Ok(result) => result,
+        Err(code) => return Ok(code),
+    };
+    if args.json {
+        print_json(&result);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.pipeline.is_some() {
+        let report: weir::topology::registry::PipelineReport = serde_json::from_value(result)
+            .context("the daemon's answer does not read as a pipeline's status")?;
+        print!("{}", render::pipeline_details(&report, now));
+    } else {
+        let report: weir::topology::registry::StatusReport = serde_json::from_value(result)
+            .context("the daemon's answer does not read as a status")?;
+        print!("{}", render::status_table(&report, now));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diff(args: cli::DiffArgs) -> anyhow::Result<ExitCode> {
+    let result = match ask_daemon(
+        args.client.control_socket,
+        weir::admin::protocol::Request::Diff,
+    ) {
+        Ok(result) => result,
+        Err(code) => return Ok(code),
+    };
+    if args.json {
+        print_json(&result);
+    } else {
+        let lines: Vec<weir::admin::protocol::DiffLine> = serde_json::from_value(result)
+            .context("the daemon's answer does not read as a diff")?;
+        print!("{}", weir::admin::render::diff_text(&lines));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reload(args: cli::ClientArgs) -> anyhow::Result<ExitCode> {
+    let result = match ask_daemon(args.control_socket, weir::admin::protocol::Request::Reload) {
+        Ok(result) => result,
+        Err(code) => return Ok(code),
+    };
+    let report: weir::topology::ReloadReport =
+        serde_json::from_value(result).context("the daemon's answer does not read as a reload")?;
+    for line in &report.lines {
+        println!("{line}");
+    }
+    println!(
+        "reloaded: {} applied, {} not applied",
+        report.applied, report.rejected
+    );
+    Ok(if report.rejected == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn stop_or_start(args: cli::PipelineArgs, stop: bool) -> anyhow::Result<ExitCode> {
+    use weir::admin::protocol::Request;
+    let request = if stop {
+        Request::Stop {
+            pipeline: args.pipeline.clone(),
+        }
+    } else {
+        Request::Start {
+            pipeline: args.pipeline.clone(),
+        }
+    };
+    let result = match ask_daemon(args.client.control_socket, request) {
+        Ok(result) => result,
+        Err(code) => return Ok(code),
+    };
+    if stop {
+        let abandoned = result["abandoned_batch"].as_bool().unwrap_or(false);
+        println!(
+            "stopped `{}`{}",
+            args.pipeline,
+            if abandoned {
+                " (its batch in flight did not finish within the deadline; it was abandoned and replays when the pipeline starts again)"
+            } else {
+                ""
+            }
+        );
+    } else {
+        println!("started `{}`", args.pipeline);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn daemon(args: cli::DaemonArgs, log_level: Option<&str>) -> anyhow::Result<ExitCode> {
+    use weir::config::{DaemonFile, HttpListen, LogFormat, RestartPolicy};
+    let file = match &args.config {
+        Some(path) => match weir::config::load_daemon_file(path) {
+            Ok(file) => file,
+            Err(diagnostics) => {
+                eprint!("{diagnostics}");
+                eprintln!("weir daemon: not started; fix the errors above");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        None => DaemonFile::default(),
+    };
+    let flag_error = |message: String| {
+        eprintln!("weir daemon: {message}");
+        Ok(ExitCode::from(2))
+    };
+    let http = match args.http.as_deref().map(HttpListen::parse).transpose() {
+        Ok(http) => http,
+        Err(message) => return flag_error(format!("--http: {message}")),
+    };
+    let log_format = match args.log_format.as_deref() {
+        None => None,
+        Some("human") => Some(LogFormat::Human),
+        Some("json") => Some(LogFormat::Json),
+        Some(other) => {
+            return flag_error(format!(
+                "--log-format: unknown format \"{other}\", expected \"human\" or \"json\""
+            ));
+        }
+    };
+    let restart_policy = match args.restart.as_deref() {
+        None => None,
+        Some("on-failure") => Some(RestartPolicy::OnFailure),
+        Some("never") => Some(RestartPolicy::Never),
+        Some(other) => {
+            return flag_error(format!(
+                "--restart: unknown policy \"{other}\", expected \"on-failure\" or \"never\""
+            ));
+        }
+    };
+    let overrides = DaemonFile {
+        file: None,
+        pipelines_dir: args.pipelines_dir,
+        plugins_dir: args.plugins_dir,
+        state_dir: args.state_dir,
+        control_socket: args.control_socket,
+        http,
+        allow_remote: args.allow_remote.then_some(true),
+        shutdown_timeout: args.shutdown_timeout,
+        rescan_interval: args.rescan_interval,
+        watch_debounce: args.watch_debounce,
+        log_level: log_level.map(str::to_string),
+        log_format,
+        plugin_memory_bytes: args
+            .plugin_max_memory_mb
+            .map(|mb| mb.saturating_mul(1 << 20)),
+        plugin_timeout: args.plugin_timeout,
+        restart_policy,
+        restart_first_backoff: args.restart_first_backoff,
+        restart_max_backoff: args.restart_max_backoff,
+    };
+    let settings = match weir::app::settings::resolve(file, overrides) {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("weir daemon: {message}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    init_logging(Some(&settings.log_level), settings.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("weir")
+        .build()
+        .context("cannot start the async runtime")?;
+    let exit = runtime.block_on(weir::app::daemon::run(settings));
+    // A stuck batch's thread must not keep the process alive after the deadline.
+    runtime.shutdown_background();
+    match exit {
+        Ok(weir::app::daemon::DaemonExit::Clean) => Ok(ExitCode::SUCCESS),
+        Ok(weir::app::daemon::DaemonExit::Interrupted) => Ok(ExitCode::from(1)),
+        Err(err) => {
+            tracing::error!("weir daemon cannot start: {err}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn state(command: cli::StateCommand) -> anyhow::Result<ExitCode> {
+    use weir::admin::protocol::{Request, StateLine};
+    use weir::state::{Checkpoint, RocksStore, SharedStore};
+    let (dir, socket) = match &command {
+        cli::StateCommand::List(args) => (args.state_dir.clone(), args.control_socket.clone()),
+        cli::StateCommand::Reset(args) => (args.state_dir.clone(), args.control_socket.clone()),
+    };
+    // Without --state-dir, a running daemon (which holds the store) is asked.
+    if dir.is_none() {
+        let socket = socket.unwrap_or_else(weir::app::settings::client_control_socket);
+        let request = match &command {
+            cli::StateCommand::List(_) => Request::StateList,
+            cli::StateCommand::Reset(args) => Request::StateReset {
+                pipelines: args.pipelines.clone(),
+            },
+        };
+        match weir::admin::client::ask(&socket, &request, std::time::Duration::from_secs(600)) {
+            Ok(response) if response.ok => {
+                let result = response.result.unwrap_or_default();
+                match command {
+                    cli::StateCommand::List(_) => {
+                        let lines: Vec<StateLine> = serde_json::from_value(result)
+                            .context("the daemon's answer does not read as a state list")?;
+                        for line in lines {
+                            println!(
+                                "{}	{}{}",
+                                line.pipeline,
+                                match line.last_committed {
+                                    Some(id) => format!("last committed batch {id}"),
+                                    None => "no batch committed".into(),
+                                },
+                                if line.orphaned {
+                                    "	orphaned (no pipeline file declares it; `weir state reset` deletes it)"
+                                } else {
+                                    ""
+                                }
+                            );
+                        }
+                    }
+                    cli::StateCommand::Reset(_) => {
+                        let lines: Vec<String> = serde_json::from_value(result).unwrap_or_default();
+                        for line in lines {
+                            println!("{line}");
+                        }
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(response) => {
+                eprintln!("weir: {}", response.error.unwrap_or_default());
+                return Ok(ExitCode::from(1));
+            }
+            Err(err) if err.is_not_running() => {}
+            Err(err) => {
+                eprintln!("weir: {err}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    let dir = dir.unwrap_or_else(cli::default_state_dir);
     if !dir.exists() {
         eprintln!("weir: no state directory at {}", dir.display());
         return Ok(ExitCode::from(1));
@@ -237,12 +536,25 @@ fn state(command: cli::StateCommand) -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_level.as_deref());
+    let log_level = cli.log_level.as_deref();
     let result = match cli.command {
-        Command::Check(args) => check(args),
-        Command::Run(args) => run(args),
-        Command::Plugins(args) => plugins(args),
-        Command::State(command) => state(command),
+        // The daemon sets up logging from its settings (flags and config file).
+        Command::Daemon(args) => daemon(*args, log_level),
+        command => {
+            init_logging(log_level, weir::config::LogFormat::Human);
+            match command {
+                Command::Check(args) => check(args),
+                Command::Run(args) => run(args),
+                Command::Plugins(args) => plugins(args),
+                Command::State(command) => state(command),
+                Command::Status(args) => status(args),
+                Command::Diff(args) => diff(args),
+                Command::Reload(args) => reload(args),
+                Command::Stop(args) => stop_or_start(args, true),
+                Command::Start(args) => stop_or_start(args, false),
+                Command::Daemon(_) => unreachable_daemon(),
+            }
+        }
     };
     match result {
         Ok(code) => code,
@@ -251,4 +563,9 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The daemon arm is taken above; this keeps the match exhaustive without a panic.
+fn unreachable_daemon() -> anyhow::Result<ExitCode> {
+    Ok(ExitCode::from(1))
 }

@@ -26,6 +26,13 @@ pub trait Aggregate: Sized + 'static {
     /// One group's running state. `Default` is the state of a group that has seen no rows.
     type State: Serialize + DeserializeOwned + Default;
 
+    /// The version of `State`'s format. The host keeps a pipeline's stored states across an
+    /// upgrade of the plugin only while this stays the same: when a new version of the plugin
+    /// reads states differently (a field added, a type changed), give it a new number, and weir
+    /// refuses to swap it into pipelines that hold states of the old format (they keep running
+    /// on the old version until their state is reset).
+    const STATE_VERSION: u32 = 0;
+
     /// Builds the aggregate from its `config` table.
     fn new(config: &Config) -> Result<Self, Error>;
 

@@ -42,7 +42,7 @@ pub use {arrow_array, arrow_buffer, arrow_schema};
 pub use arrow_select;
 
 /// The version of `wit/plugin.wit` this SDK implements (the WIT package version).
-pub const CONTRACT_VERSION: &str = "1.0.0";
+pub const CONTRACT_VERSION: &str = "1.1.0";
 
 /// Glue the export macros expand to. Not part of the API.
 #[cfg(feature = "guest")]
@@ -151,6 +151,9 @@ macro_rules! export_aggregate {
             }
             fn finish(states: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, String> {
                 $crate::__private::aggregate_finish::<$plugin>(states)
+            }
+            fn state_version() -> u32 {
+                <$plugin as $crate::Aggregate>::STATE_VERSION
             }
         }
 

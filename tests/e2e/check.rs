@@ -147,12 +147,18 @@ fn duplicate_pipeline_names_across_files_are_rejected() -> TestResult {
     );
     let mut weir = Weir::start(&["check", &a, &b]);
     assert_eq!(weir.wait_exit(Duration::from_secs(10)).code(), Some(1));
+    let stderr = weir.stderr();
     assert!(
-        weir.stderr().contains(&format!(
-            "{b}:1:8: error: pipeline name `p` is already used by {a}"
+        stderr.contains(&format!(
+            "{a}:1:8: error: pipeline name `p` is also claimed by {b}"
         )),
-        "{}",
-        weir.stderr()
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{b}:1:8: error: pipeline name `p` is also claimed by {a}"
+        )),
+        "{stderr}"
     );
     Ok(())
 }

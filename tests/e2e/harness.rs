@@ -73,6 +73,11 @@ impl Weir {
 
     /// Starts weir in a working directory.
     pub fn start_in(args: &[&str], cwd: Option<&Path>) -> Weir {
+        Self::start_with(args, cwd, |_| {})
+    }
+
+    /// Starts weir, letting `setup` change the command first (environment variables).
+    pub fn start_with(args: &[&str], cwd: Option<&Path>, setup: impl FnOnce(&mut Command)) -> Weir {
         let mut command = Command::new(weir_bin());
         command
             .args(args)
@@ -84,6 +89,7 @@ impl Weir {
         if let Some(dir) = cwd {
             command.current_dir(dir);
         }
+        setup(&mut command);
         let share = Share::take();
         let started = Instant::now();
         let mut child = match command.spawn() {

@@ -1,11 +1,16 @@
 //! End-to-end tests: each starts the real `weir` binary on real pipeline files, files and
 //! sockets, and checks what comes out. One test binary, one module per area.
 
+mod daemon_harness;
 mod harness;
 mod machine;
 
 mod aggregation;
 mod check;
+mod daemon_lifecycle;
+mod daemon_plugins;
+mod daemon_reload;
+mod daemon_service;
 mod file_source;
 mod full_disk;
 mod latency;

@@ -7,6 +7,8 @@
 mod aggregate;
 mod byte_size;
 mod checker;
+mod compare;
+mod daemon;
 mod datagen;
 mod diagnostic;
 mod duration;
@@ -26,6 +28,10 @@ pub use aggregate::{
     AggregateSpec, BuiltinFunction, ColumnRef, FunctionKind, FunctionSpec, WindowKind, WindowSpec,
 };
 pub use byte_size::{ByteSize, parse_byte_size};
+pub use compare::plan_changes;
+pub use daemon::{
+    DaemonFile, HttpListen, LogFormat, RestartPolicy, load_daemon_file, parse_daemon_file,
+};
 pub use datagen::{ColumnSpec, ColumnType, DatagenSpec, Generator, Scalar, TemplatePart};
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use duration::HumanDuration;
@@ -67,17 +73,22 @@ pub fn load_pipeline_files(paths: &[impl AsRef<Path>]) -> Result<Vec<PipelinePla
             Err(diags) => errors.extend(diags),
         }
     }
-    let mut seen: std::collections::HashMap<&str, &Path> = std::collections::HashMap::new();
+    // Two files claiming one name are both wrong: each error names the other file.
     for plan in &plans {
-        if let Some(first) = seen.insert(&plan.name, &plan.file) {
+        let others: Vec<String> = plans
+            .iter()
+            .filter(|other| other.name == plan.name && other.file != plan.file)
+            .map(|other| other.file.display().to_string())
+            .collect();
+        if !others.is_empty() {
             errors.push(
                 Diagnostic::located(
                     &plan.file,
                     plan.name_location.clone(),
                     format!(
-                        "pipeline name `{}` is already used by {}",
+                        "pipeline name `{}` is also claimed by {}",
                         plan.name,
-                        first.display()
+                        others.join(", ")
                     ),
                 )
                 .with_hint(

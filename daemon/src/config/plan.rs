@@ -61,6 +61,8 @@ pub struct PipelinePlan {
     pub aggregate: Option<AggregateSpec>,
     /// One or more sinks.
     pub sinks: Vec<SinkSpec>,
+    /// Restart policy under the daemon; `None` takes the daemon's default.
+    pub restart: Option<super::daemon::RestartPolicy>,
 }
 
 pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics> {
@@ -123,7 +125,9 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
     let mut output_mode = OutputMode::Append;
     let mut output_mode_span = None;
     let mut trigger = Trigger::BackToBack;
+    let mut restart = None;
     if let Some(head) = head {
+        restart = head.restart;
         let span = head.name.span();
         let value = head.name.into_inner();
         if check_name(&mut c, &value, span.clone()) {
@@ -182,6 +186,7 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
             transforms,
             aggregate,
             sinks,
+            restart,
         }),
         _ => Err(c.diagnostics),
     }

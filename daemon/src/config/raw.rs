@@ -21,6 +21,10 @@ pub(super) struct RawHead {
     /// When batches fire; absent means back to back.
     #[serde(default)]
     pub trigger: Option<Spanned<RawTrigger>>,
+    /// Under the daemon: whether a failed pipeline is restarted (`on-failure`, `never`);
+    /// absent means the daemon's default.
+    #[serde(default)]
+    pub restart: Option<super::daemon::RestartPolicy>,
     // Listed so that an unknown top-level key's message names every valid key; the real
     // sections are removed from the table before this struct is read.
     #[serde(default)]

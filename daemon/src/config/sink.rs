@@ -25,6 +25,17 @@ pub enum SinkSpec {
     Null,
 }
 
+impl SinkSpec {
+    /// The `type` the section was written with.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkSpec::Console { .. } => "console",
+            SinkSpec::File(_) => "file",
+            SinkSpec::Null => "null",
+        }
+    }
+}
+
 /// The file sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSinkSpec {

@@ -29,6 +29,19 @@ pub enum SourceSpec {
     File(FileSourceSpec),
 }
 
+impl SourceSpec {
+    /// The `type` the section was written with.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceSpec::Rate(_) => "rate",
+            SourceSpec::RateMicroBatch(_) => "rate_micro_batch",
+            SourceSpec::Datagen(_) => "datagen",
+            SourceSpec::Socket(_) => "socket",
+            SourceSpec::File(_) => "file",
+        }
+    }
+}
+
 /// The `rate` source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateSpec {

@@ -55,6 +55,10 @@ impl DecodeDictionaries {
 }
 
 impl Operator for DecodeDictionaries {
+    fn stage_id(&self) -> Option<String> {
+        Some("decode dictionaries".into())
+    }
+
     fn output_schema(&self) -> SchemaRef {
         self.output.clone()
     }

@@ -7,7 +7,7 @@ use crate::state::CheckpointError;
 use super::operator::OperatorError;
 
 /// Whose fault an error is: decides the message's wording and whether a retry can help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// The pipeline's configuration or data (fix the pipeline).
@@ -64,6 +64,7 @@ impl BatchError {
             } => ErrorClass::Internal,
             BatchError::Checkpoint(CheckpointError::Store(_)) => ErrorClass::External,
             BatchError::Checkpoint(CheckpointError::Corrupt { .. }) => ErrorClass::User,
+            BatchError::Checkpoint(CheckpointError::Fenced) => ErrorClass::External,
         }
     }
 
@@ -71,6 +72,8 @@ impl BatchError {
     pub fn retryable(&self) -> bool {
         match self {
             BatchError::Operator(err) => err.retryable,
+            // Fenced is final: a newer run owns the checkpoint.
+            BatchError::Checkpoint(CheckpointError::Fenced) => false,
             other => other.class() == ErrorClass::External,
         }
     }

@@ -16,7 +16,10 @@ pub use blocking::blocking;
 pub use dictionaries::{DecodeDictionaries, decode_array, decoded_schema};
 pub use error::{BatchError, ErrorClass};
 pub use operator::{BatchContext, Operator, OperatorError};
-pub use pipeline::{Control, Pipeline, PipelineExit, PipelineHandle, RetryPolicy};
+pub use pipeline::{
+    Control, Pipeline, PipelineExit, PipelineHandle, RetryPolicy, StopOutcome, SwapError,
+    panic_message,
+};
 pub use progress::{
     BatchProgress, Durations, PipelineMonitor, PipelineStatus, StateOperatorProgress,
 };

@@ -37,6 +37,18 @@ pub trait Operator: Send {
     /// Schema of what `process` and `finish_batch` return.
     fn output_schema(&self) -> SchemaRef;
 
+    /// The stage's stable id within its pipeline (`transform #2`, `aggregate`): what a swap
+    /// names. `None` gets a positional id.
+    fn stage_id(&self) -> Option<String> {
+        None
+    }
+
+    /// Loads the state the checkpoint committed. Called once before the stage's first batch:
+    /// when its pipeline starts, and when it replaces another stage at a batch boundary.
+    fn restore(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
     /// Processes one chunk of the batch; may return any number of chunks.
     fn process(
         &mut self,

@@ -11,8 +11,8 @@ use super::progress::{BatchProgress, Durations, PipelineMonitor, PipelineStatus}
 use super::trigger::next_processing_time_tick;
 use crate::config::Trigger;
 use crate::sinks::Sink;
-use crate::sources::{ReadLimit, Source, SourceOffset, Wakeup, now_ms};
-use crate::state::{Checkpoint, CommitEntry, OffsetsEntry, WriteSet};
+use crate::sources::{ReadLimit, Source, SourceOffset, SourceTasks, Wakeup, now_ms};
+use crate::state::{Checkpoint, CheckpointError, CommitEntry, OffsetsEntry, WriteSet};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use std::sync::Arc;
@@ -23,14 +23,16 @@ use tokio::sync::{mpsc, oneshot};
 pub enum Control {
     /// Stop after the batch in flight commits (or at once if none is).
     Stop,
-    /// Replace stage `index` before the next batch; `done` is answered once it is in place.
-    SwapOperator {
-        /// Which operator.
-        index: usize,
-        /// Its replacement.
-        operator: Box<dyn Operator>,
-        /// Answered when swapped.
-        done: oneshot::Sender<()>,
+    /// Replace stages, named by their ids ([`Operator::stage_id`]), at the next batch
+    /// boundary: never inside a batch, so every batch runs entirely on the old stages or
+    /// entirely on the new ones. Each replacement must produce the same schema as the stage it
+    /// replaces and restores its committed state ([`Operator::restore`]) first; if any one is
+    /// refused, none is swapped. `done` answers whether they are in place.
+    Swap {
+        /// Stage id and replacement.
+        stages: Vec<(String, Box<dyn Operator>)>,
+        /// Answered once the swap is done or refused.
+        done: oneshot::Sender<Result<(), SwapError>>,
     },
 }
 
@@ -38,9 +40,46 @@ impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Control::Stop => f.write_str("Stop"),
-            Control::SwapOperator { index, .. } => write!(f, "SwapOperator({index})"),
+            Control::Swap { stages, .. } => {
+                let ids: Vec<&str> = stages.iter().map(|(id, _)| id.as_str()).collect();
+                write!(f, "Swap({})", ids.join(", "))
+            }
         }
     }
+}
+
+/// Why a stage swap was refused (the old stage stays in place).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SwapError {
+    /// No stage has that id.
+    #[error("the pipeline has no stage `{id}` (its stages: {known})")]
+    UnknownStage {
+        /// The id asked for.
+        id: String,
+        /// The ids there are.
+        known: String,
+    },
+    /// The replacement produces another schema than the stage it would replace.
+    #[error("the new `{id}` produces {found}, the running one {expected}")]
+    SchemaChanged {
+        /// The stage.
+        id: String,
+        /// The running stage's output schema.
+        expected: String,
+        /// The replacement's.
+        found: String,
+    },
+    /// The replacement could not restore the committed state.
+    #[error("the new `{id}` cannot take the committed state: {message}")]
+    Restore {
+        /// The stage.
+        id: String,
+        /// Why.
+        message: String,
+    },
+    /// The pipeline ended before the swap could happen.
+    #[error("the pipeline is not running")]
+    NotRunning,
 }
 
 /// How a pipeline's loop ended.
@@ -50,8 +89,23 @@ pub enum PipelineExit {
     Stopped,
     /// Its trigger ran out of input (`once`, `available_now`).
     Finished,
-    /// A batch failed for good; the message says why.
-    Failed(String),
+    /// A batch failed for good.
+    Failed {
+        /// Why, in the user's terms.
+        message: String,
+        /// Whose fault: decides whether restarting can help.
+        class: super::ErrorClass,
+    },
+}
+
+impl PipelineExit {
+    /// The failure message, if the pipeline failed.
+    pub fn failure(&self) -> Option<&str> {
+        match self {
+            PipelineExit::Failed { message, .. } => Some(message),
+            _ => None,
+        }
+    }
 }
 
 /// How often, and how patiently, a failed batch is tried again.
@@ -80,11 +134,18 @@ pub struct Pipeline {
     name: String,
     trigger: Trigger,
     source: Box<dyn Source>,
+    source_tasks: Option<SourceTasks>,
     operators: Vec<Box<dyn Operator>>,
+    /// Each operator's stable id, for swaps: `transform #2`, `aggregate`.
+    stage_ids: Vec<String>,
     sinks: Vec<(&'static str, Box<dyn Sink>)>,
     checkpoint: Checkpoint,
     monitor: Arc<PipelineMonitor>,
     retry: RetryPolicy,
+    /// True while a planned batch has not committed: swaps wait for the boundary.
+    in_batch: bool,
+    /// Swaps that arrived inside a batch, applied after its commit.
+    deferred: Vec<Control>,
 }
 
 /// A running pipeline.
@@ -96,6 +157,42 @@ pub struct PipelineHandle {
     pub monitor: Arc<PipelineMonitor>,
     control: mpsc::UnboundedSender<Control>,
     task: tokio::task::JoinHandle<PipelineExit>,
+    checkpoint: Checkpoint,
+    source_tasks: Option<SourceTasks>,
+}
+
+/// How [`PipelineHandle::stop_within`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// The loop ended by itself (at a batch boundary, or it had already ended).
+    Exited(PipelineExit),
+    /// The batch in flight did not finish within the deadline: it was abandoned uncommitted
+    /// (it can no longer commit) and will be replayed by the next run of the pipeline.
+    Abandoned,
+}
+
+/// What a panicked task said, when it said something.
+pub fn panic_message(err: tokio::task::JoinError) -> String {
+    match err.try_into_panic() {
+        Ok(payload) => match payload.downcast::<String>() {
+            Ok(text) => *text,
+            Err(payload) => match payload.downcast::<&'static str>() {
+                Ok(text) => (*text).to_string(),
+                Err(_) => "a panic without a message".to_string(),
+            },
+        },
+        Err(err) => err.to_string(),
+    }
+}
+
+fn exit_of(joined: Result<PipelineExit, tokio::task::JoinError>) -> PipelineExit {
+    match joined {
+        Ok(exit) => exit,
+        Err(err) => PipelineExit::Failed {
+            message: format!("internal error (a bug in weir): {}", panic_message(err)),
+            class: super::ErrorClass::Internal,
+        },
+    }
 }
 
 impl PipelineHandle {
@@ -114,14 +211,52 @@ impl PipelineHandle {
         self.task.is_finished()
     }
 
-    /// Waits for the loop to end.
+    /// Waits for the loop to end. A task that panicked (a bug) is reported as failed with the
+    /// panic's message.
     pub async fn join(self) -> PipelineExit {
-        match self.task.await {
-            Ok(exit) => exit,
-            Err(err) => PipelineExit::Failed(format!(
-                "internal error: the pipeline task died (a bug): {err}"
-            )),
+        exit_of(self.task.await)
+    }
+
+    /// Waits for the loop to end (without asking it to).
+    pub async fn wait(&mut self) -> PipelineExit {
+        exit_of((&mut self.task).await)
+    }
+
+    /// Waits for the loop to end by itself, for as long as `deadline`.
+    pub async fn wait_within(&mut self, deadline: Duration) -> Option<PipelineExit> {
+        tokio::time::timeout(deadline, &mut self.task)
+            .await
+            .ok()
+            .map(exit_of)
+    }
+
+    /// Stops the pipeline at its next batch boundary, waiting at most `deadline` for the batch
+    /// in flight. Past the deadline the batch is abandoned: the checkpoint is fenced so the
+    /// stuck batch can never commit (it replays on the next run, so nothing is lost or
+    /// counted twice), and the source's network tasks are closed so a new version can bind
+    /// its port. The stuck task is left to end on its own (`join` still waits for it).
+    pub async fn stop_within(&mut self, deadline: Duration) -> StopOutcome {
+        self.stop();
+        if let Some(exit) = self.wait_within(deadline).await {
+            return StopOutcome::Exited(exit);
         }
+        self.abandon().await;
+        StopOutcome::Abandoned
+    }
+
+    /// Fences the checkpoint and closes the source's tasks (see [`Self::stop_within`]).
+    pub async fn abandon(&self) {
+        let checkpoint = self.checkpoint.clone();
+        // Waits for a commit that is being written (a RocksDB write) to land first.
+        let _ = tokio::task::spawn_blocking(move || checkpoint.fence()).await;
+        if let Some(tasks) = &self.source_tasks {
+            tasks.close().await;
+        }
+        self.monitor.set_status(PipelineStatus::Abandoned);
+        tracing::warn!(
+            pipeline = %self.name,
+            "stopped with an abandoned batch: the batch in flight did not finish in time; it was not committed and will be replayed"
+        );
     }
 }
 
@@ -148,6 +283,15 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+fn schema_text(schema: &SchemaRef) -> String {
+    let fields: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), f.data_type()))
+        .collect();
+    format!("({})", fields.join(", "))
+}
+
 impl Pipeline {
     /// Assembles a pipeline. `sinks` pairs each sink with its type name, for messages.
     pub fn new(
@@ -158,15 +302,24 @@ impl Pipeline {
         sinks: Vec<(&'static str, Box<dyn Sink>)>,
         checkpoint: Checkpoint,
     ) -> Pipeline {
+        let stage_ids = operators
+            .iter()
+            .enumerate()
+            .map(|(i, op)| op.stage_id().unwrap_or_else(|| format!("stage #{}", i + 1)))
+            .collect();
         Pipeline {
             name: name.to_string(),
             trigger,
+            source_tasks: source.tasks(),
             source,
             operators,
+            stage_ids,
             sinks,
             checkpoint,
             monitor: Arc::new(PipelineMonitor::new(name)),
             retry: RetryPolicy::default(),
+            in_batch: false,
+            deferred: Vec::new(),
         }
     }
 
@@ -181,6 +334,16 @@ impl Pipeline {
         self.monitor.clone()
     }
 
+    /// The schema of what the source reads.
+    pub fn source_schema(&self) -> SchemaRef {
+        self.source.schema()
+    }
+
+    /// The ids of the stages, in order.
+    pub fn stage_ids(&self) -> &[String] {
+        &self.stage_ids
+    }
+
     /// The schema that reaches the sinks.
     pub fn output_schema(&self) -> SchemaRef {
         self.operators
@@ -193,51 +356,118 @@ impl Pipeline {
         let (tx, rx) = mpsc::unbounded_channel();
         let name = self.name.clone();
         let monitor = self.monitor.clone();
+        let checkpoint = self.checkpoint.clone();
+        let source_tasks = self.source_tasks.clone();
         let task = tokio::spawn(self.run(rx));
         PipelineHandle {
             name,
             monitor,
             control: tx,
             task,
+            checkpoint,
+            source_tasks,
         }
     }
 
-    /// Runs the loop until stopped, finished or failed.
+    /// Runs the loop until stopped, finished or failed. The source's background tasks are
+    /// closed before this returns, so a listening port is free again.
     pub async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>) -> PipelineExit {
         let exit = match self.run_loop(&mut control).await {
             Ok(exit) => exit,
+            // An abandoned run (see `PipelineHandle::stop_within`) ends quietly: its batch
+            // replays in the next run.
+            Err(BatchError::Checkpoint(CheckpointError::Fenced)) => PipelineExit::Stopped,
             Err(err) => {
-                let message = match err.class() {
+                let class = err.class();
+                let message = match class {
                     super::ErrorClass::Internal => format!("{err} (this is a bug in weir)"),
                     _ => err.to_string(),
                 };
                 tracing::error!(pipeline = %self.name, "pipeline failed: {message}");
-                PipelineExit::Failed(message)
+                PipelineExit::Failed { message, class }
             }
         };
-        self.monitor.set_status(match &exit {
-            PipelineExit::Stopped => PipelineStatus::Stopped,
-            PipelineExit::Finished => PipelineStatus::Finished,
-            PipelineExit::Failed(message) => PipelineStatus::Failed(message.clone()),
-        });
+        for message in self.deferred.drain(..) {
+            if let Control::Swap { done, .. } = message {
+                let _ = done.send(Err(SwapError::NotRunning));
+            }
+        }
+        if let Some(tasks) = &self.source_tasks {
+            tasks.close().await;
+        }
+        if !self.checkpoint.is_fenced() {
+            self.monitor.set_status(match &exit {
+                PipelineExit::Stopped => PipelineStatus::Stopped,
+                PipelineExit::Finished => PipelineStatus::Finished,
+                PipelineExit::Failed { message, .. } => PipelineStatus::Failed(message.clone()),
+            });
+        }
         exit
+    }
+
+    /// Puts each replacement in place of its stage if all fit; restores their state first.
+    fn swap(&mut self, stages: Vec<(String, Box<dyn Operator>)>) -> Result<(), SwapError> {
+        let mut placed = Vec::with_capacity(stages.len());
+        for (id, operator) in stages {
+            let Some(index) = self.stage_ids.iter().position(|s| *s == id) else {
+                return Err(SwapError::UnknownStage {
+                    id,
+                    known: if self.stage_ids.is_empty() {
+                        "none".into()
+                    } else {
+                        self.stage_ids.join(", ")
+                    },
+                });
+            };
+            let (expected, found) = (
+                self.operators[index].output_schema(),
+                operator.output_schema(),
+            );
+            if expected != found {
+                return Err(SwapError::SchemaChanged {
+                    id,
+                    expected: schema_text(&expected),
+                    found: schema_text(&found),
+                });
+            }
+            placed.push((index, id, operator));
+        }
+        for (_, id, operator) in &mut placed {
+            blocking(|| operator.restore()).map_err(|err| SwapError::Restore {
+                id: id.clone(),
+                message: err.message,
+            })?;
+        }
+        for (index, id, operator) in placed {
+            self.operators[index] = operator;
+            tracing::info!(pipeline = %self.name, stage = %id, "stage swapped at a batch boundary");
+        }
+        Ok(())
     }
 
     fn apply_control(&mut self, message: Control) -> Option<Waited> {
         match message {
             Control::Stop => Some(Waited::Stop),
-            Control::SwapOperator {
-                index,
-                operator,
-                done,
-            } => {
-                if let Some(slot) = self.operators.get_mut(index) {
-                    *slot = operator;
-                    tracing::info!(pipeline = %self.name, stage = index, "stage swapped");
-                }
-                let _ = done.send(());
+            swap @ Control::Swap { .. } if self.in_batch => {
+                // Waiting to retry a batch: the swap lands after it commits.
+                self.deferred.push(swap);
                 None
             }
+            Control::Swap { stages, done } => {
+                let result = self.swap(stages);
+                if let Err(err) = &result {
+                    tracing::warn!(pipeline = %self.name, "stage swap refused: {err}");
+                }
+                let _ = done.send(result);
+                None
+            }
+        }
+    }
+
+    /// Applies the swaps that waited for the batch to commit.
+    fn apply_deferred(&mut self) {
+        for message in std::mem::take(&mut self.deferred) {
+            let _ = self.apply_control(message);
         }
     }
 
@@ -294,6 +524,11 @@ impl Pipeline {
         let (committed, planned) = blocking(|| {
             Ok::<_, BatchError>((checkpoint.last_committed()?, checkpoint.last_planned()?))
         })?;
+        // Stateful stages load what the checkpoint committed (here, in the pipeline's own
+        // task, so a large state never holds up whoever started the pipeline).
+        for op in &mut self.operators {
+            blocking(|| op.restore())?;
+        }
         let (mut next_id, mut start, mut watermark) = match &committed {
             Some(c) => (c.batch_id + 1, c.end.clone(), c.watermark_ms),
             None => (0, self.source.initial_offset()?, None),
@@ -395,11 +630,13 @@ impl Pipeline {
             must_run = false;
             self.monitor.set_status(PipelineStatus::Running);
 
-            let Some((outcome, attempts)) =
-                self.run_with_retries(&entry, durations, control).await?
-            else {
+            self.in_batch = true;
+            let ran = self.run_with_retries(&entry, durations, control).await;
+            self.in_batch = false;
+            let Some((outcome, attempts)) = ran? else {
                 return Ok(PipelineExit::Stopped);
             };
+            self.apply_deferred();
             let elapsed_since_previous =
                 previous_trigger.map_or(0.0, |p| p.elapsed().as_secs_f64());
             previous_trigger = Some(trigger_start);
@@ -556,11 +793,21 @@ impl Pipeline {
             },
             changes,
         )?;
+        durations.commit_offsets = millis(t);
+        // From here on the batch is committed: nothing may fail it (a failure would run it
+        // again and count it twice). Cleaning up after it is best effort; a source that
+        // could not trim its log now trims below the next batch's start later.
         for op in &mut self.operators {
             op.committed();
         }
-        self.source.committed(&entry.end)?;
-        durations.commit_offsets = millis(t);
+        if let Err(err) = self.source.committed(&entry.end) {
+            tracing::warn!(
+                pipeline = %self.name,
+                batch = entry.batch_id,
+                "cleaning up after committed batch {} failed (will be tried again after a later batch): {err}",
+                entry.batch_id
+            );
+        }
 
         Ok(BatchOutcome {
             rows_in: rows_in as u64,

@@ -1,7 +1,7 @@
 //! Per-batch progress (the analogue of Spark's `StreamingQueryProgress`) and the live status of a
 //! pipeline, kept for the status API and logged at debug level.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
@@ -9,7 +9,7 @@ use std::sync::Mutex;
 pub const RECENT_BATCHES: usize = 100;
 
 /// Time spent per phase of a batch, in milliseconds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Durations {
     /// Asking the source for its latest offset.
     pub latest_offset: f64,
@@ -29,7 +29,7 @@ pub struct Durations {
 
 /// What a stateful operator holds and did in one batch (Spark's `stateOperators[]`, with the
 /// batch's event-time statistics).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StateOperatorProgress {
     /// Groups (windows × keys) held after the batch.
     pub num_rows_total: u64,
@@ -52,7 +52,7 @@ pub struct StateOperatorProgress {
 }
 
 /// What one batch did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchProgress {
     /// Pipeline name.
     pub name: String,
@@ -87,7 +87,7 @@ pub struct BatchProgress {
 }
 
 /// Where a pipeline is in its life.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state", content = "detail")]
 pub enum PipelineStatus {
     /// Recovering its checkpoint.
@@ -100,6 +100,9 @@ pub enum PipelineStatus {
     Retrying(String),
     /// Stopped on request.
     Stopped,
+    /// Stopped without waiting any longer for a stuck batch: that batch was not committed and
+    /// is replayed by the next run.
+    Abandoned,
     /// Ran out of input (`once`, `available_now`).
     Finished,
     /// Gave up; the message says why.

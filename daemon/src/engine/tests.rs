@@ -234,12 +234,14 @@ async fn a_stage_swapped_between_batches_applies_from_the_next_batch() -> TestRe
     let handle = pipeline.spawn();
     assert!(monitor.wait_for_batches(3, WAIT).await);
     let (done, swapped) = tokio::sync::oneshot::channel();
-    assert!(handle.send(Control::SwapOperator {
-        index: 0,
-        operator: Box::new(KeepMultiples { schema, modulus: 3 }),
+    assert!(handle.send(Control::Swap {
+        stages: vec![(
+            "stage #1".into(),
+            Box::new(KeepMultiples { schema, modulus: 3 })
+        )],
         done
     }));
-    swapped.await?;
+    swapped.await??;
     let swapped_after = monitor.last().map_or(0, |b| b.batch_id);
     let seen = *monitor.subscribe().borrow();
     assert!(monitor.wait_for_batches(seen + 2, WAIT).await);
@@ -313,7 +315,7 @@ async fn a_failing_sink_is_retried_then_fails_only_its_pipeline_with_committed_d
     std::fs::rename(&out, dir.path().join("out.moved"))?;
     std::fs::write(&out, b"not a directory")?;
     let exit = failing.join().await;
-    let PipelineExit::Failed(message) = exit else {
+    let PipelineExit::Failed { message, .. } = exit else {
         panic!("expected a failure, got {exit:?}")
     };
     assert!(
@@ -334,5 +336,239 @@ async fn a_failing_sink_is_retried_then_fails_only_its_pipeline_with_committed_d
     let committed = checkpoint.last_committed()?.ok_or("nothing committed")?;
     let planned = checkpoint.last_planned()?.ok_or("nothing planned")?;
     assert_eq!(planned.batch_id, committed.batch_id + 1);
+    Ok(())
+}
+
+fn rate_source(rows_per_batch: u64) -> RateMicroBatchSource {
+    RateMicroBatchSource::new(RateMicroBatchSpec {
+        rows_per_batch,
+        start_timestamp_ms: 0,
+        advance_millis_per_batch: 1000,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_naming_an_unknown_stage_or_changing_the_schema_is_refused_and_changes_nothing()
+-> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store: SharedStore = Arc::new(RocksStore::open(&dir.path().join("state"))?);
+    let source = rate_source(6);
+    let schema = source.schema();
+    let pipeline = Pipeline::new(
+        "p",
+        Trigger::BackToBack,
+        Box::new(source),
+        vec![Box::new(KeepMultiples {
+            schema: schema.clone(),
+            modulus: 2,
+        })],
+        vec![("null", Box::new(NullSink) as Box<dyn Sink>)],
+        Checkpoint::new(store, "p"),
+    );
+    assert_eq!(pipeline.stage_ids(), ["stage #1"]);
+    let monitor = pipeline.monitor();
+    let handle = pipeline.spawn();
+    assert!(monitor.wait_for_batches(1, WAIT).await);
+
+    let (done, answer) = tokio::sync::oneshot::channel();
+    handle.send(Control::Swap {
+        stages: vec![(
+            "transform #7".into(),
+            Box::new(KeepMultiples {
+                schema: schema.clone(),
+                modulus: 3,
+            }),
+        )],
+        done,
+    });
+    assert_eq!(
+        answer.await?,
+        Err(SwapError::UnknownStage {
+            id: "transform #7".into(),
+            known: "stage #1".into()
+        })
+    );
+
+    let narrower = Arc::new(arrow::datatypes::Schema::new(vec![schema.field(1).clone()]));
+    let (done, answer) = tokio::sync::oneshot::channel();
+    handle.send(Control::Swap {
+        stages: vec![(
+            "stage #1".into(),
+            Box::new(KeepMultiples {
+                schema: narrower,
+                modulus: 3,
+            }),
+        )],
+        done,
+    });
+    let refused = answer.await?;
+    assert!(
+        matches!(&refused, Err(SwapError::SchemaChanged { id, .. }) if id == "stage #1"),
+        "{refused:?}"
+    );
+    let seen = *monitor.subscribe().borrow();
+    assert!(
+        monitor.wait_for_batches(seen + 2, WAIT).await,
+        "still running"
+    );
+    handle.stop();
+    assert_eq!(handle.join().await, PipelineExit::Stopped);
+    Ok(())
+}
+
+/// Blocks `process` while the gate is closed (a stuck sink or plugin, as far as the loop can
+/// tell), then passes rows through.
+struct Gate {
+    schema: SchemaRef,
+    closed: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl Operator for Gate {
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process(
+        &mut self,
+        chunk: RecordBatch,
+        _: &BatchContext,
+    ) -> Result<Vec<RecordBatch>, OperatorError> {
+        let (lock, cvar) = &*self.closed;
+        let mut closed = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while *closed {
+            closed = cvar.wait(closed).unwrap_or_else(|e| e.into_inner());
+        }
+        Ok(vec![chunk])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_batch_is_abandoned_at_the_deadline_never_commits_and_replays_in_the_next_run()
+-> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store: SharedStore = Arc::new(RocksStore::open(&dir.path().join("state"))?);
+    let out = dir.path().join("out");
+    let source = rate_source(5);
+    let schema = source.schema();
+    let closed = Arc::new((std::sync::Mutex::new(true), std::sync::Condvar::new()));
+    let pipeline = Pipeline::new(
+        "p",
+        Trigger::BackToBack,
+        Box::new(source),
+        vec![Box::new(Gate {
+            schema,
+            closed: closed.clone(),
+        })],
+        vec![("file", file_sink(&out)?)],
+        Checkpoint::new(store.clone(), "p"),
+    );
+    let monitor = pipeline.monitor();
+    let mut handle = pipeline.spawn();
+    // Batch 0 is planned and stuck in the gate.
+    let checkpoint = Checkpoint::new(store.clone(), "p");
+    let deadline = std::time::Instant::now() + WAIT;
+    while checkpoint.last_planned()?.is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "batch 0 was never planned"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let outcome = handle.stop_within(Duration::from_millis(200)).await;
+    assert_eq!(outcome, StopOutcome::Abandoned);
+    assert_eq!(monitor.status(), PipelineStatus::Abandoned);
+
+    // The stuck batch finishes later, but cannot commit any more.
+    {
+        let (lock, cvar) = &*closed;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        cvar.notify_all();
+    }
+    assert_eq!(handle.join().await, PipelineExit::Stopped);
+    assert_eq!(
+        checkpoint.last_committed()?,
+        None,
+        "the abandoned batch committed"
+    );
+
+    // The next run replays batch 0 with its planned range, then goes on.
+    let rerun = Pipeline::new(
+        "p",
+        Trigger::Once,
+        Box::new(rate_source(5)),
+        Vec::new(),
+        vec![("file", file_sink(&out)?)],
+        Checkpoint::new(store, "p"),
+    );
+    let monitor = rerun.monitor();
+    assert_eq!(rerun.spawn().join().await, PipelineExit::Finished);
+    assert_eq!(monitor.recent()[0].batch_id, 0);
+    assert_eq!(ids_written(&out)?, (0..5).collect::<Vec<_>>());
+    Ok(())
+}
+
+/// A source whose clean-up after a commit always fails (a log it cannot trim).
+struct CleanupFails(RateMicroBatchSource);
+
+impl crate::sources::Source for CleanupFails {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+    fn initial_offset(
+        &mut self,
+    ) -> Result<crate::sources::SourceOffset, crate::sources::SourceError> {
+        self.0.initial_offset()
+    }
+    fn latest_offset(
+        &mut self,
+        start: &crate::sources::SourceOffset,
+        limit: crate::sources::ReadLimit,
+    ) -> Result<crate::sources::SourceOffset, crate::sources::SourceError> {
+        self.0.latest_offset(start, limit)
+    }
+    fn read(
+        &mut self,
+        start: &crate::sources::SourceOffset,
+        end: &crate::sources::SourceOffset,
+    ) -> Result<Vec<RecordBatch>, crate::sources::SourceError> {
+        self.0.read(start, end)
+    }
+    fn committed(
+        &mut self,
+        _end: &crate::sources::SourceOffset,
+    ) -> Result<(), crate::sources::SourceError> {
+        Err(crate::sources::SourceError::Io {
+            what: "cannot trim the log".into(),
+            source: std::io::Error::other("disk gone"),
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_the_commit_neither_fails_nor_repeats_the_batch() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store: SharedStore = Arc::new(RocksStore::open(&dir.path().join("state"))?);
+    let out = dir.path().join("out");
+    let pipeline = Pipeline::new(
+        "p",
+        Trigger::BackToBack,
+        Box::new(CleanupFails(rate_source(3))),
+        Vec::new(),
+        vec![("file", file_sink(&out)?)],
+        Checkpoint::new(store, "p"),
+    );
+    let monitor = pipeline.monitor();
+    let handle = pipeline.spawn();
+    assert!(
+        monitor.wait_for_batches(5, WAIT).await,
+        "{:?}",
+        monitor.status()
+    );
+    handle.stop();
+    assert_eq!(handle.join().await, PipelineExit::Stopped);
+    let batches = monitor.recent();
+    assert!(batches.iter().all(|b| b.attempts == 1), "{batches:?}");
+    let ids = ids_written(&out)?;
+    assert_eq!(ids, (0..ids.len() as i64).collect::<Vec<_>>());
     Ok(())
 }

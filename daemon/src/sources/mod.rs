@@ -131,6 +131,44 @@ pub enum Wakeup {
     Never,
 }
 
+/// The background tasks of a source (network I/O). Closing aborts them and waits until they
+/// have ended, so what they held (a listening port) is free when [`SourceTasks::close`]
+/// returns. Clones share the tasks; closing twice is harmless.
+#[derive(Debug, Clone, Default)]
+pub struct SourceTasks(std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>);
+
+impl SourceTasks {
+    /// Adds a task.
+    pub fn push(&self, task: tokio::task::JoinHandle<()>) {
+        if let Ok(mut tasks) = self.0.lock() {
+            tasks.push(task);
+        }
+    }
+
+    /// Aborts every task and waits for each to end.
+    pub async fn close(&self) {
+        let tasks = match self.0.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(_) => return,
+        };
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Aborts every task without waiting (what dropping a source does).
+    pub fn abort(&self) {
+        if let Ok(tasks) = self.0.lock() {
+            for task in tasks.iter() {
+                task.abort();
+            }
+        }
+    }
+}
+
 /// A replayable source of record batches.
 pub trait Source: Send {
     /// The schema of every batch.
@@ -174,6 +212,12 @@ pub trait Source: Send {
 
     /// What the source itself is doing, for the pipeline's status ("waiting for peer ...").
     fn status(&self) -> Option<String> {
+        None
+    }
+
+    /// The source's background tasks, if it runs any: the pipeline closes them when it ends
+    /// (and whoever abandons a stuck pipeline closes them too).
+    fn tasks(&self) -> Option<SourceTasks> {
         None
     }
 }

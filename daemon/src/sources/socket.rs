@@ -9,7 +9,9 @@
 
 use super::bad_records::{BadRecords, MalformedCounts, RecordLocation};
 use super::socket_log::{ChunkBuilder, Segment, SocketLog};
-use super::{CHUNK_ROWS, ReadLimit, Source, SourceContext, SourceError, SourceOffset, Wakeup};
+use super::{
+    CHUNK_ROWS, ReadLimit, Source, SourceContext, SourceError, SourceOffset, SourceTasks, Wakeup,
+};
 use crate::config::{SocketMode, SocketSpec};
 use arrow::array::{ArrayRef, StringBuilder, TimestampMicrosecondBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -94,16 +96,14 @@ pub struct SocketSource {
     /// Lines logged before this source started its network tasks: where a new stream begins.
     first_new_line: u64,
     trimmed_below: u64,
-    tasks: Vec<tokio::task::AbortHandle>,
+    tasks: SourceTasks,
     /// Where `listen` mode actually listens (port 0 resolved).
     pub local_addr: Option<std::net::SocketAddr>,
 }
 
 impl Drop for SocketSource {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.tasks.abort();
     }
 }
 
@@ -127,26 +127,19 @@ impl SocketSource {
             failed: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel(QUEUE_SEGMENTS);
-        let mut tasks = vec![
-            runtime
-                .spawn(writer(rx, log.clone(), shared.clone(), next))
-                .abort_handle(),
-        ];
+        let tasks = SourceTasks::default();
+        tasks.push(runtime.spawn(writer(rx, log.clone(), shared.clone(), next)));
         let mut local_addr = None;
         match &spec.mode {
             SocketMode::Connect { host, port } => {
                 shared.set_status(format!("waiting for peer {host}:{port}"));
-                tasks.push(
-                    runtime
-                        .spawn(connector(
-                            host.clone(),
-                            *port,
-                            tx,
-                            shared.clone(),
-                            spec.max_line_bytes,
-                        ))
-                        .abort_handle(),
-                );
+                tasks.push(runtime.spawn(connector(
+                    host.clone(),
+                    *port,
+                    tx,
+                    shared.clone(),
+                    spec.max_line_bytes,
+                )));
             }
             SocketMode::Listen { bind } => {
                 let listener = std::net::TcpListener::bind(bind.as_str())
@@ -163,17 +156,13 @@ impl SocketSource {
                 tracing::info!(pipeline = %ctx.pipeline, "socket source listening on {addr}");
                 local_addr = Some(addr);
                 shared.set_status(format!("waiting for peer: listening on {addr}"));
-                tasks.push(
-                    runtime
-                        .spawn(acceptor(
-                            listener,
-                            addr,
-                            tx,
-                            shared.clone(),
-                            spec.max_line_bytes,
-                        ))
-                        .abort_handle(),
-                );
+                tasks.push(runtime.spawn(acceptor(
+                    listener,
+                    addr,
+                    tx,
+                    shared.clone(),
+                    spec.max_line_bytes,
+                )));
             }
         }
         Ok(SocketSource {
@@ -336,6 +325,10 @@ impl Source for SocketSource {
 
     fn status(&self) -> Option<String> {
         self.shared.status.lock().ok().map(|s| s.clone())
+    }
+
+    fn tasks(&self) -> Option<SourceTasks> {
+        Some(self.tasks.clone())
     }
 }
 

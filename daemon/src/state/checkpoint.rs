@@ -7,6 +7,7 @@
 
 use super::{SharedStore, StoreError, WriteSet, pipeline_prefix, prefix_end};
 use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
 
 /// How many planned and committed batches are kept, as Spark's `minBatchesToRetain`.
 pub const BATCHES_TO_RETAIN: u64 = 100;
@@ -17,6 +18,9 @@ pub enum CheckpointError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The checkpoint was fenced: this run was abandoned, and a newer run owns the checkpoint.
+    #[error("this run of the pipeline was abandoned; a newer run owns its checkpoint")]
+    Fenced,
     /// An entry could not be decoded: the state directory is damaged or from another version.
     #[error("checkpoint entry {key} of pipeline `{pipeline}` is unreadable: {reason}")]
     Corrupt {
@@ -58,11 +62,16 @@ pub struct CommitEntry {
 }
 
 /// One pipeline's offsets and commit logs in the shared store.
+///
+/// Clones share a fence: once [`Checkpoint::fence`] returns, no clone plans or commits again.
+/// A run of a pipeline that is abandoned (stuck past a deadline) is fenced so that its batch
+/// can never commit after a newer run has opened the same checkpoint.
 #[derive(Clone)]
 pub struct Checkpoint {
     store: SharedStore,
     pipeline: String,
     prefix: Vec<u8>,
+    fenced: Arc<Mutex<bool>>,
 }
 
 impl std::fmt::Debug for Checkpoint {
@@ -76,6 +85,7 @@ impl std::fmt::Debug for Checkpoint {
 const OFFSETS: u8 = b'o';
 const COMMITS: u8 = b'c';
 const ID: u8 = b'i';
+const SOURCE_KIND: u8 = b'k';
 
 impl Checkpoint {
     /// The checkpoint of `pipeline`.
@@ -84,7 +94,30 @@ impl Checkpoint {
             store,
             pipeline: pipeline.to_string(),
             prefix: pipeline_prefix(pipeline),
+            fenced: Arc::new(Mutex::new(false)),
         }
+    }
+
+    /// Writes `ws` unless the checkpoint is fenced; the fence waits for a write under way.
+    fn write_unfenced(&self, ws: WriteSet) -> Result<(), CheckpointError> {
+        // A poisoned lock means a writer panicked mid-write; the flag itself is still valid.
+        let fenced = self.fenced.lock().unwrap_or_else(|e| e.into_inner());
+        if *fenced {
+            return Err(CheckpointError::Fenced);
+        }
+        self.store.write(ws, true)?;
+        Ok(())
+    }
+
+    /// From now on no clone of this checkpoint plans or commits; returns once a plan or
+    /// commit being written has landed.
+    pub fn fence(&self) {
+        *self.fenced.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    }
+
+    /// Whether [`Checkpoint::fence`] was called.
+    pub fn is_fenced(&self) -> bool {
+        *self.fenced.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The store, for operators that keep state next to the checkpoint.
@@ -140,8 +173,7 @@ impl Checkpoint {
     pub fn plan(&self, entry: &OffsetsEntry) -> Result<(), CheckpointError> {
         let mut ws = WriteSet::default();
         ws.put(self.key(OFFSETS, entry.batch_id), encode(entry));
-        self.store.write(ws, true)?;
-        Ok(())
+        self.write_unfenced(ws)
     }
 
     /// Commits a batch together with `changes` (operator state) in one synced write, and drops
@@ -160,8 +192,7 @@ impl Checkpoint {
                 ws.delete_range(self.key(log, 0), self.key(log, keep_from));
             }
         }
-        self.store.write(ws, true)?;
-        Ok(())
+        self.write_unfenced(ws)
     }
 
     /// The id of this checkpoint (Spark's query `id`), made when it is first asked for and kept
@@ -178,6 +209,28 @@ impl Checkpoint {
         ws.put(key, id.as_bytes());
         self.store.write(ws, true)?;
         Ok(id)
+    }
+
+    /// The source type (`rate`, `file`, ...) whose offsets this checkpoint holds, if recorded.
+    pub fn source_kind(&self) -> Result<Option<String>, CheckpointError> {
+        let mut key = self.prefix.clone();
+        key.push(SOURCE_KIND);
+        Ok(self
+            .store
+            .get(&key)?
+            .map(|kind| String::from_utf8_lossy(&kind).into_owned()))
+    }
+
+    /// Records the source type whose offsets this checkpoint holds.
+    pub fn record_source_kind(&self, kind: &str) -> Result<(), CheckpointError> {
+        if self.source_kind()?.as_deref() == Some(kind) {
+            return Ok(());
+        }
+        let mut key = self.prefix.clone();
+        key.push(SOURCE_KIND);
+        let mut ws = WriteSet::default();
+        ws.put(key, kind.as_bytes());
+        self.write_unfenced(ws)
     }
 
     /// Deletes everything this pipeline stored: checkpoint and state.

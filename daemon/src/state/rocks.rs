@@ -57,6 +57,19 @@ impl RocksStore {
     }
 }
 
+impl RocksStore {
+    /// Opens the database in `dir` for reading only, without taking its lock: it works while
+    /// a daemon has it open, and sees what that daemon had flushed or logged when it opened.
+    /// Writes fail. For checks that must not disturb (`weir check`, `weir state list` beside
+    /// a daemon).
+    pub fn open_read_only(dir: &Path) -> Result<RocksStore, StoreError> {
+        let options = Options::default();
+        DB::open_for_read_only(&options, dir, false)
+            .map(|db| RocksStore { db })
+            .map_err(engine_error)
+    }
+}
+
 impl Store for RocksStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.get(key).map_err(engine_error)

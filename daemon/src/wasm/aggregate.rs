@@ -33,6 +33,7 @@ pub struct AggregatePlugin {
     inputs: Vec<DataType>,
     output: DataType,
     funcs: Funcs,
+    state_version: u32,
 }
 
 impl std::fmt::Debug for AggregatePlugin {
@@ -138,8 +139,18 @@ impl AggregatePlugin {
             finish: func("finish")?,
         };
         let config = config.to_string();
-        let (_, inputs, output) = start(&plugin, &funcs, &config, &limits, pipeline)?;
+        let (mut live, inputs, output) = start(&plugin, &funcs, &config, &limits, pipeline)?;
+        // Contract 1.1 added `state-version`; a 1.0 plugin has none, taken as 0.
+        let state_version = match plugin.func("state-version") {
+            Ok(index) => {
+                let (version,): (u32,) =
+                    live.call(&index, ()).map_err(|f| call_error(&plugin, f))?;
+                version
+            }
+            Err(_) => 0,
+        };
         Ok(AggregatePlugin {
+            state_version,
             plugin,
             pipeline: pipeline.to_string(),
             config,
@@ -153,6 +164,12 @@ impl AggregatePlugin {
     /// The plugin.
     pub fn plugin(&self) -> &Arc<Plugin> {
         &self.plugin
+    }
+
+    /// The version of the state format the plugin declares (0 when it declares none): states
+    /// are kept across a plugin upgrade only while it stays the same.
+    pub fn state_version(&self) -> u32 {
+        self.state_version
     }
 
     /// The argument types, in order: `update` takes one array of each.

@@ -7,7 +7,7 @@ use super::sandbox::StoreData;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{Cache, CacheConfig, Config, Engine};
 
@@ -48,26 +48,24 @@ impl Limits {
     }
 }
 
-/// What identifies a plugin file's content without reading it: reload when it changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    modified: Option<SystemTime>,
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        len: meta.len(),
-        modified: meta.modified().ok(),
-    })
+/// The SHA-256 of a plugin file's bytes, in hex: what identifies a plugin's version. A file
+/// rewritten with other bytes is another version even when its size and mtime are the same.
+pub fn content_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    hex
 }
 
 pub(crate) struct HostInner {
     pub engine: Engine,
     pub linker: Linker<StoreData>,
     plugins_dir: PathBuf,
-    loaded: Mutex<HashMap<PathBuf, (Stamp, Arc<Plugin>)>>,
+    /// Plugins loaded so far, by file and content hash: loading the same bytes again is free.
+    loaded: Mutex<HashMap<(PathBuf, String), Arc<Plugin>>>,
 }
 
 /// Loads plugins from one folder into one engine. Cheap to clone; every pipeline shares it.
@@ -146,18 +144,26 @@ impl PluginHost {
         self.load_file(&path)
     }
 
-    /// Loads a component file (compiling it, or reading the compile cache).
+    /// Loads a component file (compiling it, or reading the compile cache). The file is read
+    /// and hashed every time; a content already loaded from that file is not compiled again.
     pub fn load_file(&self, path: &Path) -> Result<Arc<Plugin>, PluginError> {
-        let now = stamp(path);
-        if let (Some(now), Ok(loaded)) = (&now, self.inner.loaded.lock())
-            && let Some((was, plugin)) = loaded.get(path)
-            && was == now
+        let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let hash = content_hash(&bytes);
+        let key = (path.to_path_buf(), hash);
+        if let Ok(loaded) = self.inner.loaded.lock()
+            && let Some(plugin) = loaded.get(&key)
         {
             return Ok(plugin.clone());
         }
-        let plugin = Arc::new(Plugin::load(self, path)?);
-        if let (Some(now), Ok(mut loaded)) = (now, self.inner.loaded.lock()) {
-            loaded.insert(path.to_path_buf(), (now, plugin.clone()));
+        let plugin = Arc::new(Plugin::load(self, path, &bytes, key.1.clone())?);
+        if let Ok(mut loaded) = self.inner.loaded.lock() {
+            // Versions of a file that were replaced are dropped from the memo (pipelines that
+            // still run on them hold their own reference).
+            loaded.retain(|(p, _), _| p != path);
+            loaded.insert(key, plugin.clone());
         }
         Ok(plugin)
     }

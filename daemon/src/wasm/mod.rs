@@ -6,6 +6,7 @@
 //! crosses it with `weir_plugin_sdk::wire`, once per call and never per row.
 
 mod aggregate;
+mod catalog;
 mod error;
 mod host;
 mod instance;
@@ -17,11 +18,12 @@ mod transform;
 mod user_aggregates;
 
 pub use aggregate::{AggregateInstance, AggregatePlugin};
+pub use catalog::PluginCatalog;
 pub use error::{CallFailure, PluginError};
-pub use host::{DEFAULT_CALL_TIMEOUT, DEFAULT_MEMORY_LIMIT, Limits, PluginHost};
+pub use host::{DEFAULT_CALL_TIMEOUT, DEFAULT_MEMORY_LIMIT, Limits, PluginHost, content_hash};
 pub use listing::{PluginListing, list_plugins};
 pub use plugin::{Plugin, PluginInfo, PluginKind};
-pub use transform::WasmTransform;
+pub use transform::{WasmTransform, transform_stage_id};
 pub use user_aggregates::PluginAggregates;
 
 /// The plugin contract version this host implements (`plugin-sdk/wit/plugin.wit`). A plugin

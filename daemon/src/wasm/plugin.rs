@@ -58,6 +58,8 @@ pub struct Plugin {
     pub path: PathBuf,
     /// Size of the file, bytes.
     pub size: u64,
+    /// SHA-256 of the file's bytes (hex): the plugin's version as the daemon sees it.
+    pub sha256: String,
     /// Transform or aggregate.
     pub kind: PluginKind,
     /// The contract version it was built for.
@@ -120,16 +122,22 @@ pub(crate) fn contract_compatible(found: &str) -> bool {
 }
 
 impl Plugin {
-    pub(crate) fn load(host: &PluginHost, path: &Path) -> Result<Plugin, PluginError> {
+    /// The first 12 hex digits of the content hash: enough to tell versions apart in messages.
+    pub fn short_hash(&self) -> &str {
+        self.sha256.get(..12).unwrap_or(&self.sha256)
+    }
+
+    pub(crate) fn load(
+        host: &PluginHost,
+        path: &Path,
+        bytes: &[u8],
+        sha256: String,
+    ) -> Result<Plugin, PluginError> {
         let inner = host.inner.clone();
-        let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        check_header(path, &bytes)?;
+        check_header(path, bytes)?;
         let started = Instant::now();
         let component =
-            Component::new(&inner.engine, &bytes).map_err(|err| PluginError::Invalid {
+            Component::new(&inner.engine, bytes).map_err(|err| PluginError::Invalid {
                 path: path.to_path_buf(),
                 message: format!("{err:#}"),
             })?;
@@ -206,6 +214,7 @@ impl Plugin {
             name,
             path: path.to_path_buf(),
             size: bytes.len() as u64,
+            sha256,
             kind,
             contract,
             info: PluginInfo {
@@ -314,7 +323,8 @@ mod tests {
     fn same_major_and_no_newer_minor_is_compatible() {
         assert!(contract_compatible(CONTRACT_VERSION));
         assert!(contract_compatible("1.0.7"));
-        assert!(!contract_compatible("1.1.0"));
+        assert!(contract_compatible("1.1.0"));
+        assert!(!contract_compatible("1.2.0"));
         assert!(!contract_compatible("2.0.0"));
         assert!(!contract_compatible("0.9.0"));
         assert!(!contract_compatible(""));

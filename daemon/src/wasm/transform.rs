@@ -21,10 +21,17 @@ struct Funcs {
     process: ComponentExportIndex,
 }
 
+/// The stage id of the `index`-th (from 1) `[[transform]]`.
+pub fn transform_stage_id(index: usize) -> String {
+    format!("transform #{index}")
+}
+
 /// A `[[transform]]` stage backed by a wasm plugin.
 pub struct WasmTransform {
     plugin: Arc<Plugin>,
     pipeline: String,
+    /// Position in the `[[transform]]` list, from 1.
+    index: usize,
     stage: String,
     config: String,
     limits: Limits,
@@ -79,6 +86,7 @@ impl WasmTransform {
                 plugin.name
             ),
             pipeline: pipeline.to_string(),
+            index,
             config: config.to_string(),
             limits,
             input_schema,
@@ -181,6 +189,10 @@ impl WasmTransform {
 impl Operator for WasmTransform {
     fn output_schema(&self) -> SchemaRef {
         self.output.clone()
+    }
+
+    fn stage_id(&self) -> Option<String> {
+        Some(transform_stage_id(self.index))
     }
 
     fn process(

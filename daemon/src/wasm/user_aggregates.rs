@@ -3,32 +3,33 @@
 //! written `{ plugin = "name", ... }` run in the sandbox with one call per chunk.
 
 use super::aggregate::{AggregateInstance, AggregatePlugin};
+use super::catalog::PluginCatalog;
 use super::error::PluginError;
-use super::host::{Limits, PluginHost};
+use super::host::Limits;
 use crate::window::{AggregateError, UserAggregateFn, UserAggregates};
 use arrow::array::ArrayRef;
 use arrow::datatypes::DataType;
 
-/// The aggregate plugins of one pipeline, loaded from a plugin host.
+/// The aggregate plugins of one pipeline, resolved through its plugin catalog.
 #[derive(Debug, Clone)]
 pub struct PluginAggregates {
-    host: PluginHost,
+    catalog: PluginCatalog,
     pipeline: String,
     limits: Limits,
 }
 
 impl PluginAggregates {
     /// Aggregates of `pipeline` (which tags their log lines), with `limits` per instance.
-    pub fn new(host: PluginHost, pipeline: &str, limits: Limits) -> PluginAggregates {
+    pub fn new(catalog: PluginCatalog, pipeline: &str, limits: Limits) -> PluginAggregates {
         PluginAggregates {
-            host,
+            catalog,
             pipeline: pipeline.to_string(),
             limits,
         }
     }
 
     fn load(&self, name: &str, config: &serde_json::Value) -> Result<AggregatePlugin, PluginError> {
-        let plugin = self.host.load(name)?;
+        let plugin = self.catalog.get(name)?;
         AggregatePlugin::new(plugin, &self.pipeline, config, self.limits)
     }
 }
@@ -41,6 +42,11 @@ impl UserAggregates for PluginAggregates {
     ) -> Result<(Vec<DataType>, DataType), String> {
         let plugin = self.load(name, config).map_err(|e| e.to_string())?;
         Ok((plugin.input_types().to_vec(), plugin.output_type().clone()))
+    }
+
+    fn state_version(&self, name: &str, config: &serde_json::Value) -> Result<u32, String> {
+        let plugin = self.load(name, config).map_err(|e| e.to_string())?;
+        Ok(plugin.state_version())
     }
 
     fn instantiate(

@@ -13,7 +13,8 @@ mod persist;
 mod resolve;
 
 pub use accumulators::{AggregateError, GroupsAccumulator, UserAggregateFn};
-pub use operator::{AggregateOperator, OpenError};
+pub use operator::{AggregateOperator, OpenError, check_stored_state};
+pub use persist::STATE_FORMAT;
 pub use resolve::{AggregatePlan, UserAggregates, resolve, window_type};
 
 #[cfg(test)]

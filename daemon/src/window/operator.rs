@@ -14,7 +14,7 @@ use super::accumulators::{AggregateError, GroupsAccumulator};
 use super::assign::{for_each_sliding_start, tumbling_start};
 use super::groups::GroupTable;
 use super::local_keys::{self, LocalKeys};
-use super::persist::{Meta, StateKeys, encode_states};
+use super::persist::{Meta, STATE_FORMAT, StateKeys, encode_states};
 use super::resolve::{AggregatePlan, UserAggregates, accumulators};
 use crate::config::{ByteSize, OutputMode, WindowKind};
 use crate::engine::{BatchContext, ErrorClass, Operator, OperatorError, StateOperatorProgress};
@@ -41,6 +41,16 @@ pub enum OpenError {
         stored: String,
         /// The current one.
         current: String,
+    },
+    /// The state was written in a newer state format than this weir reads.
+    #[error(
+        "the aggregation state of pipeline `{pipeline}` is in state format {stored}, newer than this weir's ({STATE_FORMAT}): it was written by a newer weir; run that version, or reset the state with `weir state reset {pipeline}`"
+    )]
+    Format {
+        /// Pipeline.
+        pipeline: String,
+        /// The stored format.
+        stored: u32,
     },
     /// Reading the state failed.
     #[error("cannot load the aggregation state of pipeline `{pipeline}`: {reason}")]
@@ -160,9 +170,49 @@ fn agg_error(err: AggregateError) -> OperatorError {
     }
 }
 
+/// Checks, reading only, that the state stored for `pipeline` (if any) was written by an
+/// aggregation with this `fingerprint`, in a state format this weir reads.
+pub fn check_stored_state(
+    pipeline: &str,
+    fingerprint: &str,
+    store: &SharedStore,
+) -> Result<(), OpenError> {
+    let keys = StateKeys::new(&crate::state::pipeline_prefix(pipeline));
+    let meta = keys.load_meta(store).map_err(|reason| OpenError::Load {
+        pipeline: pipeline.to_string(),
+        reason,
+    })?;
+    match meta {
+        Some(meta) if meta.format > STATE_FORMAT => Err(OpenError::Format {
+            pipeline: pipeline.to_string(),
+            stored: meta.format,
+        }),
+        Some(meta) if meta.fingerprint != fingerprint => Err(OpenError::Mismatch {
+            pipeline: pipeline.to_string(),
+            stored: meta.fingerprint,
+            current: fingerprint.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 impl AggregateOperator {
-    /// Opens the aggregation of `pipeline`, restoring its committed state.
+    /// Opens the aggregation of `pipeline`, restoring its committed state: [`Self::new`]
+    /// followed by [`Operator::restore`].
     pub fn open(
+        pipeline: &str,
+        plan: AggregatePlan,
+        store: SharedStore,
+        plugins: Option<Arc<dyn UserAggregates + Send + Sync>>,
+    ) -> Result<AggregateOperator, OpenError> {
+        let mut op = Self::new(pipeline, plan, store, plugins)?;
+        op.restore_state()?;
+        Ok(op)
+    }
+
+    /// The aggregation of `pipeline`, not yet holding any state: nothing is read from the
+    /// store until [`Operator::restore`] (the pipeline calls it before the first batch).
+    pub fn new(
         pipeline: &str,
         plan: AggregatePlan,
         store: SharedStore,
@@ -208,17 +258,16 @@ impl AggregateOperator {
         if single_simple_key && !matches!(op.plan.window, Some((_, WindowKind::Session { .. }))) {
             op.local_keys = Some(LocalKeys::default());
         }
-        if let Some(meta) = op.keys.load_meta(&op.store).map_err(load_error)?
-            && meta.fingerprint != op.plan.fingerprint
-        {
-            return Err(OpenError::Mismatch {
-                pipeline: pipeline.to_string(),
-                stored: meta.fingerprint,
-                current: op.plan.fingerprint.clone(),
-            });
-        }
-        op.reload().map_err(load_error)?;
         Ok(op)
+    }
+
+    /// Checks the stored state against this aggregation's fingerprint, then loads it.
+    fn restore_state(&mut self) -> Result<(), OpenError> {
+        check_stored_state(&self.pipeline, &self.plan.fingerprint, &self.store)?;
+        self.reload().map_err(|reason| OpenError::Load {
+            pipeline: self.pipeline.clone(),
+            reason,
+        })
     }
 
     fn key_fields(plan: &AggregatePlan) -> Vec<SortField> {
@@ -825,6 +874,22 @@ impl AggregateOperator {
 impl Operator for AggregateOperator {
     fn output_schema(&self) -> SchemaRef {
         self.plan.output_schema.clone()
+    }
+
+    fn stage_id(&self) -> Option<String> {
+        Some("aggregate".into())
+    }
+
+    fn restore(&mut self) -> Result<(), OperatorError> {
+        self.restore_state().map_err(|err| OperatorError {
+            stage: "aggregate".into(),
+            class: match err {
+                OpenError::Load { .. } => ErrorClass::External,
+                _ => ErrorClass::User,
+            },
+            retryable: matches!(err, OpenError::Load { .. }),
+            message: err.to_string(),
+        })
     }
 
     fn process(

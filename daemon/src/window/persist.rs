@@ -10,9 +10,22 @@ use serde::{Deserialize, Serialize};
 const STATE: u8 = b'a';
 const META: u8 = b'm';
 
+/// The layout of the aggregation's stored state (keys and value encoding) this weir writes.
+/// A weir refuses state in a newer format instead of misreading it; a change of layout bumps
+/// it (and reads the older formats it knows).
+pub const STATE_FORMAT: u32 = 1;
+
+fn state_format_1() -> u32 {
+    1
+}
+
 /// What the aggregation keeps besides its groups, committed with every batch.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
+    /// The state format it was written in ([`STATE_FORMAT`]); state from before the field
+    /// existed is format 1.
+    #[serde(default = "state_format_1")]
+    pub format: u32,
     /// Description of the stateful part this state was written by (group keys, window,
     /// functions); state written by another description is not reused.
     pub fingerprint: String,
@@ -21,6 +34,17 @@ pub struct Meta {
     pub last_eviction_ms: Option<i64>,
     /// Largest event time seen so far.
     pub max_event_time_ms: Option<i64>,
+}
+
+impl Default for Meta {
+    fn default() -> Self {
+        Meta {
+            format: STATE_FORMAT,
+            fingerprint: String::new(),
+            last_eviction_ms: None,
+            max_event_time_ms: None,
+        }
+    }
 }
 
 /// Order-preserving encoding of a signed timestamp.

@@ -21,6 +21,12 @@ pub trait UserAggregates {
         name: &str,
         config: &serde_json::Value,
     ) -> Result<(Vec<DataType>, DataType), String>;
+    /// The version of the state format plugin `name` declares (0: none declared). Part of the
+    /// aggregation's fingerprint, so a plugin upgrade that changes its state format is not
+    /// given the old states.
+    fn state_version(&self, _name: &str, _config: &serde_json::Value) -> Result<u32, String> {
+        Ok(0)
+    }
     /// A fresh instance of it.
     fn instantiate(
         &self,
@@ -283,7 +289,20 @@ pub fn resolve(
                     fingerprint.push_str(&format!("{}({}); ", b.name(), cols.join(", ")))
                 }
                 FunctionKind::Plugin { name, config } => {
-                    fingerprint.push_str(&format!("plugin {name}({}) {config}; ", cols.join(", ")))
+                    // Version 0 (none declared) leaves the fingerprint as it was before plugins
+                    // could declare one, so existing state stays valid.
+                    let version = plugins
+                        .map(|p| p.state_version(name, config).unwrap_or(0))
+                        .unwrap_or(0);
+                    let state = if version == 0 {
+                        String::new()
+                    } else {
+                        format!(" state v{version}")
+                    };
+                    fingerprint.push_str(&format!(
+                        "plugin {name}({}) {config}{state}; ",
+                        cols.join(", ")
+                    ))
                 }
             }
             functions.push(ResolvedFunction {

@@ -1,0 +1,483 @@
+//! `weir daemon`: the long-running service. One loop owns the supervisor ([`Topology`]) and
+//! reacts to signals (SIGHUP reloads; SIGTERM or SIGINT stop everything within the deadline; a
+//! second one exits at once), to the folders' watcher (debounced), to a periodic rescan, and to
+//! requests from the control socket. Every reload, whatever caused it, is the same
+//! scan → plan → apply.
+//!
+//! The loop never blocks on a pipeline: long work (loading plugins, stopping a pipeline with a
+//! stuck batch) is awaited while the systemd watchdog keeps being pinged, and status requests
+//! are answered from the registry without the loop.
+
+use super::settings::DaemonSettings;
+use super::systemd::Notifier;
+use super::watch::FolderWatch;
+use crate::admin::control::{self, ControlSocketError, Envelope, Handlers};
+use crate::admin::http::{self, HttpState};
+use crate::admin::protocol::{DiffLine, Request, Response, StateLine};
+use crate::assemble::Environment;
+use crate::config::HttpListen;
+use crate::state::{Checkpoint, RocksStore, SharedStore, StoreError};
+use crate::topology::diff::Action;
+use crate::topology::folders::{self, Snapshot};
+use crate::topology::runner::RunnerSettings;
+use crate::topology::{ReloadReport, Topology, TopologySettings};
+use crate::wasm::{PluginError, PluginHost};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The state store cannot be opened (another process holds it, a damaged directory).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The plugin engine cannot start.
+    #[error("cannot start the plugin engine: {0}")]
+    Plugins(#[from] PluginError),
+    /// A folder cannot be made.
+    #[error("cannot create the {what} folder {path}: {source}")]
+    Folder {
+        /// Which folder.
+        what: &'static str,
+        /// Where.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The control socket cannot be opened.
+    #[error(transparent)]
+    ControlSocket(#[from] ControlSocketError),
+    /// The HTTP address cannot be bound.
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Signal handlers cannot be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// How the daemon ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaemonExit {
+    /// Every pipeline stopped (at a batch boundary, or with its batch abandoned at the
+    /// deadline).
+    Clean,
+    /// A second stop signal cut the shutdown short; batches in flight replay on the next start.
+    Interrupted,
+}
+
+/// What caused a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Startup,
+    Signal,
+    Request,
+    Files,
+    Rescan,
+}
+
+impl Cause {
+    /// Asked for explicitly (systemd is told about these reloads even when nothing changes).
+    fn explicit(self) -> bool {
+        matches!(self, Cause::Signal | Cause::Request)
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Cause::Startup => "start-up",
+            Cause::Signal => "SIGHUP",
+            Cause::Request => "weir reload",
+            Cause::Files => "file change",
+            Cause::Rescan => "periodic rescan",
+        }
+    }
+}
+
+/// Keeps the watchdog fed (and, during start-up, the start timeout extended) while the loop
+/// awaits something long.
+struct Pulse {
+    notifier: Notifier,
+    interval: Interval,
+    starting: bool,
+}
+
+impl Pulse {
+    fn new(notifier: Notifier) -> Pulse {
+        let period = notifier
+            .watchdog_interval()
+            .unwrap_or(Duration::from_secs(10))
+            .min(Duration::from_secs(10));
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Pulse {
+            notifier,
+            interval,
+            starting: true,
+        }
+    }
+
+    fn beat(&self) {
+        self.notifier.watchdog();
+        if self.starting {
+            // Loading many new plugins can take longer than systemd's start timeout.
+            self.notifier.extend_timeout(Duration::from_secs(30));
+        }
+    }
+
+    /// Awaits `work`, beating meanwhile.
+    async fn during<T>(&mut self, work: impl Future<Output = T>) -> T {
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = self.interval.tick() => self.beat(),
+            }
+        }
+    }
+}
+
+struct Daemon {
+    settings: DaemonSettings,
+    topology: Topology,
+    watch: FolderWatch,
+    notifier: Notifier,
+}
+
+impl Daemon {
+    fn watched_dirs(&self, snapshot: &Snapshot) -> Vec<std::path::PathBuf> {
+        let mut dirs = vec![
+            self.settings.pipelines_dir.clone(),
+            self.settings.plugins_dir.clone(),
+        ];
+        dirs.extend(folders::symlink_target_dirs(snapshot));
+        dirs
+    }
+
+    async fn scan(&mut self) -> Snapshot {
+        let (pipelines, plugins) = (
+            self.settings.pipelines_dir.clone(),
+            self.settings.plugins_dir.clone(),
+        );
+        let snapshot =
+            tokio::task::spawn_blocking(move || folders::scan(&pipelines, Some(&plugins)))
+                .await
+                .unwrap_or_default();
+        let dirs = self.watched_dirs(&snapshot);
+        self.watch.watch(&dirs);
+        snapshot
+    }
+
+    async fn reload(&mut self, cause: Cause) -> ReloadReport {
+        let snapshot = self.scan().await;
+        for error in &snapshot.folder_errors {
+            tracing::warn!("reload ({}): {error}", cause.word());
+        }
+        let plan = self.topology.plan(snapshot).await;
+        let announce = cause.explicit() || (cause != Cause::Startup && plan.applies_anything());
+        if announce {
+            self.notifier.reloading();
+        }
+        let report = self.topology.apply(plan).await;
+        if announce {
+            self.notifier.ready();
+        }
+        let counts = self.topology.registry().counts();
+        if announce || cause == Cause::Startup {
+            tracing::info!(
+                "reload ({}) done: {} applied, {} not applied; {counts}",
+                cause.word(),
+                report.applied,
+                report.rejected
+            );
+        }
+        self.notifier.status(&counts.to_string());
+        report
+    }
+
+    async fn diff(&mut self) -> Vec<DiffLine> {
+        let snapshot = self.scan().await;
+        let plan = self.topology.plan(snapshot).await;
+        plan.changes
+            .iter()
+            .map(|change| DiffLine {
+                pipeline: change.name.clone(),
+                file: change.file.display().to_string(),
+                kind: change.action.kind().into(),
+                summary: change.summary(),
+                details: match &change.action {
+                    Action::Rejected { diagnostics } => Some(diagnostics.to_string()),
+                    Action::NeedsStateReset { message } => Some(message.clone()),
+                    _ => None,
+                },
+            })
+            .collect()
+    }
+
+    fn state_list(&self) -> Result<Vec<StateLine>, String> {
+        let store = self.topology.store().clone();
+        let names = crate::state::pipelines(&store).map_err(|e| e.to_string())?;
+        let known = self.topology.names();
+        let rejected: Vec<String> = self
+            .topology
+            .registry()
+            .rejected()
+            .into_iter()
+            .filter_map(|r| r.name)
+            .collect();
+        names
+            .into_iter()
+            .map(|name| {
+                let last = Checkpoint::new(store.clone(), &name)
+                    .last_committed()
+                    .map_err(|e| e.to_string())?;
+                Ok(StateLine {
+                    orphaned: !known.contains(&name) && !rejected.contains(&name),
+                    last_committed: last.map(|c| c.batch_id),
+                    pipeline: name,
+                })
+            })
+            .collect()
+    }
+
+    async fn state_reset(&mut self, names: Vec<String>) -> Response {
+        let store = self.topology.store().clone();
+        let with_state = match crate::state::pipelines(&store) {
+            Ok(names) => names,
+            Err(err) => return Response::error(err.to_string()),
+        };
+        let known = self.topology.names();
+        if let Some(unknown) = names
+            .iter()
+            .find(|n| !with_state.contains(n) && !known.contains(n))
+        {
+            return Response::error(format!(
+                "pipeline `{unknown}` has no state in {}",
+                self.settings.state_dir.display()
+            ));
+        }
+        let mut lines = Vec::new();
+        for name in &names {
+            let stopped = self.topology.forget(name).await;
+            if let Err(err) = Checkpoint::new(store.clone(), name).reset() {
+                return Response::error(format!("cannot reset `{name}`: {err}"));
+            }
+            tracing::info!(pipeline = %name, "checkpoint and state reset on request");
+            lines.push(format!(
+                "reset pipeline `{name}`: {}checkpoint and state deleted (files it wrote stay; its next run writes new ones beside them)",
+                if stopped { "stopped, " } else { "" }
+            ));
+        }
+        // Files of reset pipelines start afresh.
+        let report = self.reload(Cause::Request).await;
+        lines.extend(report.lines);
+        Response::ok(lines)
+    }
+
+    async fn request(&mut self, request: Request) -> Response {
+        match request {
+            Request::Reload => Response::ok(self.reload(Cause::Request).await),
+            Request::Diff => Response::ok(self.diff().await),
+            Request::Stop { pipeline } => match self.topology.stop(&pipeline).await {
+                Ok(abandoned) => {
+                    tracing::info!(pipeline = %pipeline, "stopped on request");
+                    Response::ok(serde_json::json!({ "abandoned_batch": abandoned }))
+                }
+                Err(err) => Response::error(err),
+            },
+            Request::Start { pipeline } => match self.topology.start(&pipeline).await {
+                Ok(()) => {
+                    tracing::info!(pipeline = %pipeline, "started on request");
+                    Response::ok(serde_json::json!({}))
+                }
+                Err(err) => Response::error(err),
+            },
+            Request::StateList => match self.state_list() {
+                Ok(lines) => Response::ok(lines),
+                Err(err) => Response::error(err),
+            },
+            Request::StateReset { pipelines } => self.state_reset(pipelines).await,
+            // Answered by the handlers themselves; here only for completeness.
+            Request::Status { .. } => Response::error("status is answered by the control socket"),
+        }
+    }
+}
+
+fn signals() -> Result<(Signal, Signal, Signal), DaemonError> {
+    let make = |kind| signal(kind).map_err(DaemonError::Signals);
+    Ok((
+        make(SignalKind::hangup())?,
+        make(SignalKind::terminate())?,
+        make(SignalKind::interrupt())?,
+    ))
+}
+
+fn ensure_dir(what: &'static str, path: &std::path::Path) -> Result<(), DaemonError> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(path).map_err(|source| DaemonError::Folder {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs the daemon until a stop signal.
+pub async fn run(settings: DaemonSettings) -> Result<DaemonExit, DaemonError> {
+    let (mut sighup, mut sigterm, mut sigint) = signals()?;
+    ensure_dir("pipelines", &settings.pipelines_dir)?;
+    ensure_dir("plugins", &settings.plugins_dir)?;
+    let store: SharedStore = Arc::new(RocksStore::open(&settings.state_dir)?);
+    let host = PluginHost::new(
+        settings.plugins_dir.clone(),
+        Some(&settings.state_dir.join("plugin-cache")),
+    )?;
+    let topology = Topology::new(
+        host,
+        store.clone(),
+        TopologySettings {
+            runner: RunnerSettings {
+                env: Environment {
+                    store,
+                    state_dir: settings.state_dir.clone(),
+                    label_console: true,
+                },
+                stop_deadline: settings.shutdown_timeout,
+                restart: settings.restart,
+            },
+            limits: settings.plugin_limits,
+        },
+    );
+    let registry = topology.registry();
+    let (requests_tx, mut requests) = mpsc::channel::<Envelope>(64);
+    let handlers = Handlers::new(registry.clone(), requests_tx);
+    let control_listener = control::bind(&settings.control_socket).await?;
+    let control_task = tokio::spawn(control::serve(control_listener, handlers.clone()));
+    let ready = Arc::new(AtomicBool::new(false));
+    let http_task = match settings.http {
+        HttpListen::Off => None,
+        HttpListen::At(addr) => {
+            let (listener, local) = http::bind(addr)
+                .await
+                .map_err(|source| DaemonError::Http { addr, source })?;
+            tracing::info!("HTTP API on http://{local}");
+            Some(tokio::spawn(http::serve(
+                listener,
+                HttpState {
+                    handlers,
+                    ready: ready.clone(),
+                },
+            )))
+        }
+    };
+    tracing::info!(
+        pipelines_dir = %settings.pipelines_dir.display(),
+        plugins_dir = %settings.plugins_dir.display(),
+        state_dir = %settings.state_dir.display(),
+        control_socket = %settings.control_socket.display(),
+        "weir daemon starting"
+    );
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let notifier = Notifier::from_env();
+    let mut pulse = Pulse::new(notifier.clone());
+    let mut daemon = Daemon {
+        watch: FolderWatch::new(events_tx),
+        settings,
+        topology,
+        notifier: notifier.clone(),
+    };
+
+    pulse.during(daemon.reload(Cause::Startup)).await;
+    pulse.starting = false;
+    ready.store(true, Ordering::Release);
+    notifier.ready();
+    tracing::info!("weir daemon ready");
+
+    let changed = registry.changed();
+    let mut rescan = tokio::time::interval(daemon.settings.rescan_interval);
+    rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    rescan.reset();
+    let mut reload_due: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = sighup.recv() => {
+                tracing::info!("SIGHUP: reloading");
+                pulse.during(daemon.reload(Cause::Signal)).await;
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            Some(()) = events.recv() => {
+                while events.try_recv().is_ok() {}
+                reload_due = Some(Instant::now() + daemon.settings.watch_debounce);
+            }
+            () = sleep_until(reload_due) => {
+                reload_due = None;
+                pulse.during(daemon.reload(Cause::Files)).await;
+            }
+            _ = rescan.tick() => {
+                pulse.during(daemon.reload(Cause::Rescan)).await;
+            }
+            Some((request, reply)) = requests.recv() => {
+                let response = pulse.during(daemon.request(request)).await;
+                let _ = reply.send(response);
+            }
+            () = changed.notified() => {
+                notifier.status(&registry.counts().to_string());
+            }
+            _ = pulse.interval.tick() => pulse.beat(),
+        }
+    }
+
+    ready.store(false, Ordering::Release);
+    notifier.stopping();
+    tracing::info!(
+        "stopping: finishing batches in flight (deadline {:?})",
+        daemon.settings.shutdown_timeout
+    );
+    // Requests that arrive now are refused.
+    requests.close();
+    let exit = tokio::select! {
+        abandoned = pulse.during(daemon.topology.shutdown()) => {
+            if !abandoned.is_empty() {
+                tracing::warn!(
+                    "stopped with abandoned batches: {} (they replay on the next start)",
+                    abandoned.join(", ")
+                );
+            }
+            DaemonExit::Clean
+        }
+        _ = sigterm.recv() => DaemonExit::Interrupted,
+        _ = sigint.recv() => DaemonExit::Interrupted,
+    };
+    if exit == DaemonExit::Interrupted {
+        tracing::warn!(
+            "second stop signal: exiting without waiting (batches in flight replay on the next start)"
+        );
+    }
+    control_task.abort();
+    if let Some(task) = http_task {
+        task.abort();
+    }
+    let _ = std::fs::remove_file(&daemon.settings.control_socket);
+    if exit == DaemonExit::Clean {
+        tracing::info!("weir daemon stopped");
+    }
+    Ok(exit)
+}
