@@ -184,3 +184,98 @@ fn a_removed_plugin_leaves_its_pipelines_on_the_loaded_version_and_says_so() -> 
     daemon.wait_batches("scaled", batches + 3);
     Ok(())
 }
+
+const COUNTED: &str = r#"name = "counted"
+output_mode = "update"
+trigger = { processing_time = "20ms" }
+
+[source]
+type = "rate_micro_batch"
+rows_per_batch = 10
+
+[aggregate]
+group_by = []
+functions = [{ plugin = "row_count", column = "value", as = "rows" }]
+
+[[sink]]
+type = "file"
+path = "../out/counted"
+format = "json"
+"#;
+
+/// The plugin file with a custom section appended: another content hash, the same code.
+fn rebuilt(from: &std::path::Path, dir: &std::path::Path) -> std::io::Result<PathBuf> {
+    let mut bytes = std::fs::read(from)?;
+    // Custom section (id 0): size, name length, name, payload.
+    let (name, payload) = (b"weir-test", b"rebuilt");
+    bytes.push(0);
+    bytes.push((1 + name.len() + payload.len()) as u8);
+    bytes.push(name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(payload);
+    let path = dir.join("row_count_rebuilt.wasm");
+    std::fs::write(&path, bytes)?;
+    Ok(path)
+}
+
+fn rows_counted(daemon: &Daemon) -> (u64, i64) {
+    let (batch, rows) = parts(&daemon.path("out/counted"))
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    (
+        batch,
+        rows.first().and_then(|r| r["rows"].as_i64()).unwrap_or(-1),
+    )
+}
+
+#[test]
+fn an_aggregate_plugin_keeps_its_state_across_an_upgrade_unless_its_state_version_changes()
+-> TestResult {
+    let dir = tempfile::tempdir()?;
+    let daemon = Daemon::start(dir.path(), &[]);
+    daemon.install_plugin(&fixture("row_count_v1"), "row_count");
+    daemon.write_pipeline("counted.toml", COUNTED);
+    daemon.wait_batches("counted", 3);
+
+    // A new build with the same state version: swapped in place, the count goes on.
+    daemon.install_plugin(&rebuilt(&fixture("row_count_v1"), dir.path())?, "row_count");
+    let status = daemon.wait_status("the in-place swap", SOON, |s| {
+        find(s, "counted").is_some_and(|p| p["generation"] == 2)
+    });
+    let batches = find(&status, "counted").map_or(0, |p| p["batches"].as_u64().unwrap_or(0));
+    daemon.wait_batches("counted", batches + 3);
+    let (batch, rows) = rows_counted(&daemon);
+    assert_eq!(
+        rows,
+        (batch as i64 + 1) * 10,
+        "the state went on across the swap"
+    );
+    assert!(
+        daemon
+            .log_lines("reload: counted (")
+            .iter()
+            .any(|l| l.contains("hot change in place: plugin `row_count`")),
+        "{}",
+        daemon.weir.stderr()
+    );
+
+    // A version that reads states differently is refused; the old one keeps counting.
+    daemon.install_plugin(&fixture("row_count_v2"), "row_count");
+    let status = daemon.wait_status("the refusal", SOON, |s| {
+        find(s, "counted").is_some_and(|p| p["pending"]["kind"] == "needs_state_reset")
+    });
+    let p = find(&status, "counted").cloned().unwrap_or_default();
+    assert_eq!(p["generation"], 2);
+    let message = p["pending"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("state v1") && message.contains("state v2"),
+        "{message}"
+    );
+    assert!(message.contains("weir state reset counted"), "{message}");
+    let batches = p["batches"].as_u64().unwrap_or(0);
+    daemon.wait_batches("counted", batches + 3);
+    let (batch, rows) = rows_counted(&daemon);
+    assert_eq!(rows, (batch as i64 + 1) * 10);
+    Ok(())
+}

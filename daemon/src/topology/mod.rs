@@ -295,16 +295,24 @@ impl Topology {
                 }
             }
         }
+        let mut starting = Vec::new();
         for (prepared, summary) in starts {
             let name = prepared.plan.name.clone();
             let entry = self
                 .registry
                 .insert(&name, runner::new_entry_state(&prepared));
-            let handle = runner::spawn(prepared, entry, self.settings.runner.clone(), true);
+            let (started, done) = oneshot::channel();
+            let handle =
+                runner::spawn(prepared, entry, self.settings.runner.clone(), true, started);
             self.runners.insert(name, handle);
             tracing::info!("reload: {summary}");
             report.lines.push(summary);
             report.applied += 1;
+            starting.push(done);
+        }
+        // Pipelines open in parallel; the reload is over once each has started (or failed to).
+        for done in starting {
+            let _ = done.await;
         }
         self.registry.set_rejected(rejected_files);
         report

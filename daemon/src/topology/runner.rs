@@ -150,12 +150,14 @@ pub fn plugin_versions(prepared: &Prepared) -> Vec<PluginVersion> {
 }
 
 /// Starts a runner for `prepared`, which opens and starts the pipeline at once unless
-/// `start` is false.
+/// `start` is false. `started` is answered once the first start was tried (the pipeline runs,
+/// or it failed to open and says why in its entry).
 pub fn spawn(
     prepared: Arc<Prepared>,
     entry: Arc<PipelineEntry>,
     settings: RunnerSettings,
     start: bool,
+    started: oneshot::Sender<()>,
 ) -> RunnerHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let runner = Runner {
@@ -169,7 +171,7 @@ pub fn spawn(
         attempt: 0,
         held: !start,
     };
-    let task = tokio::spawn(runner.run(rx));
+    let task = tokio::spawn(runner.run(rx, started));
     RunnerHandle {
         commands: tx,
         entry,
@@ -213,12 +215,17 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 impl Runner {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        started: oneshot::Sender<()>,
+    ) {
         if !self.held
             && let Err(err) = self.start()
         {
             self.failed_to_start(&err);
         }
+        let _ = started.send(());
         loop {
             let event = {
                 let handle = &mut self.handle;
