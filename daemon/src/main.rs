@@ -9,23 +9,38 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
-fn init_logging(flag: Option<&str>, format: weir::config::LogFormat) {
+fn log_filter(flag: Option<&str>) -> EnvFilter {
     let filter = flag
         .map(str::to_string)
         .or_else(|| std::env::var("WEIR_LOG").ok())
         .unwrap_or_else(|| "info".to_string());
-    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|err| {
+    EnvFilter::try_new(&filter).unwrap_or_else(|err| {
         eprintln!("weir: invalid log filter {filter:?} ({err}); using \"info\"");
         EnvFilter::new("info")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    })
+}
+
+/// Sets up logging to stderr; returns a way to change the filter later (the daemon's
+/// `[log] level` is reloadable).
+fn init_logging(
+    flag: Option<&str>,
+    format: weir::config::LogFormat,
+) -> weir::app::daemon::SetLogFilter {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(log_filter(flag));
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        weir::config::LogFormat::Human => builder.init(),
-        weir::config::LogFormat::Json => builder.json().init(),
+        weir::config::LogFormat::Human => registry.with(fmt).init(),
+        weir::config::LogFormat::Json => registry.with(fmt.json()).init(),
     }
+    Box::new(move |level: &str| {
+        let filter = EnvFilter::try_new(level).map_err(|err| err.to_string())?;
+        handle.reload(filter).map_err(|err| err.to_string())
+    })
 }
 
 /// The plugin host of a command: plugins from `dir`, compiled code cached in the state dir.
@@ -414,20 +429,24 @@ fn daemon(args: cli::DaemonArgs, log_level: Option<&str>) -> anyhow::Result<Exit
         restart_first_backoff: args.restart_first_backoff,
         restart_max_backoff: args.restart_max_backoff,
     };
-    let settings = match weir::app::settings::resolve(file, overrides) {
+    let settings = match weir::app::settings::resolve(file, overrides.clone()) {
         Ok(settings) => settings,
         Err(message) => {
             eprintln!("weir daemon: {message}");
             return Ok(ExitCode::from(1));
         }
     };
-    init_logging(Some(&settings.log_level), settings.log_format);
+    let set_log_filter = init_logging(Some(&settings.log_level), settings.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("weir")
         .build()
         .context("cannot start the async runtime")?;
-    let exit = runtime.block_on(weir::app::daemon::run(settings));
+    let exit = runtime.block_on(weir::app::daemon::run(
+        settings,
+        overrides,
+        Some(set_log_filter),
+    ));
     // A stuck batch's thread must not keep the process alive after the deadline.
     runtime.shutdown_background();
     match exit {
@@ -541,7 +560,7 @@ fn main() -> ExitCode {
         // The daemon sets up logging from its settings (flags and config file).
         Command::Daemon(args) => daemon(*args, log_level),
         command => {
-            init_logging(log_level, weir::config::LogFormat::Human);
+            let _ = init_logging(log_level, weir::config::LogFormat::Human);
             match command {
                 Command::Check(args) => check(args),
                 Command::Run(args) => run(args),

@@ -346,3 +346,75 @@ fn http_refuses_a_remote_address_serves_only_reads_and_survives_bad_requests() -
     assert!(find(&status, "p").is_some());
     Ok(())
 }
+
+#[test]
+fn a_reload_rereads_weir_toml_applies_what_can_change_and_keeps_the_rest_until_a_restart()
+-> TestResult {
+    let dir = tempfile::tempdir()?;
+    folders(dir.path());
+    let config = dir.path().join("weir.toml");
+    // Relative paths in weir.toml are relative to its folder.
+    let settings = |level: &str, plugins: &str| {
+        format!(
+            "pipelines_dir = \"pipelines\"\nplugins_dir = \"{plugins}\"\nstate_dir = \"state\"\ncontrol_socket = \"control.sock\"\nhttp = \"off\"\n\n[log]\nlevel = \"{level}\"\n\n[restart]\nfirst_backoff = \"1s\"\n"
+        )
+    };
+    std::fs::write(&config, settings("info", "plugins"))?;
+    std::fs::write(
+        dir.path().join("pipelines/p.toml"),
+        counting_pipeline("p", "p", "20ms", ""),
+    )?;
+    let mut weir = Weir::start(&["daemon", "--config", &config.to_string_lossy()]);
+    weir.wait_for("ready", SOON, |_, err| err.contains("weir daemon ready"));
+    let socket = dir
+        .path()
+        .join("control.sock")
+        .to_string_lossy()
+        .into_owned();
+    let client = |args: &[&str]| crate::daemon_harness::client_at(&socket, args);
+    assert!(
+        !weir.stderr().contains("batch committed"),
+        "info level logs no batches"
+    );
+
+    std::fs::write(&config, settings("debug", "other-plugins"))?;
+    let reload = client(&["reload"]);
+    let said = String::from_utf8_lossy(&reload.stdout).into_owned();
+    assert!(
+        reload.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    let file = config.display().to_string();
+    assert!(
+        said.contains(&format!("{file}: applied log level debug")),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "{file}: plugins_dir changed; that takes effect when the daemon restarts"
+        )),
+        "{said}"
+    );
+    weir.wait_for("debug lines", SOON, |_, err| {
+        err.contains("batch committed")
+    });
+
+    // A broken weir.toml changes nothing and says where it is wrong.
+    std::fs::write(
+        &config,
+        format!("shutdown_timeout = 5\n{}", settings("info", "plugins")),
+    )?;
+    let reload = client(&["reload"]);
+    let said = String::from_utf8_lossy(&reload.stdout).into_owned();
+    assert_eq!(reload.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("{file}: rejected, not applied: {file}:1:20:")),
+        "{said}"
+    );
+    let status = client(&["status", "--json"]);
+    assert!(status.status.success());
+    weir.signal(Signal::SIGTERM);
+    assert!(weir.wait_exit(SOON).success());
+    Ok(())
+}

@@ -8,18 +8,18 @@
 //! stuck batch) is awaited while the systemd watchdog keeps being pinged, and status requests
 //! are answered from the registry without the loop.
 
-use super::settings::DaemonSettings;
+use super::settings::{DaemonSettings, resolve};
 use super::systemd::Notifier;
 use super::watch::FolderWatch;
 use crate::admin::control::{self, ControlSocketError, Envelope, Handlers};
 use crate::admin::http::{self, HttpState};
 use crate::admin::protocol::{DiffLine, Request, Response, StateLine};
 use crate::assemble::Environment;
-use crate::config::HttpListen;
+use crate::config::{DaemonFile, HttpListen, load_daemon_file};
 use crate::state::{Checkpoint, RocksStore, SharedStore, StoreError};
 use crate::topology::diff::Action;
 use crate::topology::folders::{self, Snapshot};
-use crate::topology::runner::RunnerSettings;
+use crate::topology::runner::{Knobs, RunnerSettings};
 use crate::topology::{ReloadReport, Topology, TopologySettings};
 use crate::wasm::{PluginError, PluginHost};
 use std::future::Future;
@@ -146,8 +146,14 @@ impl Pulse {
     }
 }
 
+/// Changes the log filter of the running process (`[log] level` reloaded from `weir.toml`).
+pub type SetLogFilter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
 struct Daemon {
     settings: DaemonSettings,
+    /// What the flags set: they keep winning over the file when it is read again.
+    overrides: DaemonFile,
+    set_log_filter: Option<SetLogFilter>,
     topology: Topology,
     watch: FolderWatch,
     notifier: Notifier,
@@ -177,7 +183,128 @@ impl Daemon {
         snapshot
     }
 
+    /// Reads `weir.toml` again (on SIGHUP and `weir reload`) and applies what can change
+    /// while running; says what it did, or why the file was not taken.
+    fn reread_config(&mut self, report: &mut ReloadReport) {
+        let Some(path) = self.settings.config_file.clone() else {
+            return;
+        };
+        let file = match load_daemon_file(&path) {
+            Ok(file) => file,
+            Err(diagnostics) => {
+                tracing::warn!(
+                    "{} not reloaded, the running settings stay:\n{}",
+                    path.display(),
+                    diagnostics.to_string().trim_end()
+                );
+                report.lines.push(format!(
+                    "{}: rejected, not applied: {}",
+                    path.display(),
+                    diagnostics
+                        .iter()
+                        .next()
+                        .map(|d| format!("{}: {}", d.position(), d.message))
+                        .unwrap_or_default()
+                ));
+                report.rejected += 1;
+                return;
+            }
+        };
+        let new = match resolve(file, self.overrides.clone()) {
+            Ok(new) => new,
+            Err(message) => {
+                tracing::warn!(
+                    "{} not reloaded, the running settings stay: {message}",
+                    path.display()
+                );
+                report.lines.push(format!(
+                    "{}: rejected, not applied: {message}",
+                    path.display()
+                ));
+                report.rejected += 1;
+                return;
+            }
+        };
+        let old = &self.settings;
+        let mut changed = Vec::new();
+        let mut needs_restart = Vec::new();
+        if new.log_level != old.log_level {
+            match self.set_log_filter.as_ref().map(|set| set(&new.log_level)) {
+                Some(Ok(())) | None => changed.push(format!("log level {}", new.log_level)),
+                Some(Err(err)) => {
+                    tracing::warn!("log level \"{}\" not applied: {err}", new.log_level)
+                }
+            }
+        }
+        for (differs, what) in [
+            (
+                new.shutdown_timeout != old.shutdown_timeout,
+                "shutdown_timeout",
+            ),
+            (new.restart != old.restart, "[restart]"),
+            (
+                new.plugin_limits != old.plugin_limits,
+                "[plugin_limits] (for pipelines started from now on)",
+            ),
+            (
+                new.rescan_interval != old.rescan_interval,
+                "rescan_interval",
+            ),
+            (new.watch_debounce != old.watch_debounce, "watch_debounce"),
+        ] {
+            if differs {
+                changed.push(what.to_string());
+            }
+        }
+        for (differs, what) in [
+            (new.pipelines_dir != old.pipelines_dir, "pipelines_dir"),
+            (new.plugins_dir != old.plugins_dir, "plugins_dir"),
+            (new.state_dir != old.state_dir, "state_dir"),
+            (new.control_socket != old.control_socket, "control_socket"),
+            (new.http != old.http, "http"),
+            (new.log_format != old.log_format, "[log] format"),
+        ] {
+            if differs {
+                needs_restart.push(what);
+            }
+        }
+        if !needs_restart.is_empty() {
+            let line = format!(
+                "{}: {} changed; that takes effect when the daemon restarts (the running values stay)",
+                path.display(),
+                needs_restart.join(", ")
+            );
+            tracing::warn!("{line}");
+            report.lines.push(line);
+        }
+        if !changed.is_empty() {
+            let line = format!("{}: applied {}", path.display(), changed.join(", "));
+            tracing::info!("{line}");
+            report.lines.push(line);
+        }
+        self.topology.set_knobs(
+            Knobs {
+                stop_deadline: new.shutdown_timeout,
+                restart: new.restart,
+            },
+            new.plugin_limits,
+        );
+        // What needs a restart keeps its running value.
+        let mut kept = new;
+        kept.pipelines_dir = self.settings.pipelines_dir.clone();
+        kept.plugins_dir = self.settings.plugins_dir.clone();
+        kept.state_dir = self.settings.state_dir.clone();
+        kept.control_socket = self.settings.control_socket.clone();
+        kept.http = self.settings.http;
+        kept.log_format = self.settings.log_format;
+        self.settings = kept;
+    }
+
     async fn reload(&mut self, cause: Cause) -> ReloadReport {
+        let mut config_report = ReloadReport::default();
+        if cause.explicit() {
+            self.reread_config(&mut config_report);
+        }
         let snapshot = self.scan().await;
         for error in &snapshot.folder_errors {
             tracing::warn!("reload ({}): {error}", cause.word());
@@ -187,7 +314,9 @@ impl Daemon {
         if announce {
             self.notifier.reloading();
         }
-        let report = self.topology.apply(plan).await;
+        let mut report = self.topology.apply(plan).await;
+        report.lines.splice(0..0, config_report.lines);
+        report.rejected += config_report.rejected;
         if announce {
             self.notifier.ready();
         }
@@ -339,8 +468,13 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Runs the daemon until a stop signal.
-pub async fn run(settings: DaemonSettings) -> Result<DaemonExit, DaemonError> {
+/// Runs the daemon until a stop signal. `overrides` are the settings given as flags (they
+/// keep winning when `weir.toml` is read again); `set_log_filter` changes the log level.
+pub async fn run(
+    settings: DaemonSettings,
+    overrides: DaemonFile,
+    set_log_filter: Option<SetLogFilter>,
+) -> Result<DaemonExit, DaemonError> {
     let (mut sighup, mut sigterm, mut sigint) = signals()?;
     ensure_dir("pipelines", &settings.pipelines_dir)?;
     ensure_dir("plugins", &settings.plugins_dir)?;
@@ -353,15 +487,17 @@ pub async fn run(settings: DaemonSettings) -> Result<DaemonExit, DaemonError> {
         host,
         store.clone(),
         TopologySettings {
-            runner: RunnerSettings {
-                env: Environment {
+            runner: RunnerSettings::new(
+                Environment {
                     store,
                     state_dir: settings.state_dir.clone(),
                     label_console: true,
                 },
-                stop_deadline: settings.shutdown_timeout,
-                restart: settings.restart,
-            },
+                Knobs {
+                    stop_deadline: settings.shutdown_timeout,
+                    restart: settings.restart,
+                },
+            ),
             limits: settings.plugin_limits,
         },
     );
@@ -400,6 +536,8 @@ pub async fn run(settings: DaemonSettings) -> Result<DaemonExit, DaemonError> {
     let mut daemon = Daemon {
         watch: FolderWatch::new(events_tx),
         settings,
+        overrides,
+        set_log_filter,
         topology,
         notifier: notifier.clone(),
     };
@@ -415,7 +553,14 @@ pub async fn run(settings: DaemonSettings) -> Result<DaemonExit, DaemonError> {
     rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
     rescan.reset();
     let mut reload_due: Option<Instant> = None;
+    let mut rescan_every = daemon.settings.rescan_interval;
     loop {
+        // A reloaded weir.toml may have changed the rescan period.
+        if daemon.settings.rescan_interval != rescan_every {
+            rescan_every = daemon.settings.rescan_interval;
+            rescan = tokio::time::interval_at(Instant::now() + rescan_every, rescan_every);
+            rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        }
         tokio::select! {
             _ = sighup.recv() => {
                 tracing::info!("SIGHUP: reloading");

@@ -8,7 +8,7 @@ use crate::config::{RestartPolicy, SinkSpec, parse_pipeline};
 use crate::state::SharedStore;
 use crate::topology::diff::Action;
 use crate::topology::registry::RunState;
-use crate::topology::runner::{RestartSettings, RunnerSettings};
+use crate::topology::runner::{Knobs, RestartSettings, RunnerSettings};
 use crate::topology::{Topology, TopologySettings, folders};
 use crate::wasm::{Limits, PluginHost};
 use std::path::PathBuf;
@@ -105,15 +105,17 @@ pub async fn run(files: Vec<PathBuf>, options: RunOptions) -> Result<RunSummary,
         label_console: console_pipelines > 1,
     };
     let settings = TopologySettings {
-        runner: RunnerSettings {
+        runner: RunnerSettings::new(
             env,
-            stop_deadline: options.shutdown_deadline,
-            // In the foreground a failure ends the run, unless a file asks for restarts.
-            restart: RestartSettings {
-                policy: RestartPolicy::Never,
-                ..RestartSettings::default()
+            Knobs {
+                stop_deadline: options.shutdown_deadline,
+                // In the foreground a failure ends the run, unless a file asks for restarts.
+                restart: RestartSettings {
+                    policy: RestartPolicy::Never,
+                    ..RestartSettings::default()
+                },
             },
-        },
+        ),
         limits: Limits::default(),
     };
     let mut topology = Topology::new(options.plugins.clone(), options.store.clone(), settings);

@@ -110,6 +110,14 @@ impl Topology {
         self.settings.runner.env = env;
     }
 
+    /// Changes the settings a reload of the daemon's config may change: the stop deadline and
+    /// restart policy (for every pipeline at once) and the default plugin limits (for
+    /// pipelines prepared from now on).
+    pub fn set_knobs(&mut self, knobs: runner::Knobs, limits: Limits) {
+        self.settings.runner.set_knobs(knobs);
+        self.settings.limits = limits;
+    }
+
     /// The names of the pipelines the supervisor holds.
     pub fn names(&self) -> Vec<String> {
         self.runners.keys().cloned().collect()

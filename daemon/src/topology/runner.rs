@@ -39,15 +39,41 @@ impl Default for RestartSettings {
     }
 }
 
-/// What every runner shares.
-#[derive(Debug, Clone)]
-pub struct RunnerSettings {
-    /// Where pipelines open.
-    pub env: Environment,
+/// The settings a reload of `weir.toml` may change while pipelines run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Knobs {
     /// How long a batch in flight may take to finish when its pipeline stops.
     pub stop_deadline: Duration,
     /// Restarts.
     pub restart: RestartSettings,
+}
+
+/// What every runner shares. Clones share the knobs: changing them reaches every runner.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    /// Where pipelines open.
+    pub env: Environment,
+    knobs: Arc<std::sync::RwLock<Knobs>>,
+}
+
+impl RunnerSettings {
+    /// Settings with these knobs.
+    pub fn new(env: Environment, knobs: Knobs) -> RunnerSettings {
+        RunnerSettings {
+            env,
+            knobs: Arc::new(std::sync::RwLock::new(knobs)),
+        }
+    }
+
+    /// The knobs now.
+    pub fn knobs(&self) -> Knobs {
+        *self.knobs.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the knobs of every runner.
+    pub fn set_knobs(&self, knobs: Knobs) {
+        *self.knobs.write().unwrap_or_else(|e| e.into_inner()) = knobs;
+    }
 }
 
 /// Why a pipeline stops.
@@ -327,7 +353,7 @@ impl Runner {
         self.prepared
             .plan
             .restart
-            .unwrap_or(self.settings.restart.policy)
+            .unwrap_or(self.settings.knobs().restart.policy)
     }
 
     fn on_exit(&mut self, exit: PipelineExit) {
@@ -351,7 +377,7 @@ impl Runner {
                     self.attempt = 0;
                 }
                 if self.policy() == RestartPolicy::OnFailure && class != ErrorClass::User {
-                    let restart = self.settings.restart;
+                    let restart = self.settings.knobs().restart;
                     let backoff = restart
                         .first_backoff
                         .saturating_mul(1u32 << self.attempt.min(20))
@@ -394,7 +420,10 @@ impl Runner {
         }
         let abandoned = match self.handle.take() {
             Some(mut handle) => {
-                handle.stop_within(self.settings.stop_deadline).await == StopOutcome::Abandoned
+                handle
+                    .stop_within(self.settings.knobs().stop_deadline)
+                    .await
+                    == StopOutcome::Abandoned
             }
             None => false,
         };
@@ -454,7 +483,10 @@ impl Runner {
         }
         let abandoned = match self.handle.take() {
             Some(mut handle) => {
-                handle.stop_within(self.settings.stop_deadline).await == StopOutcome::Abandoned
+                handle
+                    .stop_within(self.settings.knobs().stop_deadline)
+                    .await
+                    == StopOutcome::Abandoned
             }
             None => false,
         };
@@ -524,13 +556,13 @@ impl Runner {
             return Err("the pipeline is not running".into());
         }
         // The swap waits for the batch in flight; a stuck batch makes it a restart instead.
-        match tokio::time::timeout(self.settings.stop_deadline, answer).await {
+        match tokio::time::timeout(self.settings.knobs().stop_deadline, answer).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(err))) => Err(err.to_string()),
             Ok(Err(_)) => Err("the pipeline ended before the swap".into()),
             Err(_) => Err(format!(
                 "no batch boundary within {:?}",
-                self.settings.stop_deadline
+                self.settings.knobs().stop_deadline
             )),
         }
     }
