@@ -63,6 +63,8 @@ pub fn content_hash(bytes: &[u8]) -> String {
 pub(crate) struct HostInner {
     pub engine: Engine,
     pub linker: Linker<StoreData>,
+    /// Advances the epoch while calls are in flight (and sleeps otherwise).
+    pub ticker: Ticker,
     plugins_dir: PathBuf,
     /// Plugins loaded so far, by file and content hash: loading the same bytes again is free.
     loaded: Mutex<HashMap<(PathBuf, String), Arc<Plugin>>>,
@@ -111,11 +113,12 @@ impl PluginHost {
         let engine = Engine::new(&config).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
-        start_ticker(&engine)?;
+        let ticker = start_ticker(&engine)?;
         Ok(PluginHost {
             inner: Arc::new(HostInner {
                 engine,
                 linker,
+                ticker,
                 plugins_dir: plugins_dir.into(),
                 loaded: Mutex::new(HashMap::new()),
             }),
@@ -178,13 +181,47 @@ fn cache(dir: &Path) -> Result<Cache, String> {
     Cache::new(config).map_err(|e| e.to_string())
 }
 
-/// Advances the engine's epoch every tick for as long as the engine lives.
-fn start_ticker(engine: &Engine) -> Result<(), PluginError> {
+/// The thread that advances the engine's epoch every tick, but only while a plugin call is in
+/// flight: an idle daemon's plugins cost no wake-ups. A deadline counts ticks from the moment
+/// its call starts, so the epoch standing still between calls changes no deadline.
+#[derive(Clone)]
+pub(crate) struct Ticker {
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+    thread: std::thread::Thread,
+}
+
+/// A call in flight; the ticker runs while any exists.
+pub(crate) struct Ticking(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl Ticker {
+    /// Keeps the epoch moving until the returned guard is dropped.
+    pub fn ticking(&self) -> Ticking {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::AcqRel) == 0 {
+            self.thread.unpark();
+        }
+        Ticking(self.calls.clone())
+    }
+}
+
+fn start_ticker(engine: &Engine) -> Result<Ticker, PluginError> {
     let weak = engine.weak();
-    std::thread::Builder::new()
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let in_flight = calls.clone();
+    let handle = std::thread::Builder::new()
         .name("weir-wasm-epoch".into())
         .spawn(move || {
             loop {
+                if in_flight.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                    // Woken by the next call (or spuriously: then it looks again).
+                    std::thread::park();
+                    continue;
+                }
                 std::thread::sleep(EPOCH_TICK);
                 match weak.upgrade() {
                     Some(engine) => engine.increment_epoch(),
@@ -192,6 +229,9 @@ fn start_ticker(engine: &Engine) -> Result<(), PluginError> {
                 }
             }
         })
-        .map(drop)
-        .map_err(|e| PluginError::Engine(format!("cannot start the deadline ticker: {e}")))
+        .map_err(|e| PluginError::Engine(format!("cannot start the deadline ticker: {e}")))?;
+    Ok(Ticker {
+        calls,
+        thread: handle.thread().clone(),
+    })
 }

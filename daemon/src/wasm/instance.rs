@@ -3,7 +3,7 @@
 //! instance is dropped by its owner; the next call gets a fresh one.
 
 use super::error::CallFailure;
-use super::host::Limits;
+use super::host::{Limits, Ticker};
 use super::log::LogTags;
 use super::plugin::Plugin;
 use super::sandbox::{MemoryLimitReached, StoreData};
@@ -16,6 +16,7 @@ pub(crate) struct Live {
     store: Store<StoreData>,
     instance: Instance,
     limits: Limits,
+    ticker: Ticker,
 }
 
 impl Live {
@@ -25,11 +26,16 @@ impl Live {
         store.epoch_deadline_trap();
         // Instantiation runs the component's initialisers: bounded like any call.
         store.set_epoch_deadline(limits.deadline_ticks());
-        match plugin.pre.instantiate(&mut store) {
+        let ticker = plugin.host.ticker.clone();
+        let ticking = ticker.ticking();
+        let instantiated = plugin.pre.instantiate(&mut store);
+        drop(ticking);
+        match instantiated {
             Ok(instance) => Ok(Live {
                 store,
                 instance,
                 limits: *limits,
+                ticker,
             }),
             Err(err) => {
                 let failure = classify(&mut store, limits, err);
@@ -59,6 +65,7 @@ impl Live {
             CallFailure::Instantiate(format!("a function has the wrong signature: {err:#}"))
         })?;
         self.store.set_epoch_deadline(self.limits.deadline_ticks());
+        let _ticking = self.ticker.ticking();
         typed
             .call(&mut self.store, params)
             .map_err(|err| classify(&mut self.store, &self.limits, err))
@@ -73,6 +80,7 @@ impl Live {
     ) -> Result<(), CallFailure> {
         let func = self.func(index)?;
         self.store.set_epoch_deadline(self.limits.deadline_ticks());
+        let _ticking = self.ticker.ticking();
         func.call(&mut self.store, params, results)
             .map_err(|err| classify(&mut self.store, &self.limits, err))
     }
