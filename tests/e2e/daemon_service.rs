@@ -418,3 +418,51 @@ fn a_reload_rereads_weir_toml_applies_what_can_change_and_keeps_the_rest_until_a
     assert!(weir.wait_exit(SOON).success());
     Ok(())
 }
+
+#[test]
+fn scripts_install_puts_binary_unit_and_config_under_destdir_and_keeps_an_existing_config()
+-> TestResult {
+    let dir = tempfile::tempdir()?;
+    let stage = dir.path().join("stage");
+    let binary = dir.path().join("weir-built");
+    std::fs::write(&binary, "#!/bin/sh\nexit 0\n")?;
+    let install = |extra: &[&str]| {
+        run(Command::new(repo_root().join("scripts/install"))
+            .args(extra)
+            .arg(&binary)
+            .env("DESTDIR", &stage)
+            .env("PREFIX", "/usr/local"))
+    };
+    let out = install(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unit = std::fs::read_to_string(stage.join("usr/local/lib/systemd/system/weir.service"))?;
+    assert!(unit.contains("ExecStart=/usr/local/bin/weir daemon --config /etc/weir/weir.toml"));
+    assert!(
+        unit.contains("Type=notify\n"),
+        "the unit for systemd 252 by default"
+    );
+    assert!(stage.join("usr/local/bin/weir").is_file());
+    assert!(stage.join("usr/local/lib/sysusers.d/weir.conf").is_file());
+    assert!(stage.join("usr/local/lib/tmpfiles.d/weir.conf").is_file());
+    let config = stage.join("etc/weir/weir.toml");
+    assert_eq!(
+        std::fs::read_to_string(&config)?,
+        std::fs::read_to_string(repo_root().join("config/weir.toml"))?
+    );
+    // An operator's config is never overwritten; --notify-reload installs the other unit.
+    std::fs::write(&config, "# mine\n")?;
+    let out = install(&["--notify-reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&config)?, "# mine\n");
+    let unit = std::fs::read_to_string(stage.join("usr/local/lib/systemd/system/weir.service"))?;
+    assert!(unit.contains("Type=notify-reload"), "{unit}");
+    Ok(())
+}

@@ -327,6 +327,36 @@ max_backoff = "10s"
     }
 
     #[test]
+    fn the_example_weir_toml_sets_every_key_to_its_default() -> Result<(), Diagnostics> {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/weir.toml"));
+        let text = include_str!("../../../config/weir.toml");
+        let file = parse_daemon_file(path, text)?;
+        assert_eq!(
+            file.pipelines_dir,
+            Some(PathBuf::from("/etc/weir/pipelines"))
+        );
+        assert_eq!(file.plugins_dir, Some(PathBuf::from("/etc/weir/plugins")));
+        assert_eq!(file.state_dir, Some(PathBuf::from("/var/lib/weir")));
+        assert_eq!(
+            file.control_socket,
+            Some(PathBuf::from("/run/weir/control.sock"))
+        );
+        assert_eq!(file.http.map(|h| h.is_loopback()), Some(true));
+        assert_eq!(file.allow_remote, Some(false));
+        assert_eq!(file.shutdown_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(file.rescan_interval, Some(Duration::from_secs(30)));
+        assert_eq!(file.watch_debounce, Some(Duration::from_millis(100)));
+        assert_eq!(file.log_level.as_deref(), Some("info"));
+        assert_eq!(file.log_format, Some(LogFormat::Human));
+        assert_eq!(file.plugin_memory_bytes, Some(128 << 20));
+        assert_eq!(file.plugin_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(file.restart_policy, Some(RestartPolicy::OnFailure));
+        assert_eq!(file.restart_first_backoff, Some(Duration::from_secs(1)));
+        assert_eq!(file.restart_max_backoff, Some(Duration::from_secs(300)));
+        Ok(())
+    }
+
+    #[test]
     fn an_unknown_key_is_reported_at_its_line_and_column_with_the_valid_keys() {
         let text = errors("pipelines_dir = \"p\"\nrescan_intervall = \"1s\"\n");
         assert!(
