@@ -129,9 +129,21 @@ timeout = "1h"
 "#;
 
 #[test]
-fn a_reload_abandons_a_stuck_batch_at_the_deadline_and_the_new_version_replays_it() -> TestResult {
+fn a_reload_abandons_a_stuck_batch_at_the_deadline_status_answers_meanwhile_and_the_batch_replays()
+-> TestResult {
     let dir = tempfile::tempdir()?;
-    let daemon = Daemon::start(dir.path(), &["--shutdown-timeout", "1s"]);
+    // Only `weir reload` reloads here, so the test knows when one is under way.
+    let daemon = Daemon::start(
+        dir.path(),
+        &[
+            "--shutdown-timeout",
+            "2s",
+            "--watch-debounce",
+            "1h",
+            "--rescan-interval",
+            "1h",
+        ],
+    );
     daemon.install_plugin(
         &built_plugins().join("fixtures/endless_loop.wasm"),
         "endless_loop",
@@ -140,33 +152,53 @@ fn a_reload_abandons_a_stuck_batch_at_the_deadline_and_the_new_version_replays_i
         "stuck.toml",
         &counting_pipeline("stuck", "stuck", "20ms", STUCK),
     );
+    assert!(daemon.client(&["reload"]).status.success());
     daemon.wait_status("the stuck batch", SOON, |s| {
         find(s, "stuck").is_some_and(|p| p["engine"]["state"] == "running")
     });
-    let started = Instant::now();
-    // A reload must not wait forever on the stuck batch; meanwhile status answers.
     daemon.write_pipeline(
         "stuck.toml",
         &counting_pipeline("stuck", "stuck", "20ms", ""),
     );
-    let during = Instant::now();
-    let status = daemon.status(Some("stuck"));
+    let started = Instant::now();
+    let socket = daemon.socket();
+    let reload = std::thread::spawn(move || crate::daemon_harness::client_at(&socket, &["reload"]));
+    // While the reload waits for the stuck batch, status still answers, promptly, and says so.
+    let mut seen_busy = false;
+    while !reload.is_finished() {
+        let asked = Instant::now();
+        let status = daemon.status(None);
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "status took {:?}",
+            asked.elapsed()
+        );
+        if status["reloading"] == "weir reload" {
+            seen_busy = true;
+            let table = String::from_utf8_lossy(&daemon.client(&["status"]).stdout).into_owned();
+            assert!(table.contains("; reloading (weir reload)"), "{table}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
-        during.elapsed() < Duration::from_secs(1),
-        "status took {:?}",
-        during.elapsed()
+        seen_busy,
+        "status was never asked while the reload was busy"
     );
-    assert_eq!(status["name"], "stuck");
-    let status = daemon.wait_status("the new version", SOON, |s| {
+    let reload = reload.join().map_err(|_| "the reload thread panicked")?;
+    assert!(
+        reload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    daemon.wait_status("the new version", SOON, |s| {
         find(s, "stuck")
             .is_some_and(|p| p["generation"] == 2 && p["batches"].as_u64().unwrap_or(0) >= 3)
     });
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
-    assert!(find(&status, "stuck").is_some());
     let abandoned = daemon.log_lines("it was abandoned uncommitted and replays on the new version");
     assert_eq!(abandoned.len(), 1, "{}", daemon.weir.stderr());
     daemon.client(&["stop", "stuck"]);
@@ -311,6 +343,78 @@ fn editors_save_patterns_each_cause_exactly_one_reload_of_the_final_content() ->
     assert_eq!(daemon.log_lines("moved.toml): start").len(), 1);
     assert!(
         daemon.log_lines("rejected").is_empty(),
+        "{}",
+        daemon.weir.stderr()
+    );
+    Ok(())
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Sends `lines` to a listening source, retrying the connection until the deadline (the port
+/// is free for a moment while a pipeline's versions hand it over).
+fn send_lines(port: u16, lines: &[&str]) {
+    use std::io::Write;
+    let end = Instant::now() + SOON;
+    loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(mut stream) => {
+                for line in lines {
+                    if let Err(err) = writeln!(stream, "{line}") {
+                        panic!("cannot send to port {port}: {err}");
+                    }
+                }
+                return;
+            }
+            Err(err) if Instant::now() >= end => panic!("cannot connect to port {port}: {err}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+#[test]
+fn a_listening_socket_pipeline_hands_its_port_to_its_new_version() -> TestResult {
+    // vectordotdev/vector#2011: a new version bound its port before the old one let it go.
+    let dir = tempfile::tempdir()?;
+    let daemon = Daemon::start(dir.path(), &[]);
+    let port = free_port()?;
+    let pipeline = |out: &str| {
+        format!(
+            "name = \"lines\"\n[source]\ntype = \"socket\"\nmode = \"listen\"\nbind = \"127.0.0.1:{port}\"\n\n[[sink]]\ntype = \"file\"\npath = \"../out/{out}\"\nformat = \"json\"\n"
+        )
+    };
+    daemon.write_pipeline("lines.toml", &pipeline("before"));
+    daemon.wait_status("listening", SOON, |s| {
+        find(s, "lines").is_some_and(|p| p["state"] == "running")
+    });
+    send_lines(port, &["one", "two"]);
+    daemon.wait_status("the first lines", SOON, |_| {
+        crate::daemon_harness::parts(&daemon.path("out/before"))
+            .iter()
+            .map(|(_, rows)| rows.len())
+            .sum::<usize>()
+            == 2
+    });
+    daemon.write_pipeline("lines.toml", &pipeline("after"));
+    let status = daemon.wait_status("the new version", SOON, |s| {
+        find(s, "lines").is_some_and(|p| p["generation"] == 2)
+    });
+    let p = find(&status, "lines").cloned().unwrap_or_default();
+    assert_eq!(p["state"], "running", "{p:#}");
+    assert!(p["pending"].is_null(), "{p:#}");
+    send_lines(port, &["three"]);
+    daemon.wait_status("the line after the change", SOON, |_| {
+        crate::daemon_harness::parts(&daemon.path("out/after"))
+            .iter()
+            .flat_map(|(_, rows)| rows)
+            .any(|r| r["value"] == "three")
+    });
+    assert!(
+        daemon.log_lines("Address already in use").is_empty(),
         "{}",
         daemon.weir.stderr()
     );

@@ -212,6 +212,9 @@ pub fn status_table(status: &StatusReport, now_ms: i64) -> String {
         .map(|p| p.name.as_str())
         .collect();
     out.push_str(&format!("\n{}", status.counts));
+    if let Some(cause) = &status.reloading {
+        out.push_str(&format!("; reloading ({cause})"));
+    }
     if !broken.is_empty() {
         out.push_str(&format!(
             "; plugins that do not load: {} (`weir status NAME` or the log say why)",
@@ -386,6 +389,7 @@ mod tests {
                 running: 1,
                 ..Counts::default()
             },
+            reloading: None,
         };
         let table = status_table(&status, 0);
         let lines: Vec<&str> = table.lines().collect();

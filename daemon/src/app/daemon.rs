@@ -301,6 +301,14 @@ impl Daemon {
     }
 
     async fn reload(&mut self, cause: Cause) -> ReloadReport {
+        let registry = self.topology.registry();
+        registry.set_reloading(Some(cause.word()));
+        let report = self.reload_now(cause).await;
+        registry.set_reloading(None);
+        report
+    }
+
+    async fn reload_now(&mut self, cause: Cause) -> ReloadReport {
         let mut config_report = ReloadReport::default();
         if cause.explicit() {
             self.reread_config(&mut config_report);

@@ -628,6 +628,27 @@ mod tests {
         }
     }
 
+    /// On a single-threaded runtime nothing runs between `close` returning and the `bind`
+    /// below: only a close that waits for the acceptor to be gone frees the port in time.
+    #[tokio::test(flavor = "current_thread")]
+    async fn closing_the_tasks_frees_the_listening_port_before_close_returns()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store: SharedStore = std::sync::Arc::new(RocksStore::open(&dir.path().join("db"))?);
+        let listen = SocketMode::Listen {
+            bind: "127.0.0.1:0".into(),
+        };
+        let source = SocketSource::open(spec(listen, OnError::Fail), &ctx(dir.path(), store))?;
+        let addr = source.local_addr.ok_or("no address")?;
+        // The acceptor takes the listener when it first runs.
+        tokio::task::yield_now().await;
+        let tasks = source.tasks().ok_or("no tasks")?;
+        tasks.close().await;
+        drop(source);
+        std::net::TcpListener::bind(addr)?;
+        Ok(())
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn connect_mode_says_it_is_waiting_for_its_peer() -> Result<(), Box<dyn std::error::Error>>
     {

@@ -166,6 +166,8 @@ pub struct PluginFileStatus {
 #[derive(Debug, Default)]
 pub struct Registry {
     pipelines: RwLock<BTreeMap<String, Arc<PipelineEntry>>>,
+    /// What the reload under way was caused by, while one is.
+    reloading: RwLock<Option<String>>,
     rejected: RwLock<Vec<RejectedFile>>,
     plugins: RwLock<Vec<PluginFileStatus>>,
     changed: Arc<tokio::sync::Notify>,
@@ -240,6 +242,11 @@ impl Registry {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Marks a reload as under way (with its cause), or over (`None`).
+    pub fn set_reloading(&self, cause: Option<&str>) {
+        *self.reloading.write().unwrap_or_else(|e| e.into_inner()) = cause.map(str::to_string);
     }
 
     /// Woken whenever an entry changes.
@@ -377,6 +384,9 @@ pub struct StatusReport {
     pub plugins: Vec<PluginFileStatus>,
     /// Counts by state.
     pub counts: Counts,
+    /// What the reload under way was caused by, while the daemon is busy with one.
+    #[serde(default)]
+    pub reloading: Option<String>,
 }
 
 impl Registry {
@@ -387,6 +397,11 @@ impl Registry {
             rejected_files: self.rejected(),
             plugins: self.plugins(),
             counts: self.counts(),
+            reloading: self
+                .reloading
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 }

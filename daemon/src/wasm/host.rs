@@ -235,3 +235,47 @@ fn start_ticker(engine: &Engine) -> Result<Ticker, PluginError> {
         thread: handle.thread().clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Appends a custom section: another file content, the same code.
+    fn with_custom_section(bytes: &[u8], payload: &[u8]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        out.push(0);
+        out.push((2 + payload.len()) as u8);
+        out.push(1);
+        out.push(b'x');
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn a_rewrite_of_the_same_size_and_mtime_is_a_new_version()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let original = std::fs::read(super::super::testing::plugins_dir().join("filter.wasm"))?;
+        let path = dir.path().join("p.wasm");
+        std::fs::write(&path, with_custom_section(&original, b"one"))?;
+        let host = PluginHost::new(dir.path(), None)?;
+        let first = host.load("p")?;
+        let mtime = std::fs::metadata(&path)?.modified()?;
+        assert!(
+            Arc::ptr_eq(&first, &host.load("p")?),
+            "unchanged content is not loaded again"
+        );
+
+        std::fs::write(&path, with_custom_section(&original, b"two"))?;
+        std::fs::File::options()
+            .write(true)
+            .open(&path)?
+            .set_modified(mtime)?;
+        let meta = std::fs::metadata(&path)?;
+        assert_eq!((meta.len(), meta.modified()?), (first.size, mtime));
+        let second = host.load("p")?;
+        assert_ne!(first.sha256, second.sha256);
+        assert!(!Arc::ptr_eq(&first, &second));
+        Ok(())
+    }
+}
