@@ -9,6 +9,18 @@ use crate::daemon_harness::{
 use crate::harness::TestResult;
 use std::path::PathBuf;
 
+/// A daemon running pipeline `scaled` on plugin `scale` (= `scale_by_2`), three batches in.
+fn scaled_daemon(dir: &std::path::Path) -> Daemon {
+    let daemon = Daemon::start(dir, &[]);
+    daemon.install_plugin(&fixture("scale_by_2"), "scale");
+    daemon.write_pipeline(
+        "scaled.toml",
+        &counting_pipeline("scaled", "scaled", "20ms", SCALE),
+    );
+    daemon.wait_batches("scaled", 3);
+    daemon
+}
+
 fn fixture(name: &str) -> PathBuf {
     built_plugins()
         .join("fixtures")
@@ -114,13 +126,7 @@ fn a_plugin_replaced_under_load_is_swapped_at_a_batch_boundary_with_rows_and_sta
 #[test]
 fn a_broken_plugin_dropped_in_changes_nothing_and_is_reported() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let daemon = Daemon::start(dir.path(), &[]);
-    daemon.install_plugin(&fixture("scale_by_2"), "scale");
-    daemon.write_pipeline(
-        "scaled.toml",
-        &counting_pipeline("scaled", "scaled", "20ms", SCALE),
-    );
-    daemon.wait_batches("scaled", 3);
+    let daemon = scaled_daemon(dir.path());
     daemon.install_plugin(&fixture("corrupt"), "scale");
     let status = daemon.wait_status("the refusal", SOON, |s| {
         s["plugins"].as_array().is_some_and(|p| {
@@ -156,13 +162,7 @@ fn a_broken_plugin_dropped_in_changes_nothing_and_is_reported() -> TestResult {
 #[test]
 fn a_removed_plugin_leaves_its_pipelines_on_the_loaded_version_and_says_so() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let daemon = Daemon::start(dir.path(), &[]);
-    daemon.install_plugin(&fixture("scale_by_2"), "scale");
-    daemon.write_pipeline(
-        "scaled.toml",
-        &counting_pipeline("scaled", "scaled", "20ms", SCALE),
-    );
-    daemon.wait_batches("scaled", 3);
+    let daemon = scaled_daemon(dir.path());
     std::fs::remove_file(daemon.path("plugins/scale.wasm"))?;
     let status = daemon.wait_status("the note", SOON, |s| {
         find(s, "scaled").is_some_and(|p| {

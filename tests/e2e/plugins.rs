@@ -12,16 +12,7 @@ use std::time::Duration;
 
 /// `$CARGO_TARGET_DIR/plugins`, where `scripts/build-plugins` puts the components.
 fn plugins_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map(|target| target.join("plugins"))
-        .unwrap_or_default();
-    assert!(
-        dir.join("word_split.wasm").is_file(),
-        "no plugins in {}: run ./scripts/build-plugins first",
-        dir.display()
-    );
-    dir
+    crate::daemon_harness::built_plugins()
 }
 
 fn fixtures_dir() -> PathBuf {

@@ -354,21 +354,23 @@ mod tests {
         }
     }
 
+    /// Prepares with no plugins folder and no store: enough for plugin-free pipelines.
+    fn prepare_without_plugins(plan: PipelinePlan) -> Result<Prepared, PrepareError> {
+        prepare(
+            plan,
+            PrepareContext {
+                plugins: None,
+                store: None,
+                limits: Limits::default(),
+            },
+        )
+    }
+
     fn run(
         running: &BTreeMap<String, RunningVersion>,
         snapshot: &Snapshot,
     ) -> Vec<(Option<String>, String, &'static str)> {
-        let mut prepare_it = |plan: PipelinePlan| {
-            prepare(
-                plan,
-                PrepareContext {
-                    plugins: None,
-                    store: None,
-                    limits: Limits::default(),
-                },
-            )
-        };
-        let mut out: Vec<_> = diff(running, snapshot, &mut prepare_it)
+        let mut out: Vec<_> = diff(running, snapshot, &mut prepare_without_plugins)
             .into_iter()
             .map(|c| (c.name, c.file.display().to_string(), c.action.kind()))
             .collect();
@@ -503,16 +505,7 @@ mod tests {
                 sha256: "b".repeat(64),
             },
         );
-        let changes = diff(&running, &snap, &mut |plan| {
-            prepare(
-                plan,
-                PrepareContext {
-                    plugins: None,
-                    store: None,
-                    limits: Limits::default(),
-                },
-            )
-        });
+        let changes = diff(&running, &snap, &mut prepare_without_plugins);
         let Action::HotChange {
             changes: what,
             in_place,

@@ -237,20 +237,18 @@ impl Topology {
                     }
                 }
                 Action::Start(prepared) => starts.push((Arc::new(*prepared), summary)),
-                Action::NeedsStateReset { message } => {
-                    let pending = pending_of("needs_state_reset", message, None);
-                    self.not_applied(
-                        change.name,
-                        change.file,
-                        pending,
-                        &summary,
-                        &mut rejected_files,
-                        &mut report,
-                    );
-                }
-                Action::Rejected { diagnostics } => {
-                    let position = diagnostics.iter().next().map(|d| d.position());
-                    let pending = pending_of("rejected", diagnostics.to_string(), position);
+                Action::NeedsStateReset { .. } | Action::Rejected { .. } => {
+                    let pending = match change.action {
+                        Action::Rejected { diagnostics } => pending_of(
+                            "rejected",
+                            diagnostics.to_string(),
+                            diagnostics.iter().next().map(|d| d.position()),
+                        ),
+                        Action::NeedsStateReset { message } => {
+                            pending_of("needs_state_reset", message, None)
+                        }
+                        _ => continue,
+                    };
                     self.not_applied(
                         change.name,
                         change.file,

@@ -412,21 +412,25 @@ impl Runner {
         }
     }
 
+    /// Stops the running version's loop (if one runs) within the deadline; true if its batch
+    /// in flight was abandoned.
+    async fn stop_running(&mut self) -> bool {
+        match self.handle.take() {
+            Some(mut handle) => {
+                let deadline = self.settings.knobs().stop_deadline;
+                handle.stop_within(deadline).await == StopOutcome::Abandoned
+            }
+            None => false,
+        }
+    }
+
     /// Stops the running version (if any); true if its batch in flight was abandoned.
     async fn stop(&mut self, reason: StopReason) -> bool {
         self.restart_at = None;
         if reason == StopReason::Request {
             self.held = true;
         }
-        let abandoned = match self.handle.take() {
-            Some(mut handle) => {
-                handle
-                    .stop_within(self.settings.knobs().stop_deadline)
-                    .await
-                    == StopOutcome::Abandoned
-            }
-            None => false,
-        };
+        let abandoned = self.stop_running().await;
         self.entry.update(|s| {
             // A pipeline that had already failed or finished keeps saying so.
             if !matches!(s.run, RunState::Failed { .. } | RunState::Finished) || abandoned {
@@ -481,15 +485,7 @@ impl Runner {
                 ),
             }
         }
-        let abandoned = match self.handle.take() {
-            Some(mut handle) => {
-                handle
-                    .stop_within(self.settings.knobs().stop_deadline)
-                    .await
-                    == StopOutcome::Abandoned
-            }
-            None => false,
-        };
+        let abandoned = self.stop_running().await;
         match self.start() {
             Ok(()) => {
                 commit_version(&self.entry);
