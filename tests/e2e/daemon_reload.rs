@@ -130,6 +130,8 @@ fn whitespace_and_comment_edits_change_nothing() -> TestResult {
     let status = daemon.wait_batches("p", 6);
     assert_eq!(generation(&status, "p"), 1, "the pipeline was not replaced");
     assert_eq!(daemon.log_lines("reload: p (").len(), 1, "only the start");
+    assert!(daemon.client(&["stop", "p"]).status.success());
+    assert_no_gap_no_duplicate(&values_written(&[daemon.path("out/p")]));
     Ok(())
 }
 
@@ -220,6 +222,13 @@ fn a_rejected_edit_leaves_the_old_version_running_and_a_fix_is_applied() -> Test
         find(&status, "p").is_some_and(|p| p["pending"].is_null()),
         "{status:#}"
     );
+    // Across the rejected edit and the fix, every row once: the old version went on writing
+    // until the fixed one took over.
+    daemon.wait_batches("p", 3);
+    assert!(daemon.client(&["stop", "p"]).status.success());
+    let (before, after) = (daemon.path("out/p"), daemon.path("out/p2"));
+    assert!(!values_written(std::slice::from_ref(&after)).is_empty());
+    assert_no_gap_no_duplicate(&values_written(&[before, after]));
     Ok(())
 }
 
@@ -271,6 +280,15 @@ fn a_changed_aggregation_is_not_applied_and_a_state_reset_starts_it_afresh() -> 
         message.contains("the running version keeps running"),
         "{message}"
     );
+    // The old version goes on counting every row once.
+    let batches = p["batches"].as_u64().unwrap_or(0);
+    daemon.wait_batches("counts", batches + 3);
+    let (last_batch, rows) = crate::daemon_harness::parts(&daemon.path("out/counts"))
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    let count = rows.first().and_then(|r| r["count"].as_i64()).unwrap_or(-1);
+    assert_eq!(count, (last_batch as i64 + 1) * 10, "{rows:?}");
 
     let reset = daemon.client(&["state", "reset", "counts"]);
     let said = String::from_utf8_lossy(&reset.stdout).into_owned();
