@@ -1,7 +1,8 @@
 //! `type = "datagen"`: generated columns in the style of dbldatagen, and their validation.
 
 use super::checker::Checker;
-use super::source::{SourceSpec, check_max_rows, one};
+use super::limits;
+use super::source::{SourceSpec, check_max_rows};
 use serde::Deserialize;
 use std::ops::Range;
 use toml::Spanned;
@@ -169,8 +170,8 @@ pub enum TemplatePart {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDatagen {
     /// Rows released per second (default 1), on the same schedule as `rate`.
-    #[serde(default = "one")]
-    pub rows_per_second: u64,
+    #[serde(default)]
+    pub rows_per_second: Option<Spanned<u64>>,
     /// Total rows, after which the source is exhausted; absent means unbounded.
     #[serde(default)]
     pub rows: Option<u64>,
@@ -183,7 +184,7 @@ pub(super) struct RawDatagen {
     /// Start of the release schedule, ms since the epoch (default: when the stream starts).
     /// Fixing it makes event times identical across separate runs.
     #[serde(default)]
-    pub start_timestamp: Option<i64>,
+    pub start_timestamp: Option<Spanned<i64>>,
     /// The generated columns, in order.
     #[serde(default)]
     pub column: Vec<Spanned<RawColumn>>,
@@ -261,10 +262,12 @@ pub(super) fn check_datagen(
     span: Range<usize>,
 ) -> Option<SourceSpec> {
     let mut ok = true;
-    if raw.rows_per_second == 0 {
-        c.error(span.clone(), "rows_per_second must be at least 1");
-        ok = false;
-    }
+    let rows_per_second = limits::rows_per_second(c, raw.rows_per_second);
+    let start_timestamp_ms = match &raw.start_timestamp {
+        Some(ts) => limits::timestamp_ms(c, "start_timestamp", ts).map(Some),
+        None => Some(None),
+    };
+    ok &= rows_per_second.is_some() && start_timestamp_ms.is_some();
     if raw.column.is_empty() {
         c.error_hint(
             span,
@@ -295,11 +298,11 @@ pub(super) fn check_datagen(
         return None;
     }
     Some(SourceSpec::Datagen(DatagenSpec {
-        rows_per_second: raw.rows_per_second,
+        rows_per_second: rows_per_second?,
         rows: raw.rows,
         seed: raw.seed.unwrap_or(42),
         max_rows_per_batch: max_rows_per_batch?,
-        start_timestamp_ms: raw.start_timestamp,
+        start_timestamp_ms: start_timestamp_ms?,
         columns,
     }))
 }
@@ -378,7 +381,11 @@ fn check_column(c: &mut Checker<'_>, col: RawColumn) -> Option<ColumnSpec> {
                 }
             }
             let jitter_ms = match &col.jitter {
-                Some(j) => i64::try_from(j.get_ref().0.as_millis()).unwrap_or(i64::MAX),
+                Some(j) => {
+                    let jitter =
+                        limits::at_most(c, "jitter", j.get_ref().0, j.span(), limits::MAX_JITTER)?;
+                    i64::try_from(jitter.as_millis()).unwrap_or(i64::MAX)
+                }
                 None => 0,
             };
             Generator::EventTime { jitter_ms }
@@ -628,6 +635,15 @@ fn float_of(c: &mut Checker<'_>, key: &str, v: &Spanned<RawScalar>) -> Option<f6
     }
 }
 
+/// A double for a message: very large and very small ones in exponent form.
+fn shown(v: f64) -> String {
+    if v != 0.0 && !(1e-6..1e15).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        v.to_string()
+    }
+}
+
 fn float_range(c: &mut Checker<'_>, col: &RawColumn) -> Option<Generator> {
     let min = col.min.as_ref().map(|v| float_of(c, "min", v));
     let max = col.max.as_ref().map(|v| float_of(c, "max", v));
@@ -647,6 +663,33 @@ fn float_range(c: &mut Checker<'_>, col: &RawColumn) -> Option<Generator> {
     }
     if step.is_some_and(|s| s <= 0.0) {
         c.error(col.name.span(), "step must be positive");
+        return None;
+    }
+    if !(max - min).is_finite() {
+        c.error(
+            col.name.span(),
+            format!(
+                "the range from {} to {} is wider than a double can hold",
+                shown(min),
+                shown(max)
+            ),
+        );
+        return None;
+    }
+    let steps = step.map(|step| (max - min) / step);
+    if let Some(step) = step
+        && steps.is_some_and(|n| !n.is_finite() || n > limits::MAX_FLOAT_STEPS)
+    {
+        c.error_hint(
+            col.name.span(),
+            format!(
+                "from {} to {} by {} makes more than 2^53 values",
+                shown(min),
+                shown(max),
+                shown(step)
+            ),
+            "beyond 2^53 steps, min + i × step no longer tells values apart; use a larger step, or leave step out for a continuous range",
+        );
         return None;
     }
     if step.is_none() && !col.random {

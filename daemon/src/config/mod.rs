@@ -13,6 +13,7 @@ mod datagen;
 mod diagnostic;
 mod duration;
 mod file_source;
+pub mod limits;
 #[cfg(test)]
 mod mangled_input_tests;
 mod on_error;

@@ -5,10 +5,10 @@ use super::checker::Checker;
 use super::datagen::{DatagenSpec, RawDatagen, check_datagen};
 use super::duration::HumanDuration;
 use super::file_source::{FileSourceSpec, RawFileSource, check_file_source};
+use super::limits;
 use super::socket::{RawSocket, SocketSpec, check_socket};
 use super::tagged;
 use serde::Deserialize;
-use std::ops::Range;
 use toml::Spanned;
 use toml::de::DeValue;
 
@@ -64,10 +64,6 @@ pub struct RateMicroBatchSpec {
     pub advance_millis_per_batch: i64,
 }
 
-pub(super) fn one() -> u64 {
-    1
-}
-
 fn thousand() -> i64 {
     1000
 }
@@ -77,8 +73,8 @@ fn thousand() -> i64 {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRate {
     /// Rows generated per second (default 1).
-    #[serde(default = "one")]
-    pub rows_per_second: u64,
+    #[serde(default)]
+    pub rows_per_second: Option<Spanned<u64>>,
     /// Time to ramp up from 0 to `rows_per_second` (whole seconds, as in Spark).
     #[serde(default)]
     pub ramp_up_time: Option<Spanned<HumanDuration>>,
@@ -96,7 +92,7 @@ pub(super) struct RawRateMicroBatch {
     pub rows_per_batch: Spanned<u64>,
     /// Event time (ms since the epoch) of the first batch's rows (default 0).
     #[serde(default)]
-    pub start_timestamp: i64,
+    pub start_timestamp: Option<Spanned<i64>>,
     /// How far event time advances per batch, in milliseconds (default 1000).
     #[serde(default = "thousand")]
     pub advance_millis_per_batch: i64,
@@ -107,20 +103,18 @@ pub(super) fn check_source(c: &mut Checker<'_>, value: Spanned<DeValue<'_>>) -> 
     match tagged.kind.as_str() {
         "rate" => {
             let raw: RawRate = c.ok(tagged::deserialize(tagged.body))?;
-            check_rate(c, raw, tagged.kind_span)
+            check_rate(c, raw)
         }
         "rate_micro_batch" => {
             let raw: RawRateMicroBatch = c.ok(tagged::deserialize(tagged.body))?;
-            if *raw.rows_per_batch.get_ref() == 0 {
-                c.error(
-                    raw.rows_per_batch.span(),
-                    "rows_per_batch must be at least 1",
-                );
-                return None;
-            }
+            let rows_per_batch = limits::rows_per_batch(c, "rows_per_batch", &raw.rows_per_batch);
+            let start_timestamp_ms = match &raw.start_timestamp {
+                Some(ts) => limits::timestamp_ms(c, "start_timestamp", ts),
+                None => Some(0),
+            };
             Some(SourceSpec::RateMicroBatch(RateMicroBatchSpec {
-                rows_per_batch: raw.rows_per_batch.into_inner(),
-                start_timestamp_ms: raw.start_timestamp,
+                rows_per_batch: rows_per_batch?,
+                start_timestamp_ms: start_timestamp_ms?,
                 advance_millis_per_batch: raw.advance_millis_per_batch,
             }))
         }
@@ -152,35 +146,35 @@ pub(super) fn check_max_rows(
     value: Option<Spanned<u64>>,
 ) -> Option<Option<u64>> {
     match value {
-        Some(v) if *v.get_ref() == 0 => {
-            c.error(v.span(), "max_rows_per_batch must be at least 1");
-            None
-        }
-        Some(v) => Some(Some(v.into_inner())),
-        None => Some(None),
+        Some(v) => limits::rows_per_batch(c, "max_rows_per_batch", &v).map(Some),
+        None => Some(Some(limits::DEFAULT_MAX_ROWS_PER_BATCH)),
     }
 }
 
-fn check_rate(c: &mut Checker<'_>, raw: RawRate, kind_span: Range<usize>) -> Option<SourceSpec> {
-    if raw.rows_per_second == 0 {
-        c.error(kind_span, "rows_per_second must be at least 1");
-        return None;
-    }
+fn check_rate(c: &mut Checker<'_>, raw: RawRate) -> Option<SourceSpec> {
+    let rows_per_second = limits::rows_per_second(c, raw.rows_per_second);
     let ramp_up_seconds = match raw.ramp_up_time {
         Some(d) if d.get_ref().0.subsec_nanos() != 0 => {
             c.error(
                 d.span(),
                 "ramp_up_time must be a whole number of seconds (as in Spark)",
             );
-            return None;
+            None
         }
-        Some(d) => d.get_ref().0.as_secs(),
-        None => 0,
+        Some(d) => limits::at_most(
+            c,
+            "ramp_up_time",
+            d.get_ref().0,
+            d.span(),
+            limits::MAX_RAMP_UP,
+        )
+        .map(|d| d.as_secs()),
+        None => Some(0),
     };
     let max_rows_per_batch = check_max_rows(c, raw.max_rows_per_batch)?;
     Some(SourceSpec::Rate(RateSpec {
-        rows_per_second: raw.rows_per_second,
-        ramp_up_seconds,
+        rows_per_second: rows_per_second?,
+        ramp_up_seconds: ramp_up_seconds?,
         max_rows_per_batch,
     }))
 }

@@ -252,11 +252,12 @@ impl DatagenSource {
                         b.append_null();
                     } else {
                         let late = if jitter_ms > 0 {
-                            below(mix(seed, key, row), jitter_ms as u64 + 1) as i64
+                            let n = u64::try_from(jitter_ms).unwrap_or(0).saturating_add(1);
+                            i64::try_from(below(mix(seed, key, row), n)).unwrap_or(i64::MAX)
                         } else {
                             0
                         };
-                        b.append_value((due - late) * 1000);
+                        b.append_value(due.saturating_sub(late).saturating_mul(1000));
                     }
                 }
                 Arc::new(b.finish())
@@ -381,6 +382,17 @@ fn int_value(g: &Generator, d: RowDraw) -> i64 {
     }
 }
 
+/// How many values `min, min + step, ...` up to `max` holds, at least 1 and at most `u64::MAX`
+/// (validation keeps it within 2^53; this keeps a value outside from dividing by zero).
+fn float_steps(min: f64, max: f64, step: f64) -> u64 {
+    let steps = ((max - min) / step).floor();
+    if steps.is_finite() && steps >= 0.0 && steps < u64::MAX as f64 {
+        (steps as u64).saturating_add(1)
+    } else {
+        1
+    }
+}
+
 fn float_value(g: &Generator, d: RowDraw) -> f64 {
     match g {
         Generator::Values {
@@ -404,7 +416,7 @@ fn float_value(g: &Generator, d: RowDraw) -> f64 {
             step: Some(step),
             random,
         } => {
-            let count = ((max - min) / step).floor() as u64 + 1;
+            let count = float_steps(*min, *max, *step);
             let index = if *random {
                 below(d.hash, count)
             } else {
@@ -533,11 +545,13 @@ impl Source for DatagenSource {
         end: &SourceOffset,
     ) -> Result<Vec<RecordBatch>, SourceError> {
         let start = ScheduledOffset::parse(start)?;
+        let end_offset = end;
         let end = ScheduledOffset::parse(end)?;
+        super::check_row_range(end.rows, end_offset)?;
         let mut batches = Vec::new();
         let mut row = start.rows;
         while row < end.rows {
-            let chunk_end = end.rows.min(row + CHUNK_ROWS as u64);
+            let chunk_end = end.rows.min(row.saturating_add(CHUNK_ROWS as u64));
             batches.push(self.generate(row, chunk_end, start.start_ms)?);
             row = chunk_end;
         }

@@ -4,6 +4,8 @@
 mod bad_records;
 mod datagen;
 mod file;
+#[cfg(test)]
+mod numeric_options_tests;
 mod rate;
 mod rate_micro_batch;
 mod schedule;
@@ -258,6 +260,19 @@ pub(crate) fn now_ms() -> i64 {
 
 pub(crate) fn system_time_from_ms(ms: i64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// Refuses a range of row indices past what a `long` column numbers (2^63 - 1): a stream
+/// that long does not happen (292 years at a billion rows a second), so such an offset is
+/// damaged or not this source's.
+pub(crate) fn check_row_range(end_rows: u64, end: &SourceOffset) -> Result<(), SourceError> {
+    if end_rows > i64::MAX as u64 {
+        return Err(SourceError::BadOffset {
+            offset: end.to_string(),
+            reason: "row index beyond 2^63 - 1, the largest a long column holds".into(),
+        });
+    }
+    Ok(())
 }
 
 /// `{"rows": n, "start_ms": t}`: the offset of the schedule-driven sources.

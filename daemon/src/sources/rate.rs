@@ -85,15 +85,19 @@ impl Source for RateSource {
         end: &SourceOffset,
     ) -> Result<Vec<RecordBatch>, SourceError> {
         let start = ScheduledOffset::parse(start)?;
+        let end_offset = end;
         let end = ScheduledOffset::parse(end)?;
+        super::check_row_range(end.rows, end_offset)?;
         let schedule = self.schedule(start.start_ms);
         let mut batches = Vec::new();
         let mut row = start.rows;
         while row < end.rows {
-            let chunk_end = end.rows.min(row + CHUNK_ROWS as u64);
+            let chunk_end = end.rows.min(row.saturating_add(CHUNK_ROWS as u64));
             let values = Int64Array::from_iter_values(row as i64..chunk_end as i64);
             let times = TimestampMicrosecondArray::from_iter_values(
-                schedule.event_times_ms(row, chunk_end).map(|ms| ms * 1000),
+                schedule
+                    .event_times_ms(row, chunk_end)
+                    .map(|ms| ms.saturating_mul(1000)),
             )
             .with_timezone("UTC");
             batches.push(RecordBatch::try_new(

@@ -73,14 +73,20 @@ impl Source for RateMicroBatchSource {
         start: &SourceOffset,
         end: &SourceOffset,
     ) -> Result<Vec<RecordBatch>, SourceError> {
+        let end_offset = end;
         let (start, end) = (rows_of(start)?, rows_of(end)?);
+        super::check_row_range(end, end_offset)?;
         let mut batches = Vec::new();
         let mut row = start;
         while row < end {
-            let chunk_end = end.min(row + CHUNK_ROWS as u64);
+            let chunk_end = end.min(row.saturating_add(CHUNK_ROWS as u64));
             // Chunks never cross a source batch: then one event time serves the whole chunk.
-            let source_batch = row / self.spec.rows_per_batch;
-            let chunk_end = chunk_end.min((source_batch + 1) * self.spec.rows_per_batch);
+            let source_batch = row / self.spec.rows_per_batch.max(1);
+            let chunk_end = chunk_end.min(
+                source_batch
+                    .saturating_add(1)
+                    .saturating_mul(self.spec.rows_per_batch),
+            );
             let micros = self
                 .spec
                 .start_timestamp_ms

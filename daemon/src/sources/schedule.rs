@@ -20,13 +20,19 @@ impl ReleaseSchedule {
     pub fn rows_at_second(&self, seconds: u64) -> u64 {
         let rate = self.rows_per_second;
         let ramp = self.ramp_up_seconds;
-        let delta = rate / (ramp + 1);
+        let delta = rate / ramp.saturating_add(1);
         if seconds <= ramp {
-            // (delta * seconds) * (seconds + 1) / 2, ordered to stay exact and small.
+            // (delta * seconds) * (seconds + 1) / 2, ordered to stay exact and small; past
+            // u64 (never for a validated ramp) it saturates instead of wrapping.
             if !seconds.is_multiple_of(2) {
-                seconds.div_ceil(2) * delta * seconds
+                seconds
+                    .div_ceil(2)
+                    .saturating_mul(delta)
+                    .saturating_mul(seconds)
             } else {
-                seconds / 2 * delta * (seconds + 1)
+                (seconds / 2)
+                    .saturating_mul(delta)
+                    .saturating_mul(seconds.saturating_add(1))
             }
         } else {
             self.rows_at_second(ramp)
@@ -42,23 +48,27 @@ impl ReleaseSchedule {
 
     /// The next time more rows are released after `now_ms`.
     pub fn next_release_ms(&self, now_ms: i64) -> i64 {
-        let elapsed = now_ms.saturating_sub(self.start_ms).max(0) / 1000;
-        let mut second = elapsed + 1;
-        // During a slow ramp-up a second may release nothing; skip ahead to one that does.
-        let now_rows = self.rows_at_second(elapsed as u64);
-        while self.rows_at_second(second as u64) == now_rows
-            && (second as u64) <= self.ramp_up_seconds + 1
-        {
-            second += 1;
+        let elapsed = (now_ms.saturating_sub(self.start_ms).max(0) / 1000) as u64;
+        let mut second = elapsed.saturating_add(1);
+        // A ramp-up too slow to release a row each second (rate below ramp + 1 rows per second)
+        // releases nothing until it ends. Otherwise every second releases rows.
+        let delta = self.rows_per_second / self.ramp_up_seconds.saturating_add(1);
+        if delta == 0 && second <= self.ramp_up_seconds {
+            second = self.ramp_up_seconds.saturating_add(1);
         }
-        self.start_ms + second * 1000
+        let second_ms = i64::try_from(second)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        self.start_ms.saturating_add(second_ms)
     }
 
     /// The second during which `row` is released: `rows_at_second(s) <= row < rows_at_second(s + 1)`.
     fn second_of(&self, row: u64) -> u64 {
         let ramp_rows = self.rows_at_second(self.ramp_up_seconds);
         if row >= ramp_rows {
-            return self.ramp_up_seconds + (row - ramp_rows) / self.rows_per_second;
+            return self
+                .ramp_up_seconds
+                .saturating_add((row - ramp_rows) / self.rows_per_second.max(1));
         }
         // Ramp-up: binary search over its few seconds.
         let (mut lo, mut hi) = (0, self.ramp_up_seconds);
@@ -78,12 +88,22 @@ impl ReleaseSchedule {
     pub fn event_time_ms(&self, row: u64) -> i64 {
         let second = self.second_of(row);
         let first = self.rows_at_second(second);
-        let per_second = self.rows_at_second(second + 1) - first;
-        let within = row - first;
+        let per_second = self
+            .rows_at_second(second.saturating_add(1))
+            .saturating_sub(first)
+            .max(1);
+        let within = row.saturating_sub(first);
         // round(within * 1000 / per_second), half up, in integers.
         let ms =
             (u128::from(within) * 2000 + u128::from(per_second)) / (2 * u128::from(per_second));
-        self.start_ms + (second as i64) * 1000 + ms as i64
+        // Far beyond any real stream (validation keeps the start within years 1..9999) the
+        // time saturates instead of wrapping.
+        let seconds_ms = i64::try_from(second)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        self.start_ms
+            .saturating_add(seconds_ms)
+            .saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))
     }
 
     /// `event_time_ms` of every row in `[from, to)`. At a constant rate this steps from row to
@@ -99,7 +119,9 @@ impl ReleaseSchedule {
             if !steady {
                 return self.event_time_ms(row);
             }
-            let value = self.start_ms + q as i64;
+            let value = self
+                .start_ms
+                .saturating_add(i64::try_from(q).unwrap_or(i64::MAX));
             q += step_q;
             r += step_r;
             if r >= d {
