@@ -50,6 +50,9 @@ fn main() {
             max_line_bytes: 1 << 20,
             max_rows_per_batch: None,
             on_error: OnError::Fail,
+            max_connections: weir::config::DEFAULT_MAX_CONNECTIONS,
+            max_pending_bytes: weir::config::DEFAULT_MAX_PENDING_BYTES,
+            max_log_bytes: weir::config::DEFAULT_MAX_LOG_BYTES,
         };
         let source = match SocketSource::open(spec, &ctx) {
             Ok(source) => source,

@@ -21,5 +21,6 @@ mod recovery;
 mod seed_examples;
 mod shutdown;
 mod socket;
+mod socket_limits;
 mod source_files;
 mod triggers;

@@ -325,7 +325,8 @@ pub(super) fn check_file_source(
             None
         }
         Some(v) => Some(v.get_ref().0),
-        None => None,
+        // A folder full of files is not read into one batch: a batch is held in memory whole.
+        None => Some(super::limits::DEFAULT_MAX_BYTES_PER_TRIGGER),
     };
 
     let clean_source = match (

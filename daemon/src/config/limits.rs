@@ -14,6 +14,9 @@ pub const MAX_ROWS_PER_BATCH: u64 = 100_000_000;
 /// `max_rows_per_batch` of `rate` and `datagen` when the file does not say: a catch-up after
 /// downtime is split into batches of this many rows instead of one batch of everything.
 pub const DEFAULT_MAX_ROWS_PER_BATCH: u64 = 10_000_000;
+/// `max_bytes_per_trigger` of the file source when the file does not say (at least one file
+/// goes into a batch, whatever its size).
+pub const DEFAULT_MAX_BYTES_PER_TRIGGER: u64 = 256 << 20;
 /// Longest `ramp_up_time`.
 pub const MAX_RAMP_UP: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Longest `jitter` of a timestamp column.

@@ -42,7 +42,10 @@ pub use file_source::{
 pub use on_error::OnError;
 pub use plan::{OutputMode, PipelinePlan, Trigger};
 pub use sink::{FileFormat, FileSinkSpec, SinkSpec};
-pub use socket::{DEFAULT_MAX_LINE_BYTES, SocketMode, SocketSpec};
+pub use socket::{
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_LOG_BYTES,
+    DEFAULT_MAX_PENDING_BYTES, SocketMode, SocketSpec,
+};
 pub use source::{RateMicroBatchSpec, RateSpec, SourceSpec};
 pub use transform::TransformSpec;
 

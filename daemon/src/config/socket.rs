@@ -22,6 +22,14 @@ pub struct SocketSpec {
     pub max_rows_per_batch: Option<u64>,
     /// What to do with a line that is not UTF-8.
     pub on_error: OnError,
+    /// Listen mode: most producers connected at once; one more is told so and closed.
+    pub max_connections: usize,
+    /// Most bytes of not yet complete lines held across all connections together; past it
+    /// reading pauses (TCP pushes back on the producers).
+    pub max_pending_bytes: u64,
+    /// Most bytes of received lines kept in the durable log before their batches commit; past
+    /// it reading pauses (TCP pushes back) instead of filling the disk.
+    pub max_log_bytes: u64,
 }
 
 /// How the socket source reaches its peers.
@@ -43,6 +51,12 @@ pub enum SocketMode {
 
 /// The default longest line: 1 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+/// The default most producers connected at once (listen mode).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+/// The default most bytes of partial lines across all connections: 64 MiB.
+pub const DEFAULT_MAX_PENDING_BYTES: u64 = 64 << 20;
+/// The default most bytes in the line log before batches commit them: 1 GiB.
+pub const DEFAULT_MAX_LOG_BYTES: u64 = 1 << 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,6 +94,15 @@ pub(super) struct RawSocket {
     /// `fail` (default), `skip` or `dead_letter`: what to do with a line that is not UTF-8.
     #[serde(default)]
     pub on_error: Option<OnError>,
+    /// Listen mode: most producers connected at once (default 100).
+    #[serde(default)]
+    pub max_connections: Option<Spanned<u64>>,
+    /// Most bytes of incomplete lines held across all connections (default 64 MiB).
+    #[serde(default)]
+    pub max_pending_bytes: Option<Spanned<ByteSize>>,
+    /// Most bytes of lines logged but not yet committed (default 1 GiB).
+    #[serde(default)]
+    pub max_log_bytes: Option<Spanned<ByteSize>>,
 }
 
 pub(super) fn check_socket(
@@ -189,6 +212,43 @@ pub(super) fn check_socket(
         None => Some(DEFAULT_MAX_LINE_BYTES),
     };
     let max_rows_per_batch = check_max_rows(c, raw.max_rows_per_batch);
+    let max_connections = match &raw.max_connections {
+        Some(n) if !listen => {
+            c.error(n.span(), "`max_connections` applies to mode = \"listen\"");
+            None
+        }
+        Some(n) if !(1..=100_000).contains(n.get_ref()) => {
+            c.error(n.span(), "max_connections must be between 1 and 100000");
+            None
+        }
+        Some(n) => Some(*n.get_ref() as usize),
+        None => Some(DEFAULT_MAX_CONNECTIONS),
+    };
+    let max_pending_bytes = match &raw.max_pending_bytes {
+        Some(m) => {
+            let n = m.get_ref().0;
+            let line = max_line_bytes.unwrap_or(DEFAULT_MAX_LINE_BYTES) as u64;
+            if n <= line {
+                c.error_hint(
+                    m.span(),
+                    format!("max_pending_bytes ({n}) must be more than max_line_bytes ({line})"),
+                    "the longest line must fit in the pending budget, or it could never be completed",
+                );
+                None
+            } else {
+                Some(n)
+            }
+        }
+        None => Some(DEFAULT_MAX_PENDING_BYTES.max(max_line_bytes.unwrap_or(0) as u64 * 2)),
+    };
+    let max_log_bytes = match &raw.max_log_bytes {
+        Some(m) if m.get_ref().0 < 1 << 20 => {
+            c.error(m.span(), "max_log_bytes must be at least 1 MiB");
+            None
+        }
+        Some(m) => Some(m.get_ref().0),
+        None => Some(DEFAULT_MAX_LOG_BYTES),
+    };
     if c.diagnostics.len() != errors_before {
         return None;
     }
@@ -198,6 +258,9 @@ pub(super) fn check_socket(
         max_line_bytes: max_line_bytes?,
         max_rows_per_batch: max_rows_per_batch?,
         on_error: raw.on_error.unwrap_or_default(),
+        max_connections: max_connections?,
+        max_pending_bytes: max_pending_bytes?,
+        max_log_bytes: max_log_bytes?,
     }))
 }
 

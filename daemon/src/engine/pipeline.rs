@@ -488,6 +488,9 @@ impl Pipeline {
         control: &mut mpsc::UnboundedReceiver<Control>,
     ) -> Waited {
         const LONGEST_NAP: Duration = Duration::from_secs(1);
+        // What the source says about itself (a full log, a lost peer) stays current while the
+        // loop waits, at least once a nap.
+        self.monitor.set_source_status(self.source.status());
         let nap = match &wakeup {
             Wakeup::At(at) => at
                 .duration_since(SystemTime::now())

@@ -16,12 +16,13 @@ use crate::config::{SocketMode, SocketSpec};
 use arrow::array::{ArrayRef, StringBuilder, TimestampMicrosecondBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 /// Bytes a writer burst may gather before it is written.
 const MAX_BURST_BYTES: usize = 4 << 20;
@@ -29,6 +30,9 @@ const MAX_BURST_BYTES: usize = 4 << 20;
 /// pushes back on the producers.
 const QUEUE_SEGMENTS: usize = 256;
 const READ_BUFFER: usize = 64 * 1024;
+/// How long a connection may wait for room in `max_pending_bytes` before it is closed (so that
+/// connections all holding incomplete lines cannot wait for each other forever).
+const PENDING_WAIT: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -70,6 +74,16 @@ struct Shared {
     status: Mutex<String>,
     /// Why the writer stopped, if it did (the store failed).
     failed: Mutex<Option<String>>,
+    /// Bytes of incomplete lines all connections may hold together (`max_pending_bytes`).
+    pending: Arc<Semaphore>,
+    /// The log's chunks not yet trimmed: first line → bytes.
+    log_chunks: Mutex<BTreeMap<u64, u64>>,
+    /// Their total.
+    log_bytes: AtomicU64,
+    /// Rung when the log is trimmed.
+    log_room: Notify,
+    /// The writer waits for room in the log (`max_log_bytes`).
+    log_full: AtomicBool,
 }
 
 impl Shared {
@@ -120,15 +134,31 @@ impl SocketSource {
         })?;
         let log = SocketLog::new(ctx.store.clone(), &ctx.pipeline);
         let next = log.next_seq()?;
+        let chunks = log.chunk_sizes()?;
         let shared = Arc::new(Shared {
             logged: AtomicU64::new(next),
             notify: Arc::new(Notify::new()),
             status: Mutex::new(String::new()),
             failed: Mutex::new(None),
+            pending: Arc::new(Semaphore::new(
+                usize::try_from(spec.max_pending_bytes)
+                    .unwrap_or(usize::MAX)
+                    .min(Semaphore::MAX_PERMITS),
+            )),
+            log_bytes: AtomicU64::new(chunks.values().sum()),
+            log_chunks: Mutex::new(chunks),
+            log_room: Notify::new(),
+            log_full: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel(QUEUE_SEGMENTS);
         let tasks = SourceTasks::default();
-        tasks.push(runtime.spawn(writer(rx, log.clone(), shared.clone(), next)));
+        tasks.push(runtime.spawn(writer(
+            rx,
+            log.clone(),
+            shared.clone(),
+            next,
+            spec.max_log_bytes,
+        )));
         let mut local_addr = None;
         match &spec.mode {
             SocketMode::Connect { host, port } => {
@@ -162,6 +192,7 @@ impl SocketSource {
                     tx,
                     shared.clone(),
                     spec.max_line_bytes,
+                    spec.max_connections,
                 )));
             }
         }
@@ -193,8 +224,17 @@ impl SocketSource {
     /// Lines below `start` belong to committed batches: drop them from the log once.
     fn trim(&mut self, start: u64) -> Result<(), SourceError> {
         if start > self.trimmed_below {
-            self.log.truncate_before(start)?;
+            let kept_from = self.log.truncate_before(start)?;
             self.trimmed_below = start;
+            if let Ok(mut chunks) = self.shared.log_chunks.lock() {
+                // Chunks from `kept_from` on are still logged; without one, those from `start`
+                // (appended while trimming) are.
+                let kept = chunks.split_off(&kept_from.unwrap_or(start));
+                let freed: u64 = chunks.values().sum();
+                *chunks = kept;
+                self.shared.log_bytes.fetch_sub(freed, Ordering::AcqRel);
+                self.shared.log_room.notify_waiters();
+            }
         }
         Ok(())
     }
@@ -324,7 +364,15 @@ impl Source for SocketSource {
     }
 
     fn status(&self) -> Option<String> {
-        self.shared.status.lock().ok().map(|s| s.clone())
+        let status = self.shared.status.lock().ok().map(|s| s.clone())?;
+        Some(if self.shared.log_full.load(Ordering::Acquire) {
+            format!(
+                "{status}; not reading from producers: the line log holds max_log_bytes ({}) of lines whose batches have not committed",
+                self.spec.max_log_bytes
+            )
+        } else {
+            status
+        })
     }
 
     fn tasks(&self) -> Option<SourceTasks> {
@@ -344,8 +392,21 @@ async fn writer(
     log: SocketLog,
     shared: Arc<Shared>,
     mut next: u64,
+    max_log_bytes: u64,
 ) {
-    while let Some(first) = rx.recv().await {
+    loop {
+        // A full log is not written to: the queue fills, readers wait, TCP pushes back.
+        while shared.log_bytes.load(Ordering::Acquire) >= max_log_bytes {
+            shared.log_full.store(true, Ordering::Release);
+            let room = shared.log_room.notified();
+            tokio::select! {
+                () = room => {}
+                // Trims ring `log_room`; the nap only guards against a missed ring.
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        shared.log_full.store(false, Ordering::Release);
+        let Some(first) = rx.recv().await else { return };
         let mut chunk = ChunkBuilder::default();
         chunk.push(&first);
         while chunk.len() < MAX_BURST_BYTES {
@@ -356,9 +417,14 @@ async fn writer(
         }
         let lines = chunk.lines();
         let log = log.clone();
-        let written = tokio::task::spawn_blocking(move || log.append(next, &chunk)).await;
+        let first_line = next;
+        let written = tokio::task::spawn_blocking(move || log.append(first_line, &chunk)).await;
         match written {
-            Ok(Ok(())) => {
+            Ok(Ok(size)) => {
+                if let Ok(mut chunks) = shared.log_chunks.lock() {
+                    chunks.insert(first_line, size);
+                }
+                shared.log_bytes.fetch_add(size, Ordering::AcqRel);
                 next += lines;
                 shared.logged.store(next, Ordering::Release);
                 shared.notify.notify_one();
@@ -388,27 +454,90 @@ enum Closed {
     Eof,
     /// A line was too long.
     LineTooLong(usize),
+    /// The connections together held `max_pending_bytes` of incomplete lines for too long.
+    PendingFull,
     /// A network error.
     Io(std::io::Error),
     /// The source is gone.
     Stopped,
 }
 
-/// Reads lines from one connection into segments until it ends.
+/// Permits of `max_pending_bytes` a connection holds (one per byte its buffer may hold);
+/// given back when dropped.
+struct Held {
+    budget: Arc<Semaphore>,
+    bytes: usize,
+}
+
+impl Held {
+    /// Holds at least `bytes`, waiting (reading pauses, TCP pushes back) at most
+    /// [`PENDING_WAIT`]; false if the budget stayed full that long.
+    async fn at_least(&mut self, bytes: usize) -> Option<bool> {
+        if self.bytes >= bytes {
+            return Some(true);
+        }
+        let need = u32::try_from(bytes - self.bytes).unwrap_or(u32::MAX);
+        match tokio::time::timeout(PENDING_WAIT, self.budget.acquire_many(need)).await {
+            Ok(Ok(permit)) => {
+                permit.forget();
+                self.bytes += need as usize;
+                Some(true)
+            }
+            Ok(Err(_)) => None,
+            Err(_) => Some(false),
+        }
+    }
+
+    /// Gives back what is held beyond `bytes`.
+    fn at_most(&mut self, bytes: usize) {
+        if self.bytes > bytes {
+            self.budget.add_permits(self.bytes - bytes);
+            self.bytes = bytes;
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.at_most(0);
+    }
+}
+
+/// What a connection holding `pending` bytes of an incomplete line holds of the budget: those,
+/// rounded up to whole read buffers, plus room for one more read. Rounded, so that a stream of
+/// short lines neither takes nor gives back anything read after read.
+fn budget_for(pending: usize) -> usize {
+    pending.div_ceil(READ_BUFFER) * READ_BUFFER + READ_BUFFER
+}
+
+/// Reads lines from one connection into segments until it ends. The bytes of an incomplete
+/// line count against the budget shared by all connections (`max_pending_bytes`).
 async fn read_lines(
     stream: &mut TcpStream,
     peer: Arc<str>,
     tx: &mpsc::Sender<Segment>,
     max_line: usize,
+    budget: Arc<Semaphore>,
 ) -> Closed {
+    let mut held = Held { budget, bytes: 0 };
     let mut buf: Vec<u8> = Vec::with_capacity(READ_BUFFER);
     // Bytes of `buf` already known to hold no `\n`.
     let mut scanned = 0;
     loop {
+        // Room for what the next read may add, before reading it.
+        match held.at_least(budget_for(buf.len())).await {
+            Some(true) => {}
+            Some(false) => return Closed::PendingFull,
+            None => return Closed::Stopped,
+        }
         if buf.capacity() - buf.len() < READ_BUFFER / 4 {
             buf.reserve(READ_BUFFER);
         }
-        let n = match stream.read_buf(&mut buf).await {
+        let n = match (&mut *stream)
+            .take(READ_BUFFER as u64)
+            .read_buf(&mut buf)
+            .await
+        {
             Ok(n) => n,
             Err(err) => return Closed::Io(err),
         };
@@ -474,6 +603,8 @@ async fn read_lines(
             return Closed::LineTooLong(len);
         }
         buf = rest;
+        // Complete lines have left for the log: only the incomplete rest counts now.
+        held.at_most(budget_for(buf.len()));
         scanned = 0;
         let tail_start = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         if buf.len() - tail_start > max_line {
@@ -488,8 +619,9 @@ async fn serve(
     peer: Arc<str>,
     tx: mpsc::Sender<Segment>,
     max_line: usize,
+    budget: Arc<Semaphore>,
 ) -> bool {
-    match read_lines(&mut stream, peer.clone(), &tx, max_line).await {
+    match read_lines(&mut stream, peer.clone(), &tx, max_line, budget).await {
         Closed::Eof => {
             tracing::info!("socket source: {peer} closed the connection");
             true
@@ -499,6 +631,16 @@ async fn serve(
                 "weir: line of more than {max_line} bytes (max_line_bytes) after {len} bytes; closing this connection (earlier lines were kept)\n"
             );
             tracing::error!("socket source: {peer}: {}", message.trim_end());
+            let _ = stream.write_all(message.as_bytes()).await;
+            let _ = stream.shutdown().await;
+            true
+        }
+        Closed::PendingFull => {
+            let message = format!(
+                "weir: the connections together hold max_pending_bytes of incomplete lines and none completed one for {}s; closing this connection (its complete lines were kept)\n",
+                PENDING_WAIT.as_secs()
+            );
+            tracing::warn!("socket source: {peer}: {}", message.trim_end());
             let _ = stream.write_all(message.as_bytes()).await;
             let _ = stream.shutdown().await;
             true
@@ -528,7 +670,7 @@ async fn connector(
                     .map_or_else(|_| format!("{host}:{port}"), |a| a.to_string())
                     .into();
                 shared.set_status(format!("connected to {host}:{port}"));
-                if !serve(stream, peer, tx.clone(), max_line).await {
+                if !serve(stream, peer, tx.clone(), max_line, shared.pending.clone()).await {
                     return;
                 }
                 shared.set_status(format!(
@@ -547,16 +689,33 @@ async fn connector(
     }
 }
 
+/// Tells a producer beyond `max_connections` why it is turned away, and closes.
+async fn refuse(mut stream: TcpStream, max_connections: usize) {
+    let message = format!(
+        "weir: too many producers connected (max_connections = {max_connections}); try again later\n"
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(message.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
 async fn acceptor(
     listener: TcpListener,
     addr: std::net::SocketAddr,
     tx: mpsc::Sender<Segment>,
     shared: Arc<Shared>,
     max_line: usize,
+    max_connections: usize,
 ) {
     // Owned here, so aborting the acceptor ends every connection with it.
     let mut connections = tokio::task::JoinSet::new();
+    let mut refusals = tokio::task::JoinSet::new();
     let connected = Arc::new(AtomicUsize::new(0));
+    // Refusals are logged at most every 10 s, with how many there were.
+    let mut refused_since_log = 0u64;
+    let mut last_refusal_log: Option<tokio::time::Instant> = None;
     let status = |n: usize| {
         if n == 0 {
             format!("waiting for peer: listening on {addr}, no producer connected")
@@ -567,12 +726,24 @@ async fn acceptor(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) if connected.load(Ordering::Acquire) >= max_connections => {
+                    refused_since_log += 1;
+                    if last_refusal_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        tracing::warn!(
+                            "socket source: refused {refused_since_log} connection(s) (the last from {peer}): {max_connections} producers are connected already (max_connections)"
+                        );
+                        refused_since_log = 0;
+                        last_refusal_log = Some(tokio::time::Instant::now());
+                    }
+                    refusals.spawn(refuse(stream, max_connections));
+                }
                 Ok((stream, peer)) => {
                     let n = connected.fetch_add(1, Ordering::AcqRel) + 1;
                     shared.set_status(status(n));
                     let (tx, shared, connected) = (tx.clone(), shared.clone(), connected.clone());
                     connections.spawn(async move {
-                        serve(stream, peer.to_string().into(), tx, max_line).await;
+                        let budget = shared.pending.clone();
+                        serve(stream, peer.to_string().into(), tx, max_line, budget).await;
                         let n = connected.fetch_sub(1, Ordering::AcqRel) - 1;
                         shared.set_status(if n == 0 {
                             format!("waiting for peer: listening on {addr}, no producer connected")
@@ -587,6 +758,7 @@ async fn acceptor(
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(_) = refusals.join_next(), if !refusals.is_empty() => {}
         }
     }
 }
@@ -614,6 +786,9 @@ mod tests {
             max_line_bytes: 1024,
             max_rows_per_batch: None,
             on_error,
+            max_connections: 100,
+            max_pending_bytes: 1 << 20,
+            max_log_bytes: 1 << 30,
         }
     }
 

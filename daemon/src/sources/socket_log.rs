@@ -248,15 +248,18 @@ impl SocketLog {
             .map_or(0, u64::from_be_bytes))
     }
 
-    /// Durably appends a chunk whose first line is number `first`.
-    pub fn append(&self, first: u64, chunk: &ChunkBuilder) -> Result<(), StoreError> {
+    /// Durably appends a chunk whose first line is number `first`; returns its size in the log.
+    pub fn append(&self, first: u64, chunk: &ChunkBuilder) -> Result<u64, StoreError> {
         let mut ws = WriteSet::default();
-        ws.put(self.chunk_key(first), chunk.encode());
+        let encoded = chunk.encode();
+        let size = encoded.len() as u64;
+        ws.put(self.chunk_key(first), encoded);
         ws.put(
             self.next_key(),
             (first + chunk.lines()).to_be_bytes().to_vec(),
         );
-        self.store.write(ws, true)
+        self.store.write(ws, true)?;
+        Ok(size)
     }
 
     /// The key of the chunk holding line `seq`, if it is still logged.
@@ -305,14 +308,48 @@ impl SocketLog {
     }
 
     /// Drops every chunk that holds only lines before `seq` (their batches have committed).
-    pub fn truncate_before(&self, seq: u64) -> Result<(), StoreError> {
-        let Some(holding) = self.chunk_holding(seq)? else {
-            return Ok(());
-        };
+    /// Returns the first line of the oldest chunk kept, if any is.
+    pub fn truncate_before(&self, seq: u64) -> Result<Option<u64>, StoreError> {
         let mut ws = WriteSet::default();
+        if seq >= self.next_seq()? {
+            // Every line logged so far is below `seq`: no chunk is needed any more. (A chunk
+            // appended meanwhile starts at `seq` or later and is not in the range.)
+            ws.delete_range(self.chunk_key(0), self.chunk_key(seq));
+            self.store.write(ws, false)?;
+            return Ok(None);
+        }
+        let Some(holding) = self.chunk_holding(seq)? else {
+            return Ok(None);
+        };
+        let first = self.first_line_of(&holding);
         ws.delete_range(self.chunk_key(0), holding);
         // Not synced: a truncation lost in a crash is redone after the next commit.
-        self.store.write(ws, false)
+        self.store.write(ws, false)?;
+        Ok(Some(first))
+    }
+
+    fn first_line_of(&self, key: &[u8]) -> u64 {
+        let at = self.prefix.len() + 1;
+        key.get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, u64::from_be_bytes)
+    }
+
+    /// Each logged chunk's size in bytes, by its first line (read once at start, to know how
+    /// full the log is).
+    pub fn chunk_sizes(&self) -> Result<std::collections::BTreeMap<u64, u64>, StoreError> {
+        let mut sizes = std::collections::BTreeMap::new();
+        let from = self.chunk_key(0);
+        self.store.scan(
+            &from,
+            &prefix_end(&from[..from.len() - 8]),
+            false,
+            &mut |key, value| {
+                sizes.insert(self.first_line_of(key), value.len() as u64);
+                true
+            },
+        )?;
+        Ok(sizes)
     }
 
     /// Number of chunks still logged (for tests and the status).
@@ -399,13 +436,15 @@ mod tests {
         log.truncate_before(5)?;
         assert_eq!(log.chunks()?, 1);
         assert_eq!(lines(&log, 5, 7)?.len(), 2);
+        // Once every logged line is committed, no chunk is kept (a full log could otherwise
+        // wait forever for room a kept chunk holds), and numbering goes on.
         log.truncate_before(7)?;
-        assert_eq!(
-            log.chunks()?,
-            1,
-            "the last chunk stays until a later one exists"
-        );
+        assert_eq!(log.chunks()?, 0);
         assert_eq!(log.next_seq()?, 7);
+        let mut chunk = ChunkBuilder::default();
+        chunk.push(&segment("a:1", &["seven"]));
+        log.append(7, &chunk)?;
+        assert_eq!(lines(&log, 7, 8)?.len(), 1);
         // Other pipelines' logs are separate.
         assert_eq!(SocketLog::new(store, "p2").next_seq()?, 0);
         Ok(())
