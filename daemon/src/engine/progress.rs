@@ -109,6 +109,14 @@ pub enum PipelineStatus {
     Failed(String),
 }
 
+/// A monitor's lock, whether or not a thread panicked while holding it: its values are plain
+/// data, always whole, so the status after a panic is the last one set (not a made-up one).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Shared view of a running pipeline.
 #[derive(Debug)]
 pub struct PipelineMonitor {
@@ -136,38 +144,32 @@ impl PipelineMonitor {
 
     /// The current status.
     pub fn status(&self) -> PipelineStatus {
-        self.status
-            .lock()
-            .map_or(PipelineStatus::Starting, |s| s.clone())
+        lock(&self.status).clone()
     }
 
     /// Sets the status.
     pub fn set_status(&self, status: PipelineStatus) {
-        if let Ok(mut s) = self.status.lock() {
-            *s = status;
-        }
+        *lock(&self.status) = status;
     }
 
     /// The source's own status line, if it has one (e.g. "waiting for peer localhost:9999").
     pub fn source_status(&self) -> Option<String> {
-        self.source_status.lock().ok().and_then(|s| s.clone())
+        lock(&self.source_status).clone()
     }
 
     /// Sets the source's status line.
     pub fn set_source_status(&self, status: Option<String>) {
-        if let Ok(mut s) = self.source_status.lock() {
-            *s = status;
-        }
+        *lock(&self.source_status) = status;
     }
 
     /// Records a finished batch.
     pub fn record(&self, progress: BatchProgress) {
-        if let Ok(mut recent) = self.recent.lock() {
-            if recent.len() == RECENT_BATCHES {
-                recent.pop_front();
-            }
-            recent.push_back(progress);
+        let mut recent = lock(&self.recent);
+        if recent.len() == RECENT_BATCHES {
+            recent.pop_front();
         }
+        recent.push_back(progress);
+        drop(recent);
         self.committed.send_modify(|n| *n += 1);
     }
 
@@ -187,14 +189,33 @@ impl PipelineMonitor {
 
     /// The most recent batches, oldest first.
     pub fn recent(&self) -> Vec<BatchProgress> {
-        self.recent
-            .lock()
-            .map(|r| r.iter().cloned().collect())
-            .unwrap_or_default()
+        lock(&self.recent).iter().cloned().collect()
     }
 
     /// The latest batch.
     pub fn last(&self) -> Option<BatchProgress> {
-        self.recent.lock().ok().and_then(|r| r.back().cloned())
+        lock(&self.recent).back().cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_holding_the_status_lock_leaves_the_last_status_readable() {
+        let monitor = std::sync::Arc::new(PipelineMonitor::new("p"));
+        monitor.set_status(PipelineStatus::Failed("disk full".into()));
+        let holder = monitor.clone();
+        let poisoned = std::thread::spawn(move || {
+            let _guard = holder.status.lock();
+            panic!("a bug while holding the lock");
+        })
+        .join();
+        assert!(poisoned.is_err());
+        assert!(monitor.status.is_poisoned());
+        assert_eq!(monitor.status(), PipelineStatus::Failed("disk full".into()));
+        monitor.set_status(PipelineStatus::Running);
+        assert_eq!(monitor.status(), PipelineStatus::Running);
     }
 }

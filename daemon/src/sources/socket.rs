@@ -88,12 +88,11 @@ struct Shared {
 
 impl Shared {
     fn set_status(&self, status: String) {
-        if let Ok(mut s) = self.status.lock() {
-            if *s != status {
-                tracing::info!("socket source: {status}");
-            }
-            *s = status;
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if *s != status {
+            tracing::info!("socket source: {status}");
         }
+        *s = status;
     }
 }
 
@@ -212,7 +211,13 @@ impl SocketSource {
     }
 
     fn check_writer(&self) -> Result<(), SourceError> {
-        match self.shared.failed.lock().ok().and_then(|f| f.clone()) {
+        let failed = self
+            .shared
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match failed {
             Some(reason) => Err(SourceError::Io {
                 what: "the socket source cannot log received lines".into(),
                 source: std::io::Error::other(reason),
@@ -226,7 +231,12 @@ impl SocketSource {
         if start > self.trimmed_below {
             let kept_from = self.log.truncate_before(start)?;
             self.trimmed_below = start;
-            if let Ok(mut chunks) = self.shared.log_chunks.lock() {
+            {
+                let mut chunks = self
+                    .shared
+                    .log_chunks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 // Chunks from `kept_from` on are still logged; without one, those from `start`
                 // (appended while trimming) are.
                 let kept = chunks.split_off(&kept_from.unwrap_or(start));
@@ -364,7 +374,12 @@ impl Source for SocketSource {
     }
 
     fn status(&self) -> Option<String> {
-        let status = self.shared.status.lock().ok().map(|s| s.clone())?;
+        let status = self
+            .shared
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         Some(if self.shared.log_full.load(Ordering::Acquire) {
             format!(
                 "{status}; not reading from producers: the line log holds max_log_bytes ({}) of lines whose batches have not committed",
@@ -421,9 +436,11 @@ async fn writer(
         let written = tokio::task::spawn_blocking(move || log.append(first_line, &chunk)).await;
         match written {
             Ok(Ok(size)) => {
-                if let Ok(mut chunks) = shared.log_chunks.lock() {
-                    chunks.insert(first_line, size);
-                }
+                shared
+                    .log_chunks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(first_line, size);
                 shared.log_bytes.fetch_add(size, Ordering::AcqRel);
                 next += lines;
                 shared.logged.store(next, Ordering::Release);
@@ -431,16 +448,13 @@ async fn writer(
             }
             Ok(Err(err)) => {
                 tracing::error!("socket source: cannot log received lines: {err}");
-                if let Ok(mut f) = shared.failed.lock() {
-                    *f = Some(err.to_string());
-                }
+                *shared.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
                 shared.notify.notify_one();
                 return;
             }
             Err(err) => {
-                if let Ok(mut f) = shared.failed.lock() {
-                    *f = Some(format!("the log writer died (a bug): {err}"));
-                }
+                *shared.failed.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(format!("the log writer died (a bug): {err}"));
                 shared.notify.notify_one();
                 return;
             }

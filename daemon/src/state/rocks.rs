@@ -7,6 +7,8 @@ use std::path::Path;
 /// One embedded RocksDB database under the state directory, shared by all pipelines.
 pub struct RocksStore {
     db: DB,
+    /// Held while the store is open for writing: one weir process per state directory.
+    _lock: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -30,6 +32,31 @@ impl RocksStore {
                 dir.display()
             ))
         })?;
+        // Our own lock, taken before RocksDB's, so that "another weir has it" is known for what
+        // it is rather than recognised in the text of RocksDB's error.
+        let lock_path = dir.join("weir.lock");
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|err| {
+                StoreError::Engine(format!("cannot open {}: {err}", lock_path.display()))
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked {
+                    path: dir.display().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(err)) => {
+                return Err(StoreError::Engine(format!(
+                    "cannot lock {}: {err}",
+                    lock_path.display()
+                )));
+            }
+        }
         let mut options = Options::default();
         options.create_if_missing(true);
         // The state of a few pipelines is small; keep RocksDB's footprint modest.
@@ -41,19 +68,12 @@ impl RocksStore {
         // with 100k groups per commit, 8 MiB instead of the default 64 MiB halves the write
         // (see BENCHMARKS.md, aggregation).
         options.set_write_buffer_size(8 << 20);
-        match DB::open(&options, dir) {
-            Ok(db) => Ok(RocksStore { db }),
-            Err(err) => {
-                let text = err.to_string();
-                if text.contains("lock") && text.contains("LOCK") {
-                    Err(StoreError::Locked {
-                        path: dir.display().to_string(),
-                    })
-                } else {
-                    Err(engine_error(err))
-                }
-            }
-        }
+        DB::open(&options, dir)
+            .map(|db| RocksStore {
+                db,
+                _lock: Some(lock),
+            })
+            .map_err(engine_error)
     }
 }
 
@@ -65,7 +85,7 @@ impl RocksStore {
     pub fn open_read_only(dir: &Path) -> Result<RocksStore, StoreError> {
         let options = Options::default();
         DB::open_for_read_only(&options, dir, false)
-            .map(|db| RocksStore { db })
+            .map(|db| RocksStore { db, _lock: None })
             .map_err(engine_error)
     }
 }

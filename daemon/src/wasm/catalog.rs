@@ -40,9 +40,7 @@ impl PluginCatalog {
     /// The plugin called `name`: the pinned version, or (while the catalog is open) the file's
     /// current content, which is pinned from then on.
     pub fn get(&self, name: &str) -> Result<Arc<Plugin>, PluginError> {
-        if let Ok(pinned) = self.pinned.lock()
-            && let Some(plugin) = pinned.get(name)
-        {
+        if let Some(plugin) = self.pinned().get(name) {
             return Ok(plugin.clone());
         }
         if !self.open {
@@ -52,15 +50,13 @@ impl PluginCatalog {
             });
         }
         let plugin = self.host.load(name)?;
-        if let Ok(mut pinned) = self.pinned.lock() {
-            pinned.insert(name.to_string(), plugin.clone());
-        }
+        self.pinned().insert(name.to_string(), plugin.clone());
         Ok(plugin)
     }
 
     /// A copy that serves only what is pinned now: what a prepared pipeline opens with.
     pub fn frozen(&self) -> PluginCatalog {
-        let pinned = self.pinned.lock().map(|p| p.clone()).unwrap_or_default();
+        let pinned = self.pinned().clone();
         PluginCatalog {
             host: self.host.clone(),
             pinned: Arc::new(Mutex::new(pinned)),
@@ -70,7 +66,13 @@ impl PluginCatalog {
 
     /// The pinned plugins, by name.
     pub fn plugins(&self) -> BTreeMap<String, Arc<Plugin>> {
-        self.pinned.lock().map(|p| p.clone()).unwrap_or_default()
+        self.pinned().clone()
+    }
+
+    /// The pinned set (its map is always whole, so a panic elsewhere while it was held does not
+    /// make it unusable).
+    fn pinned(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Plugin>>> {
+        self.pinned.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Each pinned plugin's content hash, by name: the plugin versions a pipeline runs on.

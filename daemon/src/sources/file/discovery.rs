@@ -95,27 +95,36 @@ impl Matcher {
         }
     }
 
-    /// Every matching regular file now.
-    pub fn list(&self) -> Vec<PathBuf> {
+    /// Every matching regular file now, or why the folder could not be listed.
+    pub fn list(&self) -> Result<Vec<PathBuf>, String> {
         let mut out = Vec::new();
         match &self.pattern {
             Some(pattern) => {
-                if let Ok(paths) = glob::glob(pattern.as_str()) {
-                    out.extend(paths.flatten().filter(|p| p.is_file() && self.matches(p)));
+                let paths = glob::glob(pattern.as_str())
+                    .map_err(|err| format!("invalid pattern {}: {err}", pattern.as_str()))?;
+                for path in paths {
+                    match path {
+                        Ok(p) if p.is_file() && self.matches(&p) => out.push(p),
+                        Ok(_) => {}
+                        // A folder under the pattern that cannot be read.
+                        Err(err) => return Err(err.to_string()),
+                    }
                 }
             }
             None => {
-                if let Ok(entries) = std::fs::read_dir(&self.dir) {
-                    for entry in entries.flatten() {
-                        let path = entry.path();
-                        if entry.file_type().is_ok_and(|t| t.is_file()) && self.matches(&path) {
-                            out.push(path);
-                        }
+                let entries = std::fs::read_dir(&self.dir)
+                    .map_err(|err| format!("cannot list {}: {err}", self.dir.display()))?;
+                for entry in entries {
+                    let entry = entry
+                        .map_err(|err| format!("cannot list {}: {err}", self.dir.display()))?;
+                    let path = entry.path();
+                    if entry.file_type().is_ok_and(|t| t.is_file()) && self.matches(&path) {
+                        out.push(path);
                     }
                 }
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -127,6 +136,8 @@ pub struct Discovery {
     events: Arc<Mutex<Events>>,
     notify: Arc<Notify>,
     last_listing: Option<Instant>,
+    /// Why the last listing failed, if it did (shown in the status, logged once).
+    listing_error: Option<String>,
     pending: HashMap<PathBuf, Candidate>,
     // Dropping the watcher stops its thread.
     _watcher: Option<notify::RecommendedWatcher>,
@@ -208,6 +219,7 @@ impl Discovery {
             events,
             notify,
             last_listing: None,
+            listing_error: None,
             pending: HashMap::new(),
             _watcher: watcher,
         }
@@ -221,6 +233,11 @@ impl Discovery {
     /// Rung when the folder changes.
     pub fn notify(&self) -> Arc<Notify> {
         self.notify.clone()
+    }
+
+    /// Why the folder cannot be listed, if it cannot.
+    pub fn listing_error(&self) -> Option<&str> {
+        self.listing_error.as_deref()
     }
 
     /// Files not yet complete.
@@ -302,9 +319,24 @@ impl Discovery {
             .is_none_or(|at| now.duration_since(at) >= self.list_interval);
         if due || everything {
             self.last_listing = Some(now);
-            for path in self.matcher.list() {
-                if !taken.contains_key(&path) && !self.pending.contains_key(&path) {
-                    self.observe(path, false, now);
+            match self.matcher.list() {
+                Ok(paths) => {
+                    if let Some(was) = self.listing_error.take() {
+                        tracing::info!("file source: listing works again (it failed: {was})");
+                    }
+                    for path in paths {
+                        if !taken.contains_key(&path) && !self.pending.contains_key(&path) {
+                            self.observe(path, false, now);
+                        }
+                    }
+                }
+                Err(err) => {
+                    if self.listing_error.as_ref() != Some(&err) {
+                        tracing::warn!(
+                            "file source: {err}; no new files are found until it can be listed"
+                        );
+                    }
+                    self.listing_error = Some(err);
                 }
             }
         }

@@ -75,13 +75,13 @@ fn fixed_schema(spec: &FileSourceSpec) -> Option<Schema> {
 }
 
 /// The oldest file there is now (by modification time, then name): the one inferred from.
-fn first_file(matcher: &Matcher) -> Option<PathBuf> {
-    matcher
-        .list()
+fn first_file(matcher: &Matcher) -> Result<Option<PathBuf>, String> {
+    Ok(matcher
+        .list()?
         .into_iter()
         .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
         .min()
-        .map(|(_, p)| p)
+        .map(|(_, p)| p))
 }
 
 /// Infers a schema from one file: CSV and JSON from their first 1000 records (Arrow's
@@ -139,7 +139,12 @@ pub fn schema_for_check(
     };
     let decoded = fixed_schema(spec)
         .or_else(kept)
-        .or_else(|| first_file(&Matcher::new(spec)).and_then(|p| infer(spec, &p).ok()))
+        .or_else(|| {
+            first_file(&Matcher::new(spec))
+                .ok()
+                .flatten()
+                .and_then(|p| infer(spec, &p).ok())
+        })
         .unwrap_or_else(Schema::empty);
     with_file_column(spec, &decoded)
 }
@@ -224,7 +229,9 @@ impl FileSource {
             None => match log.schema().map_err(corrupt)? {
                 Some(schema) => schema,
                 None => {
-                    let Some(first) = first_file(&matcher) else {
+                    let Some(first) = first_file(&matcher)
+                        .map_err(|err| config_error(format!("cannot infer the schema: {err}")))?
+                    else {
                         return Err(config_error(format!(
                             "no file in {} to infer the schema from; declare the columns with [[source.column]] or add a file before the first start",
                             matcher.dir().display()
@@ -626,6 +633,11 @@ impl Source for FileSource {
     }
 
     fn status(&self) -> Option<String> {
+        if let Some(err) = self.discovery.listing_error() {
+            return Some(format!(
+                "{err}: no new files are found until it can be listed"
+            ));
+        }
         match self.discovery.pending() {
             0 => None,
             n => Some(format!(
@@ -761,6 +773,44 @@ mod tests {
             batches(&mut fx.open(newest)?)?,
             [vec!["d", "c", "b"], vec!["a"]]
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_folder_that_cannot_be_listed_says_so_in_the_status_and_recovers()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let fx = Fixture::new()?;
+        let mut listing_always = spec(&fx.input(), false);
+        listing_always.list_interval = Duration::ZERO;
+        let mut source = fx.open(listing_always)?;
+        let start = source.initial_offset()?;
+        assert_eq!(
+            source.latest_offset(&start, ReadLimit::SourceLimits)?,
+            start
+        );
+        assert_eq!(source.status(), None);
+        // The folder is replaced by a file: listing fails (root may list any folder, so
+        // permissions would not do).
+        std::fs::remove_dir(fx.input())?;
+        std::fs::write(fx.input(), "not a folder")?;
+        assert_eq!(
+            source.latest_offset(&start, ReadLimit::SourceLimits)?,
+            start
+        );
+        let status = source.status().unwrap_or_default();
+        assert!(
+            status.starts_with(&format!("cannot list {}: ", fx.input().display()))
+                && status.ends_with("no new files are found until it can be listed"),
+            "{status}"
+        );
+        std::fs::remove_file(fx.input())?;
+        std::fs::create_dir(fx.input())?;
+        file(&fx.input(), "a", 10, MIN)?;
+        assert_ne!(
+            source.latest_offset(&start, ReadLimit::SourceLimits)?,
+            start
+        );
+        assert_eq!(source.status(), None);
         Ok(())
     }
 
