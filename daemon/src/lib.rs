@@ -7,6 +7,7 @@ pub mod admin;
 pub mod app;
 pub mod assemble;
 pub mod config;
+pub mod durable;
 pub mod engine;
 pub mod sinks;
 pub mod sources;

@@ -78,7 +78,17 @@ impl Weir {
 
     /// Starts weir, letting `setup` change the command first (environment variables).
     pub fn start_with(args: &[&str], cwd: Option<&Path>, setup: impl FnOnce(&mut Command)) -> Weir {
-        let mut command = Command::new(weir_bin());
+        Self::start_program(weir_bin(), args, cwd, setup)
+    }
+
+    /// Starts `program` (weir itself, or a tool that runs weir, such as strace) with `args`.
+    pub fn start_program(
+        program: &str,
+        args: &[&str],
+        cwd: Option<&Path>,
+        setup: impl FnOnce(&mut Command),
+    ) -> Weir {
+        let mut command = Command::new(program);
         command
             .args(args)
             .env("TZ", "UTC")

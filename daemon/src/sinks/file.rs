@@ -25,7 +25,8 @@ pub struct FileSink {
 impl FileSink {
     /// Creates the output directory if needed.
     pub fn open(spec: FileSinkSpec, checkpoint_id: &str) -> Result<FileSink, SinkError> {
-        std::fs::create_dir_all(&spec.path).map_err(|source| SinkError::Io {
+        // Synced: a batch's file renamed into a folder that vanishes in a power loss is lost.
+        crate::durable::create_dir_all(&spec.path).map_err(|source| SinkError::Io {
             path: spec.path.clone(),
             source,
         })?;

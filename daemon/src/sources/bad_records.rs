@@ -225,7 +225,7 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), SourceE
             source,
         }
     };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    crate::durable::create_dir_all(dir).map_err(io(dir))?;
     let tmp = path.with_extension("jsonl.tmp");
     let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
     file.write_all(bytes).map_err(io(&tmp))?;

@@ -333,7 +333,8 @@ impl FileSource {
                 CleanSource::Off => continue,
                 CleanSource::Delete => match std::fs::remove_file(&entry.path) {
                     Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
-                    _ => Ok(()),
+                    // Synced, so the file cannot come back after a power loss.
+                    _ => entry.path.parent().map_or(Ok(()), crate::durable::sync_dir),
                 },
                 CleanSource::Archive(dir) => {
                     archive(&entry.path, self.discovery.matcher().dir(), dir)
@@ -481,20 +482,29 @@ fn archive(path: &Path, base: &Path, archive: &Path) -> std::io::Result<()> {
         .unwrap_or_else(|| PathBuf::from("file"));
     let mut target = archive.join(&relative);
     if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent)?;
+        crate::durable::create_dir_all(parent)?;
     }
     let mut n = 1;
     while target.exists() {
         target = archive.join(format!("{}.{n}", relative.display()));
         n += 1;
     }
-    match std::fs::rename(path, &target) {
+    // Synced on both sides: after a power loss the file must not be back in the input folder
+    // (it would be read a second time).
+    match crate::durable::rename(path, &target) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::CrossesDevices => {
             std::fs::copy(path, &target)?;
             std::fs::File::open(&target)?.sync_all()?;
-            std::fs::remove_file(path)
+            if let Some(dir) = target.parent() {
+                crate::durable::sync_dir(dir)?;
+            }
+            std::fs::remove_file(path)?;
+            match path.parent() {
+                Some(dir) => crate::durable::sync_dir(dir),
+                None => Ok(()),
+            }
         }
         Err(err) => Err(err),
     }
