@@ -229,6 +229,16 @@ fn check_checkpoint(
     store: &SharedStore,
 ) -> Result<(), String> {
     let checkpoint = Checkpoint::new(store.clone(), pipeline);
+    match checkpoint.format() {
+        Ok(format) if format > crate::state::CHECKPOINT_FORMAT => {
+            return Err(format!(
+                "the checkpoint of pipeline `{pipeline}` is in format {format}, written by a newer weir (this one reads up to format {}); run that version, or delete the checkpoint and state with `weir state reset {pipeline}`",
+                crate::state::CHECKPOINT_FORMAT
+            ));
+        }
+        Ok(_) => {}
+        Err(err) => return Err(format!("cannot read the checkpoint of `{pipeline}`: {err}")),
+    }
     match checkpoint.source_kind() {
         Ok(Some(kind)) if kind != identity.source => {
             return Err(format!(
@@ -325,6 +335,7 @@ pub fn open(prepared: &Prepared, env: &Environment) -> Result<Pipeline, Assemble
     let plan = &prepared.plan;
     let checkpoint = Checkpoint::new(env.store.clone(), &plan.name);
     let checkpoint_id = checkpoint.id()?;
+    checkpoint.record_format()?;
     checkpoint.record_source_kind(prepared.stateful.source)?;
     let ctx = SourceContext {
         pipeline: plan.name.clone(),
@@ -347,4 +358,48 @@ pub fn open(prepared: &Prepared, env: &Environment) -> Result<Pipeline, Assemble
         sinks,
         checkpoint,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_pipeline;
+    use crate::state::{RocksStore, WriteSet, pipeline_prefix};
+    use std::path::Path;
+
+    fn plan() -> PipelinePlan {
+        let text = "name = \"p\"\n[source]\ntype = \"rate\"\n[[sink]]\ntype = \"null\"\n";
+        match parse_pipeline(Path::new("p.toml"), text) {
+            Ok(plan) => plan,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_written_in_a_newer_format_is_refused_with_what_to_do()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store: SharedStore = Arc::new(RocksStore::open(dir.path())?);
+        let ctx = PrepareContext {
+            plugins: None,
+            store: Some(&store),
+            limits: Limits::default(),
+        };
+        assert!(prepare(plan(), ctx).is_ok(), "no checkpoint yet");
+        let mut key = pipeline_prefix("p");
+        key.push(b'v');
+        let mut ws = WriteSet::default();
+        ws.put(key, 2u32.to_be_bytes().to_vec());
+        store.write(ws, true)?;
+        match prepare(plan(), ctx) {
+            Err(PrepareError::NeedsStateReset(message)) => assert!(
+                message.starts_with(
+                    "the checkpoint of pipeline `p` is in format 2, written by a newer weir (this one reads up to format 1)"
+                ),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        Ok(())
+    }
 }

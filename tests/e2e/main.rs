@@ -25,3 +25,4 @@ mod socket;
 mod socket_limits;
 mod source_files;
 mod triggers;
+mod upgrade;

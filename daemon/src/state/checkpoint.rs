@@ -86,6 +86,12 @@ const OFFSETS: u8 = b'o';
 const COMMITS: u8 = b'c';
 const ID: u8 = b'i';
 const SOURCE_KIND: u8 = b'k';
+const FORMAT: u8 = b'v';
+
+/// The layout of a pipeline's keys and entries (offsets and commit logs, source logs,
+/// aggregation state) this weir writes. A checkpoint written in a newer format is refused,
+/// never misread; a change of layout bumps it and keeps reading the older formats.
+pub const CHECKPOINT_FORMAT: u32 = 1;
 
 impl Checkpoint {
     /// The checkpoint of `pipeline`.
@@ -209,6 +215,34 @@ impl Checkpoint {
         ws.put(key, id.as_bytes());
         self.store.write(ws, true)?;
         Ok(id)
+    }
+
+    /// The format the checkpoint was written in (1 for checkpoints from before it was recorded).
+    pub fn format(&self) -> Result<u32, CheckpointError> {
+        let mut key = self.prefix.clone();
+        key.push(FORMAT);
+        Ok(match self.store.get(&key)? {
+            None => 1,
+            Some(bytes) => <[u8; 4]>::try_from(bytes.as_slice())
+                .map(u32::from_be_bytes)
+                .map_err(|_| CheckpointError::Corrupt {
+                    pipeline: self.pipeline.clone(),
+                    key: "v".into(),
+                    reason: format!("{} bytes where a format number takes 4", bytes.len()),
+                })?,
+        })
+    }
+
+    /// Records that this checkpoint is in [`CHECKPOINT_FORMAT`] (when a newer weir opens it).
+    pub fn record_format(&self) -> Result<(), CheckpointError> {
+        let mut key = self.prefix.clone();
+        key.push(FORMAT);
+        if self.store.get(&key)?.as_deref() == Some(&CHECKPOINT_FORMAT.to_be_bytes()[..]) {
+            return Ok(());
+        }
+        let mut ws = WriteSet::default();
+        ws.put(key, CHECKPOINT_FORMAT.to_be_bytes().to_vec());
+        self.write_unfenced(ws)
     }
 
     /// The source type (`rate`, `file`, ...) whose offsets this checkpoint holds, if recorded.

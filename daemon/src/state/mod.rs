@@ -4,7 +4,7 @@
 mod checkpoint;
 mod rocks;
 
-pub use checkpoint::{Checkpoint, CheckpointError, CommitEntry, OffsetsEntry};
+pub use checkpoint::{CHECKPOINT_FORMAT, Checkpoint, CheckpointError, CommitEntry, OffsetsEntry};
 pub use rocks::RocksStore;
 
 use std::sync::Arc;

@@ -6,6 +6,7 @@
 
 mod accumulators;
 mod assign;
+mod fingerprint;
 mod groups;
 mod local_keys;
 mod operator;

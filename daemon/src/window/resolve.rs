@@ -170,7 +170,11 @@ pub fn resolve(
             return None;
         }
         fields.push(Field::new("window", window_type(), false));
-        fingerprint.push_str(&format!("window({}, {:?}); ", w.column.name, w.kind));
+        fingerprint.push_str(&format!(
+            "window({}, {}); ",
+            w.column.name,
+            super::fingerprint::window(&w.kind)
+        ));
         Some((i, w.kind))
     });
 
@@ -186,7 +190,11 @@ pub fn resolve(
                 other => other.clone(),
             };
             fields.push(Field::new(&key.name, output.clone(), true));
-            fingerprint.push_str(&format!("key {}: {output}; ", key.name));
+            fingerprint.push_str(&format!(
+                "key {}: {}; ",
+                key.name,
+                super::fingerprint::data_type(&output)
+            ));
         }
     }
 
