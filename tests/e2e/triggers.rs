@@ -3,7 +3,7 @@
 
 use crate::harness::{TestResult, Weir, batches_printed, pipeline_file};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn datagen(name: &str, trigger: &str, max_rows: u64, out: &Path) -> String {
     format!(
@@ -125,12 +125,12 @@ fn once_runs_exactly_one_batch() -> TestResult {
 }
 
 #[test]
-fn processing_time_spaces_batches_by_the_interval() -> TestResult {
-    // It times weir: nothing else of the suite may compete for the cores meanwhile.
-    let _alone = crate::machine::Alone::take();
+fn a_processing_time_trigger_keeps_firing_batches_until_stopped() -> TestResult {
+    // When batches fire (on each tick of the interval, aligned to the epoch) is checked with
+    // tokio's paused clock in the engine's tests; here, that the binary keeps firing them.
     let dir = tempfile::tempdir()?;
     let text = r#"name = "ticks"
-trigger = { processing_time = "1s" }
+trigger = { processing_time = "100ms" }
 [source]
 type = "rate_micro_batch"
 rows_per_batch = 5
@@ -144,22 +144,9 @@ type = "console"
         state.to_string_lossy().into_owned(),
     );
     let mut weir = Weir::start(&["run", "--state-dir", &state, &file]);
-    weir.wait_for_stdout("Batch: 0\n", Duration::from_secs(5));
-    let first = Instant::now();
-    weir.wait_for_stdout("Batch: 3\n", Duration::from_secs(10));
-    let three_intervals = first.elapsed();
+    weir.wait_for_stdout("Batch: 3\n", Duration::from_secs(20));
     weir.signal(nix::sys::signal::Signal::SIGTERM);
-    assert!(weir.wait_exit(Duration::from_secs(5)).success());
+    assert!(weir.wait_exit(Duration::from_secs(10)).success());
     assert!(batches_printed(&weir.stdout()) >= 4);
-    // Ticks are aligned to whole seconds, so three more batches need between 2 and 3 seconds
-    // plus scheduling noise.
-    assert!(
-        three_intervals >= Duration::from_millis(2000),
-        "batches came too fast: {three_intervals:?}"
-    );
-    assert!(
-        three_intervals < Duration::from_millis(4500),
-        "batches came too slowly: {three_intervals:?}"
-    );
     Ok(())
 }

@@ -469,13 +469,6 @@ fn ensure_dir(what: &'static str, path: &std::path::Path) -> Result<(), DaemonEr
     })
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Runs the daemon until a stop signal. `overrides` are the settings given as flags (they
 /// keep winning when `weir.toml` is read again); `set_log_filter` changes the log level.
 pub async fn run(
@@ -560,7 +553,7 @@ pub async fn run(
     let mut rescan = tokio::time::interval(daemon.settings.rescan_interval);
     rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
     rescan.reset();
-    let mut reload_due: Option<Instant> = None;
+    let mut debounce = super::watch::Debounce::new();
     let mut rescan_every = daemon.settings.rescan_interval;
     loop {
         // A reloaded weir.toml may have changed the rescan period.
@@ -578,10 +571,9 @@ pub async fn run(
             _ = sigint.recv() => break,
             Some(()) = events.recv() => {
                 while events.try_recv().is_ok() {}
-                reload_due = Some(Instant::now() + daemon.settings.watch_debounce);
+                debounce.poke(daemon.settings.watch_debounce);
             }
-            () = sleep_until(reload_due) => {
-                reload_due = None;
+            () = debounce.due() => {
                 pulse.during(daemon.reload(Cause::Files)).await;
             }
             _ = rescan.tick() => {

@@ -87,3 +87,62 @@ impl FolderWatch {
         self.watched = wanted;
     }
 }
+
+/// The quiet period after file events: each event pushes the reload back to `quiet` after it,
+/// so a burst of events (an editor's several writes) makes one reload, `quiet` after the last.
+#[derive(Debug, Clone, Copy)]
+pub struct Debounce {
+    due: Option<tokio::time::Instant>,
+}
+
+impl Debounce {
+    /// No reload due.
+    pub fn new() -> Debounce {
+        Debounce { due: None }
+    }
+
+    /// An event came: the reload is due `quiet` from now.
+    pub fn poke(&mut self, quiet: std::time::Duration) {
+        self.due = Some(tokio::time::Instant::now() + quiet);
+    }
+
+    /// Waits until the reload is due (forever when none is), then clears it.
+    pub async fn due(&mut self) {
+        match self.due {
+            Some(at) => {
+                tokio::time::sleep_until(at).await;
+                self.due = None;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Default for Debounce {
+    fn default() -> Self {
+        Debounce::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_events_makes_one_reload_a_quiet_period_after_the_last() {
+        let quiet = Duration::from_millis(100);
+        let start = tokio::time::Instant::now();
+        let mut debounce = Debounce::new();
+        // Events at 0, 60, 120 ms: each pushes the reload back.
+        for at in [0u64, 60, 120] {
+            tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+            debounce.poke(quiet);
+        }
+        debounce.due().await;
+        assert_eq!(start.elapsed(), Duration::from_millis(220));
+        // Nothing more is due until the next event.
+        let nothing = tokio::time::timeout(Duration::from_secs(3600), debounce.due()).await;
+        assert!(nothing.is_err());
+    }
+}

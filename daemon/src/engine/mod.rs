@@ -5,6 +5,7 @@
 //! daemon's hot reload needs.
 
 mod blocking;
+mod clock;
 mod dictionaries;
 mod error;
 mod operator;
@@ -13,6 +14,7 @@ mod progress;
 mod trigger;
 
 pub use blocking::blocking;
+pub use clock::{Clock, SystemClock, TokioClock};
 pub use dictionaries::{DecodeDictionaries, decode_array, decoded_schema};
 pub use error::{BatchError, ErrorClass};
 pub use operator::{BatchContext, Operator, OperatorError};

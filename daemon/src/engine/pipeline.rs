@@ -11,7 +11,7 @@ use super::progress::{BatchProgress, Durations, PipelineMonitor, PipelineStatus}
 use super::trigger::next_processing_time_tick;
 use crate::config::Trigger;
 use crate::sinks::Sink;
-use crate::sources::{ReadLimit, Source, SourceOffset, SourceTasks, Wakeup, now_ms};
+use crate::sources::{ReadLimit, Source, SourceOffset, SourceTasks, Wakeup};
 use crate::state::{Checkpoint, CheckpointError, CommitEntry, OffsetsEntry, WriteSet};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -146,6 +146,8 @@ pub struct Pipeline {
     in_batch: bool,
     /// Swaps that arrived inside a batch, applied after its commit.
     deferred: Vec<Control>,
+    /// The wall clock: trigger ticks and batch timestamps.
+    clock: Arc<dyn super::Clock>,
 }
 
 /// A running pipeline.
@@ -320,7 +322,14 @@ impl Pipeline {
             retry: RetryPolicy::default(),
             in_batch: false,
             deferred: Vec::new(),
+            clock: Arc::new(super::SystemClock),
         }
+    }
+
+    /// Reads wall time from `clock` instead of the system's (tests pause and advance it).
+    pub fn with_clock(mut self, clock: Arc<dyn super::Clock>) -> Pipeline {
+        self.clock = clock;
+        self
     }
 
     /// Replaces the retry policy.
@@ -492,10 +501,13 @@ impl Pipeline {
         // loop waits, at least once a nap.
         self.monitor.set_source_status(self.source.status());
         let nap = match &wakeup {
-            Wakeup::At(at) => at
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO)
-                .min(LONGEST_NAP),
+            Wakeup::At(at) => {
+                let at_ms = at
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                let left = at_ms.saturating_sub(self.clock.wall_ms()).max(0);
+                Duration::from_millis(left as u64).min(LONGEST_NAP)
+            }
             Wakeup::Poll(d) => (*d).min(LONGEST_NAP),
             Wakeup::Notified(_) | Wakeup::Never => LONGEST_NAP,
         };
@@ -573,7 +585,7 @@ impl Pipeline {
             }
             if let Trigger::ProcessingTime(interval) = self.trigger {
                 if let Some(tick) = next_tick_ms {
-                    while now_ms() < tick {
+                    while self.clock.wall_ms() < tick {
                         self.monitor.set_status(PipelineStatus::Waiting);
                         let at = crate::sources::system_time_from_ms(tick);
                         if let Waited::Stop = self.wait(Wakeup::At(at), control).await {
@@ -581,7 +593,7 @@ impl Pipeline {
                         }
                     }
                 }
-                next_tick_ms = Some(next_processing_time_tick(now_ms(), interval));
+                next_tick_ms = Some(next_processing_time_tick(self.clock.wall_ms(), interval));
             }
 
             let trigger_start = Instant::now();
@@ -621,7 +633,7 @@ impl Pipeline {
                         batch_id: next_id,
                         start: start.clone(),
                         end: latest,
-                        batch_timestamp_ms: now_ms(),
+                        batch_timestamp_ms: self.clock.wall_ms(),
                         watermark_ms: watermark,
                     };
                     let t = Instant::now();
@@ -722,9 +734,14 @@ impl Pipeline {
                     tracing::warn!(pipeline = %self.name, batch = entry.batch_id, attempt, "batch failed, retrying in {backoff:?}: {err}");
                     self.monitor
                         .set_status(PipelineStatus::Retrying(err.to_string()));
-                    let until = SystemTime::now() + backoff;
-                    while SystemTime::now() < until {
-                        if let Waited::Stop = self.wait(Wakeup::At(until), control).await {
+                    // Monotonic: a wall clock stepped back must not stretch the wait.
+                    let until = tokio::time::Instant::now() + backoff;
+                    loop {
+                        let left = until.saturating_duration_since(tokio::time::Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        if let Waited::Stop = self.wait(Wakeup::Poll(left), control).await {
                             return Ok(None);
                         }
                     }
@@ -792,7 +809,7 @@ impl Pipeline {
                 batch_id: entry.batch_id,
                 end: entry.end.clone(),
                 watermark_ms,
-                committed_at_ms: now_ms(),
+                committed_at_ms: self.clock.wall_ms(),
             },
             changes,
         )?;

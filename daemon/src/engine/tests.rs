@@ -572,3 +572,142 @@ async fn a_failure_after_the_commit_neither_fails_nor_repeats_the_batch() -> Tes
     assert_eq!(ids, (0..ids.len() as i64).collect::<Vec<_>>());
     Ok(())
 }
+
+/// Batch timestamps of a monitor's recent batches, as ms since the epoch.
+fn planned_at(monitor: &PipelineMonitor) -> Vec<i64> {
+    monitor
+        .recent()
+        .iter()
+        .filter_map(|b| chrono::DateTime::parse_from_rfc3339(&b.timestamp).ok())
+        .map(|t| t.timestamp_millis())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn processing_time_batches_start_on_each_tick_of_the_interval_after_the_first() -> TestResult
+{
+    let dir = tempfile::tempdir()?;
+    let store: SharedStore = Arc::new(RocksStore::open(&dir.path().join("state"))?);
+    let start = 1_700_000_000_250;
+    let pipeline = Pipeline::new(
+        "p",
+        Trigger::ProcessingTime(Duration::from_secs(1)),
+        Box::new(rate_source(5)),
+        Vec::new(),
+        vec![("null", Box::new(NullSink) as Box<dyn Sink>)],
+        Checkpoint::new(store, "p"),
+    )
+    .with_clock(Arc::new(TokioClock::starting_at(start)));
+    let monitor = pipeline.monitor();
+    let handle = pipeline.spawn();
+    // Tokio's clock is paused: it moves only when every task waits, straight to the next timer.
+    assert!(monitor.wait_for_batches(4, Duration::from_secs(60)).await);
+    handle.stop();
+    handle.join().await;
+    let at = planned_at(&monitor);
+    assert_eq!(
+        &at[..4],
+        [
+            start,
+            1_700_000_001_000,
+            1_700_000_002_000,
+            1_700_000_003_000
+        ],
+        "the first batch at once, then one on each whole second"
+    );
+    Ok(())
+}
+
+/// A sink that fails its first `failures` writes, noting when each write came (tokio's clock),
+/// and sets the wall clock back an hour at the first failure.
+struct FlakySink {
+    failures: usize,
+    calls: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+    clock: Arc<SteppedClock>,
+}
+
+impl Sink for FlakySink {
+    fn write_batch(
+        &mut self,
+        _batch_id: u64,
+        _schema: &SchemaRef,
+        _batches: &[RecordBatch],
+    ) -> Result<(), crate::sinks::SinkError> {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.push(tokio::time::Instant::now());
+        if calls.len() == 1 {
+            self.clock.step_back_an_hour();
+        }
+        if calls.len() <= self.failures {
+            return Err(crate::sinks::SinkError::Io {
+                path: "/flaky".into(),
+                source: std::io::Error::other("not yet"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Tokio's clock as wall time, which can be set back.
+struct SteppedClock {
+    inner: TokioClock,
+    back: std::sync::atomic::AtomicI64,
+}
+
+impl SteppedClock {
+    fn step_back_an_hour(&self) {
+        self.back
+            .fetch_add(3_600_000, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Clock for SteppedClock {
+    fn wall_ms(&self) -> i64 {
+        self.inner.wall_ms() - self.back.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_wait_a_doubling_backoff_on_the_monotonic_clock_even_when_the_wall_clock_steps_back()
+-> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store: SharedStore = Arc::new(RocksStore::open(&dir.path().join("state"))?);
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clock = Arc::new(SteppedClock {
+        inner: TokioClock::starting_at(1_700_000_000_000),
+        back: std::sync::atomic::AtomicI64::new(0),
+    });
+    let sink = FlakySink {
+        failures: 3,
+        calls: calls.clone(),
+        clock: clock.clone(),
+    };
+    let pipeline = Pipeline::new(
+        "p",
+        Trigger::Once,
+        Box::new(rate_source(5)),
+        Vec::new(),
+        vec![("flaky", Box::new(sink) as Box<dyn Sink>)],
+        Checkpoint::new(store, "p"),
+    )
+    .with_retry(RetryPolicy {
+        attempts: 4,
+        first_backoff: Duration::from_millis(500),
+        max_backoff: Duration::from_secs(10),
+    })
+    .with_clock(clock);
+    let monitor = pipeline.monitor();
+    assert_eq!(pipeline.spawn().join().await, PipelineExit::Finished);
+    let calls = calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        gaps,
+        [
+            Duration::from_millis(500),
+            Duration::from_millis(1000),
+            Duration::from_millis(2000)
+        ]
+    );
+    assert_eq!(monitor.last().map(|b| b.attempts), Some(4));
+    Ok(())
+}
