@@ -79,9 +79,15 @@ fn check_names_file_line_column_for_each_kind_of_mistake() -> TestResult {
 }
 
 #[test]
-fn check_accepts_every_example_pipeline() -> TestResult {
+fn check_accepts_every_example_pipeline_with_its_plugins_type_checked() -> TestResult {
     let examples = repo_root().join("config/examples");
-    let mut args = vec!["check".to_string()];
+    // With the example plugins, so the plugin stages are loaded and type-checked too.
+    let plugins = crate::daemon_harness::built_plugins();
+    let mut args = vec![
+        "check".to_string(),
+        "--plugins-dir".to_string(),
+        plugins.to_string_lossy().into_owned(),
+    ];
     for entry in std::fs::read_dir(&examples)? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "toml") {
@@ -95,8 +101,18 @@ fn check_accepts_every_example_pipeline() -> TestResult {
     );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut weir = Weir::start(&args);
-    let status = weir.wait_exit(Duration::from_secs(10));
+    let status = weir.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "weir check failed:\n{}", weir.stderr());
+    // Every file is reported checked, the one with a plugin stage included.
+    let stdout = weir.stdout();
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.contains(": ok (pipeline `"))
+            .count(),
+        args.len() - 3
+    );
+    assert!(stdout.contains("socket-word-count.toml: ok"), "{stdout}");
     Ok(())
 }
 
