@@ -29,8 +29,13 @@ fn init_logging(
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let (filter, handle) = tracing_subscriber::reload::Layer::new(log_filter(flag));
+    // Colours only for a person at a terminal: under systemd stderr is the journal, where
+    // escape codes would be stored as text (and NO_COLOR is the user's say).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false);
     let registry = tracing_subscriber::registry().with(filter);
     match format {

@@ -11,6 +11,7 @@ mod daemon_lifecycle;
 mod daemon_plugins;
 mod daemon_reload;
 mod daemon_service;
+mod documented;
 mod durability;
 mod file_source;
 mod full_disk;
