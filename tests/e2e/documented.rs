@@ -1,8 +1,11 @@
 //! What the README promises and no other test checked end to end: sliding and session windows,
 //! compressed input and its size limit, the file source's ordering and selection options, the
-//! console banner of several pipelines, the retry policy, `weir state list`.
+//! console banner of several pipelines, the retry policy, `weir state list`, `list_interval`
+//! and `watch`.
 
+use crate::daemon_harness::{Daemon, SOON, find};
 use crate::harness::{TestResult, Weir, pipeline_file};
+use crate::source_files::values;
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -391,5 +394,86 @@ fn state_list_shows_each_pipeline_with_its_last_committed_batch() -> TestResult 
             "three\tlast committed batch 2"
         ]
     );
+    Ok(())
+}
+
+/// How many inotify watches process `pid` holds on `folder` (the kernel lists each watch in
+/// the inotify descriptor's fdinfo, with the watched inode in hex).
+fn inotify_watches_on(pid: u32, folder: &Path) -> std::io::Result<usize> {
+    use std::os::unix::fs::MetadataExt;
+    let needle = format!(" ino:{:x} ", std::fs::metadata(folder)?.ino());
+    let mut watches = 0;
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        // A descriptor closed meanwhile is simply gone.
+        let info = std::fs::read_to_string(fd?.path()).unwrap_or_default();
+        watches += info
+            .lines()
+            .filter(|l| l.starts_with("inotify wd:") && l.contains(&needle))
+            .count();
+    }
+    Ok(watches)
+}
+
+/// A daemon pipeline reading text files from `input` into `out/` under the daemon's folder.
+fn folder_pipeline(daemon: &Daemon, input: &Path, options: &str) -> String {
+    format!(
+        "name = \"folder\"\n[source]\ntype = \"file\"\npath = \"{}\"\nformat = \"text\"\n{options}\n[[sink]]\ntype = \"file\"\npath = \"{}\"\nformat = \"json\"\n",
+        input.display(),
+        daemon.path("out").display()
+    )
+}
+
+#[test]
+fn with_watch_off_new_files_are_found_by_listing_every_list_interval() -> TestResult {
+    let root = tempfile::tempdir()?;
+    let input = root.path().join("in");
+    std::fs::create_dir(&input)?;
+    let daemon = Daemon::start(root.path(), &[]);
+    daemon.write_pipeline(
+        "folder.toml",
+        &folder_pipeline(&daemon, &input, "watch = false\nlist_interval = \"1s\""),
+    );
+    // Batch 0 (empty) says the source is open.
+    daemon.wait_batches("folder", 1);
+    assert_eq!(inotify_watches_on(daemon.weir.pid(), &input)?, 0);
+    // No event tells weir about this file: only a listing finds it.
+    std::fs::write(input.join("a.txt"), "listed\n")?;
+    daemon.wait_batches("folder", 2);
+    assert_eq!(values(&daemon.path("out")), ["listed"]);
+    Ok(())
+}
+
+#[test]
+fn a_folder_removed_and_made_again_is_reported_then_read_and_watched_again() -> TestResult {
+    let root = tempfile::tempdir()?;
+    let input = root.path().join("in");
+    std::fs::create_dir(&input)?;
+    let daemon = Daemon::start(root.path(), &[]);
+    // An hour between listings: new files are found by the folder's events.
+    daemon.write_pipeline(
+        "folder.toml",
+        &folder_pipeline(&daemon, &input, "list_interval = \"1h\""),
+    );
+    daemon.wait_batches("folder", 1);
+    assert_eq!(inotify_watches_on(daemon.weir.pid(), &input)?, 1);
+    std::fs::remove_dir(&input)?;
+    let missing = format!("cannot list {}", input.display());
+    daemon.wait_status("the missing folder in the status", SOON, |s| {
+        find(s, "folder").is_some_and(|p| {
+            p["source_status"]
+                .as_str()
+                .is_some_and(|t| t.starts_with(&missing))
+        })
+    });
+    std::fs::create_dir(&input)?;
+    std::fs::write(input.join("a.txt"), "first\n")?;
+    daemon.wait_batches("folder", 2);
+    daemon.wait_status("the status cleared", SOON, |s| {
+        find(s, "folder").is_some_and(|p| p["source_status"].is_null())
+    });
+    assert_eq!(inotify_watches_on(daemon.weir.pid(), &input)?, 1);
+    std::fs::write(input.join("b.txt"), "second\n")?;
+    daemon.wait_batches("folder", 3);
+    assert_eq!(values(&daemon.path("out")), ["first", "second"]);
     Ok(())
 }

@@ -46,6 +46,8 @@ pub struct FileSourceSpec {
     pub stable_for: Duration,
     /// How often the folder is listed in full, besides file system events.
     pub list_interval: Duration,
+    /// Watch the folder for file system events (false: find new files by listing only).
+    pub watch: bool,
     /// What to do with a malformed record.
     pub on_error: OnError,
     /// Add a `file` column with the path each row was read from.
@@ -172,6 +174,11 @@ pub(super) struct RawFileSource {
     /// "10s").
     #[serde(default)]
     pub list_interval: Option<Spanned<HumanDuration>>,
+    /// Watch the folder for file system events (default true). False finds new files only by
+    /// listing every `list_interval`: for network file systems, whose events never come, and
+    /// trees too big to watch (each folder costs one of the kernel's limited inotify watches).
+    #[serde(default)]
+    pub watch: Option<bool>,
     /// `fail` (default), `skip` or `dead_letter`: what to do with a malformed record.
     #[serde(default)]
     pub on_error: Option<OnError>,
@@ -458,6 +465,7 @@ pub(super) fn check_file_source(
         clean_source,
         stable_for,
         list_interval,
+        watch: raw.watch.unwrap_or(true),
         on_error: raw.on_error.unwrap_or_default(),
         include_file_name: raw.include_file_name,
         compression,

@@ -1,6 +1,10 @@
 //! Finding new files: file system events (notify) make new files visible at once, a full listing
 //! every `list_interval` catches what events miss (network file systems), and a file is handed
 //! over only when it is complete — renamed into place, or unchanged for `stable_for`.
+//!
+//! A folder that cannot be watched (it does not exist yet) or whose watch was lost (it was
+//! removed and made again) is watched again by the next listing that works; a listing that
+//! failed is tried again at every poll, not only every `list_interval`.
 
 use crate::config::FileSourceSpec;
 use notify::event::{EventKind, ModifyKind, RenameMode};
@@ -38,6 +42,8 @@ pub struct ReadyFile {
 struct Events {
     /// Paths that changed, and whether each arrived by rename.
     changed: Vec<(PathBuf, bool)>,
+    /// The watched folder itself was removed or renamed: its watch is gone with it.
+    watch_lost: bool,
 }
 
 /// Which paths belong to the source.
@@ -133,14 +139,16 @@ pub struct Discovery {
     matcher: Matcher,
     stable_for: Duration,
     list_interval: Duration,
+    /// Whether to watch at all (`watch = false` lists only).
+    watch: bool,
     events: Arc<Mutex<Events>>,
     notify: Arc<Notify>,
     last_listing: Option<Instant>,
     /// Why the last listing failed, if it did (shown in the status, logged once).
     listing_error: Option<String>,
     pending: HashMap<PathBuf, Candidate>,
-    // Dropping the watcher stops its thread.
-    _watcher: Option<notify::RecommendedWatcher>,
+    /// None while the folder is not watched; dropping the watcher stops its thread.
+    watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl std::fmt::Debug for Discovery {
@@ -158,71 +166,77 @@ fn ms(t: SystemTime) -> i64 {
 }
 
 impl Discovery {
-    /// Starts watching; without events (unsupported file system) listing still works.
+    /// Starts watching; without events (`watch = false`, a folder that cannot be watched)
+    /// listing still works.
     pub fn start(spec: &FileSourceSpec) -> Discovery {
-        let matcher = Matcher::new(spec);
-        let events = Arc::new(Mutex::new(Events::default()));
-        let notify = Arc::new(Notify::new());
-        let (sink, ring) = (events.clone(), notify.clone());
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let Ok(event) = event else { return };
-            let renamed_to = match event.kind {
-                EventKind::Modify(ModifyKind::Name(RenameMode::To)) => event.paths.first(),
-                EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.get(1),
-                _ => None,
-            };
-            let wanted = matches!(
-                event.kind,
-                EventKind::Create(_) | EventKind::Modify(_) | EventKind::Access(_)
-            );
-            if !wanted {
-                return;
-            }
-            if let Ok(mut e) = sink.lock() {
-                match renamed_to {
-                    Some(path) => e.changed.push((path.clone(), true)),
-                    None => e
-                        .changed
-                        .extend(event.paths.iter().map(|p| (p.clone(), false))),
-                }
-            }
-            ring.notify_one();
-        });
-        let watcher = match watcher {
-            Ok(mut w) => {
-                let mode = if matcher.recursive {
-                    RecursiveMode::Recursive
-                } else {
-                    RecursiveMode::NonRecursive
-                };
-                match w.watch(&matcher.dir, mode) {
-                    Ok(()) => Some(w),
-                    Err(err) => {
-                        tracing::warn!(
-                            "file source: cannot watch {} ({err}); new files are found by listing every {:?}",
-                            matcher.dir.display(),
-                            spec.list_interval
-                        );
-                        None
-                    }
-                }
-            }
-            Err(err) => {
-                tracing::warn!("file source: no file system events ({err}); listing only");
-                None
-            }
-        };
-        Discovery {
-            matcher,
+        let mut discovery = Discovery {
+            matcher: Matcher::new(spec),
             stable_for: spec.stable_for,
             list_interval: spec.list_interval,
-            events,
-            notify,
+            watch: spec.watch,
+            events: Arc::new(Mutex::new(Events::default())),
+            notify: Arc::new(Notify::new()),
             last_listing: None,
             listing_error: None,
             pending: HashMap::new(),
-            _watcher: watcher,
+            watcher: None,
+        };
+        if discovery.watch {
+            match discovery.start_watching() {
+                Ok(watcher) => discovery.watcher = Some(watcher),
+                Err(err) => tracing::warn!(
+                    "file source: {err}; new files are found by listing every {:?} until it can be watched",
+                    spec.list_interval
+                ),
+            }
         }
+        discovery
+    }
+
+    /// A watcher of the folder that records changes in `events` and rings `notify`.
+    fn start_watching(&self) -> Result<notify::RecommendedWatcher, String> {
+        let (sink, ring) = (self.events.clone(), self.notify.clone());
+        let dir = self.matcher.dir.clone();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let Ok(event) = event else { return };
+                let renamed_to = match event.kind {
+                    EventKind::Modify(ModifyKind::Name(RenameMode::To)) => event.paths.first(),
+                    EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.get(1),
+                    _ => None,
+                };
+                let lost = matches!(
+                    event.kind,
+                    EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+                ) && event.paths.first() == Some(&dir);
+                let wanted = matches!(
+                    event.kind,
+                    EventKind::Create(_) | EventKind::Modify(_) | EventKind::Access(_)
+                );
+                if !wanted && !lost {
+                    return;
+                }
+                if let Ok(mut e) = sink.lock() {
+                    e.watch_lost |= lost;
+                    match renamed_to {
+                        Some(path) => e.changed.push((path.clone(), true)),
+                        None => e
+                            .changed
+                            .extend(event.paths.iter().map(|p| (p.clone(), false))),
+                    }
+                }
+                ring.notify_one();
+            })
+            .map_err(|err| format!("no file system events ({err})"))?;
+        let mode = if self.matcher.recursive {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
+        watcher
+            .watch(&self.matcher.dir, mode)
+            .map_err(|err| format!("cannot watch {} ({err})", self.matcher.dir.display()))?;
+        Ok(watcher)
     }
 
     /// The matcher.
@@ -303,22 +317,52 @@ impl Discovery {
     /// Takes events, lists when due, and returns the complete files that `taken` does not hold.
     /// `everything` treats every file there as complete (`available_now`).
     pub fn poll(&mut self, taken: &HashMap<PathBuf, i64>, everything: bool) -> Vec<ReadyFile> {
-        let now = Instant::now();
-        let changed = self
+        self.poll_at(taken, everything, Instant::now())
+    }
+
+    /// [`Discovery::poll`] at `now` (tests step time).
+    fn poll_at(
+        &mut self,
+        taken: &HashMap<PathBuf, i64>,
+        everything: bool,
+        now: Instant,
+    ) -> Vec<ReadyFile> {
+        let (changed, watch_lost) = self
             .events
             .lock()
-            .map(|mut e| std::mem::take(&mut e.changed))
+            .map(|mut e| {
+                (
+                    std::mem::take(&mut e.changed),
+                    std::mem::take(&mut e.watch_lost),
+                )
+            })
             .unwrap_or_default();
+        if watch_lost && self.watcher.take().is_some() {
+            // List (and watch again) at once rather than after list_interval.
+            self.last_listing = None;
+            tracing::info!(
+                "file source: {} was removed or moved; it is watched again once it can be listed",
+                self.matcher.dir.display()
+            );
+        }
         for (path, renamed) in changed {
             if self.matcher.matches(&path) && !taken.contains_key(&path) {
                 self.observe(path, renamed, now);
             }
         }
-        let due = self
-            .last_listing
-            .is_none_or(|at| now.duration_since(at) >= self.list_interval);
+        let due = self.listing_error.is_some()
+            || self
+                .last_listing
+                .is_none_or(|at| now.duration_since(at) >= self.list_interval);
         if due || everything {
             self.last_listing = Some(now);
+            // Watching starts before the listing, so a file made between the two is seen.
+            if self.watch && self.watcher.is_none() && self.matcher.dir.is_dir() {
+                self.watcher = self.start_watching().ok();
+                if self.watcher.is_some() {
+                    tracing::info!("file source: watching {}", self.matcher.dir.display());
+                }
+            }
             match self.matcher.list() {
                 Ok(paths) => {
                     if let Some(was) = self.listing_error.take() {
@@ -377,5 +421,124 @@ impl Discovery {
                 },
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::file::tests::spec;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn names(files: &[ReadyFile]) -> Vec<String> {
+        files
+            .iter()
+            .filter_map(|f| f.path.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// Polls at `now` until a file is found, waiting for file system events in between (so
+    /// only events can find it while `now` is before the next listing), for at most 10 s.
+    fn poll_until_found(discovery: &mut Discovery, now: Instant) -> Vec<String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build();
+        let Ok(runtime) = runtime else {
+            return Vec::new();
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = names(&discovery.poll_at(&HashMap::new(), false, now));
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !found.is_empty() || left.is_zero() {
+                return found;
+            }
+            let notify = discovery.notify();
+            // The timer is made inside the runtime, which it needs.
+            let _ = runtime.block_on(async { tokio::time::timeout(left, notify.notified()).await });
+        }
+    }
+
+    #[test]
+    fn with_watch_off_a_new_file_is_found_by_the_listing_once_list_interval_has_passed()
+    -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut spec = spec(dir.path(), false);
+        spec.watch = false;
+        spec.list_interval = Duration::from_secs(10);
+        let mut discovery = Discovery::start(&spec);
+        let t0 = Instant::now();
+        let nothing = HashMap::new();
+        assert!(discovery.poll_at(&nothing, false, t0).is_empty());
+        std::fs::write(dir.path().join("a.txt"), "1\n")?;
+        let early = t0 + Duration::from_millis(9_999);
+        assert!(discovery.poll_at(&nothing, false, early).is_empty());
+        let due = t0 + Duration::from_secs(10);
+        assert_eq!(names(&discovery.poll_at(&nothing, false, due)), ["a.txt"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_folder_made_after_start_is_listed_at_the_next_poll_and_watched_from_then_on() -> TestResult
+    {
+        let root = tempfile::tempdir()?;
+        let dir = root.path().join("in");
+        let mut spec = spec(&dir, false);
+        spec.list_interval = Duration::from_secs(3600);
+        let mut discovery = Discovery::start(&spec);
+        assert!(discovery.watcher.is_none());
+        let t0 = Instant::now();
+        let nothing = HashMap::new();
+        assert!(discovery.poll_at(&nothing, false, t0).is_empty());
+        assert!(discovery.listing_error().is_some());
+        // The failed listing is tried again at the next poll, an hour before list_interval.
+        std::fs::create_dir(&dir)?;
+        std::fs::write(dir.join("first.txt"), "1\n")?;
+        let next = t0 + Duration::from_millis(1);
+        assert_eq!(
+            names(&discovery.poll_at(&nothing, false, next)),
+            ["first.txt"]
+        );
+        assert_eq!(discovery.listing_error(), None);
+        assert!(discovery.watcher.is_some());
+        // Now watched: a new file is seen through its event, with no listing due.
+        std::fs::write(dir.join("second.txt"), "2\n")?;
+        let later = t0 + Duration::from_millis(2);
+        assert_eq!(poll_until_found(&mut discovery, later), ["second.txt"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_folder_removed_and_made_again_is_watched_again() -> TestResult {
+        let root = tempfile::tempdir()?;
+        let dir = root.path().join("in");
+        std::fs::create_dir(&dir)?;
+        let mut spec = spec(&dir, false);
+        spec.list_interval = Duration::from_secs(3600);
+        let mut discovery = Discovery::start(&spec);
+        let t0 = Instant::now();
+        let nothing = HashMap::new();
+        assert!(discovery.poll_at(&nothing, false, t0).is_empty());
+        std::fs::remove_dir(&dir)?;
+        // Wait for the folder's own removal event.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !discovery.events.lock().is_ok_and(|e| e.watch_lost) && Instant::now() < deadline {
+            let notify = discovery.notify();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()?;
+            let wait = Duration::from_millis(100);
+            let _ = runtime.block_on(async { tokio::time::timeout(wait, notify.notified()).await });
+        }
+        std::fs::create_dir(&dir)?;
+        let next = t0 + Duration::from_millis(1);
+        assert!(discovery.poll_at(&nothing, false, next).is_empty());
+        assert!(discovery.watcher.is_some(), "watched again");
+        std::fs::write(dir.join("after.txt"), "1\n")?;
+        let later = t0 + Duration::from_millis(2);
+        assert_eq!(poll_until_found(&mut discovery, later), ["after.txt"]);
+        Ok(())
     }
 }

@@ -664,7 +664,7 @@ mod tests {
     use crate::state::{RocksStore, SharedStore};
     use std::time::SystemTime;
 
-    fn spec(path: &Path, is_glob: bool) -> FileSourceSpec {
+    pub(super) fn spec(path: &Path, is_glob: bool) -> FileSourceSpec {
         FileSourceSpec {
             path: path.to_path_buf(),
             is_glob,
@@ -680,6 +680,7 @@ mod tests {
             clean_source: CleanSource::Off,
             stable_for: Duration::ZERO,
             list_interval: Duration::from_secs(3600),
+            watch: true,
             on_error: OnError::Fail,
             include_file_name: false,
             compression: crate::config::Compression::Auto,

@@ -561,6 +561,7 @@ mod tests {
             clean_source: CleanSource::Off,
             stable_for: std::time::Duration::ZERO,
             list_interval: std::time::Duration::from_secs(1),
+            watch: true,
             on_error: OnError::DeadLetter,
             include_file_name: false,
             compression: crate::config::Compression::Auto,
