@@ -527,19 +527,6 @@ fn changed_aggregation_refuses_old_state_until_it_is_reset() -> TestResult {
     Ok(())
 }
 
-fn built_plugins() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map(|t| t.join("plugins"))
-        .unwrap_or_default();
-    assert!(
-        dir.join("weighted_avg.wasm").is_file(),
-        "no plugins in {}: run ./scripts/build-plugins first",
-        dir.display()
-    );
-    dir
-}
-
 const PLUGIN_AGGREGATES: &str = r#"name = "plugin-aggregates"
 output_mode = "update"
 trigger = "available_now"
@@ -597,7 +584,9 @@ fn run_plugin_aggregates(
         .to_string_lossy()
         .into_owned();
     let state = dir.path().join("state").to_string_lossy().into_owned();
-    let plugins = built_plugins().to_string_lossy().into_owned();
+    let plugins = crate::daemon_harness::built_plugins()
+        .to_string_lossy()
+        .into_owned();
     let mut weir = Weir::start(&[
         "run",
         "--state-dir",
@@ -654,7 +643,9 @@ fn a_plugin_aggregate_over_columns_of_the_wrong_type_is_rejected() -> TestResult
     let file = pipeline_file(dir.path(), "p.toml", &text)
         .to_string_lossy()
         .into_owned();
-    let plugins = built_plugins().to_string_lossy().into_owned();
+    let plugins = crate::daemon_harness::built_plugins()
+        .to_string_lossy()
+        .into_owned();
     let mut weir = Weir::start(&["check", "--plugins-dir", &plugins, &file]);
     assert_eq!(weir.wait_exit(Duration::from_secs(30)).code(), Some(1));
     let stderr = weir.stderr();

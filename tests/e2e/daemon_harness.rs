@@ -12,18 +12,14 @@ pub const READY: Duration = Duration::from_secs(60);
 /// How long a change may take to show (debounce, reload, a batch).
 pub const SOON: Duration = Duration::from_secs(20);
 
-/// The built plugins (examples), by `./scripts/build-plugins`.
+/// The built plugins (examples; fixtures in `fixtures/`), by `./scripts/build-plugins`,
+/// checked to be newer than their sources.
 pub fn built_plugins() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
-        .map(|target| target.join("plugins"))
+        .map(Path::to_path_buf)
         .unwrap_or_default();
-    assert!(
-        dir.join("word_split.wasm").is_file(),
-        "no plugins in {}: run ./scripts/build-plugins first",
-        dir.display()
-    );
-    dir
+    crate::built_plugins::built_plugins_in(&target)
 }
 
 /// A running daemon on a temporary folder holding `pipelines/`, `plugins/`, `state/`, `out/`

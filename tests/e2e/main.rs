@@ -1,6 +1,8 @@
 //! End-to-end tests: each starts the real `weir` binary on real pipeline files, files and
 //! sockets, and checks what comes out. One test binary, one module per area.
 
+#[path = "../built_plugins.rs"]
+mod built_plugins;
 mod daemon_harness;
 mod harness;
 mod machine;
