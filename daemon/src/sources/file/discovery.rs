@@ -461,6 +461,82 @@ mod tests {
         }
     }
 
+    /// A discovery that lists at every poll and sees no events, whose files are complete once
+    /// unchanged for an hour (of stepped time).
+    fn listing_every_poll(dir: &Path) -> Discovery {
+        let mut spec = spec(dir, false);
+        spec.watch = false;
+        spec.list_interval = Duration::ZERO;
+        spec.stable_for = Duration::from_secs(3600);
+        Discovery::start(&spec)
+    }
+
+    #[test]
+    fn a_file_written_in_place_is_complete_once_unchanged_for_stable_for() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut discovery = listing_every_poll(dir.path());
+        let nothing = HashMap::new();
+        std::fs::write(dir.path().join("b.csv"), "id\n1\n")?;
+        let seen = Instant::now();
+        assert!(discovery.poll_at(&nothing, false, seen).is_empty());
+        assert_eq!(discovery.pending(), 1);
+        let hour = Duration::from_secs(3600);
+        let almost = seen + hour - Duration::from_millis(1);
+        assert!(discovery.poll_at(&nothing, false, almost).is_empty());
+        assert_eq!(
+            names(&discovery.poll_at(&nothing, false, seen + hour)),
+            ["b.csv"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_still_growing_is_complete_only_stable_for_after_its_last_change() -> TestResult {
+        use std::io::Write;
+        let dir = tempfile::tempdir()?;
+        let mut discovery = listing_every_poll(dir.path());
+        let nothing = HashMap::new();
+        let mut file = std::fs::File::create(dir.path().join("slow.csv"))?;
+        let t0 = Instant::now();
+        let mut now = t0;
+        // A chunk every ten minutes, for almost two hours: never an hour unchanged.
+        for chunk in 0..10 {
+            writeln!(file, "{chunk}")?;
+            file.flush()?;
+            now = t0 + Duration::from_secs(600 * chunk);
+            assert!(
+                discovery.poll_at(&nothing, false, now).is_empty(),
+                "complete while still growing (chunk {chunk})"
+            );
+        }
+        let hour = Duration::from_secs(3600);
+        let almost = now + hour - Duration::from_millis(1);
+        assert!(discovery.poll_at(&nothing, false, almost).is_empty());
+        let ready = discovery.poll_at(&nothing, false, now + hour);
+        assert_eq!(names(&ready), ["slow.csv"]);
+        // All of it: ten lines of two bytes.
+        assert_eq!(ready[0].size, 20);
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_renamed_into_the_folder_is_complete_at_once() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut spec = spec(dir.path(), false);
+        spec.list_interval = Duration::from_secs(3600);
+        spec.stable_for = Duration::from_secs(3600);
+        let mut discovery = Discovery::start(&spec);
+        let t0 = Instant::now();
+        assert!(discovery.poll_at(&HashMap::new(), false, t0).is_empty());
+        let tmp = dir.path().join(".a.csv.tmp");
+        std::fs::write(&tmp, "id\n1\n")?;
+        std::fs::rename(&tmp, dir.path().join("a.csv"))?;
+        // A millisecond later, an hour before it could be complete by being unchanged.
+        let next = t0 + Duration::from_millis(1);
+        assert_eq!(poll_until_found(&mut discovery, next), ["a.csv"]);
+        Ok(())
+    }
+
     #[test]
     fn with_watch_off_a_new_file_is_found_by_the_listing_once_list_interval_has_passed()
     -> TestResult {
