@@ -31,11 +31,11 @@ struct State {
 }
 
 impl State {
-    fn emit(&mut self, line: &[u8]) {
+    /// Logs `line` (written at `now`) unless this second's allowance is spent.
+    fn emit(&mut self, line: &[u8], now: Instant) {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\r', '\n']);
         self.last_line = Some(text.chars().take(300).collect());
-        let now = Instant::now();
         if now.duration_since(self.window) >= Duration::from_secs(1) {
             if self.suppressed > 0 {
                 tracing::warn!(
@@ -63,17 +63,17 @@ impl State {
         );
     }
 
-    fn write(&mut self, mut bytes: &[u8]) {
+    fn write(&mut self, mut bytes: &[u8], now: Instant) {
         while let Some(end) = bytes.iter().position(|b| *b == b'\n') {
             let (line, rest) = bytes.split_at(end + 1);
             if self.partial.is_empty() {
-                self.emit(&line[..line.len().min(MAX_LINE)]);
+                self.emit(&line[..line.len().min(MAX_LINE)], now);
             } else {
                 let room = MAX_LINE.saturating_sub(self.partial.len());
                 self.partial
                     .extend_from_slice(&line[..line.len().min(room)]);
                 let whole = std::mem::take(&mut self.partial);
-                self.emit(&whole);
+                self.emit(&whole, now);
             }
             bytes = rest;
         }
@@ -82,7 +82,7 @@ impl State {
             .extend_from_slice(&bytes[..bytes.len().min(room)]);
         if self.partial.len() >= MAX_LINE {
             let whole = std::mem::take(&mut self.partial);
-            self.emit(&whole);
+            self.emit(&whole, now);
         }
     }
 }
@@ -106,7 +106,7 @@ impl LogPipe {
 
     fn write(&self, bytes: &[u8]) {
         if let Ok(mut state) = self.0.lock() {
-            state.write(bytes);
+            state.write(bytes, Instant::now());
         }
     }
 
@@ -115,7 +115,7 @@ impl LogPipe {
         let mut state = self.0.lock().ok()?;
         if !state.partial.is_empty() {
             let whole = std::mem::take(&mut state.partial);
-            state.emit(&whole);
+            state.emit(&whole, Instant::now());
         }
         state.last_line.clone()
     }
@@ -191,17 +191,32 @@ mod tests {
     }
 
     #[test]
-    fn splits_lines_across_writes_and_rate_limits() {
+    fn splits_lines_across_writes_and_logs_at_most_20_lines_a_second() {
         let p = pipe();
         p.write(b"hel");
         p.write(b"lo\nwor");
         assert_eq!(p.last_line().as_deref(), Some("wor"));
+        let Ok(mut state) = p.0.lock() else {
+            panic!("poisoned")
+        };
+        let t0 = state.window;
         for i in 0..100 {
-            p.write(format!("line {i}\n").as_bytes());
+            state.write(format!("line {i}\n").as_bytes(), t0);
         }
-        let state = p.0.lock().map(|s| (s.lines_in_window, s.suppressed)).ok();
         // "hello" and "wor" plus 18 of the 100 lines were logged in this second.
-        assert_eq!(state, Some((LINES_PER_SECOND, 82)));
+        assert_eq!(
+            (state.lines_in_window, state.suppressed),
+            (LINES_PER_SECOND, 82)
+        );
+        state.write(b"still the same second\n", t0 + Duration::from_millis(999));
+        assert_eq!(
+            (state.lines_in_window, state.suppressed),
+            (LINES_PER_SECOND, 83)
+        );
+        // A second later the count of what was left out is reported and a new second begins.
+        state.write(b"next second\n", t0 + Duration::from_secs(1));
+        assert_eq!((state.lines_in_window, state.suppressed), (1, 0));
+        assert_eq!(state.last_line.as_deref(), Some("next second"));
     }
 
     #[test]
