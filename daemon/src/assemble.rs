@@ -392,11 +392,9 @@ mod tests {
         ws.put(key, 2u32.to_be_bytes().to_vec());
         store.write(ws, true)?;
         match prepare(plan(), ctx) {
-            Err(PrepareError::NeedsStateReset(message)) => assert!(
-                message.starts_with(
-                    "the checkpoint of pipeline `p` is in format 2, written by a newer weir (this one reads up to format 1)"
-                ),
-                "{message}"
+            Err(PrepareError::NeedsStateReset(message)) => assert_eq!(
+                message,
+                "the checkpoint of pipeline `p` is in format 2, written by a newer weir (this one reads up to format 1); run that version, or delete the checkpoint and state with `weir state reset p`"
             ),
             other => panic!("{other:?}"),
         }

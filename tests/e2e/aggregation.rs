@@ -619,7 +619,7 @@ fn run_plugin_aggregates(
 }
 
 #[test]
-fn plugin_aggregates_run_beside_built_ins() -> TestResult {
+fn plugin_aggregates_agree_with_the_built_in_ones() -> TestResult {
     let rows = run_plugin_aggregates(PLUGIN_AGGREGATES)?;
     for row in &rows {
         // About 3300 uniform values in [0, 100] per window and sensor.
@@ -657,7 +657,7 @@ fn a_plugin_aggregate_over_columns_of_the_wrong_type_is_rejected() -> TestResult
 }
 
 #[test]
-fn plugin_aggregates_over_many_small_groups() -> TestResult {
+fn plugin_aggregates_emit_each_of_15000_small_groups_once() -> TestResult {
     // 30 000 rows, 3 windows of 10 000, ids cycling through 5 000: every (window, id) group gets
     // two rows, so the plugin's states are passed once per batch rather than once per chunk.
     let text = PLUGIN_AGGREGATES.replace(

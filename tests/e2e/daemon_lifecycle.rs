@@ -31,13 +31,11 @@ fn a_failure_of_the_outside_world_restarts_with_backoff_and_a_fix_of_the_world_r
     let p = find(&status, "p").cloned().unwrap_or_default();
     let error = p["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(error.contains("cannot write"), "{p:#}");
-    let table = String::from_utf8_lossy(&daemon.client(&["status"]).stdout).into_owned();
-    assert!(
-        table.contains("restarting in")
-            || table.contains("retrying (")
-            || table.contains("running"),
-        "{table}"
-    );
+    // The restarts wait 200 ms, then twice as long each time.
+    for (attempt, wait) in [(1, "200ms"), (2, "400ms")] {
+        let needle = format!("pipeline failed; restarting in {wait} (attempt {attempt})");
+        assert_eq!(daemon.log_lines(&needle).len(), 1, "{needle}");
+    }
     // Make room: the next restart writes, from where the checkpoint is, nothing lost.
     std::fs::remove_file(daemon.path("out/blocked"))?;
     std::fs::create_dir(daemon.path("out/blocked"))?;
@@ -166,6 +164,10 @@ fn a_reload_abandons_a_stuck_batch_at_the_deadline_status_answers_meanwhile_and_
     // While the reload waits for the stuck batch, status still answers, promptly, and says so.
     let (mut busy_json, mut busy_table) = (false, false);
     while !reload.is_finished() {
+        assert!(
+            started.elapsed() < SOON,
+            "the reload did not finish within {SOON:?}"
+        );
         let asked = Instant::now();
         let status = daemon.status(None);
         let table = String::from_utf8_lossy(&daemon.client(&["status"]).stdout).into_owned();

@@ -230,7 +230,7 @@ fn rows_counted(daemon: &Daemon) -> (u64, i64) {
 }
 
 #[test]
-fn an_aggregate_plugin_keeps_its_state_across_an_upgrade_unless_its_state_version_changes()
+fn an_aggregate_plugin_keeps_its_state_across_an_upgrade_and_one_with_a_new_state_version_waits_for_a_reset()
 -> TestResult {
     let dir = tempfile::tempdir()?;
     let daemon = Daemon::start(dir.path(), &[]);

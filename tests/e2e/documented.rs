@@ -239,7 +239,7 @@ fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 #[test]
-fn gzip_and_zstd_files_are_read_and_one_past_max_decompressed_size_is_a_malformed_record()
+fn gzip_and_zstd_files_are_read_and_one_over_max_decompressed_size_is_a_malformed_record()
 -> TestResult {
     let dir = tempfile::tempdir()?;
     let input = dir.path().join("in");
@@ -424,7 +424,7 @@ fn folder_pipeline(daemon: &Daemon, input: &Path, options: &str) -> String {
 }
 
 #[test]
-fn with_watch_off_new_files_are_found_by_listing_every_list_interval() -> TestResult {
+fn with_watch_off_new_files_are_found_by_listing_without_an_inotify_watch() -> TestResult {
     let root = tempfile::tempdir()?;
     let input = root.path().join("in");
     std::fs::create_dir(&input)?;

@@ -78,8 +78,18 @@ fn run_example(name: &str, until: &str, state: &str) -> Vec<Printed> {
     run_example_logged(name, until, state).0
 }
 
-/// As [`run_example`], with each batch's input row count from weir's debug log, by batch id.
-fn run_example_logged(name: &str, until: &str, state: &str) -> (Vec<Printed>, Vec<(u64, u64)>) {
+/// What weir's debug log says a committed batch read.
+#[derive(Debug)]
+struct BatchRead {
+    id: u64,
+    rows: u64,
+    /// The source's offsets (datagen: rows released so far), as logged.
+    start: serde_json::Value,
+    end: serde_json::Value,
+}
+
+/// As [`run_example`], with what each batch read according to weir's debug log.
+fn run_example_logged(name: &str, until: &str, state: &str) -> (Vec<Printed>, Vec<BatchRead>) {
     let file = repo_root()
         .join("config/examples")
         .join(name)
@@ -102,14 +112,26 @@ fn run_example_logged(name: &str, until: &str, state: &str) -> (Vec<Printed>, Ve
     );
     let stderr = weir.stderr();
     assert_eq!(error_or_warn_lines(&stderr), Vec::<&str>::new());
-    // `batch committed ... batch=N rows=M ...` (colour codes stripped).
+    // `batch committed ... batch=N rows=M start_offset={..} end_offset={..} ...`.
     let plain: String = strip_colours(&stderr);
-    let rows = plain
+    let reads = plain
         .lines()
         .filter(|l| l.contains("batch committed"))
-        .filter_map(|l| Some((field(l, "batch=")?, field(l, "rows=")?)))
+        .filter_map(|l| {
+            Some(BatchRead {
+                id: field(l, "batch=")?,
+                rows: field(l, "rows=")?,
+                start: json_field(l, "start_offset=")?,
+                end: json_field(l, "end_offset=")?,
+            })
+        })
         .collect();
-    (parse_console(&weir.stdout()), rows)
+    (parse_console(&weir.stdout()), reads)
+}
+
+fn json_field(line: &str, key: &str) -> Option<serde_json::Value> {
+    let at = line.find(&format!(" {key}"))? + 1 + key.len();
+    serde_json::from_str(line[at..].split_whitespace().next()?).ok()
 }
 
 fn strip_colours(text: &str) -> String {
@@ -137,7 +159,7 @@ fn field(line: &str, key: &str) -> Option<u64> {
 #[test]
 fn word_count_counts_every_released_row_once() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let (batches, rows) = run_example_logged(
+    let (batches, reads) = run_example_logged(
         "word-count.toml",
         "Batch: 3\n",
         &dir.path().to_string_lossy(),
@@ -147,12 +169,33 @@ fn word_count_counts_every_released_row_once() -> TestResult {
         batches[0].rows.is_empty(),
         "batch 0 of a new stream is empty, as in Spark"
     );
+    // The batches read the released rows back to back: each starts where the previous one
+    // ended, and reads exactly the rows between its offsets. So no row is read twice or missed.
+    let released = |offset: &serde_json::Value| offset["rows"].as_u64();
+    for (i, read) in reads.iter().enumerate() {
+        assert_eq!(read.id, i as u64, "{reads:?}");
+        let (start, end) = (released(&read.start), released(&read.end));
+        let previous_end = i
+            .checked_sub(1)
+            .map_or(Some(0), |p| released(&reads[p].end));
+        assert_eq!(
+            start,
+            previous_end,
+            "batch {i} starts where batch {} ended",
+            i.max(1) - 1
+        );
+        assert_eq!(
+            end.zip(start).map(|(e, s)| e - s),
+            Some(read.rows),
+            "batch {i} reads the rows between its offsets"
+        );
+    }
     let mut read_so_far = 0;
     for b in &batches {
-        read_so_far += rows
+        read_so_far += reads
             .iter()
-            .find(|(id, _)| *id == b.id)
-            .map(|(_, n)| *n)
+            .find(|r| r.id == b.id)
+            .map(|r| r.rows)
             .ok_or(format!("no log line for batch {}", b.id))?;
         let words: Vec<&str> = b.rows.iter().map(|r| r[0].as_str()).collect();
         let mut sorted = words.clone();
@@ -175,7 +218,7 @@ fn word_count_counts_every_released_row_once() -> TestResult {
 }
 
 #[test]
-fn iot_average_updates_only_changed_sensors_with_sane_values() -> TestResult {
+fn iot_average_prints_known_sensors_with_averages_between_0_and_10() -> TestResult {
     let dir = tempfile::tempdir()?;
     let batches = run_example("iot-avg.toml", "Batch: 3\n", &dir.path().to_string_lossy());
     assert_eq!(batches[0].header, vec!["sensor", "avg(value)"]);
@@ -197,7 +240,7 @@ fn iot_average_updates_only_changed_sensors_with_sane_values() -> TestResult {
 }
 
 #[test]
-fn windowed_average_keeps_each_windows_own_label() -> TestResult {
+fn windowed_average_prints_aligned_10s_windows_once_per_sensor_sorted() -> TestResult {
     let dir = tempfile::tempdir()?;
     let batches = run_example(
         "iot-windowed-avg.toml",

@@ -6,7 +6,8 @@ use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
 
 #[test]
-fn sigterm_during_a_busy_run_exits_zero_within_five_seconds() -> TestResult {
+fn sigterm_during_a_busy_run_commits_the_batch_in_flight_and_exits_zero_within_five_seconds()
+-> TestResult {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("out");
     let text = format!(
@@ -50,11 +51,31 @@ type = "null"
         stderr.contains("stopping: finishing batches in flight"),
         "{stderr}"
     );
+    // The batch in flight committed: the next run resumes after the last batch logged as
+    // committed, with nothing to replay.
+    let last = stderr
+        .lines()
+        .filter(|l| l.contains("batch committed"))
+        .filter_map(|l| l.split(" batch=").nth(1)?.split_whitespace().next())
+        .next_back()
+        .ok_or("no committed batch logged")?
+        .to_string();
+    let mut again = Weir::start(&["run", "--state-dir", &state, &file]);
+    again.wait_for("the resume", Duration::from_secs(20), |_, err| {
+        err.contains("resuming after batch") || err.contains("replaying batch")
+    });
+    again.signal(Signal::SIGTERM);
+    assert!(again.wait_exit(Duration::from_secs(10)).success());
+    let resumed = again.stderr();
+    assert!(
+        resumed.contains(&format!("resuming after batch {last} pipeline=busy")),
+        "last committed {last}:\n{resumed}"
+    );
     Ok(())
 }
 
 #[test]
-fn a_second_signal_exits_at_once_while_a_batch_is_stuck_and_the_batch_replays_next_time()
+fn a_second_signal_exits_at_once_while_a_batch_is_stuck_and_leaves_it_planned_uncommitted()
 -> TestResult {
     let dir = tempfile::tempdir()?;
     let plugins = crate::daemon_harness::built_plugins().join("fixtures");

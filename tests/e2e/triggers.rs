@@ -65,7 +65,8 @@ fn output_rows(dir: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
 }
 
 #[test]
-fn available_now_processes_everything_in_bounded_batches_and_exits() -> TestResult {
+fn available_now_processes_everything_in_bounded_batches_the_same_however_split_and_exits()
+-> TestResult {
     let dir = tempfile::tempdir()?;
     let mut outputs = Vec::new();
     for (i, max_rows) in [(0, 3000), (1, 10_000)] {
@@ -83,11 +84,18 @@ fn available_now_processes_everything_in_bounded_batches_and_exits() -> TestResu
         let mut weir = Weir::start(&["run", "--state-dir", &state, &file]);
         let status = weir.wait_exit(Duration::from_secs(20));
         assert!(status.success(), "{}", weir.stderr());
-        let files = std::fs::read_dir(&out)?.count();
+        let mut per_file: Vec<usize> = Vec::new();
+        for entry in std::fs::read_dir(&out)? {
+            per_file.push(std::fs::read_to_string(entry?.path())?.lines().count());
+        }
         assert_eq!(
-            files,
+            per_file.len(),
             10_000usize.div_ceil(max_rows as usize),
-            "batches of at most {max_rows} rows"
+            "one file per batch"
+        );
+        assert!(
+            per_file.iter().all(|&rows| rows <= max_rows as usize),
+            "batches of at most {max_rows} rows: {per_file:?}"
         );
         outputs.push(output_rows(&out)?);
     }
@@ -99,28 +107,47 @@ fn available_now_processes_everything_in_bounded_batches_and_exits() -> TestResu
     Ok(())
 }
 
+/// The last committed batch `weir state list` shows for the only pipeline in `state`.
+fn last_committed(state: &str) -> String {
+    let mut list = Weir::start(&["state", "list", "--state-dir", state]);
+    assert!(list.wait_exit(Duration::from_secs(10)).success());
+    list.stdout().trim().to_string()
+}
+
 #[test]
-fn once_runs_exactly_one_batch() -> TestResult {
+fn once_runs_one_batch_of_all_that_is_available_and_a_rerun_with_nothing_new_runs_none()
+-> TestResult {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("out");
     let file = pipeline_file(
         dir.path(),
         "p.toml",
-        &datagen("once", "\"once\"", 100, &out),
+        // Started long ago: all 10 000 rows are released.
+        &datagen("once", "\"once\"", 100, &out).replace(
+            "seed = 11\n",
+            "seed = 11\nstart_timestamp = 1700000000000\n",
+        ),
     );
     let state = dir.path().join("state");
     let (file, state) = (
         file.to_string_lossy().into_owned(),
         state.to_string_lossy().into_owned(),
     );
-    let mut weir = Weir::start(&["run", "--state-dir", &state, &file]);
-    assert!(
-        weir.wait_exit(Duration::from_secs(20)).success(),
-        "{}",
-        weir.stderr()
-    );
-    // A fresh stream has released nothing yet: `once` runs its (empty) batch 0 and ends.
-    assert_eq!(std::fs::read_dir(&out)?.count(), 0);
+    for _ in 0..2 {
+        let mut weir = Weir::start(&["run", "--state-dir", &state, &file]);
+        assert!(
+            weir.wait_exit(Duration::from_secs(20)).success(),
+            "{}",
+            weir.stderr()
+        );
+        assert_eq!(last_committed(&state), "once\tlast committed batch 0");
+    }
+    // As Spark's Trigger.Once: one batch of everything, max_rows_per_batch notwithstanding.
+    let mut rows: Vec<usize> = Vec::new();
+    for entry in std::fs::read_dir(&out)? {
+        rows.push(std::fs::read_to_string(entry?.path())?.lines().count());
+    }
+    assert_eq!(rows, [10_000]);
     Ok(())
 }
 

@@ -252,6 +252,24 @@ mod tests {
     }
 
     #[test]
+    fn the_example_weir_toml_sets_every_setting_but_the_folders_to_weirs_default()
+    -> Result<(), String> {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/weir.toml"));
+        let text = include_str!("../../../config/weir.toml");
+        let file = crate::config::parse_daemon_file(path, text).map_err(|d| d.to_string())?;
+        let mut example = resolve(file, DaemonFile::default())?;
+        let defaults = resolve(DaemonFile::default(), DaemonFile::default())?;
+        // The folders are systemd's in the example and depend on the environment otherwise.
+        example.config_file = None;
+        example.pipelines_dir = defaults.pipelines_dir.clone();
+        example.plugins_dir = defaults.plugins_dir.clone();
+        example.state_dir = defaults.state_dir.clone();
+        example.control_socket = defaults.control_socket.clone();
+        assert_eq!(example, defaults);
+        Ok(())
+    }
+
+    #[test]
     fn a_non_loopback_flag_needs_allow_remote() {
         let flags = DaemonFile {
             http: HttpListen::parse("0.0.0.0:1").ok(),

@@ -309,6 +309,11 @@ max_backoff = "10s"
             Some(PathBuf::from("/etc/weir/pipelines"))
         );
         assert_eq!(file.plugins_dir, Some(PathBuf::from("/opt/plugins")));
+        assert_eq!(file.state_dir, Some(PathBuf::from("/var/lib/weir")));
+        assert_eq!(
+            file.control_socket,
+            Some(PathBuf::from("/run/weir/control.sock"))
+        );
         assert_eq!(
             file.http,
             Some(HttpListen::parse("127.0.0.1:0").map_err(|_| Diagnostics::default())?)
@@ -327,7 +332,8 @@ max_backoff = "10s"
     }
 
     #[test]
-    fn the_example_weir_toml_sets_every_key_to_its_default() -> Result<(), Diagnostics> {
+    /// That these values are weir's defaults is checked against the code in `app/settings.rs`.
+    fn the_example_weir_toml_sets_every_key_to_the_documented_value() -> Result<(), Diagnostics> {
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/weir.toml"));
         let text = include_str!("../../../config/weir.toml");
         let file = parse_daemon_file(path, text)?;

@@ -509,7 +509,7 @@ mod tests {
     }
 
     #[test]
-    fn mistakes_are_reported_where_they_are() {
+    fn each_file_source_mistake_is_refused_with_its_message() {
         for (body, message) in [
             ("path = \"in\"\nformat = \"xml\"", "unknown variant `xml`"),
             (

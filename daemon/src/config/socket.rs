@@ -279,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn modes_and_their_keys_are_checked() {
+    fn socket_modes_parse_with_their_defaults_and_missing_or_misplaced_keys_are_errors() {
         match source("host = \"localhost\"\nport = 9999") {
             Ok(SourceSpec::Socket(s)) => {
                 assert_eq!(

@@ -690,6 +690,8 @@ impl Pipeline {
                 pipeline = %self.name,
                 batch = progress.batch_id,
                 rows = progress.num_input_rows,
+                start_offset = %progress.start_offset,
+                end_offset = %progress.end_offset,
                 input_rows_per_second = progress.input_rows_per_second,
                 processed_rows_per_second = progress.processed_rows_per_second,
                 duration_ms = progress.duration_ms.trigger_execution,

@@ -227,6 +227,11 @@ mod tests {
             assert!(t > last || row == 0, "event times increase");
             let second = s.second_of(row);
             assert!(s.rows_at_second(second) <= row && row < s.rows_at_second(second + 1));
+            let second_ms = second as i64 * 1000;
+            assert!(
+                (second_ms..second_ms + 1000).contains(&t),
+                "row {row} at {t} ms, outside its second {second}"
+            );
             last = t;
         }
     }

@@ -152,7 +152,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn write_sets_are_atomic_and_scans_are_ordered() -> Result<(), Box<dyn std::error::Error>> {
+    fn write_sets_apply_puts_and_deletes_and_scans_are_key_ordered_both_ways()
+    -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let store = RocksStore::open(dir.path())?;
         let mut ws = WriteSet::default();
@@ -191,7 +192,14 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let _first = RocksStore::open(dir.path())?;
         match RocksStore::open(dir.path()) {
-            Err(StoreError::Locked { .. }) => Ok(()),
+            Err(err @ StoreError::Locked { .. }) => {
+                let message = err.to_string();
+                assert!(
+                    message.contains(&dir.path().display().to_string()),
+                    "the message names the folder: {message}"
+                );
+                Ok(())
+            }
             other => panic!("expected Locked, got {other:?}"),
         }
     }

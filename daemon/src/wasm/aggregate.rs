@@ -451,7 +451,7 @@ mod tests {
     }
 
     #[test]
-    fn percentile_matches_exact_percentiles_by_rank() {
+    fn percentile_estimates_are_within_one_percent_of_the_exact_rank() {
         let batches = batches();
         for (name, q) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)] {
             let agg = load("percentile", serde_json::json!({ "percentile": name }));
@@ -477,7 +477,7 @@ mod tests {
     }
 
     #[test]
-    fn top_k_matches_exact_counts() {
+    fn top_k_returns_the_three_most_frequent_words_of_each_group() {
         let agg = load("top_k", serde_json::json!({ "k": 3 }));
         let word = |v: f64| format!("w{}", (v as u64) % 13);
         let batches = batches();
@@ -511,7 +511,7 @@ mod tests {
     }
 
     #[test]
-    fn fresh_groups_and_misuse_are_handled() {
+    fn misuse_corrupt_states_and_bad_configs_are_refused_and_empty_groups_finish_as_null() {
         let agg = load("weighted_avg", serde_json::json!({}));
         let mut instance = agg.instance();
         // A group that saw no rows finishes as null.

@@ -182,12 +182,15 @@ mod tests {
     }
 
     #[test]
-    fn a_full_sketch_evicts_the_rarest() {
+    fn a_full_sketch_gives_the_rarest_counter_to_the_new_value() {
         let agg = TopK::new(&Config::from_json(r#"{"k":1,"capacity":2}"#).unwrap()).unwrap();
         let mut states = vec![Sketch::default()];
         let values: ArrayRef = Arc::new(StringArray::from(vec!["a", "a", "a", "b", "c", "a"]));
         agg.update(&mut states, &[values], &[0; 6]).unwrap();
         assert_eq!(states[0].counts.len(), 2);
         assert!(states[0].counts.contains(&("a".to_string(), 4)));
+        // Space-saving: "c" took over the smallest counter ("b", 1) and counts on from it.
+        assert!(!states[0].counts.iter().any(|(k, _)| k == "b"));
+        assert!(states[0].counts.contains(&("c".to_string(), 2)));
     }
 }

@@ -47,7 +47,10 @@ impl Aggregate for WeightedAvg {
         let weights = input[1].as_primitive::<Float64Type>();
         if values.null_count() == 0 && weights.null_count() == 0 {
             // The common case, without a null check per row.
-            let rows = group_of_row.iter().zip(values.values()).zip(weights.values());
+            let rows = group_of_row
+                .iter()
+                .zip(values.values())
+                .zip(weights.values());
             for ((group, v), w) in rows {
                 if let Some(state) = states.get_mut(*group as usize) {
                     state.weighted += v * w;

@@ -608,6 +608,10 @@ mod tests {
             let wait = Duration::from_millis(100);
             let _ = runtime.block_on(async { tokio::time::timeout(wait, notify.notified()).await });
         }
+        assert!(
+            discovery.events.lock().is_ok_and(|e| e.watch_lost),
+            "the folder's removal was never reported"
+        );
         std::fs::create_dir(&dir)?;
         let next = t0 + Duration::from_millis(1);
         assert!(discovery.poll_at(&nothing, false, next).is_empty());

@@ -208,7 +208,8 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
-    fn entries_seen_files_and_schema_survive_reopening() -> Result<(), Box<dyn std::error::Error>> {
+    fn entries_seen_files_and_schema_survive_reopening_and_remove_below_forgets_old_files()
+    -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let store: SharedStore = Arc::new(RocksStore::open(dir.path())?);
         let log = FileLog::new(store.clone(), "p");
@@ -219,6 +220,10 @@ mod tests {
         };
         log.append(0, &[file("a"), file("b")])?;
         log.append(2, &[file("c")])?;
+        // The store closed and opened again, as at a restart.
+        drop(log);
+        drop(store);
+        let store: SharedStore = Arc::new(RocksStore::open(dir.path())?);
         let log = FileLog::new(store.clone(), "p");
         assert_eq!(log.next_seq()?, 3);
         let entries = log.entries(1, 3)?;
@@ -233,6 +238,10 @@ mod tests {
         assert!(log.schema()?.is_none());
         let schema = Schema::new(vec![Field::new("x", DataType::Int64, true)]);
         log.set_schema(&schema)?;
+        drop(log);
+        drop(store);
+        let store: SharedStore = Arc::new(RocksStore::open(dir.path())?);
+        let log = FileLog::new(store, "p");
         assert_eq!(log.schema()?.as_deref(), Some(&schema));
         Ok(())
     }
