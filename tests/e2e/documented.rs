@@ -423,18 +423,21 @@ fn folder_pipeline(daemon: &Daemon, input: &Path, options: &str) -> String {
     )
 }
 
-#[test]
-fn with_watch_off_new_files_are_found_by_listing_without_an_inotify_watch() -> TestResult {
+/// A daemon on a new folder running [`folder_pipeline`] on its `in/` with `options`, once the
+/// source is open (batch 0, empty, committed).
+fn folder_daemon(options: &str) -> Result<(tempfile::TempDir, Daemon, PathBuf), std::io::Error> {
     let root = tempfile::tempdir()?;
     let input = root.path().join("in");
     std::fs::create_dir(&input)?;
     let daemon = Daemon::start(root.path(), &[]);
-    daemon.write_pipeline(
-        "folder.toml",
-        &folder_pipeline(&daemon, &input, "watch = false\nlist_interval = \"1s\""),
-    );
-    // Batch 0 (empty) says the source is open.
+    daemon.write_pipeline("folder.toml", &folder_pipeline(&daemon, &input, options));
     daemon.wait_batches("folder", 1);
+    Ok((root, daemon, input))
+}
+
+#[test]
+fn with_watch_off_new_files_are_found_by_listing_without_an_inotify_watch() -> TestResult {
+    let (_root, daemon, input) = folder_daemon("watch = false\nlist_interval = \"1s\"")?;
     assert_eq!(inotify_watches_on(daemon.weir.pid(), &input)?, 0);
     // No event tells weir about this file: only a listing finds it.
     std::fs::write(input.join("a.txt"), "listed\n")?;
@@ -445,16 +448,8 @@ fn with_watch_off_new_files_are_found_by_listing_without_an_inotify_watch() -> T
 
 #[test]
 fn a_folder_removed_and_made_again_is_reported_then_read_and_watched_again() -> TestResult {
-    let root = tempfile::tempdir()?;
-    let input = root.path().join("in");
-    std::fs::create_dir(&input)?;
-    let daemon = Daemon::start(root.path(), &[]);
     // An hour between listings: new files are found by the folder's events.
-    daemon.write_pipeline(
-        "folder.toml",
-        &folder_pipeline(&daemon, &input, "list_interval = \"1h\""),
-    );
-    daemon.wait_batches("folder", 1);
+    let (_root, daemon, input) = folder_daemon("list_interval = \"1h\"")?;
     assert_eq!(inotify_watches_on(daemon.weir.pid(), &input)?, 1);
     std::fs::remove_dir(&input)?;
     let missing = format!("cannot list {}", input.display());

@@ -110,24 +110,6 @@ fn run(format: &str, on_error: &str) -> Result<Run, Box<dyn std::error::Error>> 
     })
 }
 
-/// The log without terminal colours (`ESC [ ... m`).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Malformed counts summed over the batch progress lines.
 fn counts(stderr: &str) -> (u64, u64) {
     let field = |line: &str, key: &str| -> u64 {
@@ -143,8 +125,7 @@ fn counts(stderr: &str) -> (u64, u64) {
             })
             .unwrap_or(0)
     };
-    let plain = strip_ansi(stderr);
-    plain
+    stderr
         .lines()
         .filter(|l| l.contains("batch committed"))
         .map(|l| {

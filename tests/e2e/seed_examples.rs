@@ -112,9 +112,9 @@ fn run_example_logged(name: &str, until: &str, state: &str) -> (Vec<Printed>, Ve
     );
     let stderr = weir.stderr();
     assert_eq!(error_or_warn_lines(&stderr), Vec::<&str>::new());
-    // `batch committed ... batch=N rows=M start_offset={..} end_offset={..} ...`.
-    let plain: String = strip_colours(&stderr);
-    let reads = plain
+    // `batch committed ... batch=N rows=M start_offset={..} end_offset={..} ...` (weir colours
+    // its log only on a terminal).
+    let reads = stderr
         .lines()
         .filter(|l| l.contains("batch committed"))
         .filter_map(|l| {
@@ -132,23 +132,6 @@ fn run_example_logged(name: &str, until: &str, state: &str) -> (Vec<Printed>, Ve
 fn json_field(line: &str, key: &str) -> Option<serde_json::Value> {
     let at = line.find(&format!(" {key}"))? + 1 + key.len();
     serde_json::from_str(line[at..].split_whitespace().next()?).ok()
-}
-
-fn strip_colours(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn field(line: &str, key: &str) -> Option<u64> {

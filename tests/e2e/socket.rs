@@ -4,7 +4,7 @@
 //! line that reached the durable log is in the file sink's output exactly once.
 
 use crate::harness::{TestResult, Weir, pipeline_file};
-use crate::source_files::{json_rows, listening_port, values};
+use crate::source_files::{json_rows, run_listening, values};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -128,17 +128,7 @@ fn listen_mode_takes_three_concurrent_producers_and_refuses_overlong_lines() -> 
             "include_timestamp = true\nmax_line_bytes = 100",
         ),
     );
-    let state = dir.path().join("state");
-    let weir = Weir::start(&[
-        "run",
-        "--state-dir",
-        &state.to_string_lossy(),
-        &file.to_string_lossy(),
-    ]);
-    weir.wait_for("the listening port", DEADLINE, |_, err| {
-        listening_port(err).is_some()
-    });
-    let port = listening_port(&weir.stderr()).ok_or("no port")?;
+    let (weir, port) = run_listening(&dir.path().join("state"), &file);
     const LINES: usize = 3000;
     let started = std::time::SystemTime::now();
     let producers: Vec<_> = (0..3)
@@ -259,19 +249,7 @@ fn kill_9_between_and_in_the_middle_of_batches_keeps_every_logged_line_exactly_o
         &listen_pipeline(name, &out, "max_rows_per_batch = 700"),
     );
     let state = dir.path().join("state");
-    let (file, state_arg) = (
-        file.to_string_lossy().into_owned(),
-        state.to_string_lossy().into_owned(),
-    );
-    let args = ["run", "--state-dir", state_arg.as_str(), file.as_str()];
-    let start = || {
-        let weir = Weir::start(&args);
-        weir.wait_for("the listening port", DEADLINE, |_, err| {
-            listening_port(err).is_some()
-        });
-        let port = listening_port(&weir.stderr()).unwrap_or(0);
-        (weir, port)
-    };
+    let start = || run_listening(&state, &file);
     let mut must_have: BTreeSet<String> = BTreeSet::new();
     let wait_all = |weir: &Weir, lines: &BTreeSet<String>| {
         let (out, lines) = (out.clone(), lines.clone());
@@ -371,16 +349,7 @@ fn the_socket_log_is_truncated_after_commits() -> TestResult {
         &listen_pipeline(name, &out, "max_rows_per_batch = 100"),
     );
     let state = dir.path().join("state");
-    let mut weir = Weir::start(&[
-        "run",
-        "--state-dir",
-        &state.to_string_lossy(),
-        &file.to_string_lossy(),
-    ]);
-    weir.wait_for("the listening port", DEADLINE, |_, err| {
-        listening_port(err).is_some()
-    });
-    let port = listening_port(&weir.stderr()).ok_or("no port")?;
+    let (mut weir, port) = run_listening(&state, &file);
     for round in 0..5 {
         let mut stream = TcpStream::connect(("127.0.0.1", port))?;
         for i in 0..300 {

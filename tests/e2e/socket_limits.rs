@@ -4,8 +4,8 @@
 //! reached `max_log_bytes` stops reading, so TCP pushes back on producers, until batches commit.
 
 use crate::daemon_harness::{Daemon, SOON, find};
-use crate::harness::{TestResult, Weir, pipeline_file};
-use crate::source_files::{listening_port, values};
+use crate::harness::{TestResult, pipeline_file};
+use crate::source_files::{run_listening, values};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -48,15 +48,7 @@ fn a_producer_beyond_max_connections_is_told_so_and_the_others_go_on() -> TestRe
         "p.toml",
         &listen_pipeline("p", &out, "max_connections = 2", ""),
     );
-    let state = dir.path().join("state");
-    let weir = Weir::start(&[
-        "run",
-        "--state-dir",
-        &state.to_string_lossy(),
-        &file.to_string_lossy(),
-    ]);
-    weir.wait_for("listening", SOON, |_, err| listening_port(err).is_some());
-    let port = listening_port(&weir.stderr()).ok_or("no port")?;
+    let (weir, port) = run_listening(&dir.path().join("state"), &file);
     let mut first = connect(port);
     let mut second = connect(port);
     weir.wait_for("two producers", SOON, |_, err| {
@@ -107,15 +99,7 @@ fn hundreds_of_incomplete_lines_over_max_pending_bytes_are_closed_and_rss_grows_
             "",
         ),
     );
-    let state = dir.path().join("state");
-    let weir = Weir::start(&[
-        "run",
-        "--state-dir",
-        &state.to_string_lossy(),
-        &file.to_string_lossy(),
-    ]);
-    weir.wait_for("listening", SOON, |_, err| listening_port(err).is_some());
-    let port = listening_port(&weir.stderr()).ok_or("no port")?;
+    let (weir, port) = run_listening(&dir.path().join("state"), &file);
     let pid = weir.pid();
     let before = rss_bytes(pid);
     let partial = vec![b'x'; PARTIAL];

@@ -1,7 +1,9 @@
 //! Helpers shared by the socket, file and malformed-input tests: reading a file sink's output
 //! and finding what weir logged.
 
+use crate::harness::Weir;
 use std::path::Path;
+use std::time::Duration;
 
 /// Every row of a file sink's JSON output, in batch order, with the part file each came from.
 /// Temporary files of a batch that never finished (`.part-…`) are skipped.
@@ -43,7 +45,21 @@ pub fn listening_port(stderr: &str) -> Option<u16> {
     let at = stderr.find("socket source listening on ")?;
     let rest = &stderr[at + "socket source listening on ".len()..];
     let addr = rest.split_whitespace().next()?;
-    // Strip terminal colour codes, if any.
-    let addr: String = addr.chars().take_while(|c| !c.is_control()).collect();
     addr.rsplit_once(':')?.1.parse().ok()
+}
+
+/// Runs `weir run` on the pipeline `file` (a listening socket source) with its state in
+/// `state`, and returns it with the port it listens on, once it does.
+pub fn run_listening(state: &Path, file: &Path) -> (Weir, u16) {
+    let weir = Weir::start(&[
+        "run",
+        "--state-dir",
+        &state.to_string_lossy(),
+        &file.to_string_lossy(),
+    ]);
+    weir.wait_for("the listening port", Duration::from_secs(30), |_, err| {
+        listening_port(err).is_some()
+    });
+    let port = listening_port(&weir.stderr()).unwrap_or(0);
+    (weir, port)
 }

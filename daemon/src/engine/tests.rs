@@ -200,20 +200,17 @@ fn internal(err: arrow::error::ArrowError) -> OperatorError {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stage_swapped_between_batches_applies_from_the_next_batch() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let store: SharedStore = Arc::new(RocksStore::open(&dir.path().join("state"))?);
-    let source = RateMicroBatchSource::new(RateMicroBatchSpec {
-        rows_per_batch: 6,
-        start_timestamp_ms: 0,
-        advance_millis_per_batch: 1000,
-    });
+/// Six rows a batch (values `6 * batch ..`) through a stage keeping the multiples of 2, into
+/// JSON files in `out`; the stage is `stage #1`. Returns the pipeline and the rows' schema.
+fn multiples_of_two(
+    store: SharedStore,
+    out: &Path,
+) -> Result<(Pipeline, SchemaRef), Box<dyn std::error::Error>> {
+    let source = rate_source(6);
     let schema = source.schema();
-    let out = dir.path().join("out");
     let sink = Box::new(FileSink::open(
         FileSinkSpec {
-            path: out.clone(),
+            path: out.to_path_buf(),
             format: FileFormat::Json,
             header: false,
         },
@@ -227,9 +224,18 @@ async fn a_stage_swapped_between_batches_applies_from_the_next_batch() -> TestRe
             schema: schema.clone(),
             modulus: 2,
         })],
-        vec![("file", sink)],
+        vec![("file", sink as Box<dyn Sink>)],
         Checkpoint::new(store, "p"),
     );
+    Ok((pipeline, schema))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_swapped_between_batches_applies_from_the_next_batch() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store: SharedStore = Arc::new(RocksStore::open(&dir.path().join("state"))?);
+    let out = dir.path().join("out");
+    let (pipeline, schema) = multiples_of_two(store, &out)?;
     let monitor = pipeline.monitor();
     let handle = pipeline.spawn();
     assert!(monitor.wait_for_batches(3, WAIT).await);
@@ -374,20 +380,7 @@ async fn a_swap_naming_an_unknown_stage_or_changing_the_schema_is_refused_and_ch
     let dir = tempfile::tempdir()?;
     let store: SharedStore = Arc::new(RocksStore::open(&dir.path().join("state"))?);
     let out = dir.path().join("out");
-    let sink = file_sink(&out)?;
-    let source = rate_source(6);
-    let schema = source.schema();
-    let pipeline = Pipeline::new(
-        "p",
-        Trigger::BackToBack,
-        Box::new(source),
-        vec![Box::new(KeepMultiples {
-            schema: schema.clone(),
-            modulus: 2,
-        })],
-        vec![("file", sink)],
-        Checkpoint::new(store, "p"),
-    );
+    let (pipeline, schema) = multiples_of_two(store, &out)?;
     assert_eq!(pipeline.stage_ids(), ["stage #1"]);
     let monitor = pipeline.monitor();
     let handle = pipeline.spawn();
