@@ -347,8 +347,14 @@ pub fn open(prepared: &Prepared, env: &Environment) -> Result<Pipeline, Assemble
     let operators = build_stages(prepared, &env.store, source.schema())?;
     let label = env.label_console.then_some(plan.name.as_str());
     let mut sinks = Vec::with_capacity(plan.sinks.len());
-    for spec in &plan.sinks {
-        sinks.push((spec.kind(), sinks::build(spec, label, &checkpoint_id)?));
+    for (index, spec) in plan.sinks.iter().enumerate() {
+        let ctx = sinks::SinkContext {
+            pipeline: &plan.name,
+            index: index + 1,
+            console_label: label,
+            checkpoint_id: &checkpoint_id,
+        };
+        sinks.push((spec.kind(), sinks::build(spec, ctx)?));
     }
     Ok(Pipeline::new(
         &plan.name,

@@ -9,6 +9,7 @@ pub mod assemble;
 pub mod config;
 pub mod durable;
 pub mod engine;
+pub mod kafka;
 pub mod sinks;
 pub mod sources;
 pub mod state;

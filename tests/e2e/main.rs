@@ -5,6 +5,7 @@
 mod built_plugins;
 mod daemon_harness;
 mod harness;
+mod kafka_broker;
 mod machine;
 
 mod aggregation;
@@ -17,6 +18,7 @@ mod documented;
 mod durability;
 mod file_source;
 mod full_disk;
+mod kafka;
 mod latency;
 mod malformed;
 mod plugins;

@@ -13,6 +13,7 @@ mod datagen;
 mod diagnostic;
 mod duration;
 mod file_source;
+mod kafka;
 pub mod limits;
 #[cfg(test)]
 mod mangled_input_tests;
@@ -38,6 +39,10 @@ pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use duration::HumanDuration;
 pub use file_source::{
     CleanSource, Compression, FileColumn, FileSourceSpec, InputFormat, glob_base,
+};
+pub use kafka::{
+    KafkaDestination, KafkaFormat, KafkaSinkSpec, KafkaSourceSpec, KafkaTopics, KafkaValue,
+    StartingOffsets,
 };
 pub use on_error::OnError;
 pub use plan::{OutputMode, PipelinePlan, Trigger};

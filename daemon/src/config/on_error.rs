@@ -1,5 +1,5 @@
 //! `on_error`: what a source does with a record it cannot parse. One setting, one meaning, for
-//! every source that parses its input (socket, file, and the Kafka source to come).
+//! every source that parses its input (socket, file and Kafka).
 
 use serde::Deserialize;
 

@@ -1,13 +1,14 @@
-//! `[[sink]]`: the sink sections (`console`, `file`, `null`) and their validation.
+//! `[[sink]]`: the sink sections (`console`, `file`, `null`, `kafka`) and their validation.
 
 use super::checker::Checker;
+use super::kafka::{KafkaSinkSpec, RawKafkaSink, check_kafka_sink};
 use super::tagged;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::de::DeValue;
 
-const SINK_TYPES: &[&str] = &["console", "file", "null"];
+const SINK_TYPES: &[&str] = &["console", "file", "null", "kafka"];
 
 /// A validated sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub enum SinkSpec {
     File(FileSinkSpec),
     /// Discard.
     Null,
+    /// Records in Kafka topics.
+    Kafka(KafkaSinkSpec),
 }
 
 impl SinkSpec {
@@ -32,6 +35,7 @@ impl SinkSpec {
             SinkSpec::Console { .. } => "console",
             SinkSpec::File(_) => "file",
             SinkSpec::Null => "null",
+            SinkSpec::Kafka(_) => "kafka",
         }
     }
 }
@@ -170,6 +174,11 @@ fn check_sink(c: &mut Checker<'_>, value: Spanned<DeValue<'_>>) -> Option<SinkSp
         "null" => {
             let _: RawNullSink = c.ok(tagged::deserialize(tagged.body))?;
             Some(SinkSpec::Null)
+        }
+        "kafka" => {
+            let span = tagged.body.span();
+            let raw: RawKafkaSink = c.ok(tagged::deserialize(tagged.body))?;
+            check_kafka_sink(c, raw, span).map(SinkSpec::Kafka)
         }
         _ => {
             let err = tagged::unknown_type("sink", &tagged, SINK_TYPES);

@@ -5,6 +5,7 @@ use super::checker::Checker;
 use super::datagen::{DatagenSpec, RawDatagen, check_datagen};
 use super::duration::HumanDuration;
 use super::file_source::{FileSourceSpec, RawFileSource, check_file_source};
+use super::kafka::{KafkaSourceSpec, RawKafkaSource, check_kafka_source};
 use super::limits;
 use super::socket::{RawSocket, SocketSpec, check_socket};
 use super::tagged;
@@ -12,7 +13,14 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::DeValue;
 
-const SOURCE_TYPES: &[&str] = &["rate", "rate_micro_batch", "datagen", "socket", "file"];
+const SOURCE_TYPES: &[&str] = &[
+    "rate",
+    "rate_micro_batch",
+    "datagen",
+    "socket",
+    "file",
+    "kafka",
+];
 
 /// A validated source.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +35,8 @@ pub enum SourceSpec {
     Socket(SocketSpec),
     /// `file`.
     File(FileSourceSpec),
+    /// `kafka`.
+    Kafka(KafkaSourceSpec),
 }
 
 impl SourceSpec {
@@ -38,6 +48,7 @@ impl SourceSpec {
             SourceSpec::Datagen(_) => "datagen",
             SourceSpec::Socket(_) => "socket",
             SourceSpec::File(_) => "file",
+            SourceSpec::Kafka(_) => "kafka",
         }
     }
 }
@@ -132,6 +143,11 @@ pub(super) fn check_source(c: &mut Checker<'_>, value: Spanned<DeValue<'_>>) -> 
             let span = tagged.body.span();
             let raw: RawFileSource = c.ok(tagged::deserialize(tagged.body))?;
             check_file_source(c, raw, span)
+        }
+        "kafka" => {
+            let span = tagged.body.span();
+            let raw: RawKafkaSource = c.ok(tagged::deserialize(tagged.body))?;
+            check_kafka_source(c, raw, span).map(SourceSpec::Kafka)
         }
         _ => {
             let err = tagged::unknown_type("source", &tagged, SOURCE_TYPES);

@@ -52,7 +52,10 @@ impl BatchError {
             BatchError::Source(SourceError::Malformed { .. } | SourceError::Config(_)) => {
                 ErrorClass::User
             }
-            BatchError::Source(SourceError::Io { .. }) => ErrorClass::External,
+            BatchError::Source(SourceError::Io { .. } | SourceError::Unavailable(_)) => {
+                ErrorClass::External
+            }
+            BatchError::Source(SourceError::DataLoss(_)) => ErrorClass::User,
             BatchError::Operator(err) => err.class,
             BatchError::Sink {
                 source: SinkError::Io { .. },
@@ -62,6 +65,14 @@ impl BatchError {
                 source: SinkError::Encode { .. },
                 ..
             } => ErrorClass::Internal,
+            BatchError::Sink {
+                source: SinkError::Unavailable(_),
+                ..
+            } => ErrorClass::External,
+            BatchError::Sink {
+                source: SinkError::Config(_),
+                ..
+            } => ErrorClass::User,
             BatchError::Checkpoint(CheckpointError::Store(_)) => ErrorClass::External,
             BatchError::Checkpoint(CheckpointError::Corrupt { .. }) => ErrorClass::User,
             BatchError::Checkpoint(CheckpointError::Fenced) => ErrorClass::External,

@@ -4,12 +4,14 @@
 mod cells;
 mod console;
 mod file;
+mod kafka;
 mod null;
 mod table;
 
 pub use cells::CellFormatter;
 pub use console::ConsoleSink;
 pub use file::FileSink;
+pub use kafka::KafkaSink;
 pub use null::NullSink;
 pub use table::render_table;
 
@@ -37,6 +39,13 @@ pub enum SinkError {
         /// Why.
         reason: String,
     },
+    /// A service the sink writes to cannot be reached or refused the batch (a Kafka broker):
+    /// the batch is tried again with backoff.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The sink's settings do not fit the rows (a column that is not there).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// A destination for batches.
@@ -51,22 +60,38 @@ pub trait Sink: Send {
     ) -> Result<(), SinkError>;
 }
 
-/// Builds the runtime sink for a validated spec; `console_label` names the pipeline in console
-/// banners, `checkpoint_id` goes into the names of the files a sink writes.
-pub fn build(
-    spec: &SinkSpec,
-    console_label: Option<&str>,
-    checkpoint_id: &str,
-) -> Result<Box<dyn Sink>, SinkError> {
+/// What a sink may need from its surroundings when it is built.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkContext<'a> {
+    /// The pipeline's name.
+    pub pipeline: &'a str,
+    /// The sink's place in the pipeline's `[[sink]]` list, from 1.
+    pub index: usize,
+    /// Names the pipeline in console banners (when several pipelines share a terminal).
+    pub console_label: Option<&'a str>,
+    /// The checkpoint's id: it goes into the names of what a sink writes, so a state reset
+    /// starts afresh.
+    pub checkpoint_id: &'a str,
+}
+
+/// Builds the runtime sink for a validated spec.
+pub fn build(spec: &SinkSpec, ctx: SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {
+    let checkpoint_id = ctx.checkpoint_id;
     Ok(match spec {
         SinkSpec::Console { num_rows, truncate } => {
             let sink = ConsoleSink::new(*num_rows, *truncate);
-            Box::new(match console_label {
+            Box::new(match ctx.console_label {
                 Some(label) => sink.with_label(label),
                 None => sink,
             })
         }
         SinkSpec::File(spec) => Box::new(FileSink::open(spec.clone(), checkpoint_id)?),
         SinkSpec::Null => Box::new(NullSink),
+        SinkSpec::Kafka(spec) => Box::new(KafkaSink::new(
+            spec.clone(),
+            ctx.pipeline,
+            ctx.index,
+            checkpoint_id,
+        )),
     })
 }

@@ -1,5 +1,5 @@
-//! Malformed input, handled one way for every source that parses records (socket, file, and the
-//! Kafka source to come): `on_error = "fail"` stops the pipeline naming the record,
+//! Malformed input, handled one way for every source that parses records (socket, file and
+//! Kafka): `on_error = "fail"` stops the pipeline naming the record,
 //! `"skip"` drops and counts it, `"dead_letter"` writes it with where it came from and why as a
 //! JSON line under the state directory.
 //!
@@ -44,7 +44,14 @@ pub struct RecordLocation<'a> {
     /// The network peer that sent it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<&'a str>,
-    /// Its position in the source's own log (socket: line number since the stream began).
+    /// The Kafka topic it was read from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<&'a str>,
+    /// The Kafka partition it was read from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    /// Its position in the source's own log (socket: line number since the stream began;
+    /// Kafka: the record's offset in its partition).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
 }
@@ -62,6 +69,14 @@ impl std::fmt::Display for RecordLocation<'_> {
         }
         if let Some(peer) = self.peer {
             write!(f, "{sep}from {peer}")?;
+            sep = " ";
+        }
+        if let Some(topic) = self.topic {
+            write!(f, "{sep}topic {topic}")?;
+            sep = " ";
+        }
+        if let Some(partition) = self.partition {
+            write!(f, "{sep}partition {partition}")?;
             sep = " ";
         }
         if let Some(offset) = self.offset {

@@ -4,6 +4,7 @@
 mod bad_records;
 mod datagen;
 mod file;
+mod kafka;
 #[cfg(test)]
 mod numeric_options_tests;
 mod rate;
@@ -15,6 +16,7 @@ mod socket_log;
 pub use bad_records::{BadRecords, MalformedCounts, RecordLocation, dead_letter_dir};
 pub use datagen::DatagenSource;
 pub use file::FileSource;
+pub use kafka::KafkaSource;
 pub use rate::RateSource;
 pub use rate_micro_batch::RateMicroBatchSource;
 pub use schedule::ReleaseSchedule;
@@ -72,6 +74,14 @@ pub enum SourceError {
     /// from, a schema that changed under a checkpoint).
     #[error("{0}")]
     Config(String),
+    /// A service the source reads from cannot be reached now (a Kafka broker): the batch is
+    /// tried again with backoff.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Input was lost before the pipeline read it (Kafka retention, a recreated topic) and
+    /// `fail_on_data_loss` is on.
+    #[error("data loss: {0} (set fail_on_data_loss = false to skip what is gone and go on)")]
+    DataLoss(String),
 }
 
 /// What a source may need from its surroundings when it is built.
@@ -232,6 +242,7 @@ pub fn build(spec: &SourceSpec, ctx: &SourceContext) -> Result<Box<dyn Source>, 
         SourceSpec::Datagen(spec) => Box::new(DatagenSource::new(spec.clone())),
         SourceSpec::Socket(spec) => Box::new(SocketSource::open(spec.clone(), ctx)?),
         SourceSpec::File(spec) => Box::new(FileSource::open(spec.clone(), ctx)?),
+        SourceSpec::Kafka(spec) => Box::new(KafkaSource::open(spec.clone(), ctx)?),
     })
 }
 
@@ -249,6 +260,7 @@ pub fn schema_of(
         SourceSpec::Datagen(spec) => DatagenSource::new(spec.clone()).schema(),
         SourceSpec::Socket(spec) => socket::schema(spec),
         SourceSpec::File(spec) => file::schema_for_check(spec, checkpoint),
+        SourceSpec::Kafka(spec) => kafka::schema(spec),
     }
 }
 

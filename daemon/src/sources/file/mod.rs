@@ -14,6 +14,7 @@ mod readers;
 mod timestamps;
 
 pub use log::{FileEntry, FileLog};
+pub(crate) use readers::clean_reason;
 
 use super::bad_records::{BadRecords, MalformedCounts, RecordLocation};
 use super::{ReadLimit, Source, SourceContext, SourceError, SourceOffset, Wakeup};
@@ -44,7 +45,7 @@ fn offset(files: u64) -> SourceOffset {
     serde_json::json!({ "files": files })
 }
 
-fn arrow_type(t: ColumnType) -> DataType {
+pub(crate) fn arrow_type(t: ColumnType) -> DataType {
     match t {
         ColumnType::String => DataType::Utf8,
         ColumnType::Int => DataType::Int32,

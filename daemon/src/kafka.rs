@@ -1,0 +1,136 @@
+//! What the Kafka source and sink share: librdkafka's configuration from a pipeline's settings,
+//! and a client context that routes librdkafka's log and errors to tracing, remembers the last
+//! error for the pipeline's status ("waiting for broker ...") and counts failed deliveries.
+//!
+//! Every client call weir makes is synchronous and bounded by a timeout; sources and sinks run
+//! on the engine's blocking path, so a slow broker never stalls the tokio runtime.
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::ProducerContext;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A librdkafka configuration: weir's settings over the pipeline's `options`.
+pub fn client_config(
+    servers: &str,
+    options: &BTreeMap<String, String>,
+    weir: &[(&str, &str)],
+) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (key, value) in options {
+        config.set(key, value);
+    }
+    config.set("bootstrap.servers", servers);
+    for (key, value) in weir {
+        config.set(*key, *value);
+    }
+    config
+}
+
+/// librdkafka's callbacks for one client of one pipeline.
+#[derive(Debug)]
+pub struct WeirContext {
+    pipeline: String,
+    role: &'static str,
+    last_error: Mutex<Option<String>>,
+    failed_deliveries: AtomicU64,
+    first_failed_delivery: Mutex<Option<String>>,
+}
+
+impl WeirContext {
+    /// A context for `pipeline`'s `role` ("source", "sink #2").
+    pub fn new(pipeline: &str, role: &'static str) -> WeirContext {
+        WeirContext {
+            pipeline: pipeline.to_string(),
+            role,
+            last_error: Mutex::new(None),
+            failed_deliveries: AtomicU64::new(0),
+            first_failed_delivery: Mutex::new(None),
+        }
+    }
+
+    /// The last error librdkafka reported (a broker down, a refused login), taken.
+    pub fn take_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|mut e| e.take())
+    }
+
+    /// Failed deliveries since the last call, and the first one's reason.
+    pub fn take_failed_deliveries(&self) -> (u64, Option<String>) {
+        let n = self.failed_deliveries.swap(0, Ordering::SeqCst);
+        let first = self
+            .first_failed_delivery
+            .lock()
+            .ok()
+            .and_then(|mut e| e.take());
+        (n, first)
+    }
+}
+
+impl ClientContext for WeirContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        let pipeline = &self.pipeline;
+        let role = self.role;
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(pipeline = %pipeline, "kafka {role}: {facility}: {message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(pipeline = %pipeline, "kafka {role}: {facility}: {message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(pipeline = %pipeline, "kafka {role}: {facility}: {message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(pipeline = %pipeline, "kafka {role}: {facility}: {message}")
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // A broker that is down is reported every few seconds while it stays down: debug here,
+        // the pipeline's status says it once.
+        tracing::debug!(pipeline = %self.pipeline, "kafka {}: {error}: {reason}", self.role);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(reason.to_string());
+        }
+    }
+}
+
+impl ConsumerContext for WeirContext {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &rdkafka::TopicPartitionList,
+    ) {
+        if let Err(err) = result {
+            tracing::warn!(
+                pipeline = %self.pipeline,
+                "committing offsets to the consumer group failed (lag tools lag behind; the pipeline's own offsets are safe): {err}"
+            );
+        }
+    }
+}
+
+impl ProducerContext for WeirContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
+        if let Err((err, _)) = result {
+            self.failed_deliveries.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut first) = self.first_failed_delivery.lock()
+                && first.is_none()
+            {
+                *first = Some(err.to_string());
+            }
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! `kafka`: each batch's rows as records of a Kafka topic.
+//!
+//! The producer is always idempotent, and a batch commits in weir only after every record of it
+//! is acknowledged by the broker: at-least-once by default (a batch retried after a failure may
+//! be written again).
+//!
+//! `exactly_once = true` writes each batch in one Kafka transaction with a stable
+//! `transactional.id`, so `read_committed` consumers see a batch whole or not at all. The same
+//! transaction also commits, as a consumer-group offset, which batch it carried: `batch id + 1`
+//! for the group `<transactional.id>.<checkpoint id>` on the topic's partition 0. Starting the
+//! producer (`init_transactions`) aborts whatever transaction a killed weir left open; the
+//! group's committed offset then says which batch Kafka has. A batch weir replays after a crash
+//! between Kafka's commit and its own is recognised and not written again; one killed before
+//! Kafka's commit was aborted and is written once. See ARCHITECTURE.md.
+
+use super::SinkError;
+use crate::config::{KafkaDestination, KafkaSinkSpec, KafkaValue};
+use crate::kafka::{WeirContext, client_config};
+use arrow::array::{Array, ArrayRef, AsArray, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
+use arrow::record_batch::RecordBatch;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::time::Duration;
+
+/// Longest a batch's records may take to be acknowledged, and a transaction to commit.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest starting a transactional producer or reading the batch marker may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The Kafka sink.
+pub struct KafkaSink {
+    spec: KafkaSinkSpec,
+    pipeline: String,
+    transactional_id: String,
+    marker_group: String,
+    producer: Option<BaseProducer<WeirContext>>,
+    marker: Option<BaseConsumer<WeirContext>>,
+    /// The last batch Kafka has (exactly once), known once the producer started.
+    last_in_kafka: Option<Option<u64>>,
+    /// Reused between batches: the JSON lines of a chunk's values.
+    json: Vec<u8>,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("pipeline", &self.pipeline)
+            .field("destination", &self.spec.destination)
+            .finish()
+    }
+}
+
+fn unavailable(what: &str, err: impl std::fmt::Display) -> SinkError {
+    SinkError::Unavailable(format!("{what}: {err}"))
+}
+
+/// The columns one chunk's records are made of.
+struct RecordColumns {
+    topic: Option<StringArray>,
+    key: Option<ArrayRef>,
+    value: ArrayRef,
+    headers: Option<ArrayRef>,
+    timestamp: Option<ArrayRef>,
+}
+
+fn column(batch: &RecordBatch, name: &str, role: &str) -> Result<ArrayRef, SinkError> {
+    batch.column_by_name(name).cloned().ok_or_else(|| {
+        let names: Vec<&str> = batch
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        SinkError::Config(format!(
+            "{role} \"{name}\" is not a column of the rows (they have: {})",
+            names.join(", ")
+        ))
+    })
+}
+
+/// Bytes of a key or value column: binary as is, anything else as its text.
+fn as_bytes_column(array: ArrayRef, role: &str) -> Result<ArrayRef, SinkError> {
+    match array.data_type() {
+        DataType::Binary | DataType::Utf8 => Ok(array),
+        DataType::LargeBinary | DataType::LargeUtf8 => Ok(array),
+        other => cast(&array, &DataType::Utf8).map_err(|err| {
+            SinkError::Config(format!(
+                "{role} of type {other} cannot be written as text: {err}"
+            ))
+        }),
+    }
+}
+
+fn bytes_at(array: &ArrayRef, row: usize) -> Option<&[u8]> {
+    if array.is_null(row) {
+        return None;
+    }
+    match array.data_type() {
+        DataType::Binary => Some(array.as_binary::<i32>().value(row)),
+        DataType::LargeBinary => Some(array.as_binary::<i64>().value(row)),
+        DataType::Utf8 => Some(array.as_string::<i32>().value(row).as_bytes()),
+        DataType::LargeUtf8 => Some(array.as_string::<i64>().value(row).as_bytes()),
+        _ => None,
+    }
+}
+
+impl KafkaSink {
+    /// A sink for `spec`, the `index`-th (from 1) of `pipeline`; connects lazily.
+    pub fn new(
+        spec: KafkaSinkSpec,
+        pipeline: &str,
+        index: usize,
+        checkpoint_id: &str,
+    ) -> KafkaSink {
+        let transactional_id = spec
+            .transactional_id
+            .clone()
+            .unwrap_or_else(|| format!("weir-{pipeline}-sink-{index}"));
+        let marker_group = format!("{transactional_id}.{checkpoint_id}");
+        KafkaSink {
+            spec,
+            pipeline: pipeline.to_string(),
+            transactional_id,
+            marker_group,
+            producer: None,
+            marker: None,
+            last_in_kafka: None,
+            json: Vec::new(),
+        }
+    }
+
+    fn marker_topic(&self) -> &str {
+        match &self.spec.destination {
+            KafkaDestination::Topic(t) => t,
+            // Refused by the configuration check with exactly_once.
+            KafkaDestination::Column(c) => c,
+        }
+    }
+
+    fn producer(&mut self) -> Result<&BaseProducer<WeirContext>, SinkError> {
+        if self.producer.is_none() {
+            let client_id = format!("weir-{}", self.pipeline);
+            let mut weir: Vec<(&str, &str)> = vec![("enable.idempotence", "true")];
+            if self.spec.exactly_once {
+                weir.push(("transactional.id", &self.transactional_id));
+            }
+            if let Some(c) = &self.spec.compression {
+                weir.push(("compression.type", c));
+            }
+            let mut config = client_config(&self.spec.bootstrap_servers, &self.spec.options, &weir);
+            if !self.spec.options.contains_key("client.id") {
+                config.set("client.id", &client_id);
+            }
+            let producer: BaseProducer<WeirContext> = config
+                .create_with_context(WeirContext::new(&self.pipeline, "sink"))
+                .map_err(|err| SinkError::Config(format!("kafka sink: {err}")))?;
+            if self.spec.exactly_once {
+                // Fences any older producer with this id and aborts its open transaction.
+                producer
+                    .init_transactions(REQUEST_TIMEOUT)
+                    .map_err(|err| unavailable("starting the transactional producer", err))?;
+            }
+            self.producer = Some(producer);
+            self.last_in_kafka = None;
+        }
+        self.producer
+            .as_ref()
+            .ok_or_else(|| SinkError::Unavailable("no producer (a bug)".into()))
+    }
+
+    fn marker_consumer(&mut self) -> Result<&BaseConsumer<WeirContext>, SinkError> {
+        if self.marker.is_none() {
+            let config = client_config(
+                &self.spec.bootstrap_servers,
+                &self.spec.options,
+                &[
+                    ("group.id", &self.marker_group),
+                    ("enable.auto.commit", "false"),
+                    ("isolation.level", "read_committed"),
+                ],
+            );
+            let consumer: BaseConsumer<WeirContext> = config
+                .create_with_context(WeirContext::new(&self.pipeline, "sink"))
+                .map_err(|err| SinkError::Config(format!("kafka sink: {err}")))?;
+            self.marker = Some(consumer);
+        }
+        self.marker
+            .as_ref()
+            .ok_or_else(|| SinkError::Unavailable("no consumer (a bug)".into()))
+    }
+
+    fn marker_partition(&self, offset: Offset) -> Result<TopicPartitionList, SinkError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(self.marker_topic(), 0, offset)
+            .map_err(|err| unavailable("naming the batch marker", err))?;
+        Ok(tpl)
+    }
+
+    /// The last batch a committed transaction carried (exactly once).
+    fn last_in_kafka(&mut self) -> Result<Option<u64>, SinkError> {
+        if let Some(known) = self.last_in_kafka {
+            return Ok(known);
+        }
+        let tpl = self.marker_partition(Offset::Invalid)?;
+        let committed = self
+            .marker_consumer()?
+            .committed_offsets(tpl, REQUEST_TIMEOUT)
+            .map_err(|err| unavailable("reading which batch Kafka has", err))?;
+        let last = committed.elements().first().and_then(|e| match e.offset() {
+            Offset::Offset(n) if n > 0 => Some(n as u64 - 1),
+            _ => None,
+        });
+        self.last_in_kafka = Some(last);
+        Ok(last)
+    }
+
+    fn record_columns(&mut self, batch: &RecordBatch) -> Result<RecordColumns, SinkError> {
+        let topic = match &self.spec.destination {
+            KafkaDestination::Topic(_) => None,
+            KafkaDestination::Column(name) => {
+                let array = cast(&column(batch, name, "topic_column")?, &DataType::Utf8)
+                    .map_err(|err| SinkError::Config(format!("topic_column: {err}")))?;
+                Some(array.as_string::<i32>().clone())
+            }
+        };
+        let key = match &self.spec.key_column {
+            Some(name) => Some(as_bytes_column(
+                column(batch, name, "key_column")?,
+                "key_column",
+            )?),
+            None => None,
+        };
+        let headers = match &self.spec.headers_column {
+            Some(name) => {
+                let array = column(batch, name, "headers_column")?;
+                if !matches!(array.data_type(), DataType::Map(..)) {
+                    return Err(SinkError::Config(format!(
+                        "headers_column \"{name}\" must be a map column, not {}",
+                        array.data_type()
+                    )));
+                }
+                Some(array)
+            }
+            None => None,
+        };
+        let timestamp = match &self.spec.timestamp_column {
+            Some(name) => Some(
+                cast(
+                    &column(batch, name, "timestamp_column")?,
+                    &DataType::Timestamp(TimeUnit::Millisecond, None),
+                )
+                .map_err(|err| SinkError::Config(format!("timestamp_column: {err}")))?,
+            ),
+            None => None,
+        };
+        let value = match &self.spec.value {
+            KafkaValue::Column(name) => {
+                as_bytes_column(column(batch, name, "value_column")?, "value_column")?
+            }
+            KafkaValue::Json => {
+                let skip: Vec<&str> = [
+                    match &self.spec.destination {
+                        KafkaDestination::Column(c) => Some(c.as_str()),
+                        KafkaDestination::Topic(_) => None,
+                    },
+                    self.spec.headers_column.as_deref(),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                let keep: Vec<usize> = batch
+                    .schema_ref()
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| !skip.contains(&f.name().as_str()))
+                    .map(|(i, _)| i)
+                    .collect();
+                let rows = batch.project(&keep).map_err(|err| SinkError::Encode {
+                    format: "json",
+                    reason: err.to_string(),
+                })?;
+                self.json.clear();
+                let mut writer = arrow::json::LineDelimitedWriter::new(&mut self.json);
+                writer.write(&rows).map_err(|err| SinkError::Encode {
+                    format: "json",
+                    reason: err.to_string(),
+                })?;
+                writer.finish().map_err(|err| SinkError::Encode {
+                    format: "json",
+                    reason: err.to_string(),
+                })?;
+                // One line per row; the lines become a string column without copying per row.
+                let mut offsets = Vec::with_capacity(rows.num_rows() + 1);
+                offsets.push(0i32);
+                let mut values = Vec::with_capacity(self.json.len());
+                for line in self.json.split(|b| *b == b'\n').take(rows.num_rows()) {
+                    values.extend_from_slice(line);
+                    let end = i32::try_from(values.len()).map_err(|_| SinkError::Encode {
+                        format: "json",
+                        reason: "a chunk's JSON is larger than 2 GiB".into(),
+                    })?;
+                    offsets.push(end);
+                }
+                std::sync::Arc::new(arrow::array::BinaryArray::new(
+                    arrow::buffer::OffsetBuffer::new(offsets.into()),
+                    values.into(),
+                    None,
+                ))
+            }
+        };
+        Ok(RecordColumns {
+            topic,
+            key,
+            value,
+            headers,
+            timestamp,
+        })
+    }
+
+    fn produce_chunk(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        let columns = self.record_columns(batch)?;
+        let fixed_topic = match &self.spec.destination {
+            KafkaDestination::Topic(t) => Some(t.clone()),
+            KafkaDestination::Column(_) => None,
+        };
+        let producer = self.producer()?;
+        for row in 0..batch.num_rows() {
+            let topic = match (&fixed_topic, &columns.topic) {
+                (Some(t), _) => t.as_str(),
+                (None, Some(topics)) if topics.is_valid(row) => topics.value(row),
+                _ => {
+                    return Err(SinkError::Config(format!(
+                        "row {row} of the batch has no topic (topic_column is null)"
+                    )));
+                }
+            };
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+            if let Some(value) = bytes_at(&columns.value, row) {
+                record = record.payload(value);
+            }
+            if let Some(keys) = &columns.key
+                && let Some(key) = bytes_at(keys, row)
+            {
+                record = record.key(key);
+            }
+            if let Some(ts) = &columns.timestamp
+                && ts.is_valid(row)
+            {
+                record = record.timestamp(ts.as_primitive::<TimestampMillisecondType>().value(row));
+            }
+            if let Some(map) = &columns.headers
+                && map.is_valid(row)
+            {
+                record = record.headers(headers_of(map, row));
+            }
+            let mut pending = record;
+            loop {
+                match producer.send(pending) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // librdkafka's queue is full: wait for acknowledgements (back-pressure).
+                        producer.poll(Duration::from_millis(100));
+                        pending = back;
+                    }
+                    Err((err, _)) => return Err(unavailable("producing a record", err)),
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    fn write_transaction(
+        &mut self,
+        batch_id: u64,
+        batches: &[RecordBatch],
+    ) -> Result<(), SinkError> {
+        if let Some(last) = self.last_in_kafka()?
+            && batch_id <= last
+        {
+            tracing::info!(
+                pipeline = %self.pipeline,
+                "kafka sink: batch {batch_id} is already in Kafka (its transaction committed before weir's last stop); not writing it again"
+            );
+            return Ok(());
+        }
+        if let Err(err) = self.producer()?.begin_transaction() {
+            // A producer that cannot begin is unusable: the next attempt starts a new one.
+            self.producer = None;
+            self.last_in_kafka = None;
+            return Err(unavailable("beginning a transaction", err));
+        }
+        let written = (|| {
+            for batch in batches {
+                self.produce_chunk(batch)?;
+            }
+            let marker = self.marker_partition(Offset::Offset(batch_id as i64 + 1))?;
+            let metadata = self
+                .marker_consumer()?
+                .group_metadata()
+                .ok_or_else(|| SinkError::Unavailable("no consumer group metadata".into()))?;
+            let producer = self.producer()?;
+            producer
+                .send_offsets_to_transaction(&marker, &metadata, REQUEST_TIMEOUT)
+                .map_err(|err| unavailable("recording the batch in the transaction", err))?;
+            producer
+                .commit_transaction(DELIVERY_TIMEOUT)
+                .map_err(|err| unavailable("committing the transaction", err))
+        })();
+        match written {
+            Ok(()) => {
+                self.last_in_kafka = Some(Some(batch_id));
+                Ok(())
+            }
+            Err(err) => {
+                self.abandon_transaction();
+                Err(err)
+            }
+        }
+    }
+
+    /// After a failed transaction: abort it, or, when the producer can no longer be used
+    /// (fenced, fatal), drop it — the next attempt starts a new one, which aborts the old
+    /// transaction on the broker.
+    fn abandon_transaction(&mut self) {
+        if let Some(producer) = &self.producer
+            && producer.abort_transaction(REQUEST_TIMEOUT).is_ok()
+        {
+            return;
+        }
+        self.producer = None;
+        self.last_in_kafka = None;
+    }
+
+    fn write_at_least_once(&mut self, batches: &[RecordBatch]) -> Result<(), SinkError> {
+        for batch in batches {
+            self.produce_chunk(batch)?;
+        }
+        let producer = self.producer()?;
+        let flushed = producer.flush(DELIVERY_TIMEOUT);
+        let (failed, first) = producer.context().take_failed_deliveries();
+        if let Err(err) = flushed {
+            return Err(unavailable(
+                "waiting for the broker to acknowledge the batch",
+                err,
+            ));
+        }
+        if failed > 0 {
+            return Err(SinkError::Unavailable(format!(
+                "{failed} record(s) were not acknowledged by the broker: {}",
+                first.unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn headers_of(map: &ArrayRef, row: usize) -> OwnedHeaders {
+    let entries = map.as_map().value(row);
+    let keys = cast(entries.column(0), &DataType::Utf8).ok();
+    let values = entries.column(1).clone();
+    let mut headers = OwnedHeaders::new_with_capacity(entries.len());
+    if let Some(keys) = keys {
+        let keys = keys.as_string::<i32>();
+        for i in 0..entries.len() {
+            headers = headers.insert(Header {
+                key: keys.value(i),
+                value: bytes_at(&values, i),
+            });
+        }
+    }
+    headers
+}
+
+impl super::Sink for KafkaSink {
+    fn write_batch(
+        &mut self,
+        batch_id: u64,
+        _schema: &SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<(), SinkError> {
+        if self.spec.exactly_once {
+            self.write_transaction(batch_id, batches)
+        } else {
+            self.write_at_least_once(batches)
+        }
+    }
+}

@@ -1,0 +1,596 @@
+//! `kafka`: records of Kafka topics, Spark's Kafka source. weir assigns the partitions itself
+//! (found through metadata at every batch, so topics and partitions created later are picked
+//! up) and keeps each batch's per-partition offset range in its offsets log: a replay after a
+//! crash reads exactly the same records. The consumer reads `read_committed` by default, so a
+//! transactional producer's aborted records never appear and offsets stop at the last stable
+//! one. After a batch commits, its end offsets are also committed to the consumer group (best
+//! effort), so that ordinary lag tools see the pipeline.
+//!
+//! Offsets are `null` before the first batch (nothing resolved yet), then Spark's
+//! `{"topic": {"partition": next offset}}`; see `offsets.rs`.
+
+mod decode;
+mod offsets;
+
+use super::bad_records::{BadRecords, MalformedCounts};
+use super::{ReadLimit, Source, SourceContext, SourceError, SourceOffset, Wakeup};
+use crate::config::{KafkaSourceSpec, KafkaTopics, StartingOffsets};
+use crate::kafka::{WeirContext, client_config};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use decode::PartitionRecords;
+use offsets::PartitionOffsets;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+
+pub use decode::schema;
+
+/// How long one metadata or offsets request to the broker may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait between attempts while the broker cannot be reached.
+const MAX_BROKER_BACKOFF: Duration = Duration::from_secs(5);
+/// How often an idle source asks for new records.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// Spark's `timestamp` value for "the latest offset" and "the earliest offset" in a ListOffsets
+/// request.
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+
+/// The Kafka source.
+pub struct KafkaSource {
+    spec: KafkaSourceSpec,
+    pipeline: String,
+    schema: SchemaRef,
+    consumer: BaseConsumer<WeirContext>,
+    pattern: Option<regex::Regex>,
+    bad: BadRecords,
+    malformed: MalformedCounts,
+    status: Option<String>,
+    broker_failures: u32,
+    available_now: bool,
+    frozen: Option<PartitionOffsets>,
+    waiting_since: Option<Instant>,
+    lost_records: u64,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("pipeline", &self.pipeline)
+            .field("topics", &self.spec.topics)
+            .finish()
+    }
+}
+
+fn broker_error(what: &str, err: KafkaError) -> SourceError {
+    SourceError::Unavailable(format!("{what}: {err}"))
+}
+
+impl KafkaSource {
+    /// A source for `spec`; connects lazily (nothing here waits for the broker).
+    pub fn open(spec: KafkaSourceSpec, ctx: &SourceContext) -> Result<KafkaSource, SourceError> {
+        let group = spec
+            .group_id
+            .clone()
+            .unwrap_or_else(|| format!("weir-{}", ctx.pipeline));
+        let client_id = format!("weir-{}", ctx.pipeline);
+        let mut config = client_config(
+            &spec.bootstrap_servers,
+            &spec.options,
+            &[
+                ("group.id", &group),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "error"),
+                ("enable.partition.eof", "true"),
+            ],
+        );
+        if !spec.options.contains_key("isolation.level") {
+            config.set("isolation.level", "read_committed");
+        }
+        if !spec.options.contains_key("client.id") {
+            config.set("client.id", &client_id);
+        }
+        let consumer: BaseConsumer<WeirContext> = config
+            .create_with_context(WeirContext::new(&ctx.pipeline, "source"))
+            .map_err(|err| SourceError::Config(format!("kafka source: {err}")))?;
+        let pattern = match &spec.topics {
+            KafkaTopics::Pattern(p) => Some(
+                regex::Regex::new(&format!("^(?:{p})$"))
+                    .map_err(|err| SourceError::Config(format!("subscribe_pattern: {err}")))?,
+            ),
+            _ => None,
+        };
+        Ok(KafkaSource {
+            schema: decode::schema(&spec),
+            bad: BadRecords::new(spec.on_error, "kafka", ctx),
+            spec,
+            pipeline: ctx.pipeline.clone(),
+            consumer,
+            pattern,
+            malformed: MalformedCounts::default(),
+            status: None,
+            broker_failures: 0,
+            available_now: false,
+            frozen: None,
+            waiting_since: None,
+            lost_records: 0,
+        })
+    }
+
+    /// Records lost to retention or a recreated topic and skipped (`fail_on_data_loss = false`).
+    pub fn lost_records(&self) -> u64 {
+        self.lost_records
+    }
+
+    fn broker_down(&mut self, err: &SourceError) {
+        self.broker_failures = self.broker_failures.saturating_add(1);
+        let detail = self
+            .consumer
+            .context()
+            .take_error()
+            .unwrap_or_else(|| err.to_string());
+        let status = format!(
+            "waiting for broker {}: {detail}",
+            self.spec.bootstrap_servers
+        );
+        if self.status.as_deref() != Some(status.as_str()) {
+            tracing::warn!(pipeline = %self.pipeline, "{status}");
+        }
+        self.status = Some(status);
+    }
+
+    fn broker_up(&mut self) {
+        if self.broker_failures > 0 {
+            tracing::info!(pipeline = %self.pipeline, "kafka broker {} reachable again", self.spec.bootstrap_servers);
+        }
+        self.broker_failures = 0;
+        self.status = None;
+    }
+
+    /// The partitions the source reads now, sorted.
+    fn discover(&self) -> Result<Vec<(String, i32)>, SourceError> {
+        if let KafkaTopics::Assign(assign) = &self.spec.topics {
+            return Ok(assign
+                .iter()
+                .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))
+                .collect());
+        }
+        let metadata = self
+            .consumer
+            .fetch_metadata(None, REQUEST_TIMEOUT)
+            .map_err(|err| broker_error("listing topics", err))?;
+        let mut out = Vec::new();
+        for topic in metadata.topics() {
+            if topic.error().is_some() {
+                continue;
+            }
+            let wanted = match (&self.spec.topics, &self.pattern) {
+                (KafkaTopics::Subscribe(names), _) => names.iter().any(|n| n == topic.name()),
+                (KafkaTopics::Pattern(_), Some(re)) => {
+                    !topic.name().starts_with("__") && re.is_match(topic.name())
+                }
+                _ => false,
+            };
+            if wanted {
+                for p in topic.partitions() {
+                    out.push((topic.name().to_string(), p.id()));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// ListOffsets for `wanted` (partition and "timestamp": a time, [`LATEST`] or
+    /// [`EARLIEST`]). A time after the newest record resolves to the latest offset.
+    fn list_offsets(&self, wanted: &[(String, i32, i64)]) -> Result<PartitionOffsets, SourceError> {
+        let mut out = PartitionOffsets::new();
+        if wanted.is_empty() {
+            return Ok(out);
+        }
+        let mut tpl = TopicPartitionList::with_capacity(wanted.len());
+        for (topic, partition, at) in wanted {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*at))
+                .map_err(|err| broker_error("listing offsets", err))?;
+        }
+        let found = self
+            .consumer
+            .offsets_for_times(tpl, REQUEST_TIMEOUT)
+            .map_err(|err| broker_error("listing offsets", err))?;
+        let mut after_last = Vec::new();
+        for elem in found.elements() {
+            elem.error().map_err(|err| {
+                broker_error(
+                    &format!("listing offsets of {}/{}", elem.topic(), elem.partition()),
+                    err,
+                )
+            })?;
+            match elem.offset() {
+                Offset::Offset(o) => {
+                    out.entry(elem.topic().to_string())
+                        .or_default()
+                        .insert(elem.partition(), o);
+                }
+                // No record at or after the time: start after the newest.
+                _ => after_last.push((elem.topic().to_string(), elem.partition(), LATEST)),
+            }
+        }
+        if !after_last.is_empty() {
+            for (topic, partitions) in self.list_offsets(&after_last)? {
+                out.entry(topic).or_default().extend(partitions);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where each new partition starts: the starting offsets before the first batch, the
+    /// earliest offset for partitions that appear later (as Spark).
+    fn starts_of(
+        &self,
+        new: &[(String, i32)],
+        first: bool,
+    ) -> Result<PartitionOffsets, SourceError> {
+        let mut fixed = PartitionOffsets::new();
+        let mut wanted = Vec::with_capacity(new.len());
+        for (topic, partition) in new {
+            let at = if !first {
+                EARLIEST
+            } else {
+                match &self.spec.starting_offsets {
+                    StartingOffsets::Earliest => EARLIEST,
+                    StartingOffsets::Latest => LATEST,
+                    StartingOffsets::Timestamp(ms) => *ms,
+                    StartingOffsets::Offsets(map) => match offsets::get(map, topic, *partition) {
+                        Some(o) if o >= 0 => {
+                            fixed
+                                .entry(topic.clone())
+                                .or_default()
+                                .insert(*partition, o);
+                            continue;
+                        }
+                        Some(o) => o,
+                        None => LATEST,
+                    },
+                    StartingOffsets::Timestamps(map) => {
+                        offsets::get(map, topic, *partition).unwrap_or(LATEST)
+                    }
+                }
+            };
+            wanted.push((topic.clone(), *partition, at));
+        }
+        let mut out = self.list_offsets(&wanted)?;
+        for (topic, partitions) in fixed {
+            out.entry(topic).or_default().extend(partitions);
+        }
+        Ok(out)
+    }
+
+    fn latest(
+        &mut self,
+        start: &SourceOffset,
+        limit: ReadLimit,
+    ) -> Result<SourceOffset, SourceError> {
+        let started = (!start.is_null())
+            .then(|| offsets::parse(start))
+            .transpose()?;
+        let partitions = self.discover()?;
+        let known = started.clone().unwrap_or_default();
+        let new: Vec<(String, i32)> = partitions
+            .iter()
+            .filter(|(t, p)| offsets::get(&known, t, *p).is_none())
+            .cloned()
+            .collect();
+        let mut end = known.clone();
+        for (topic, parts) in self.starts_of(&new, started.is_none())? {
+            end.entry(topic).or_default().extend(parts);
+        }
+        let current: Vec<(String, i32, i64)> = partitions
+            .iter()
+            .filter(|(t, p)| offsets::get(&known, t, *p).is_some())
+            .map(|(t, p)| (t.clone(), *p, LATEST))
+            .collect();
+        let mut latest = self.list_offsets(&current)?;
+        for (topic, parts) in latest.iter_mut() {
+            for (partition, newest) in parts.iter_mut() {
+                let Some(from) = offsets::get(&known, topic, *partition) else {
+                    continue;
+                };
+                if *newest < from {
+                    let message = format!(
+                        "{topic} partition {partition} ends at offset {newest}, before offset {from} where this pipeline stopped: the topic was deleted and created again, or truncated"
+                    );
+                    if self.spec.fail_on_data_loss {
+                        return Err(SourceError::DataLoss(message));
+                    }
+                    tracing::warn!(pipeline = %self.pipeline, "{message}; going on from offset {newest} (fail_on_data_loss = false)");
+                }
+            }
+        }
+        for (topic, parts) in latest {
+            end.entry(topic).or_default().extend(parts);
+        }
+        if started.is_none() {
+            // The first batch only records where every partition starts.
+            return Ok(offsets::to_json(&end));
+        }
+        if self.available_now {
+            let cap = self.frozen.get_or_insert_with(|| end.clone());
+            end = offsets::cap_at(&end, cap);
+            // Partitions the cap does not know keep their place.
+            for (topic, parts) in &known {
+                for (partition, offset) in parts {
+                    end.entry(topic.clone())
+                        .or_default()
+                        .entry(*partition)
+                        .or_insert(*offset);
+                }
+            }
+        }
+        if limit == ReadLimit::SourceLimits {
+            if let Some(max) = self.spec.max_offsets_per_trigger {
+                end = offsets::rate_limit(&known, &end, max);
+            }
+            if let Some(min) = self.spec.min_offsets_per_trigger {
+                let waited = self
+                    .waiting_since
+                    .get_or_insert_with(Instant::now)
+                    .elapsed();
+                if offsets::records_between(&known, &end) < min
+                    && waited < self.spec.max_trigger_delay
+                    && new.is_empty()
+                {
+                    return Ok(start.clone());
+                }
+            }
+        }
+        let end = offsets::to_json(&end);
+        if end != *start {
+            self.waiting_since = None;
+        }
+        Ok(end)
+    }
+
+    /// Reads `[start, end)` of every partition, in topic and partition order.
+    fn read_range(
+        &mut self,
+        start: &PartitionOffsets,
+        end: &PartitionOffsets,
+    ) -> Result<Vec<PartitionRecords>, SourceError> {
+        let mut ranges: Vec<(String, i32, i64, i64)> = Vec::new();
+        for (topic, parts) in end {
+            for (partition, until) in parts {
+                if let Some(from) = offsets::get(start, topic, *partition)
+                    && *until > from
+                {
+                    ranges.push((topic.clone(), *partition, from, *until));
+                }
+            }
+        }
+        if ranges.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Records below the earliest offset are gone (retention).
+        let earliest = self.list_offsets(
+            &ranges
+                .iter()
+                .map(|(t, p, _, _)| (t.clone(), *p, EARLIEST))
+                .collect::<Vec<_>>(),
+        )?;
+        for (topic, partition, from, until) in ranges.iter_mut() {
+            let first = offsets::get(&earliest, topic, *partition).unwrap_or(*from);
+            if first > *from {
+                let lost = (first.min(*until) - *from) as u64;
+                let message = format!(
+                    "{topic} partition {partition}: offsets {from}..{} were deleted (retention) before this pipeline read them",
+                    first.min(*until)
+                );
+                if self.spec.fail_on_data_loss {
+                    return Err(SourceError::DataLoss(message));
+                }
+                tracing::warn!(pipeline = %self.pipeline, "{message}; {lost} record(s) skipped (fail_on_data_loss = false)");
+                self.lost_records += lost;
+                *from = first.min(*until);
+            }
+        }
+        ranges.retain(|(_, _, from, until)| until > from);
+
+        let mut tpl = TopicPartitionList::with_capacity(ranges.len());
+        for (topic, partition, from, _) in &ranges {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*from))
+                .map_err(|err| broker_error("assigning partitions", err))?;
+        }
+        self.consumer
+            .assign(&tpl)
+            .map_err(|err| broker_error("assigning partitions", err))?;
+        let result = self.consume(&ranges);
+        let _ = self.consumer.unassign();
+        result
+    }
+
+    fn consume(
+        &mut self,
+        ranges: &[(String, i32, i64, i64)],
+    ) -> Result<Vec<PartitionRecords>, SourceError> {
+        let mut parts: Vec<PartitionRecords> = ranges
+            .iter()
+            .map(|(t, p, _, _)| PartitionRecords::new(t, *p))
+            .collect();
+        let mut done = vec![false; ranges.len()];
+        let mut pending = ranges.len();
+        let deadline = Instant::now() + self.spec.fetch_timeout;
+        let with_headers = self.spec.include_headers;
+        while pending > 0 {
+            if Instant::now() >= deadline {
+                let waiting: Vec<String> = ranges
+                    .iter()
+                    .zip(&done)
+                    .filter(|(_, d)| !**d)
+                    .map(|((t, p, _, until), _)| format!("{t}/{p} up to offset {until}"))
+                    .collect();
+                let detail = self
+                    .consumer
+                    .context()
+                    .take_error()
+                    .map_or_else(String::new, |e| format!(" (last broker error: {e})"));
+                return Err(SourceError::Unavailable(format!(
+                    "records did not arrive within fetch_timeout ({:?}): {}{detail}",
+                    self.spec.fetch_timeout,
+                    waiting.join(", ")
+                )));
+            }
+            let mut check_positions = false;
+            match self.consumer.poll(Duration::from_millis(100)) {
+                None => check_positions = true,
+                Some(Err(KafkaError::PartitionEOF(_))) => check_positions = true,
+                Some(Err(err)) => {
+                    tracing::debug!(pipeline = %self.pipeline, "kafka source: {err}");
+                    check_positions = true;
+                }
+                Some(Ok(message)) => {
+                    let Some(i) = ranges
+                        .iter()
+                        .position(|(t, p, _, _)| *p == message.partition() && t == message.topic())
+                    else {
+                        continue;
+                    };
+                    if done[i] {
+                        continue;
+                    }
+                    let until = ranges[i].3;
+                    if message.offset() < until {
+                        parts[i].push(&message, with_headers);
+                    }
+                    if message.offset() >= until - 1 {
+                        done[i] = true;
+                        pending -= 1;
+                    }
+                }
+            }
+            if check_positions && pending > 0 {
+                // A range may end in records read_committed never delivers (aborted ones and
+                // transaction markers): the consumer's position says it has passed them.
+                if let Ok(positions) = self.consumer.position() {
+                    for elem in positions.elements() {
+                        if let Offset::Offset(at) = elem.offset()
+                            && let Some(i) = ranges.iter().position(|(t, p, _, _)| {
+                                *p == elem.partition() && t == elem.topic()
+                            })
+                            && !done[i]
+                            && at >= ranges[i].3
+                        {
+                            done[i] = true;
+                            pending -= 1;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(parts)
+    }
+}
+
+impl Source for KafkaSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn initial_offset(&mut self) -> Result<SourceOffset, SourceError> {
+        // Resolved by the first `latest_offset`, which may wait for the broker; this may not.
+        Ok(SourceOffset::Null)
+    }
+
+    fn latest_offset(
+        &mut self,
+        start: &SourceOffset,
+        limit: ReadLimit,
+    ) -> Result<SourceOffset, SourceError> {
+        match self.latest(start, limit) {
+            Ok(end) => {
+                self.broker_up();
+                Ok(end)
+            }
+            // A broker that cannot be reached is waited for, not a failure: the pipeline says
+            // so in its status and asks again with backoff.
+            Err(err @ SourceError::Unavailable(_)) => {
+                self.broker_down(&err);
+                Ok(start.clone())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    fn read(
+        &mut self,
+        start: &SourceOffset,
+        end: &SourceOffset,
+    ) -> Result<Vec<RecordBatch>, SourceError> {
+        self.bad.begin();
+        self.malformed = MalformedCounts::default();
+        if start.is_null() {
+            return Ok(Vec::new());
+        }
+        let from = offsets::parse(start)?;
+        let until = offsets::parse(end)?;
+        let parts = self.read_range(&from, &until)?;
+        let mut out = Vec::new();
+        decode::build(&self.spec, &self.schema, &parts, &mut self.bad, &mut out)?;
+        let range = dead_letter_range(start, end);
+        self.malformed = self.bad.finish(&range)?;
+        Ok(out)
+    }
+
+    fn wakeup(&self, _at: &SourceOffset) -> Wakeup {
+        if self.broker_failures == 0 {
+            return Wakeup::Poll(IDLE_POLL);
+        }
+        let backoff = IDLE_POLL.saturating_mul(1u32 << self.broker_failures.min(6));
+        Wakeup::Poll(backoff.min(MAX_BROKER_BACKOFF))
+    }
+
+    fn prepare_available_now(&mut self) {
+        self.available_now = true;
+    }
+
+    fn committed(&mut self, end: &SourceOffset) -> Result<(), SourceError> {
+        if !self.spec.commit_offsets || end.is_null() {
+            return Ok(());
+        }
+        let end = offsets::parse(end)?;
+        let mut tpl = TopicPartitionList::new();
+        for (topic, parts) in &end {
+            for (partition, offset) in parts {
+                tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                    .map_err(|err| broker_error("committing offsets", err))?;
+            }
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        // Asynchronous: the outcome arrives at the context's commit callback; nothing here
+        // waits for the broker or can fail the committed batch.
+        self.consumer
+            .commit(&tpl, CommitMode::Async)
+            .map_err(|err| broker_error("committing offsets to the consumer group", err))
+    }
+
+    fn malformed(&self) -> MalformedCounts {
+        self.malformed
+    }
+
+    fn status(&self) -> Option<String> {
+        self.status.clone()
+    }
+}
+
+/// The name of a batch's dead-letter file: a hash of its offset range (the range itself is too
+/// long for a file name with many partitions), the same on replay.
+fn dead_letter_range(start: &SourceOffset, end: &SourceOffset) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{start}..{end}"));
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("kafka-{hex}")
+}

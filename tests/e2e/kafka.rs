@@ -1,0 +1,606 @@
+//! The Kafka source and sink against a real Kafka-protocol broker (Tansu, started per test on
+//! a free loopback port): the seed's windowed average from a topic, Spark's raw columns, the
+//! sink's keys, values and headers, malformed records under each `on_error`, topics created
+//! after the start, a broker that stops answering, and exactly-once through `kill -9`.
+
+use crate::daemon_harness::parts;
+use crate::harness::{TestResult, Weir, pipeline_file};
+use crate::kafka_broker::Broker;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const START_MS: i64 = 1_764_547_200_000; // 2025-12-01T00:00:00Z
+const WINDOW_MS: i64 = 10_000;
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn ms(text: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(text).map_or(i64::MIN, |t| t.timestamp_millis())
+}
+
+/// Reading `i` of the sensor data: (event time ms, sensor, value). Times wander back and forth
+/// (out of order by up to 4 s) but never further back than the watermark delay used below.
+fn reading(i: i64) -> (i64, String, i64) {
+    let jitter = (i * 7919) % 4000;
+    (
+        START_MS + i * 50 + jitter,
+        format!("sensor_{}", i % 3 + 1),
+        (i * 31) % 101,
+    )
+}
+
+fn reading_json(i: i64) -> String {
+    let (t, sensor, value) = reading(i);
+    format!(
+        r#"{{"time": "{}", "sensor": "{sensor}", "value": {value}}}"#,
+        rfc3339(t)
+    )
+}
+
+/// Produces readings `from..to`, round robin over `partitions`.
+fn produce_readings(broker: &Broker, topic: &str, partitions: i32, from: i64, to: i64) {
+    let values: Vec<(i32, String)> = (from..to)
+        .map(|i| ((i % i64::from(partitions)) as i32, reading_json(i)))
+        .collect();
+    let records: Vec<(i32, Option<&[u8]>, &[u8], Option<i64>)> = values
+        .iter()
+        .map(|(p, v)| (*p, None, v.as_bytes(), None))
+        .collect();
+    broker.produce(topic, &records);
+}
+
+/// (window start, sensor) → (count, sum) over readings `0..n`.
+fn direct_windows(n: i64) -> BTreeMap<(i64, String), (i64, i64)> {
+    let mut out: BTreeMap<(i64, String), (i64, i64)> = BTreeMap::new();
+    for i in 0..n {
+        let (t, sensor, value) = reading(i);
+        let start = t - t.rem_euclid(WINDOW_MS);
+        let entry = out.entry((start, sensor)).or_default();
+        entry.0 += 1;
+        entry.1 += value;
+    }
+    out
+}
+
+fn json_source(broker: &Broker, topic: &str, extra: &str) -> String {
+    format!(
+        r#"[source]
+type = "kafka"
+bootstrap_servers = "{}"
+subscribe = ["{topic}"]
+starting_offsets = "earliest"
+format = "json"
+{extra}
+
+[[source.column]]
+name = "time"
+type = "timestamp"
+
+[[source.column]]
+name = "sensor"
+type = "string"
+
+[[source.column]]
+name = "value"
+type = "long"
+"#,
+        broker.bootstrap
+    )
+}
+
+fn run_to_end(dir: &Path, file: &Path) -> Weir {
+    let state = dir.join("state");
+    let mut weir = Weir::start(&[
+        "run",
+        "--state-dir",
+        &state.to_string_lossy(),
+        &file.to_string_lossy(),
+    ]);
+    let status = weir.wait_exit(Duration::from_secs(120));
+    assert!(status.success(), "weir failed:\n{}", weir.stderr());
+    weir
+}
+
+/// (window start, sensor) → (count, sum) from rows with `window`, `sensor`, `count`,
+/// `sum(value)`.
+fn windows_of(rows: &[serde_json::Value]) -> BTreeMap<(i64, String), (i64, i64)> {
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let start = ms(row["window"]["start"].as_str().unwrap_or_default());
+        let sensor = row["sensor"].as_str().unwrap_or_default().to_string();
+        let count = row["count"].as_i64().unwrap_or(-1);
+        let sum = row["sum(value)"].as_i64().unwrap_or(-1);
+        if out.insert((start, sensor.clone()), (count, sum)).is_some() {
+            panic!("window {start} {sensor} written twice");
+        }
+    }
+    out
+}
+
+#[test]
+fn kafka_json_windowed_counts_and_sums_under_available_now_equal_a_direct_computation() -> TestResult
+{
+    let broker = Broker::start();
+    broker.create_topic("sensors", 3);
+    const N: i64 = 6000;
+    produce_readings(&broker, "sensors", 3, 0, N);
+
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"name = "kafka-windows"
+trigger = "available_now"
+output_mode = "complete"
+{}
+[aggregate]
+group_by = ["sensor"]
+window = {{ column = "time", size = "10s" }}
+functions = [{{ fn = "count" }}, {{ fn = "sum", column = "value" }}]
+
+[[sink]]
+type = "file"
+path = "{}"
+format = "json"
+"#,
+            json_source(&broker, "sensors", "max_offsets_per_trigger = 1000"),
+            out.display()
+        ),
+    );
+    run_to_end(dir.path(), &file);
+    let batches = parts(&out);
+    // Batch 0 records where each partition starts; 6000 records at most 1000 a batch follow.
+    assert!(batches.len() >= 7, "{} batches", batches.len());
+    let (_, last) = batches.last().ok_or("no output")?;
+    assert_eq!(windows_of(last), direct_windows(N));
+    Ok(())
+}
+
+#[test]
+fn raw_format_gives_sparks_columns_and_the_sink_writes_keys_values_and_headers_back() -> TestResult
+{
+    let broker = Broker::start();
+    broker.create_topic("in", 2);
+    broker.create_topic("out", 1);
+    let records: Vec<(i32, Option<&[u8]>, &[u8], Option<i64>)> = vec![
+        (0, Some(b"k0".as_slice()), b"v0".as_slice(), Some(START_MS)),
+        (
+            1,
+            Some(b"k1".as_slice()),
+            b"v1".as_slice(),
+            Some(START_MS + 1),
+        ),
+        (0, None, b"v2".as_slice(), Some(START_MS + 2)),
+    ];
+    broker.produce("in", &records);
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"name = "kafka-raw"
+trigger = "available_now"
+
+[source]
+type = "kafka"
+bootstrap_servers = "{0}"
+assign = {{ in = [0, 1] }}
+starting_offsets = "earliest"
+
+[[sink]]
+type = "file"
+path = "{1}"
+format = "json"
+
+[[sink]]
+type = "kafka"
+bootstrap_servers = "{0}"
+topic = "out"
+key_column = "key"
+value_column = "value"
+timestamp_column = "timestamp"
+"#,
+            broker.bootstrap,
+            out.display()
+        ),
+    );
+    run_to_end(dir.path(), &file);
+    let rows: Vec<serde_json::Value> = parts(&out).into_iter().flat_map(|(_, r)| r).collect();
+    let mut seen: Vec<(String, i64, i64, i64, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["topic"].as_str().unwrap_or_default().to_string(),
+                r["partition"].as_i64().unwrap_or(-1),
+                r["offset"].as_i64().unwrap_or(-1),
+                ms(r["timestamp"].as_str().unwrap_or_default()),
+                r["timestampType"].as_i64().unwrap_or(-9),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("in".to_string(), 0, 0, START_MS, 0),
+            ("in".to_string(), 0, 1, START_MS + 2, 0),
+            ("in".to_string(), 1, 0, START_MS + 1, 0),
+        ]
+    );
+    let written = broker.read_all("out");
+    let mut pairs: Vec<(Option<Vec<u8>>, String)> =
+        written.iter().map(|c| (c.key.clone(), c.text())).collect();
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        vec![
+            (None, "v2".to_string()),
+            (Some(b"k0".to_vec()), "v0".to_string()),
+            (Some(b"k1".to_vec()), "v1".to_string()),
+        ]
+    );
+    Ok(())
+}
+
+fn malformed_pipeline(broker: &Broker, on_error: &str, out: &Path) -> String {
+    format!(
+        r#"name = "kafka-malformed"
+trigger = "available_now"
+{}
+[[sink]]
+type = "file"
+path = "{}"
+format = "json"
+"#,
+        json_source(broker, "mixed", &format!("on_error = \"{on_error}\"")),
+        out.display()
+    )
+}
+
+#[test]
+fn malformed_json_records_fail_the_pipeline_or_are_skipped_or_dead_lettered_with_topic_partition_and_offset()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic("mixed", 1);
+    let good = reading_json(1);
+    let records: Vec<(i32, Option<&[u8]>, &[u8], Option<i64>)> = vec![
+        (0, None, good.as_bytes(), None),
+        (0, None, b"{\"time\": ".as_slice(), None),
+        (0, None, good.as_bytes(), None),
+        (
+            0,
+            None,
+            b"{\"time\": \"x\", \"sensor\": \"s\", \"value\": \"not a number\"}".as_slice(),
+            None,
+        ),
+        (0, None, good.as_bytes(), None),
+    ];
+    broker.produce("mixed", &records);
+
+    // fail: the pipeline stops, naming the first bad record.
+    let dir = tempfile::tempdir()?;
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &malformed_pipeline(&broker, "fail", &dir.path().join("out")),
+    );
+    let mut weir = Weir::start(&[
+        "run",
+        "--state-dir",
+        &dir.path().join("state").to_string_lossy(),
+        &file.to_string_lossy(),
+    ]);
+    let status = weir.wait_exit(Duration::from_secs(60));
+    assert!(!status.success());
+    assert!(
+        weir.stderr().contains("topic mixed partition 0 (offset 1)"),
+        "{}",
+        weir.stderr()
+    );
+
+    // skip: the three good rows, two counted as skipped.
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &malformed_pipeline(&broker, "skip", &out),
+    );
+    let weir = run_to_end(dir.path(), &file);
+    let rows: usize = parts(&out).iter().map(|(_, r)| r.len()).sum();
+    assert_eq!(rows, 3);
+    assert!(
+        weir.stderr().contains("2 malformed record(s) skipped"),
+        "{}",
+        weir.stderr()
+    );
+
+    // dead_letter: the same rows, and both bad records written with where they came from.
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &malformed_pipeline(&broker, "dead_letter", &out),
+    );
+    run_to_end(dir.path(), &file);
+    let rows: usize = parts(&out).iter().map(|(_, r)| r.len()).sum();
+    assert_eq!(rows, 3);
+    let letters_dir = dir.path().join("state/dead_letter/kafka-malformed");
+    let mut letters = Vec::new();
+    for entry in std::fs::read_dir(&letters_dir)? {
+        for line in std::fs::read_to_string(entry?.path())?.lines() {
+            letters.push(serde_json::from_str::<serde_json::Value>(line)?);
+        }
+    }
+    let mut located: Vec<(String, i64, i64, String)> = letters
+        .iter()
+        .map(|l| {
+            (
+                l["topic"].as_str().unwrap_or_default().to_string(),
+                l["partition"].as_i64().unwrap_or(-1),
+                l["offset"].as_i64().unwrap_or(-1),
+                l["source"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    located.sort();
+    assert_eq!(
+        located,
+        vec![
+            ("mixed".to_string(), 0, 1, "kafka".to_string()),
+            ("mixed".to_string(), 0, 3, "kafka".to_string()),
+        ]
+    );
+    assert_eq!(letters[0]["raw"].as_str(), Some("{\"time\": "));
+    Ok(())
+}
+
+/// Waits until `done()` holds, or panics naming `what`.
+fn wait_until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !done() {
+        assert!(Instant::now() < end, "{what}: not within {deadline:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn values_in(out: &Path) -> Vec<String> {
+    let mut v: Vec<String> = parts(out)
+        .into_iter()
+        .flat_map(|(_, rows)| rows)
+        .map(|r| r["value"].as_str().unwrap_or_default().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn subscribe_pattern_reads_topics_created_after_the_pipeline_started() -> TestResult {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"name = "kafka-pattern"
+
+[source]
+type = "kafka"
+bootstrap_servers = "{}"
+subscribe_pattern = "events-.*"
+starting_offsets = "earliest"
+format = "text"
+
+[[sink]]
+type = "file"
+path = "{}"
+format = "json"
+"#,
+            broker.bootstrap,
+            out.display()
+        ),
+    );
+    let weir = Weir::start(&[
+        "run",
+        "--state-dir",
+        &dir.path().join("state").to_string_lossy(),
+        &file.to_string_lossy(),
+    ]);
+    broker.create_topic("events-a", 2);
+    broker.create_topic("other", 1);
+    broker.produce("other", &[(0, None, b"not mine".as_slice(), None)]);
+    broker.produce(
+        "events-a",
+        &[
+            (0, None, b"a1".as_slice(), None),
+            (1, None, b"a2".as_slice(), None),
+        ],
+    );
+    wait_until("events-a read", Duration::from_secs(30), || {
+        values_in(&out).len() == 2
+    });
+    broker.create_topic("events-b", 1);
+    broker.produce("events-b", &[(0, None, b"b1".as_slice(), None)]);
+    wait_until("events-b read", Duration::from_secs(30), || {
+        values_in(&out).len() == 3
+    });
+    assert_eq!(values_in(&out), vec!["a1", "a2", "b1"]);
+    drop(weir);
+    Ok(())
+}
+
+#[test]
+fn a_broker_that_stops_answering_is_waited_for_and_the_pipeline_resumes_without_loss_or_duplicates()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic("lines", 1);
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"name = "kafka-outage"
+
+[source]
+type = "kafka"
+bootstrap_servers = "{}"
+subscribe = ["lines"]
+starting_offsets = "earliest"
+format = "text"
+
+[[sink]]
+type = "file"
+path = "{}"
+format = "json"
+"#,
+            broker.bootstrap,
+            out.display()
+        ),
+    );
+    let weir = Weir::start(&[
+        "run",
+        "--state-dir",
+        &dir.path().join("state").to_string_lossy(),
+        &file.to_string_lossy(),
+    ]);
+    let first: Vec<String> = (0..100).map(|i| format!("line-{i:04}")).collect();
+    let records: Vec<(i32, Option<&[u8]>, &[u8], Option<i64>)> = first
+        .iter()
+        .map(|v| (0, None, v.as_bytes(), None))
+        .collect();
+    broker.produce("lines", &records);
+    wait_until("the first lines", Duration::from_secs(30), || {
+        values_in(&out).len() == 100
+    });
+
+    broker.pause();
+    weir.wait_for("waiting for broker", Duration::from_secs(60), |_, err| {
+        err.contains("waiting for broker")
+    });
+    broker.resume();
+    let second: Vec<String> = (100..200).map(|i| format!("line-{i:04}")).collect();
+    let records: Vec<(i32, Option<&[u8]>, &[u8], Option<i64>)> = second
+        .iter()
+        .map(|v| (0, None, v.as_bytes(), None))
+        .collect();
+    broker.produce("lines", &records);
+    wait_until(
+        "the lines after the outage",
+        Duration::from_secs(60),
+        || values_in(&out).len() >= 200,
+    );
+    let expected: Vec<String> = (0..200).map(|i| format!("line-{i:04}")).collect();
+    assert_eq!(values_in(&out), expected);
+    drop(weir);
+    Ok(())
+}
+
+/// A small deterministic generator for kill moments.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn kafka_to_windowed_counts_to_kafka_exactly_once_survives_twenty_kill_9s() -> TestResult {
+    let broker = Broker::start();
+    broker.create_topic("readings", 3);
+    broker.create_topic("windows", 1);
+    const N: i64 = 12_000;
+    produce_readings(&broker, "readings", 3, 0, N);
+
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"name = "kafka-exactly-once"
+output_mode = "append"
+{}
+[aggregate]
+group_by = ["sensor"]
+window = {{ column = "time", size = "10s" }}
+watermark = "5s"
+functions = [{{ fn = "count" }}, {{ fn = "sum", column = "value" }}]
+
+[[sink]]
+type = "kafka"
+bootstrap_servers = "{}"
+topic = "windows"
+key_column = "sensor"
+exactly_once = true
+
+[[sink]]
+type = "file"
+path = "{}"
+format = "json"
+"#,
+            json_source(&broker, "readings", "max_offsets_per_trigger = 300"),
+            broker.bootstrap,
+            out.display()
+        ),
+    );
+    let state = dir.path().join("state");
+    let args = [
+        "run".to_string(),
+        "--state-dir".into(),
+        state.to_string_lossy().into_owned(),
+        file.to_string_lossy().into_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut moments = Lcg(20261203);
+    for _ in 0..20 {
+        let weir = Weir::start(&args);
+        // The kill lands anywhere: before the first batch, inside a Kafka transaction, between
+        // Kafka's commit and weir's.
+        std::thread::sleep(Duration::from_millis(300 + moments.below(900)));
+        weir.kill9();
+    }
+    // Every window the final watermark closes: event times reach START + N * 50 ms.
+    let last_time = (0..N).map(|i| reading(i).0).max().unwrap_or(0);
+    let watermark = last_time - 5_000;
+    let expected: BTreeMap<(i64, String), (i64, i64)> = direct_windows(N)
+        .into_iter()
+        .filter(|((start, _), _)| start + WINDOW_MS <= watermark)
+        .collect();
+    let weir = Weir::start(&args);
+    wait_until(
+        "every closed window in the file sink",
+        Duration::from_secs(120),
+        || {
+            let rows: Vec<serde_json::Value> =
+                parts(&out).into_iter().flat_map(|(_, r)| r).collect();
+            rows.len() >= expected.len()
+        },
+    );
+    drop(weir);
+
+    let file_rows: Vec<serde_json::Value> = parts(&out).into_iter().flat_map(|(_, r)| r).collect();
+    assert_eq!(windows_of(&file_rows), expected);
+    let kafka_rows: Vec<serde_json::Value> = broker
+        .read_all("windows")
+        .iter()
+        .map(|c| serde_json::from_str(&c.text()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(windows_of(&kafka_rows), expected);
+    Ok(())
+}

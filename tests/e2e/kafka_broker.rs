@@ -1,0 +1,267 @@
+//! A real Kafka-protocol broker for the tests: Tansu (in memory), fetched by
+//! `scripts/kafka-broker`, started on 127.0.0.1 on a free port for one test and stopped after.
+//! Records go in and come out through librdkafka (the `rdkafka` crate weir itself uses).
+
+use crate::harness::repo_root;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The broker binary (fetched once per target folder).
+fn broker_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let output = Command::new(repo_root().join("scripts/kafka-broker"))
+            .stderr(Stdio::inherit())
+            .output();
+        match output {
+            Ok(o) if o.status.success() => {
+                PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().to_string())
+            }
+            Ok(o) => panic!("scripts/kafka-broker failed: {}", o.status),
+            Err(err) => panic!("cannot run scripts/kafka-broker: {err}"),
+        }
+    })
+    .clone()
+}
+
+/// A running broker; dropping it kills it.
+pub struct Broker {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub bootstrap: String,
+}
+
+/// A record read back: key, value, partition, offset.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Consumed {
+    /// The value as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(self.value.as_deref().unwrap_or_default()).into_owned()
+    }
+}
+
+impl Broker {
+    /// Starts a broker on a free loopback port and waits until it accepts connections.
+    pub fn start() -> Broker {
+        let bin = broker_bin();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|err| panic!("no free port: {err}"));
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", bin.display()));
+        let broker = Broker {
+            child,
+            bootstrap: format!("127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&broker.bootstrap).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        broker
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub fn create_topic(&self, topic: &str, partitions: u32) {
+        let status = Command::new(broker_bin())
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &format!("tcp://{}", self.bootstrap),
+                "--partitions",
+                &partitions.to_string(),
+                topic,
+            ])
+            .stdout(Stdio::null())
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "creating topic {topic} failed"
+        );
+        // Created means listed in metadata with every partition.
+        let consumer = self.consumer(None);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(5))
+                .is_ok_and(|m| {
+                    m.topics().iter().any(|t| {
+                        t.name() == topic
+                            && t.error().is_none()
+                            && t.partitions().len() == partitions as usize
+                    })
+                });
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "topic {topic} did not appear");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        config
+    }
+
+    fn consumer(&self, isolation: Option<&str>) -> BaseConsumer {
+        let mut config = self.config();
+        config
+            .set("group.id", "weir-tests-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", isolation.unwrap_or("read_committed"));
+        config
+            .create()
+            .unwrap_or_else(|err| panic!("cannot create a consumer: {err}"))
+    }
+
+    /// An idempotent producer.
+    pub fn producer(&self) -> BaseProducer {
+        let mut config = self.config();
+        config
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5");
+        config
+            .create()
+            .unwrap_or_else(|err| panic!("cannot create a producer: {err}"))
+    }
+
+    /// Produces `(partition, key, value)` records and waits until all are acknowledged;
+    /// `timestamp_ms` gives each record's timestamp when set.
+    pub fn produce(&self, topic: &str, records: &[(i32, Option<&[u8]>, &[u8], Option<i64>)]) {
+        let producer = self.producer();
+        for (partition, key, value, ts) in records {
+            let mut record: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(topic).partition(*partition).payload(*value);
+            if let Some(key) = key {
+                record = record.key(*key);
+            }
+            if let Some(ts) = ts {
+                record = record.timestamp(*ts);
+            }
+            let mut pending = record;
+            loop {
+                match producer.send(pending) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        producer.poll(Duration::from_millis(50));
+                        pending = back;
+                    }
+                }
+            }
+        }
+        if let Err(err) = producer.flush(Duration::from_secs(30)) {
+            panic!("producing to {topic} failed: {err}");
+        }
+    }
+
+    /// Every record of `topic` a `read_committed` consumer sees now, in partition and offset
+    /// order.
+    pub fn read_all(&self, topic: &str) -> Vec<Consumed> {
+        let consumer = self.consumer(Some("read_committed"));
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap_or_else(|err| panic!("metadata of {topic}: {err}"));
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        let mut tpl = TopicPartitionList::new();
+        for p in &partitions {
+            let _ = tpl.add_partition_offset(topic, *p, Offset::Beginning);
+        }
+        consumer
+            .assign(&tpl)
+            .unwrap_or_else(|err| panic!("assign {topic}: {err}"));
+        let mut at_end = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while at_end.len() < partitions.len() {
+            assert!(
+                Instant::now() < deadline,
+                "reading {topic} did not reach its end"
+            );
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    at_end.remove(&m.partition());
+                    out.push(Consumed {
+                        key: m.key().map(<[u8]>::to_vec),
+                        value: m.payload().map(<[u8]>::to_vec),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                    });
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    at_end.insert(p);
+                }
+                Some(Err(err)) => panic!("reading {topic}: {err}"),
+                None => {}
+            }
+        }
+        out.sort_by_key(|c| (c.partition, c.offset));
+        out
+    }
+
+    /// Stops the broker's process (SIGSTOP): clients time out as with a broker gone away,
+    /// while what it holds in memory stays.
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Lets a paused broker go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        if let Err(err) = nix::sys::signal::kill(pid, signal) {
+            panic!("cannot signal the broker: {err}");
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
