@@ -31,6 +31,9 @@ fn broker_bin() -> PathBuf {
     .clone()
 }
 
+/// A record to produce: partition, key, value, timestamp (ms since the epoch).
+pub type Record<'a> = (i32, Option<&'a [u8]>, &'a [u8], Option<i64>);
+
 /// A running broker; dropping it kills it.
 pub struct Broker {
     child: Child,
@@ -156,38 +159,51 @@ impl Broker {
         let mut config = self.config();
         config
             .set("enable.idempotence", "true")
-            .set("linger.ms", "5");
+            .set("linger.ms", "0");
         config
             .create()
             .unwrap_or_else(|err| panic!("cannot create a producer: {err}"))
     }
 
-    /// Produces `(partition, key, value)` records and waits until all are acknowledged;
-    /// `timestamp_ms` gives each record's timestamp when set.
-    pub fn produce(&self, topic: &str, records: &[(i32, Option<&[u8]>, &[u8], Option<i64>)]) {
+    /// Produces `(partition, key, value, timestamp ms)` records and waits until all are
+    /// acknowledged. Each partition's last record goes alone, after the others are
+    /// acknowledged: Tansu 0.6.0 reports a partition's high watermark as its last record
+    /// batch's first offset + 1, so the rest of a last batch of several records would stay out
+    /// of sight of every reader that reads up to the high watermark (weir's source among them)
+    /// until more records arrive.
+    pub fn produce(&self, topic: &str, records: &[Record<'_>]) {
         let producer = self.producer();
-        for (partition, key, value, ts) in records {
-            let mut record: BaseRecord<'_, [u8], [u8]> =
-                BaseRecord::to(topic).partition(*partition).payload(*value);
-            if let Some(key) = key {
-                record = record.key(*key);
-            }
-            if let Some(ts) = ts {
-                record = record.timestamp(*ts);
-            }
-            let mut pending = record;
-            loop {
-                match producer.send(pending) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        producer.poll(Duration::from_millis(50));
-                        pending = back;
+        let mut last_of_partition: std::collections::HashMap<i32, usize> = Default::default();
+        for (i, (partition, ..)) in records.iter().enumerate() {
+            last_of_partition.insert(*partition, i);
+        }
+        let lasts: std::collections::BTreeSet<usize> = last_of_partition.into_values().collect();
+        let rest: Vec<usize> = (0..records.len()).filter(|i| !lasts.contains(i)).collect();
+        for wave in [rest, lasts.into_iter().collect()] {
+            for i in wave {
+                let (partition, key, value, ts) = &records[i];
+                let mut record: BaseRecord<'_, [u8], [u8]> =
+                    BaseRecord::to(topic).partition(*partition).payload(*value);
+                if let Some(key) = key {
+                    record = record.key(*key);
+                }
+                if let Some(ts) = ts {
+                    record = record.timestamp(*ts);
+                }
+                let mut pending = record;
+                loop {
+                    match producer.send(pending) {
+                        Ok(()) => break,
+                        Err((_, back)) => {
+                            producer.poll(Duration::from_millis(50));
+                            pending = back;
+                        }
                     }
                 }
             }
-        }
-        if let Err(err) = producer.flush(Duration::from_secs(30)) {
-            panic!("producing to {topic} failed: {err}");
+            if let Err(err) = producer.flush(Duration::from_secs(30)) {
+                panic!("producing to {topic} failed: {err}");
+            }
         }
     }
 

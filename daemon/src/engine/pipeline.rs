@@ -603,7 +603,26 @@ impl Pipeline {
                 None => {
                     let t = Instant::now();
                     let latest: SourceOffset =
-                        blocking(|| self.source.latest_offset(&start, limit))?;
+                        match blocking(|| self.source.latest_offset(&start, limit)) {
+                            Ok(latest) => latest,
+                            Err(err) => {
+                                // A source that cannot reach its input now (a broker down) is
+                                // waited for, as long as it takes; anything else ends the run.
+                                let err = BatchError::from(err);
+                                if !err.retryable() {
+                                    return Err(err);
+                                }
+                                self.monitor.set_status(PipelineStatus::Waiting);
+                                self.monitor.set_source_status(
+                                    self.source.status().or_else(|| Some(err.to_string())),
+                                );
+                                let wakeup = self.source.wakeup(&start);
+                                if let Waited::Stop = self.wait(wakeup, control).await {
+                                    return Ok(PipelineExit::Stopped);
+                                }
+                                continue;
+                            }
+                        };
                     durations.latest_offset = millis(t);
                     let has_data = latest != start;
                     self.monitor.set_source_status(self.source.status());

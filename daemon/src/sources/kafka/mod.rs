@@ -194,7 +194,12 @@ impl KafkaSource {
         }
         let mut tpl = TopicPartitionList::with_capacity(wanted.len());
         for (topic, partition, at) in wanted {
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(*at))
+            let at = match *at {
+                LATEST => Offset::End,
+                EARLIEST => Offset::Beginning,
+                time => Offset::Offset(time),
+            };
+            tpl.add_partition_offset(topic, *partition, at)
                 .map_err(|err| broker_error("listing offsets", err))?;
         }
         let found = self
@@ -513,11 +518,11 @@ impl Source for KafkaSource {
                 self.broker_up();
                 Ok(end)
             }
-            // A broker that cannot be reached is waited for, not a failure: the pipeline says
-            // so in its status and asks again with backoff.
+            // A broker that cannot be reached is waited for, not a failure: the engine waits
+            // for `wakeup` (backing off) with this status, and asks again.
             Err(err @ SourceError::Unavailable(_)) => {
                 self.broker_down(&err);
-                Ok(start.clone())
+                Err(err)
             }
             Err(err) => Err(err),
         }
