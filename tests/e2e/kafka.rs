@@ -164,8 +164,7 @@ format = "json"
 }
 
 #[test]
-fn raw_format_gives_sparks_columns_and_the_sink_writes_keys_values_and_headers_back() -> TestResult
-{
+fn raw_format_gives_sparks_columns_and_the_sink_writes_keys_and_values_back() -> TestResult {
     let broker = Broker::start();
     broker.create_topic("in", 2);
     broker.create_topic("out", 1);

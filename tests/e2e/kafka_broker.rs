@@ -3,6 +3,7 @@
 //! Records go in and come out through librdkafka (the `rdkafka` crate weir itself uses).
 
 use crate::harness::repo_root;
+use crate::machine::Share;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -34,11 +35,13 @@ fn broker_bin() -> PathBuf {
 /// A record to produce: partition, key, value, timestamp (ms since the epoch).
 pub type Record<'a> = (i32, Option<&'a [u8]>, &'a [u8], Option<i64>);
 
-/// A running broker; dropping it kills it.
+/// A running broker; dropping it kills it. Like a running weir it holds a share of the
+/// machine, so a test that takes the machine alone waits for it to end.
 pub struct Broker {
     child: Child,
     /// `127.0.0.1:PORT`.
     pub bootstrap: String,
+    _share: Share,
 }
 
 /// A record read back: key, value, partition, offset.
@@ -66,6 +69,7 @@ impl Broker {
             .map(|a| a.port())
             .unwrap_or_else(|err| panic!("no free port: {err}"));
         let url = format!("tcp://127.0.0.1:{port}");
+        let share = Share::take();
         let child = Command::new(&bin)
             .args([
                 "broker",
@@ -85,6 +89,7 @@ impl Broker {
         let broker = Broker {
             child,
             bootstrap: format!("127.0.0.1:{port}"),
+            _share: share,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(&broker.bootstrap).is_err() {
