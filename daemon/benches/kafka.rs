@@ -1,0 +1,344 @@
+//! Kafka benchmark, against a real Kafka-protocol broker on loopback (Tansu, in memory, fetched
+//! by `scripts/kafka-broker` and started here on a free port):
+//!
+//! 1. N JSON readings produced to a 3-partition topic (the producer's rate is printed);
+//! 2. a plain librdkafka consumer reading them all (the limit for any Kafka source here);
+//! 3. weir: `kafka (json) → 10 s windowed average per sensor → null` under `available_now`,
+//!    through the real micro-batch loop, aggregation and RocksDB checkpoint;
+//! 4. the same pipeline from `datagen` with the same columns;
+//! 5. weir's Kafka sink: `datagen → kafka` (JSON values) at least once, and exactly once.
+//!
+//! Run: `cargo bench -p weir --bench kafka` (`WEIR_BENCH_KAFKA_ROWS=200000` for fewer rows).
+//! The numbers in BENCHMARKS.md come from this.
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir::assemble::{Environment, PrepareContext, open, prepare};
+use weir::state::{RocksStore, SharedStore};
+
+const PARTITIONS: i32 = 3;
+const START_MS: i64 = 1_764_547_200_000;
+
+struct Broker {
+    child: Child,
+    bin: PathBuf,
+    bootstrap: String,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_broker() -> Broker {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = Command::new(repo.join("scripts/kafka-broker"))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|err| panic!("scripts/kafka-broker: {err}"));
+    assert!(output.status.success(), "scripts/kafka-broker failed");
+    let bin = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim().to_string());
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|err| panic!("no free port: {err}"));
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(&bin)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| panic!("starting the broker: {err}"));
+    let bootstrap = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(&bootstrap).is_err() {
+        assert!(Instant::now() < deadline, "the broker did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Broker {
+        child,
+        bin,
+        bootstrap,
+    }
+}
+
+fn create_topic(broker: &Broker, topic: &str, partitions: i32) {
+    let status = Command::new(&broker.bin)
+        .args([
+            "topic",
+            "create",
+            "--broker",
+            &format!("tcp://{}", broker.bootstrap),
+            "--partitions",
+            &partitions.to_string(),
+            topic,
+        ])
+        .stdout(Stdio::null())
+        .status();
+    assert!(status.is_ok_and(|s| s.success()), "creating {topic}");
+}
+
+fn reading(i: u64) -> String {
+    let t = START_MS + (i / 30) as i64 * 1000;
+    let time = chrono::DateTime::from_timestamp_millis(t)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    format!(
+        r#"{{"time":"{time}","sensor":"sensor_{}","value":{}}}"#,
+        i % 3 + 1,
+        (i * 7919) % 11
+    )
+}
+
+/// Produces `rows` readings round robin; returns (bytes of values, seconds). Each partition's
+/// last record goes alone: Tansu 0.6.0 reports the high watermark as the last record batch's
+/// first offset + 1.
+fn produce(broker: &Broker, topic: &str, rows: u64) -> (u64, f64) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .create()
+        .unwrap_or_else(|err| panic!("producer: {err}"));
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    let lasts = rows.saturating_sub(PARTITIONS as u64);
+    let send = |i: u64, bytes: &mut u64| {
+        let value = reading(i);
+        *bytes += value.len() as u64;
+        let mut record: BaseRecord<'_, (), str> = BaseRecord::to(topic)
+            .partition((i % PARTITIONS as u64) as i32)
+            .payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    producer.poll(Duration::from_millis(5));
+                    record = back;
+                }
+            }
+        }
+    };
+    for i in 0..lasts {
+        send(i, &mut bytes);
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .unwrap_or_else(|err| panic!("flush: {err}"));
+    for i in lasts..rows {
+        send(i, &mut bytes);
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .unwrap_or_else(|err| panic!("flush: {err}"));
+    (bytes, started.elapsed().as_secs_f64())
+}
+
+/// A plain librdkafka consumer reading every record of `topic`: (records, seconds).
+fn plain_consumer(broker: &Broker, topic: &str) -> (u64, f64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("group.id", "bench-plain")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap_or_else(|err| panic!("consumer: {err}"));
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        let _ = tpl.add_partition_offset(topic, p, Offset::Beginning);
+    }
+    let started = Instant::now();
+    consumer
+        .assign(&tpl)
+        .unwrap_or_else(|err| panic!("assign: {err}"));
+    let (mut records, mut ends) = (0u64, 0);
+    while ends < PARTITIONS {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(_)) => records += 1,
+            Some(Err(KafkaError::PartitionEOF(_))) => ends += 1,
+            Some(Err(err)) => panic!("consume: {err}"),
+            None => panic!("consume: nothing for 10 s"),
+        }
+    }
+    (records, started.elapsed().as_secs_f64())
+}
+
+/// Runs one pipeline file's text to its end: (rows read, seconds).
+fn run(toml: &str, store: &SharedStore, state_dir: &Path) -> (u64, f64) {
+    let plan = weir::config::parse_pipeline(Path::new("/bench/p.toml"), toml)
+        .unwrap_or_else(|err| panic!("{err}"));
+    let ctx = PrepareContext {
+        plugins: None,
+        store: Some(store),
+        limits: Default::default(),
+    };
+    let prepared = prepare(plan, ctx).unwrap_or_else(|err| panic!("{err}"));
+    let env = Environment {
+        store: store.clone(),
+        state_dir: state_dir.to_path_buf(),
+        label_console: false,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|err| panic!("runtime: {err}"));
+    runtime.block_on(async move {
+        let pipeline = open(&prepared, &env).unwrap_or_else(|err| panic!("{err}"));
+        let started = Instant::now();
+        let handle = pipeline.spawn();
+        let monitor = handle.monitor.clone();
+        let exit = handle.join().await;
+        if let Some(failure) = exit.failure() {
+            panic!("pipeline failed: {failure}");
+        }
+        let rows = monitor.recent().iter().map(|b| b.num_input_rows).sum();
+        (rows, started.elapsed().as_secs_f64())
+    })
+}
+
+const COLUMNS: &str = r#"
+[[source.column]]
+name = "time"
+type = "timestamp"
+{time}
+
+[[source.column]]
+name = "sensor"
+type = "string"
+{sensor}
+
+[[source.column]]
+name = "value"
+type = "long"
+{value}
+"#;
+
+const AGGREGATE: &str = r#"
+[aggregate]
+group_by = ["sensor"]
+window = { column = "time", size = "10s" }
+watermark = "10s"
+functions = [{ fn = "avg", column = "value" }]
+"#;
+
+fn datagen_source(name: &str, rows: u64) -> String {
+    format!(
+        "name = \"{name}\"\ntrigger = \"available_now\"\n[source]\ntype = \"datagen\"\nrows_per_second = 1000000000\nrows = {rows}\nmax_rows_per_batch = 100000\nstart_timestamp = {START_MS}\n{}",
+        COLUMNS
+            .replace("{time}", "expr = \"now\"")
+            .replace("{sensor}", "values = [\"sensor_1\", \"sensor_2\", \"sensor_3\"]")
+            .replace("{value}", "min = 0\nmax = 10\nrandom = true")
+    )
+}
+
+fn main() {
+    let rows: u64 = std::env::var("WEIR_BENCH_KAFKA_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let broker = start_broker();
+    create_topic(&broker, "readings", PARTITIONS);
+    let (bytes, secs) = produce(&broker, "readings", rows);
+    println!(
+        "produce (librdkafka, idempotent, linger 5 ms): {:.0} k records/s, {:.1} MB/s ({rows} records, {:.1} MB of JSON values)",
+        rows as f64 / secs / 1e3,
+        bytes as f64 / secs / 1e6,
+        bytes as f64 / 1e6
+    );
+
+    let (read, secs) = plain_consumer(&broker, "readings");
+    assert_eq!(read, rows, "the plain consumer read every record");
+    println!(
+        "plain librdkafka consumer: {:.2} M records/s, {:.0} MB/s",
+        rows as f64 / secs / 1e6,
+        bytes as f64 / secs / 1e6
+    );
+
+    let state = tempfile::tempdir().unwrap_or_else(|err| panic!("tempdir: {err}"));
+    let store: SharedStore = Arc::new(
+        RocksStore::open(&state.path().join("db")).unwrap_or_else(|err| panic!("rocksdb: {err}")),
+    );
+    let kafka_toml = format!(
+        "name = \"bench-kafka\"\ntrigger = \"available_now\"\n[source]\ntype = \"kafka\"\nbootstrap_servers = \"{}\"\nsubscribe = [\"readings\"]\nstarting_offsets = \"earliest\"\nmax_offsets_per_trigger = 300000\nformat = \"json\"\ncommit_offsets = false\n{}{AGGREGATE}\n[[sink]]\ntype = \"null\"\n",
+        broker.bootstrap,
+        COLUMNS
+            .replace("{time}", "")
+            .replace("{sensor}", "")
+            .replace("{value}", "")
+    );
+    let (read, secs) = run(&kafka_toml, &store, state.path());
+    assert_eq!(read, rows, "weir read every record");
+    println!(
+        "weir kafka (json) -> windowed avg -> null: {:.2} M rows/s, {:.0} MB/s",
+        rows as f64 / secs / 1e6,
+        bytes as f64 / secs / 1e6
+    );
+
+    // The source alone: Spark's raw columns, nothing decoded, no aggregation.
+    let raw_toml = format!(
+        "name = \"bench-kafka-raw\"\ntrigger = \"available_now\"\n[source]\ntype = \"kafka\"\nbootstrap_servers = \"{}\"\nsubscribe = [\"readings\"]\nstarting_offsets = \"earliest\"\nmax_offsets_per_trigger = 300000\ncommit_offsets = false\n[[sink]]\ntype = \"null\"\n",
+        broker.bootstrap
+    );
+    let (read, secs) = run(&raw_toml, &store, state.path());
+    assert_eq!(read, rows, "weir read every record");
+    println!(
+        "weir kafka (raw) -> null: {:.2} M rows/s, {:.0} MB/s",
+        rows as f64 / secs / 1e6,
+        bytes as f64 / secs / 1e6
+    );
+
+    let datagen_toml = format!(
+        "{}{AGGREGATE}\n[[sink]]\ntype = \"null\"\n",
+        datagen_source("bench-datagen", rows)
+    );
+    let (read, secs) = run(&datagen_toml, &store, state.path());
+    assert_eq!(read, rows);
+    println!(
+        "weir datagen -> windowed avg -> null (same columns): {:.2} M rows/s",
+        rows as f64 / secs / 1e6
+    );
+
+    // The plain consumer again, after weir: the broker's own speed varies between reads.
+    let (read, secs) = plain_consumer(&broker, "readings");
+    assert_eq!(read, rows);
+    println!(
+        "plain librdkafka consumer, again: {:.2} M records/s, {:.0} MB/s",
+        rows as f64 / secs / 1e6,
+        bytes as f64 / secs / 1e6
+    );
+
+    let sink_rows = rows.min(500_000);
+    for (name, exactly_once) in [("bench-sink", false), ("bench-sink-eo", true)] {
+        let topic = format!("{name}-out");
+        create_topic(&broker, &topic, 1);
+        let toml = format!(
+            "{}\n[[sink]]\ntype = \"kafka\"\nbootstrap_servers = \"{}\"\ntopic = \"{topic}\"\nexactly_once = {exactly_once}\n",
+            datagen_source(name, sink_rows),
+            broker.bootstrap
+        );
+        let (written, secs) = run(&toml, &store, state.path());
+        assert_eq!(written, sink_rows);
+        println!(
+            "weir datagen -> kafka sink (json values, exactly_once = {exactly_once}): {:.0} k records/s",
+            sink_rows as f64 / secs / 1e3
+        );
+    }
+}
