@@ -244,7 +244,10 @@ fn datagen_source(name: &str, rows: u64) -> String {
         "name = \"{name}\"\ntrigger = \"available_now\"\n[source]\ntype = \"datagen\"\nrows_per_second = 1000000000\nrows = {rows}\nmax_rows_per_batch = 100000\nstart_timestamp = {START_MS}\n{}",
         COLUMNS
             .replace("{time}", "expr = \"now\"")
-            .replace("{sensor}", "values = [\"sensor_1\", \"sensor_2\", \"sensor_3\"]")
+            .replace(
+                "{sensor}",
+                "values = [\"sensor_1\", \"sensor_2\", \"sensor_3\"]"
+            )
             .replace("{value}", "min = 0\nmax = 10\nrandom = true")
     )
 }
