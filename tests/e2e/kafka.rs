@@ -382,21 +382,19 @@ fn values_in(out: &Path) -> Vec<String> {
     v
 }
 
-#[test]
-fn subscribe_pattern_reads_topics_created_after_the_pipeline_started() -> TestResult {
-    let broker = Broker::start();
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("out");
+/// Starts `weir run` on a pipeline reading `topics` (a subscribe line) from the earliest
+/// offsets as text, into JSON files in `<dir>/out`.
+fn run_text_lines(broker: &Broker, dir: &Path, topics: &str) -> Weir {
     let file = pipeline_file(
-        dir.path(),
+        dir,
         "p.toml",
         &format!(
-            r#"name = "kafka-pattern"
+            r#"name = "kafka-lines"
 
 [source]
 type = "kafka"
 bootstrap_servers = "{}"
-subscribe_pattern = "events-.*"
+{topics}
 starting_offsets = "earliest"
 format = "text"
 
@@ -406,15 +404,23 @@ path = "{}"
 format = "json"
 "#,
             broker.bootstrap,
-            out.display()
+            dir.join("out").display()
         ),
     );
-    let weir = Weir::start(&[
+    Weir::start(&[
         "run",
         "--state-dir",
-        &dir.path().join("state").to_string_lossy(),
+        &dir.join("state").to_string_lossy(),
         &file.to_string_lossy(),
-    ]);
+    ])
+}
+
+#[test]
+fn subscribe_pattern_reads_topics_created_after_the_pipeline_started() -> TestResult {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let weir = run_text_lines(&broker, dir.path(), "subscribe_pattern = \"events-.*\"");
     broker.create_topic("events-a", 2);
     broker.create_topic("other", 1);
     broker.produce("other", &[(0, None, b"not mine".as_slice(), None)]);
@@ -445,34 +451,7 @@ fn a_broker_that_stops_answering_is_waited_for_and_the_pipeline_resumes_without_
     broker.create_topic("lines", 1);
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("out");
-    let file = pipeline_file(
-        dir.path(),
-        "p.toml",
-        &format!(
-            r#"name = "kafka-outage"
-
-[source]
-type = "kafka"
-bootstrap_servers = "{}"
-subscribe = ["lines"]
-starting_offsets = "earliest"
-format = "text"
-
-[[sink]]
-type = "file"
-path = "{}"
-format = "json"
-"#,
-            broker.bootstrap,
-            out.display()
-        ),
-    );
-    let weir = Weir::start(&[
-        "run",
-        "--state-dir",
-        &dir.path().join("state").to_string_lossy(),
-        &file.to_string_lossy(),
-    ]);
+    let weir = run_text_lines(&broker, dir.path(), "subscribe = [\"lines\"]");
     let first: Vec<String> = (0..100).map(|i| format!("line-{i:04}")).collect();
     let records: Vec<Record<'_>> = first
         .iter()
