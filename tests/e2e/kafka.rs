@@ -729,3 +729,70 @@ format = "json"
     assert_eq!(run("latest", "")?, Vec::<(i64, i64)>::new());
     Ok(())
 }
+
+#[test]
+fn include_headers_gives_sparks_headers_column_with_every_key_and_value() -> TestResult {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseRecord, Producer};
+    let broker = Broker::start();
+    broker.create_topic("with-headers", 1);
+    let producer = broker.producer();
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "trace",
+            value: Some("abc"),
+        })
+        .insert(Header {
+            key: "empty",
+            value: None::<&str>,
+        });
+    let record: BaseRecord<'_, (), str> = BaseRecord::to("with-headers")
+        .partition(0)
+        .payload("v")
+        .headers(headers);
+    if let Err((err, _)) = producer.send(record) {
+        return Err(err.into());
+    }
+    producer.flush(Duration::from_secs(30))?;
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"name = "kafka-headers"
+trigger = "available_now"
+
+[source]
+type = "kafka"
+bootstrap_servers = "{}"
+subscribe = ["with-headers"]
+starting_offsets = "earliest"
+include_headers = true
+
+[[sink]]
+type = "file"
+path = "{}"
+format = "json"
+"#,
+            broker.bootstrap,
+            out.display()
+        ),
+    );
+    run_to_end(dir.path(), &file);
+    let rows: Vec<serde_json::Value> = parts(&out).into_iter().flat_map(|(_, r)| r).collect();
+    assert_eq!(rows.len(), 1);
+    let headers = rows[0]["headers"]
+        .as_array()
+        .ok_or("headers is not a list")?;
+    let keys: Vec<&str> = headers.iter().filter_map(|h| h["key"].as_str()).collect();
+    assert_eq!(keys, vec!["trace", "empty"]);
+    // Binary values are written as hex by Arrow's JSON writer; a missing value is left out.
+    assert_eq!(headers[0]["value"].as_str(), Some("616263"));
+    assert!(
+        headers[1]
+            .get("value")
+            .is_none_or(serde_json::Value::is_null)
+    );
+    Ok(())
+}
