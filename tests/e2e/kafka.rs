@@ -796,3 +796,57 @@ format = "json"
     );
     Ok(())
 }
+
+#[test]
+fn a_daemon_whose_broker_is_not_there_yet_shows_waiting_for_broker_runs_the_rest_and_reads_once_it_starts()
+-> TestResult {
+    use crate::daemon_harness::{Daemon, SOON, counting_pipeline, find};
+    let root = tempfile::tempdir()?;
+    let daemon = Daemon::start(root.path(), &[]);
+    let port = Broker::free_port();
+    daemon.write_pipeline(
+        "ticks.toml",
+        &counting_pipeline("ticks", "ticks", "200ms", ""),
+    );
+    daemon.write_pipeline(
+        "from-kafka.toml",
+        &format!(
+            r#"name = "from-kafka"
+
+[source]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:{port}"
+subscribe = ["late"]
+starting_offsets = "earliest"
+format = "text"
+
+[[sink]]
+type = "file"
+path = "../out/from-kafka"
+format = "json"
+"#
+        ),
+    );
+    let waiting = format!("waiting for broker 127.0.0.1:{port}");
+    daemon.wait_status("the Kafka pipeline waiting for its broker", SOON, |s| {
+        s.to_string().contains(&waiting)
+    });
+    // The other pipeline goes on meanwhile.
+    let before = daemon.wait_batches("ticks", 1);
+    let ticks = find(&before, "ticks").map_or(0, |p| p["batches"].as_u64().unwrap_or(0));
+    daemon.wait_batches("ticks", ticks + 2);
+
+    let broker = Broker::start_on(port);
+    broker.create_topic("late", 1);
+    broker.produce("late", &[(0, None, b"hello".as_slice(), None)]);
+    let out = daemon.path("out/from-kafka");
+    wait_until(
+        "the record from the broker that came",
+        Duration::from_secs(60),
+        || values_in(&out) == vec!["hello".to_string()],
+    );
+    daemon.wait_status("the waiting status gone", SOON, |s| {
+        !s.to_string().contains(&waiting)
+    });
+    Ok(())
+}

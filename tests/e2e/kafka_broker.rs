@@ -61,13 +61,22 @@ impl Consumed {
 }
 
 impl Broker {
-    /// Starts a broker on a free loopback port and waits until it accepts connections.
-    pub fn start() -> Broker {
-        let bin = broker_bin();
-        let port = TcpListener::bind("127.0.0.1:0")
+    /// A free loopback port (for a broker started later with [`Broker::start_on`]).
+    pub fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
-            .unwrap_or_else(|err| panic!("no free port: {err}"));
+            .unwrap_or_else(|err| panic!("no free port: {err}"))
+    }
+
+    /// Starts a broker on a free loopback port and waits until it accepts connections.
+    pub fn start() -> Broker {
+        Broker::start_on(Broker::free_port())
+    }
+
+    /// Starts a broker on `port` of 127.0.0.1 and waits until it accepts connections.
+    pub fn start_on(port: u16) -> Broker {
+        let bin = broker_bin();
         let url = format!("tcp://127.0.0.1:{port}");
         let share = Share::take();
         let child = Command::new(&bin)
