@@ -270,6 +270,23 @@ impl Broker {
         out
     }
 
+    /// The offset `group` has committed for `topic`/`partition`, if any.
+    pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
+        let mut config = self.config();
+        config.set("group.id", group);
+        let consumer: BaseConsumer = config.create().ok()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Invalid)
+            .ok()?;
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .ok()?;
+        committed
+            .elements()
+            .first()
+            .and_then(|e| e.offset().to_raw())
+    }
+
     /// Stops the broker's process (SIGSTOP): clients time out as with a broker gone away,
     /// while what it holds in memory stays.
     pub fn pause(&self) {
