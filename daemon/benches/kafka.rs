@@ -152,13 +152,19 @@ fn produce(broker: &Broker, topic: &str, rows: u64) -> (u64, f64) {
     (bytes, started.elapsed().as_secs_f64())
 }
 
-/// A plain librdkafka consumer reading every record of `topic`: (records, seconds).
-fn plain_consumer(broker: &Broker, topic: &str) -> (u64, f64) {
-    let consumer: BaseConsumer = ClientConfig::new()
+/// A plain librdkafka consumer reading every record of `topic`: (records, seconds). `extra`
+/// adds properties.
+fn plain_consumer(broker: &Broker, topic: &str, extra: &[(&str, &str)]) -> (u64, f64) {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &broker.bootstrap)
         .set("group.id", "bench-plain")
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
+        .set("enable.partition.eof", "true");
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer = config
         .create()
         .unwrap_or_else(|err| panic!("consumer: {err}"));
     let mut tpl = TopicPartitionList::new();
@@ -267,7 +273,7 @@ fn main() {
         bytes as f64 / 1e6
     );
 
-    let (read, secs) = plain_consumer(&broker, "readings");
+    let (read, secs) = plain_consumer(&broker, "readings", &[]);
     assert_eq!(read, rows, "the plain consumer read every record");
     println!(
         "plain librdkafka consumer: {:.2} M records/s, {:.0} MB/s",
@@ -319,8 +325,24 @@ fn main() {
         rows as f64 / secs / 1e6
     );
 
+    // The plain consumer with the properties weir's source sets.
+    let (read, secs) = plain_consumer(
+        &broker,
+        "readings",
+        &[
+            ("isolation.level", "read_committed"),
+            ("auto.offset.reset", "error"),
+            ("enable.auto.offset.store", "false"),
+        ],
+    );
+    assert_eq!(read, rows);
+    println!(
+        "plain librdkafka consumer with weir's properties: {:.2} M records/s",
+        rows as f64 / secs / 1e6
+    );
+
     // The plain consumer again, after weir: the broker's own speed varies between reads.
-    let (read, secs) = plain_consumer(&broker, "readings");
+    let (read, secs) = plain_consumer(&broker, "readings", &[]);
     assert_eq!(read, rows);
     println!(
         "plain librdkafka consumer, again: {:.2} M records/s, {:.0} MB/s",
