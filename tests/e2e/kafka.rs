@@ -856,3 +856,70 @@ format = "json"
     });
     Ok(())
 }
+
+#[test]
+fn min_offsets_per_trigger_holds_a_small_batch_back_until_max_trigger_delay_has_passed()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic("trickle", 1);
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"name = "kafka-min-offsets"
+
+[source]
+type = "kafka"
+bootstrap_servers = "{}"
+subscribe = ["trickle"]
+starting_offsets = "earliest"
+format = "text"
+min_offsets_per_trigger = 10
+max_trigger_delay = "10s"
+
+[[sink]]
+type = "file"
+path = "{}"
+format = "json"
+"#,
+            broker.bootstrap,
+            out.display()
+        ),
+    );
+    let weir = Weir::start(&[
+        "run",
+        "--state-dir",
+        &dir.path().join("state").to_string_lossy(),
+        &file.to_string_lossy(),
+    ]);
+    // The pipeline has started (its batch 0 only records where the partition starts).
+    weir.wait_for("the start", Duration::from_secs(30), |_, err| {
+        err.contains("starting with a fresh checkpoint")
+    });
+    let produced = Instant::now();
+    let records: Vec<Record<'_>> = (0..5).map(|_| (0, None, b"x".as_slice(), None)).collect();
+    broker.produce("trickle", &records);
+    wait_until("the five records", Duration::from_secs(60), || {
+        values_in(&out).len() == 5
+    });
+    // Five is fewer than ten: the batch waited for the delay, counted from the first look
+    // after batch 0 — just before the records were produced.
+    let waited = produced.elapsed();
+    assert!(waited >= Duration::from_secs(8), "read after {waited:?}");
+    // Ten or more go at once.
+    let produced = Instant::now();
+    let records: Vec<Record<'_>> = (0..12).map(|_| (0, None, b"y".as_slice(), None)).collect();
+    broker.produce("trickle", &records);
+    wait_until("the twelve records", Duration::from_secs(30), || {
+        values_in(&out).len() == 17
+    });
+    assert!(
+        produced.elapsed() < Duration::from_secs(8),
+        "twelve records waited {:?}",
+        produced.elapsed()
+    );
+    drop(weir);
+    Ok(())
+}
