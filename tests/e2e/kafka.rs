@@ -93,14 +93,18 @@ type = "long"
     )
 }
 
-fn run_to_end(dir: &Path, file: &Path) -> Weir {
-    let state = dir.join("state");
-    let mut weir = Weir::start(&[
+/// Starts `weir run --state-dir <dir>/state <file>`.
+fn weir_run(dir: &Path, file: &Path) -> Weir {
+    Weir::start(&[
         "run",
         "--state-dir",
-        &state.to_string_lossy(),
+        &dir.join("state").to_string_lossy(),
         &file.to_string_lossy(),
-    ]);
+    ])
+}
+
+fn run_to_end(dir: &Path, file: &Path) -> Weir {
+    let mut weir = weir_run(dir, file);
     let status = weir.wait_exit(Duration::from_secs(120));
     assert!(status.success(), "weir failed:\n{}", weir.stderr());
     weir
@@ -291,12 +295,7 @@ fn malformed_json_records_fail_the_pipeline_or_are_skipped_or_dead_lettered_with
         "p.toml",
         &malformed_pipeline(&broker, "fail", &dir.path().join("out")),
     );
-    let mut weir = Weir::start(&[
-        "run",
-        "--state-dir",
-        &dir.path().join("state").to_string_lossy(),
-        &file.to_string_lossy(),
-    ]);
+    let mut weir = weir_run(dir.path(), &file);
     let status = weir.wait_exit(Duration::from_secs(60));
     assert!(!status.success());
     assert!(
@@ -407,12 +406,7 @@ format = "json"
             dir.join("out").display()
         ),
     );
-    Weir::start(&[
-        "run",
-        "--state-dir",
-        &dir.join("state").to_string_lossy(),
-        &file.to_string_lossy(),
-    ])
+    weir_run(dir, &file)
 }
 
 #[test]
@@ -888,12 +882,7 @@ format = "json"
             out.display()
         ),
     );
-    let weir = Weir::start(&[
-        "run",
-        "--state-dir",
-        &dir.path().join("state").to_string_lossy(),
-        &file.to_string_lossy(),
-    ]);
+    let weir = weir_run(dir.path(), &file);
     // The pipeline has started (its batch 0 only records where the partition starts).
     weir.wait_for("the start", Duration::from_secs(30), |_, err| {
         err.contains("starting with a fresh checkpoint")
