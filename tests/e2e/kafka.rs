@@ -912,3 +912,72 @@ format = "json"
     drop(weir);
     Ok(())
 }
+
+#[test]
+fn a_topic_deleted_and_made_again_fails_the_pipeline_unless_fail_on_data_loss_is_off() -> TestResult
+{
+    let broker = Broker::start();
+    broker.create_topic("remade", 1);
+    let five: Vec<Record<'_>> = (0..5).map(|_| (0, None, b"old".as_slice(), None)).collect();
+    broker.produce("remade", &five);
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let pipeline = |fail_on_data_loss: bool| {
+        format!(
+            r#"name = "kafka-remade"
+trigger = "available_now"
+
+[source]
+type = "kafka"
+bootstrap_servers = "{}"
+subscribe = ["remade"]
+starting_offsets = "earliest"
+format = "text"
+fail_on_data_loss = {fail_on_data_loss}
+
+[[sink]]
+type = "file"
+path = "{}"
+format = "json"
+"#,
+            broker.bootstrap,
+            out.display()
+        )
+    };
+    let file = pipeline_file(dir.path(), "p.toml", &pipeline(true));
+    run_to_end(dir.path(), &file);
+    assert_eq!(values_in(&out).len(), 5);
+
+    // The topic is deleted and made again with fewer records than the pipeline has read.
+    broker.delete_topic("remade");
+    broker.create_topic("remade", 1);
+    let two: Vec<Record<'_>> = (0..2).map(|_| (0, None, b"new".as_slice(), None)).collect();
+    broker.produce("remade", &two);
+    let mut weir = weir_run(dir.path(), &file);
+    assert!(!weir.wait_exit(Duration::from_secs(60)).success());
+    assert!(
+        weir.stderr()
+            .contains("data loss: remade partition 0 ends at offset 2, before offset 5"),
+        "{}",
+        weir.stderr()
+    );
+
+    // With fail_on_data_loss = false it warns and goes on from where the topic ends now.
+    let file = pipeline_file(dir.path(), "p.toml", &pipeline(false));
+    let weir = run_to_end(dir.path(), &file);
+    assert!(
+        weir.stderr().contains("going on from offset 2"),
+        "{}",
+        weir.stderr()
+    );
+    let more: Vec<Record<'_>> = (0..3)
+        .map(|_| (0, None, b"newer".as_slice(), None))
+        .collect();
+    broker.produce("remade", &more);
+    run_to_end(dir.path(), &file);
+    let mut values = values_in(&out);
+    values.dedup();
+    assert_eq!(values, vec!["newer", "old"]);
+    assert_eq!(values_in(&out).len(), 8);
+    Ok(())
+}

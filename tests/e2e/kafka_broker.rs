@@ -150,6 +150,33 @@ impl Broker {
         }
     }
 
+    /// Deletes `topic` and waits until metadata no longer lists it.
+    pub fn delete_topic(&self, topic: &str) {
+        let status = Command::new(broker_bin())
+            .args([
+                "topic",
+                "delete",
+                "--broker",
+                &format!("tcp://{}", self.bootstrap),
+                topic,
+            ])
+            .stdout(Stdio::null())
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "deleting topic {topic} failed"
+        );
+        let consumer = self.consumer(None);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while consumer
+            .fetch_metadata(None, Duration::from_secs(5))
+            .map_or(true, |m| m.topics().iter().any(|t| t.name() == topic))
+        {
+            assert!(Instant::now() < deadline, "topic {topic} did not go");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
