@@ -155,11 +155,20 @@ pub fn build(
     bad: &mut BadRecords,
     out: &mut Vec<RecordBatch>,
 ) -> Result<(), SourceError> {
+    // What the JSON decoder produces: the schema without the `timestamp` column that
+    // `include_timestamp` appends from the records themselves.
+    let decoded_schema: SchemaRef = if spec.include_timestamp {
+        Arc::new(Schema::new(
+            schema.fields()[..schema.fields().len() - 1].to_vec(),
+        ))
+    } else {
+        schema.clone()
+    };
     for part in parts {
         for chunk in part.records.chunks(CHUNK_ROWS) {
             let batch = match spec.format {
                 KafkaFormat::Raw => raw_chunk(spec, schema, part, chunk)?,
-                KafkaFormat::Json => json_chunk(spec, schema, part, chunk, bad)?,
+                KafkaFormat::Json => json_chunk(spec, schema, &decoded_schema, part, chunk, bad)?,
                 KafkaFormat::Text => text_chunk(spec, schema, part, chunk, bad)?,
             };
             if batch.num_rows() > 0 {
@@ -264,20 +273,15 @@ fn decode_values<'a>(
 fn json_chunk(
     spec: &KafkaSourceSpec,
     schema: &SchemaRef,
+    decoded_schema: &SchemaRef,
     part: &PartitionRecords,
     chunk: &[Record],
     bad: &mut BadRecords,
 ) -> Result<RecordBatch, SourceError> {
-    let decoded_schema: SchemaRef = if spec.include_timestamp {
-        let fields: Vec<_> = schema.fields()[..schema.fields().len() - 1].to_vec();
-        Arc::new(Schema::new(fields))
-    } else {
-        schema.clone()
-    };
     // Fast path: every value decodes.
     let all_present = chunk.iter().all(|r| r.value.is_some());
     let fast = if all_present {
-        let mut decoder = json_decoder(&decoded_schema, chunk.len())?;
+        let mut decoder = json_decoder(decoded_schema, chunk.len())?;
         decode_values(
             &mut decoder,
             chunk.iter().map(|r| part.value(r).unwrap_or_default()),
@@ -300,7 +304,7 @@ fn json_chunk(
                     )?;
                     continue;
                 };
-                let mut alone = json_decoder(&decoded_schema, 1)?;
+                let mut alone = json_decoder(decoded_schema, 1)?;
                 match decode_values(&mut alone, std::iter::once(value)) {
                     Ok(_) => good.push(r),
                     Err(err) => bad.record(
@@ -310,7 +314,7 @@ fn json_chunk(
                     )?,
                 }
             }
-            let mut decoder = json_decoder(&decoded_schema, good.len())?;
+            let mut decoder = json_decoder(decoded_schema, good.len())?;
             let batch = decode_values(
                 &mut decoder,
                 good.iter().map(|r| part.value(r).unwrap_or_default()),

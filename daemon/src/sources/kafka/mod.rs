@@ -425,6 +425,12 @@ impl KafkaSource {
             .map(|(t, p, _, _)| PartitionRecords::new(t, *p))
             .collect();
         let mut done = vec![false; ranges.len()];
+        // Each record finds its range in one probe, however many partitions a batch reads.
+        let index: std::collections::HashMap<(&str, i32), usize> = ranges
+            .iter()
+            .enumerate()
+            .map(|(i, (t, p, _, _))| ((t.as_str(), *p), i))
+            .collect();
         let mut pending = ranges.len();
         let deadline = Instant::now() + self.spec.fetch_timeout;
         let with_headers = self.spec.include_headers;
@@ -466,10 +472,7 @@ impl KafkaSource {
                     check_positions = true;
                 }
                 Some(Ok(message)) => {
-                    let Some(i) = ranges
-                        .iter()
-                        .position(|(t, p, _, _)| *p == message.partition() && t == message.topic())
-                    else {
+                    let Some(&i) = index.get(&(message.topic(), message.partition())) else {
                         continue;
                     };
                     if done[i] {
@@ -491,9 +494,7 @@ impl KafkaSource {
                 if let Ok(positions) = self.consumer.position() {
                     for elem in positions.elements() {
                         if let Offset::Offset(at) = elem.offset()
-                            && let Some(i) = ranges.iter().position(|(t, p, _, _)| {
-                                *p == elem.partition() && t == elem.topic()
-                            })
+                            && let Some(&i) = index.get(&(elem.topic(), elem.partition()))
                             && !done[i]
                             && at >= ranges[i].3
                         {
