@@ -362,6 +362,98 @@ fn malformed_json_records_fail_the_pipeline_or_are_skipped_or_dead_lettered_with
     Ok(())
 }
 
+#[test]
+fn csv_values_with_a_custom_delimiter_decode_one_record_each_and_values_holding_no_or_two_records_are_dead_lettered()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic("csv", 1);
+    let values: [&[u8]; 6] = [
+        b"2025-12-01T00:00:01Z;sensor_1;5",
+        // Quoted: a delimiter and a line break inside a field are data.
+        b"2025-12-01T00:00:02Z;'sensor;2\nnorth';7\n",
+        b"2025-12-01T00:00:03Z;sensor_3;8\n2025-12-01T00:00:04Z;sensor_3;9",
+        b"2025-12-01T00:00:05Z;sensor_1",
+        b"2025-12-01T00:00:06Z;sensor_1;many",
+        b"2025-12-01T00:00:07Z;sensor_2;11",
+    ];
+    let records: Vec<Record<'_>> = values.iter().map(|v| (0, None, *v, None)).collect();
+    broker.produce("csv", &records);
+
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("out");
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"name = "kafka-csv"
+trigger = "available_now"
+
+[source]
+type = "kafka"
+bootstrap_servers = "{}"
+subscribe = ["csv"]
+starting_offsets = "earliest"
+format = "csv"
+delimiter = ";"
+quote = "'"
+include_timestamp = true
+on_error = "dead_letter"
+
+[[source.column]]
+name = "time"
+type = "timestamp"
+
+[[source.column]]
+name = "sensor"
+type = "string"
+
+[[source.column]]
+name = "value"
+type = "long"
+
+[[sink]]
+type = "file"
+path = "{}"
+format = "json"
+"#,
+            broker.bootstrap,
+            out.display()
+        ),
+    );
+    run_to_end(dir.path(), &file);
+    let mut rows: Vec<(String, i64, bool)> = parts(&out)
+        .into_iter()
+        .flat_map(|(_, rows)| rows)
+        .map(|r| {
+            (
+                r["sensor"].as_str().unwrap_or_default().to_string(),
+                r["value"].as_i64().unwrap_or(-1),
+                r["timestamp"].is_string(),
+            )
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            ("sensor;2\nnorth".to_string(), 7, true),
+            ("sensor_1".to_string(), 5, true),
+            ("sensor_2".to_string(), 11, true),
+        ]
+    );
+    let letters_dir = dir.path().join("state/dead_letter/kafka-csv");
+    let mut offsets = Vec::new();
+    for entry in std::fs::read_dir(&letters_dir)? {
+        for line in std::fs::read_to_string(entry?.path())?.lines() {
+            let letter: serde_json::Value = serde_json::from_str(line)?;
+            offsets.push(letter["offset"].as_i64().unwrap_or(-1));
+        }
+    }
+    offsets.sort();
+    assert_eq!(offsets, vec![2, 3, 4]);
+    Ok(())
+}
+
 /// Waits until `done()` holds, or panics naming `what`.
 fn wait_until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
     let end = Instant::now() + deadline;

@@ -211,7 +211,12 @@ pub(super) struct RawFileColumn {
 
 const GLOB_CHARS: &[char] = &['*', '?', '['];
 
-fn one_byte(c: &mut Checker<'_>, key: &str, value: &Option<Spanned<String>>, default: u8) -> u8 {
+pub(super) fn one_byte(
+    c: &mut Checker<'_>,
+    key: &str,
+    value: &Option<Spanned<String>>,
+    default: u8,
+) -> u8 {
     match value {
         None => default,
         Some(v) => match v.get_ref().as_bytes() {

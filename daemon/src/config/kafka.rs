@@ -54,6 +54,8 @@ pub enum KafkaFormat {
     Json,
     /// Each value is one line of text: a `value` string column.
     Text,
+    /// Each value is one CSV record (no header line), decoded into the declared columns.
+    Csv,
 }
 
 impl KafkaFormat {
@@ -63,7 +65,13 @@ impl KafkaFormat {
             KafkaFormat::Raw => "raw",
             KafkaFormat::Json => "json",
             KafkaFormat::Text => "text",
+            KafkaFormat::Csv => "csv",
         }
+    }
+
+    /// Whether values are decoded into declared columns.
+    pub fn has_columns(self) -> bool {
+        matches!(self, KafkaFormat::Json | KafkaFormat::Csv)
     }
 }
 
@@ -87,11 +95,15 @@ pub struct KafkaSourceSpec {
     pub fail_on_data_loss: bool,
     /// How records become rows.
     pub format: KafkaFormat,
-    /// `json`: the columns.
+    /// `json` and `csv`: the columns.
     pub columns: Vec<FileColumn>,
+    /// `csv`: field delimiter.
+    pub delimiter: u8,
+    /// `csv`: quote character.
+    pub quote: u8,
     /// `raw`: add Spark's `headers` column.
     pub include_headers: bool,
-    /// `json` and `text`: add a `timestamp` column with the record's timestamp (for event
+    /// `json`, `csv` and `text`: add a `timestamp` column with the record's timestamp (for event
     /// time).
     pub include_timestamp: bool,
     /// What to do with a record that cannot be decoded.
@@ -216,9 +228,15 @@ pub(super) struct RawKafkaSource {
     /// Stop when records were lost before they were read (default true).
     #[serde(default)]
     pub fail_on_data_loss: Option<bool>,
-    /// `raw` (default), `json` or `text`.
+    /// `raw` (default), `json`, `csv` or `text`.
     #[serde(default)]
     pub format: Option<Spanned<KafkaFormat>>,
+    /// `csv`: field delimiter, one character (default `,`).
+    #[serde(default)]
+    pub delimiter: Option<Spanned<String>>,
+    /// `csv`: quote character (default `"`).
+    #[serde(default)]
+    pub quote: Option<Spanned<String>>,
     /// `raw`: add the `headers` column (default false).
     #[serde(default)]
     pub include_headers: Option<Spanned<bool>>,
@@ -240,7 +258,7 @@ pub(super) struct RawKafkaSource {
     /// librdkafka properties.
     #[serde(default)]
     pub options: BTreeMap<String, Spanned<RawProperty>>,
-    /// `json`: the columns.
+    /// `json`, `csv`: the columns.
     #[serde(default)]
     pub column: Vec<Spanned<RawFileColumn>>,
 }
@@ -603,11 +621,11 @@ pub(super) fn check_kafka_source(
     let mut columns = Vec::new();
     let mut names = std::collections::HashSet::new();
     match format {
-        KafkaFormat::Json => {
+        KafkaFormat::Json | KafkaFormat::Csv => {
             if raw.column.is_empty() {
                 c.error_hint(
                     raw.format.as_ref().map_or(span.clone(), Spanned::span),
-                    "format = \"json\" needs its columns",
+                    format!("format = \"{}\" needs its columns", format.name()),
                     "declare them with [[source.column]] name = \"...\" type = \"string\" (or int, long, double, boolean, timestamp)",
                 );
             }
@@ -620,11 +638,20 @@ pub(super) fn check_kafka_source(
                         "format = \"{}\" has fixed columns; it takes no [[source.column]]",
                         format.name()
                     ),
-                    "use format = \"json\" to decode values into columns",
+                    "use format = \"json\" or \"csv\" to decode values into columns",
                 );
             }
         }
     }
+    for (key, value) in [("delimiter", &raw.delimiter), ("quote", &raw.quote)] {
+        if let Some(v) = value
+            && format != KafkaFormat::Csv
+        {
+            c.error(v.span(), format!("`{key}` applies to format = \"csv\""));
+        }
+    }
+    let delimiter = super::file_source::one_byte(c, "delimiter", &raw.delimiter, b',');
+    let quote = super::file_source::one_byte(c, "quote", &raw.quote, b'"');
     let include_timestamp = raw.include_timestamp.as_ref().is_some_and(|b| *b.get_ref());
     for col in &raw.column {
         let col = col.get_ref();
@@ -654,7 +681,7 @@ pub(super) fn check_kafka_source(
     {
         c.error(
             flag.span(),
-            "format = \"raw\" always has the `timestamp` column; `include_timestamp` applies to json and text",
+            "format = \"raw\" always has the `timestamp` column; `include_timestamp` applies to json, csv and text",
         );
     }
     if let Some(on_error) = &raw.on_error
@@ -663,7 +690,7 @@ pub(super) fn check_kafka_source(
     {
         c.error(
             on_error.span(),
-            "format = \"raw\" decodes nothing, so no record is malformed; `on_error` applies to json and text",
+            "format = \"raw\" decodes nothing, so no record is malformed; `on_error` applies to json, csv and text",
         );
     }
     let group_id = column_name(c, "group_id", &raw.group_id);
@@ -690,6 +717,8 @@ pub(super) fn check_kafka_source(
         fail_on_data_loss: raw.fail_on_data_loss.unwrap_or(true),
         format,
         columns,
+        delimiter,
+        quote,
         include_headers: raw.include_headers.is_some_and(|b| b.into_inner()),
         include_timestamp,
         on_error: raw.on_error.map_or(OnError::Fail, Spanned::into_inner),
@@ -918,7 +947,19 @@ mod tests {
             ),
             (
                 "subscribe = [\"a\"]\non_error = \"skip\"",
-                "`on_error` applies to json and text",
+                "`on_error` applies to json, csv and text",
+            ),
+            (
+                "subscribe = [\"a\"]\nformat = \"csv\"",
+                "format = \"csv\" needs its columns",
+            ),
+            (
+                "subscribe = [\"a\"]\nformat = \"json\"\ndelimiter = \";\"\n[[source.column]]\nname = \"x\"\ntype = \"long\"",
+                "`delimiter` applies to format = \"csv\"",
+            ),
+            (
+                "subscribe = [\"a\"]\nformat = \"csv\"\nquote = \"ab\"\n[[source.column]]\nname = \"x\"\ntype = \"long\"",
+                "quote must be one ASCII character",
             ),
             (
                 "subscribe = [\"a\"]\nformat = \"json\"\ninclude_timestamp = true\n[[source.column]]\nname = \"timestamp\"\ntype = \"long\"",

@@ -1,6 +1,6 @@
 //! Kafka records to Arrow rows. Records of one partition are gathered into one byte buffer and
 //! a table of positions (no allocation per record), then built into columns: Spark's raw
-//! columns, or the value decoded as JSON or text under `on_error`.
+//! columns, or the value decoded as JSON, CSV or text under `on_error`.
 
 use crate::config::{KafkaFormat, KafkaSourceSpec};
 use crate::sources::bad_records::{BadRecords, RecordLocation};
@@ -39,7 +39,7 @@ pub fn schema(spec: &KafkaSourceSpec) -> SchemaRef {
             Field::new("timestamp", timestamp.clone(), true),
             Field::new("timestampType", DataType::Int32, false),
         ],
-        KafkaFormat::Json => spec
+        KafkaFormat::Json | KafkaFormat::Csv => spec
             .columns
             .iter()
             .map(|c| Field::new(&c.name, crate::sources::file::arrow_type(c.data_type), true))
@@ -155,7 +155,7 @@ pub fn build(
     bad: &mut BadRecords,
     out: &mut Vec<RecordBatch>,
 ) -> Result<(), SourceError> {
-    // What the JSON decoder produces: the schema without the `timestamp` column that
+    // What the JSON and CSV decoders produce: the schema without the `timestamp` column that
     // `include_timestamp` appends from the records themselves.
     let decoded_schema: SchemaRef = if spec.include_timestamp {
         Arc::new(Schema::new(
@@ -168,7 +168,9 @@ pub fn build(
         for chunk in part.records.chunks(CHUNK_ROWS) {
             let batch = match spec.format {
                 KafkaFormat::Raw => raw_chunk(spec, schema, part, chunk)?,
-                KafkaFormat::Json => json_chunk(spec, schema, &decoded_schema, part, chunk, bad)?,
+                KafkaFormat::Json | KafkaFormat::Csv => {
+                    decoded_chunk(spec, schema, &decoded_schema, part, chunk, bad)?
+                }
                 KafkaFormat::Text => text_chunk(spec, schema, part, chunk, bad)?,
             };
             if batch.num_rows() > 0 {
@@ -239,38 +241,84 @@ fn raw_chunk(
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
-fn json_decoder(
-    schema: &SchemaRef,
-    rows: usize,
-) -> Result<arrow::json::reader::Decoder, SourceError> {
-    Ok(arrow::json::ReaderBuilder::new(schema.clone())
-        .with_batch_size(rows.max(1))
-        .build_decoder()?)
+/// A decoder of values into columns, one value per row.
+enum ValueDecoder {
+    Json(arrow::json::reader::Decoder),
+    Csv(Box<arrow::csv::reader::Decoder>),
 }
 
-/// Decodes each value into `decoder` as exactly one JSON value.
-fn decode_values<'a>(
-    decoder: &mut arrow::json::reader::Decoder,
-    values: impl Iterator<Item = &'a [u8]>,
-) -> Result<Option<RecordBatch>, arrow::error::ArrowError> {
-    for value in values {
-        let before = decoder.len();
-        let used = decoder.decode(value)?;
-        if decoder.has_partial_record() {
-            return Err(arrow::error::ArrowError::JsonError(
-                "unterminated JSON value".into(),
-            ));
-        }
-        if decoder.len() != before + 1 || !value[used..].iter().all(u8::is_ascii_whitespace) {
-            return Err(arrow::error::ArrowError::JsonError(
-                "the value is not exactly one JSON object".into(),
-            ));
+impl ValueDecoder {
+    fn new(
+        spec: &KafkaSourceSpec,
+        schema: &SchemaRef,
+        rows: usize,
+    ) -> Result<ValueDecoder, SourceError> {
+        // One more than the rows, so that a value holding two records is seen rather than cut
+        // off at the batch's end.
+        let capacity = rows.max(1) + 1;
+        Ok(match spec.format {
+            KafkaFormat::Csv => ValueDecoder::Csv(Box::new(
+                arrow::csv::ReaderBuilder::new(schema.clone())
+                    .with_header(false)
+                    .with_delimiter(spec.delimiter)
+                    .with_quote(spec.quote)
+                    .with_batch_size(capacity)
+                    .build_decoder(),
+            )),
+            _ => ValueDecoder::Json(
+                arrow::json::ReaderBuilder::new(schema.clone())
+                    .with_batch_size(capacity)
+                    .build_decoder()?,
+            ),
+        })
+    }
+
+    /// Decodes each value as exactly one row.
+    fn decode_values<'a>(
+        &mut self,
+        values: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<Option<RecordBatch>, arrow::error::ArrowError> {
+        match self {
+            ValueDecoder::Json(decoder) => {
+                for value in values {
+                    let before = decoder.len();
+                    let used = decoder.decode(value)?;
+                    if decoder.has_partial_record() {
+                        return Err(arrow::error::ArrowError::JsonError(
+                            "unterminated JSON value".into(),
+                        ));
+                    }
+                    if decoder.len() != before + 1
+                        || !value[used..].iter().all(u8::is_ascii_whitespace)
+                    {
+                        return Err(arrow::error::ArrowError::JsonError(
+                            "the value is not exactly one JSON object".into(),
+                        ));
+                    }
+                }
+                decoder.flush()
+            }
+            ValueDecoder::Csv(decoder) => {
+                for value in values {
+                    let before = decoder.capacity();
+                    // The record ends where the value ends: a line break ends it (a value
+                    // that already ends in one gets an empty line, which the decoder skips).
+                    let used = decoder.decode(value)?;
+                    let ended = decoder.decode(b"\n")?;
+                    if used != value.len() || ended != 1 || decoder.capacity() + 1 != before {
+                        return Err(arrow::error::ArrowError::CsvError(
+                            "the value is not exactly one CSV record".into(),
+                        ));
+                    }
+                }
+                decoder.flush()
+            }
         }
     }
-    decoder.flush()
 }
 
-fn json_chunk(
+/// Decodes a chunk's values (JSON or CSV) into the declared columns under `on_error`.
+fn decoded_chunk(
     spec: &KafkaSourceSpec,
     schema: &SchemaRef,
     decoded_schema: &SchemaRef,
@@ -281,12 +329,10 @@ fn json_chunk(
     // Fast path: every value decodes.
     let all_present = chunk.iter().all(|r| r.value.is_some());
     let fast = if all_present {
-        let mut decoder = json_decoder(decoded_schema, chunk.len())?;
-        decode_values(
-            &mut decoder,
-            chunk.iter().map(|r| part.value(r).unwrap_or_default()),
-        )
-        .ok()
+        let mut decoder = ValueDecoder::new(spec, decoded_schema, chunk.len())?;
+        decoder
+            .decode_values(chunk.iter().map(|r| part.value(r).unwrap_or_default()))
+            .ok()
     } else {
         None
     };
@@ -304,8 +350,8 @@ fn json_chunk(
                     )?;
                     continue;
                 };
-                let mut alone = json_decoder(decoded_schema, 1)?;
-                match decode_values(&mut alone, std::iter::once(value)) {
+                let mut alone = ValueDecoder::new(spec, decoded_schema, 1)?;
+                match alone.decode_values(std::iter::once(value)) {
                     Ok(_) => good.push(r),
                     Err(err) => bad.record(
                         part.location(r),
@@ -314,11 +360,9 @@ fn json_chunk(
                     )?,
                 }
             }
-            let mut decoder = json_decoder(decoded_schema, good.len())?;
-            let batch = decode_values(
-                &mut decoder,
-                good.iter().map(|r| part.value(r).unwrap_or_default()),
-            )?;
+            let mut decoder = ValueDecoder::new(spec, decoded_schema, good.len())?;
+            let batch =
+                decoder.decode_values(good.iter().map(|r| part.value(r).unwrap_or_default()))?;
             (batch, good)
         }
     };
