@@ -823,11 +823,13 @@ format = "json"
 }
 
 #[test]
-fn include_headers_gives_sparks_headers_column_with_every_key_and_value() -> TestResult {
+fn include_headers_gives_sparks_headers_column_and_the_kafka_sinks_headers_column_writes_them_back()
+-> TestResult {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{BaseRecord, Producer};
     let broker = Broker::start();
     broker.create_topic("with-headers", 1);
+    broker.create_topic("headers-back", 1);
     let producer = broker.producer();
     let headers = OwnedHeaders::new()
         .insert(Header {
@@ -857,15 +859,22 @@ trigger = "available_now"
 
 [source]
 type = "kafka"
-bootstrap_servers = "{}"
+bootstrap_servers = "{0}"
 subscribe = ["with-headers"]
 starting_offsets = "earliest"
 include_headers = true
 
 [[sink]]
 type = "file"
-path = "{}"
+path = "{1}"
 format = "json"
+
+[[sink]]
+type = "kafka"
+bootstrap_servers = "{0}"
+topic = "headers-back"
+value_column = "value"
+headers_column = "headers"
 "#,
             broker.bootstrap,
             out.display()
@@ -885,6 +894,17 @@ format = "json"
         headers[1]
             .get("value")
             .is_none_or(serde_json::Value::is_null)
+    );
+    // The Kafka sink writes Spark's headers column back as the records' headers.
+    let back = broker.read_all("headers-back");
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].text(), "v");
+    assert_eq!(
+        back[0].headers,
+        vec![
+            ("trace".to_string(), Some(b"abc".to_vec())),
+            ("empty".to_string(), None),
+        ]
     );
     Ok(())
 }

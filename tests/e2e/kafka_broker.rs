@@ -6,6 +6,7 @@ use crate::harness::repo_root;
 use crate::machine::Share;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::Headers;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::net::{TcpListener, TcpStream};
@@ -44,11 +45,12 @@ pub struct Broker {
     _share: Share,
 }
 
-/// A record read back: key, value, partition, offset.
+/// A record read back: key, value, headers, partition, offset.
 #[derive(Debug, Clone)]
 pub struct Consumed {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
     pub partition: i32,
     pub offset: i64,
 }
@@ -282,6 +284,14 @@ impl Broker {
                     out.push(Consumed {
                         key: m.key().map(<[u8]>::to_vec),
                         value: m.payload().map(<[u8]>::to_vec),
+                        headers: m
+                            .headers()
+                            .map(|h| {
+                                h.iter()
+                                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
                         partition: m.partition(),
                         offset: m.offset(),
                     });

@@ -64,8 +64,78 @@ struct RecordColumns {
     topic: Option<StringArray>,
     key: Option<ArrayRef>,
     value: ArrayRef,
-    headers: Option<ArrayRef>,
+    headers: Option<HeaderColumns>,
     timestamp: Option<ArrayRef>,
+}
+
+/// A headers column taken apart once per chunk: each row's entries are
+/// `offsets[row]..offsets[row + 1]` of `keys` and `values`.
+struct HeaderColumns {
+    rows: ArrayRef,
+    offsets: arrow::buffer::OffsetBuffer<i32>,
+    keys: StringArray,
+    values: ArrayRef,
+}
+
+impl HeaderColumns {
+    /// A map column (string keys), or Spark's `headers` shape, a list of `{key, value}`
+    /// structs (what the Kafka source's `include_headers` gives); values binary or string.
+    fn new(name: &str, rows: ArrayRef) -> Result<HeaderColumns, SinkError> {
+        let (offsets, entries) = match rows.data_type() {
+            DataType::Map(..) => {
+                let map = rows.as_map();
+                (map.offsets().clone(), map.entries().clone())
+            }
+            DataType::List(item) if matches!(item.data_type(), DataType::Struct(f) if f.len() == 2) =>
+            {
+                let list = rows.as_list::<i32>();
+                (list.offsets().clone(), list.values().as_struct().clone())
+            }
+            other => {
+                return Err(SinkError::Config(format!(
+                    "headers_column \"{name}\" must be a map or a list of {{key, value}} structs, not {other}"
+                )));
+            }
+        };
+        let keys = cast(entries.column(0), &DataType::Utf8)
+            .map_err(|err| SinkError::Config(format!("headers_column \"{name}\" keys: {err}")))?
+            .as_string::<i32>()
+            .clone();
+        let values = entries.column(1).clone();
+        if !matches!(
+            values.data_type(),
+            DataType::Binary | DataType::LargeBinary | DataType::Utf8 | DataType::LargeUtf8
+        ) {
+            return Err(SinkError::Config(format!(
+                "headers_column \"{name}\" values must be binary or string, not {}",
+                values.data_type()
+            )));
+        }
+        Ok(HeaderColumns {
+            rows,
+            offsets,
+            keys,
+            values,
+        })
+    }
+
+    /// Row `row`'s headers, or none when the row's headers are null.
+    fn of_row(&self, row: usize) -> Option<OwnedHeaders> {
+        if self.rows.is_null(row) {
+            return None;
+        }
+        let entries = self.offsets[row].max(0) as usize..self.offsets[row + 1].max(0) as usize;
+        let mut headers = OwnedHeaders::new_with_capacity(entries.len());
+        for i in entries {
+            if self.keys.is_valid(i) {
+                headers = headers.insert(Header {
+                    key: self.keys.value(i),
+                    value: bytes_at(&self.values, i),
+                });
+            }
+        }
+        Some(headers)
+    }
 }
 
 fn column(batch: &RecordBatch, name: &str, role: &str) -> Result<ArrayRef, SinkError> {
@@ -236,16 +306,10 @@ impl KafkaSink {
             None => None,
         };
         let headers = match &self.spec.headers_column {
-            Some(name) => {
-                let array = column(batch, name, "headers_column")?;
-                if !matches!(array.data_type(), DataType::Map(..)) {
-                    return Err(SinkError::Config(format!(
-                        "headers_column \"{name}\" must be a map column, not {}",
-                        array.data_type()
-                    )));
-                }
-                Some(array)
-            }
+            Some(name) => Some(HeaderColumns::new(
+                name,
+                column(batch, name, "headers_column")?,
+            )?),
             None => None,
         };
         let timestamp = match &self.spec.timestamp_column {
@@ -354,10 +418,8 @@ impl KafkaSink {
             {
                 record = record.timestamp(ts.as_primitive::<TimestampMillisecondType>().value(row));
             }
-            if let Some(map) = &columns.headers
-                && map.is_valid(row)
-            {
-                record = record.headers(headers_of(map, row));
+            if let Some(headers) = columns.headers.as_ref().and_then(|h| h.of_row(row)) {
+                record = record.headers(headers);
             }
             let mut pending = record;
             loop {
@@ -461,23 +523,6 @@ impl KafkaSink {
     }
 }
 
-fn headers_of(map: &ArrayRef, row: usize) -> OwnedHeaders {
-    let entries = map.as_map().value(row);
-    let keys = cast(entries.column(0), &DataType::Utf8).ok();
-    let values = entries.column(1).clone();
-    let mut headers = OwnedHeaders::new_with_capacity(entries.len());
-    if let Some(keys) = keys {
-        let keys = keys.as_string::<i32>();
-        for i in 0..entries.len() {
-            headers = headers.insert(Header {
-                key: keys.value(i),
-                value: bytes_at(&values, i),
-            });
-        }
-    }
-    headers
-}
-
 impl super::Sink for KafkaSink {
     fn write_batch(
         &mut self,
@@ -490,5 +535,61 @@ impl super::Sink for KafkaSink {
         } else {
             self.write_at_least_once(batches)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{BinaryBuilder, Int64Array, MapBuilder, StringBuilder};
+    use rdkafka::message::Headers;
+    use std::sync::Arc;
+
+    fn pairs(headers: &OwnedHeaders) -> Vec<(String, Option<Vec<u8>>)> {
+        headers
+            .iter()
+            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+            .collect()
+    }
+
+    #[test]
+    fn a_map_headers_column_gives_each_rows_entries_and_a_null_row_none() {
+        let mut map = MapBuilder::new(None, StringBuilder::new(), BinaryBuilder::new());
+        map.keys().append_value("a");
+        map.values().append_value(b"1");
+        map.keys().append_value("b");
+        map.values().append_null();
+        let _ = map.append(true);
+        let _ = map.append(false);
+        map.keys().append_value("c");
+        map.values().append_value(b"3");
+        let _ = map.append(true);
+        let rows: ArrayRef = Arc::new(map.finish());
+        let Ok(headers) = HeaderColumns::new("h", rows) else {
+            panic!("a map column is a headers column");
+        };
+        assert_eq!(
+            headers.of_row(0).as_ref().map(pairs),
+            Some(vec![
+                ("a".to_string(), Some(b"1".to_vec())),
+                ("b".to_string(), None)
+            ])
+        );
+        assert!(headers.of_row(1).is_none());
+        assert_eq!(
+            headers.of_row(2).as_ref().map(pairs),
+            Some(vec![("c".to_string(), Some(b"3".to_vec()))])
+        );
+    }
+
+    #[test]
+    fn a_headers_column_of_another_type_is_refused_with_what_it_must_be() {
+        let rows: ArrayRef = Arc::new(Int64Array::from(vec![1]));
+        let err = HeaderColumns::new("h", rows).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("must be a map or a list of {key, value} structs")),
+            "{err:?}"
+        );
     }
 }
