@@ -206,6 +206,21 @@ pub fn prepare(plan: PipelinePlan, ctx: PrepareContext<'_>) -> Result<Prepared, 
             fingerprint = Some(resolved.fingerprint);
         }
     }
+    if let Some(rows) = &schema {
+        let mut problems = Diagnostics::default();
+        for (i, sink) in plan.sinks.iter().enumerate() {
+            for (location, problem) in sinks::column_problems(sink, rows) {
+                problems.push(Diagnostic::located(
+                    &plan.file,
+                    location,
+                    format!("pipeline `{}`, sink #{}: {problem}", plan.name, i + 1),
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(invalid(problems));
+        }
+    }
     let stateful = StatefulIdentity {
         source: plan.source.kind(),
         aggregate: fingerprint,

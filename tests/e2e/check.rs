@@ -16,6 +16,13 @@ rows_per_second = 10
 type = "console"
 "#;
 
+/// A second sink, appended to [`GOOD`] (its first line is line 11).
+const KAFKA_SINK: &str = r#"[[sink]]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9"
+topic = "out"
+"#;
+
 /// (what is wrong, file text, the first line weir must print, after the file name)
 fn cases() -> Vec<(&'static str, String, &'static str)> {
     vec![
@@ -48,6 +55,16 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
             "complete mode without aggregation",
             GOOD.replace("\"update\"", "\"complete\""),
             ":2:15: error: output_mode \"complete\" needs an aggregation",
+        ),
+        (
+            "kafka sink key column not among the rows",
+            format!("{GOOD}{KAFKA_SINK}key_column = \"nope\"\n"),
+            ":15:14: error: pipeline `p`, sink #2: key_column \"nope\" is not a column of the rows (they have: timestamp, value)",
+        ),
+        (
+            "kafka sink headers column of the wrong type",
+            format!("{GOOD}{KAFKA_SINK}headers_column = \"value\"\n"),
+            ":15:18: error: pipeline `p`, sink #2: headers_column \"value\" must be a map or a list of {key, value} structs",
         ),
     ]
 }

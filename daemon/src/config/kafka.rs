@@ -4,6 +4,7 @@
 //! against librdkafka's own list here, without creating a client).
 
 use super::checker::Checker;
+use super::diagnostic::Location;
 use super::duration::HumanDuration;
 use super::file_source::{FileColumn, RawFileColumn};
 use super::limits;
@@ -160,6 +161,9 @@ pub struct KafkaSinkSpec {
     pub compression: Option<String>,
     /// librdkafka properties, passed through.
     pub options: BTreeMap<String, String>,
+    /// Where each column option (`key_column`, `value_column`, ...) is written, for errors
+    /// found when the rows' schema is known.
+    pub column_locations: BTreeMap<&'static str, Location>,
 }
 
 /// `starting_offsets = "earliest" | "latest" | { topic = { "0" = 42 } }`.
@@ -820,6 +824,16 @@ pub(super) fn check_kafka_sink(
     if c.diagnostics.len() != errors_before {
         return None;
     }
+    let column_locations = [
+        ("topic_column", &raw.topic_column),
+        ("key_column", &raw.key_column),
+        ("value_column", &raw.value_column),
+        ("headers_column", &raw.headers_column),
+        ("timestamp_column", &raw.timestamp_column),
+    ]
+    .into_iter()
+    .filter_map(|(role, at)| Some((role, Location::from_span(c.text, at.as_ref()?.span()))))
+    .collect();
     Some(KafkaSinkSpec {
         bootstrap_servers: bootstrap_servers?,
         destination: destination?,
@@ -831,6 +845,7 @@ pub(super) fn check_kafka_sink(
         transactional_id: raw.transactional_id.map(Spanned::into_inner),
         compression,
         options,
+        column_locations,
     })
 }
 

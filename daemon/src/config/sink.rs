@@ -25,7 +25,7 @@ pub enum SinkSpec {
     /// Discard.
     Null,
     /// Records in Kafka topics.
-    Kafka(KafkaSinkSpec),
+    Kafka(Box<KafkaSinkSpec>),
 }
 
 impl SinkSpec {
@@ -178,7 +178,7 @@ fn check_sink(c: &mut Checker<'_>, value: Spanned<DeValue<'_>>) -> Option<SinkSp
         "kafka" => {
             let span = tagged.body.span();
             let raw: RawKafkaSink = c.ok(tagged::deserialize(tagged.body))?;
-            check_kafka_sink(c, raw, span).map(SinkSpec::Kafka)
+            check_kafka_sink(c, raw, span).map(|spec| SinkSpec::Kafka(Box::new(spec)))
         }
         _ => {
             let err = tagged::unknown_type("sink", &tagged, SINK_TYPES);

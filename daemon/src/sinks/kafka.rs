@@ -18,7 +18,7 @@ use crate::config::{KafkaDestination, KafkaSinkSpec, KafkaValue};
 use crate::kafka::{WeirContext, client_config};
 use arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
+use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
 use arrow::record_batch::RecordBatch;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -68,6 +68,86 @@ struct RecordColumns {
     timestamp: Option<ArrayRef>,
 }
 
+fn is_bytes(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Binary | DataType::LargeBinary | DataType::Utf8 | DataType::LargeUtf8
+    )
+}
+
+/// Why a column of `data_type` cannot be `headers_column` `name`, if it cannot.
+fn headers_type_problem(name: &str, data_type: &DataType) -> Option<String> {
+    let entry = match data_type {
+        DataType::Map(entries, _) => entries.data_type(),
+        DataType::List(item) => item.data_type(),
+        _ => data_type,
+    };
+    let fits = matches!(data_type, DataType::Map(..) | DataType::List(_))
+        && matches!(entry, DataType::Struct(fields)
+            if fields.len() == 2
+                && arrow::compute::can_cast_types(fields[0].data_type(), &DataType::Utf8)
+                && is_bytes(fields[1].data_type()));
+    (!fits).then(|| {
+        format!(
+            "headers_column \"{name}\" must be a map or a list of {{key, value}} structs (string keys, string or binary values), not {data_type}"
+        )
+    })
+}
+
+/// Why the rows of `schema` cannot be written by a sink of `spec`: each problem with the
+/// option it is about (`key_column`, ...). The same rules the sink applies to each chunk, for
+/// `weir check` and reloads to find before any row is read.
+pub fn column_problems(spec: &KafkaSinkSpec, schema: &Schema) -> Vec<(&'static str, String)> {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let mut problems = Vec::new();
+    let columns = [
+        (
+            "topic_column",
+            match &spec.destination {
+                KafkaDestination::Column(c) => Some(c),
+                KafkaDestination::Topic(_) => None,
+            },
+        ),
+        ("key_column", spec.key_column.as_ref()),
+        (
+            "value_column",
+            match &spec.value {
+                KafkaValue::Column(c) => Some(c),
+                KafkaValue::Json => None,
+            },
+        ),
+        ("headers_column", spec.headers_column.as_ref()),
+        ("timestamp_column", spec.timestamp_column.as_ref()),
+    ];
+    for (role, name) in columns {
+        let Some(name) = name else { continue };
+        let Ok(field) = schema.field_with_name(name) else {
+            problems.push((
+                role,
+                format!(
+                    "{role} \"{name}\" is not a column of the rows (they have: {})",
+                    names.join(", ")
+                ),
+            ));
+            continue;
+        };
+        let data_type = field.data_type();
+        let problem = match role {
+            "headers_column" => headers_type_problem(name, data_type),
+            "timestamp_column" => (!arrow::compute::can_cast_types(
+                data_type,
+                &DataType::Timestamp(TimeUnit::Millisecond, None),
+            ))
+            .then(|| format!("timestamp_column \"{name}\" of type {data_type} is not a time")),
+            _ => (!is_bytes(data_type)
+                && !arrow::compute::can_cast_types(data_type, &DataType::Utf8))
+            .then(|| format!("{role} \"{name}\" of type {data_type} cannot be written as text")),
+        };
+        problems.extend(problem.map(|p| (role, p)));
+    }
+    problems
+}
+
 /// A headers column taken apart once per chunk: each row's entries are
 /// `offsets[row]..offsets[row + 1]` of `keys` and `values`.
 struct HeaderColumns {
@@ -81,6 +161,9 @@ impl HeaderColumns {
     /// A map column (string keys), or Spark's `headers` shape, a list of `{key, value}`
     /// structs (what the Kafka source's `include_headers` gives); values binary or string.
     fn new(name: &str, rows: ArrayRef) -> Result<HeaderColumns, SinkError> {
+        if let Some(problem) = headers_type_problem(name, rows.data_type()) {
+            return Err(SinkError::Config(problem));
+        }
         let (offsets, entries) = match rows.data_type() {
             DataType::Map(..) => {
                 let map = rows.as_map();
@@ -102,15 +185,6 @@ impl HeaderColumns {
             .as_string::<i32>()
             .clone();
         let values = entries.column(1).clone();
-        if !matches!(
-            values.data_type(),
-            DataType::Binary | DataType::LargeBinary | DataType::Utf8 | DataType::LargeUtf8
-        ) {
-            return Err(SinkError::Config(format!(
-                "headers_column \"{name}\" values must be binary or string, not {}",
-                values.data_type()
-            )));
-        }
         Ok(HeaderColumns {
             rows,
             offsets,

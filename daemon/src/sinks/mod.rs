@@ -15,8 +15,8 @@ pub use kafka::KafkaSink;
 pub use null::NullSink;
 pub use table::render_table;
 
-use crate::config::SinkSpec;
-use arrow::datatypes::SchemaRef;
+use crate::config::{Location, SinkSpec};
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use std::path::PathBuf;
 
@@ -74,6 +74,18 @@ pub struct SinkContext<'a> {
     pub checkpoint_id: &'a str,
 }
 
+/// Why rows of `schema` cannot go to a sink of `spec`, each with where in the pipeline file
+/// the column it is about is named. Checked by `prepare`, before any row is read.
+pub fn column_problems(spec: &SinkSpec, schema: &Schema) -> Vec<(Location, String)> {
+    match spec {
+        SinkSpec::Kafka(spec) => kafka::column_problems(spec, schema)
+            .into_iter()
+            .filter_map(|(role, problem)| Some((spec.column_locations.get(role)?.clone(), problem)))
+            .collect(),
+        SinkSpec::Console { .. } | SinkSpec::File(_) | SinkSpec::Null => Vec::new(),
+    }
+}
+
 /// Builds the runtime sink for a validated spec.
 pub fn build(spec: &SinkSpec, ctx: SinkContext<'_>) -> Result<Box<dyn Sink>, SinkError> {
     let checkpoint_id = ctx.checkpoint_id;
@@ -88,7 +100,7 @@ pub fn build(spec: &SinkSpec, ctx: SinkContext<'_>) -> Result<Box<dyn Sink>, Sin
         SinkSpec::File(spec) => Box::new(FileSink::open(spec.clone(), checkpoint_id)?),
         SinkSpec::Null => Box::new(NullSink),
         SinkSpec::Kafka(spec) => Box::new(KafkaSink::new(
-            spec.clone(),
+            (**spec).clone(),
             ctx.pipeline,
             ctx.index,
             checkpoint_id,
