@@ -34,6 +34,23 @@ const MAX_BROKER_BACKOFF: Duration = Duration::from_secs(5);
 /// How often an idle source asks for new records.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
+/// librdkafka properties weir sets unless `[source.options]` does.
+///
+/// - `read_committed`: a transactional producer's aborted records never appear.
+/// - librdkafka's fetch queue backoff: once a partition's fetched-but-unread records pass a
+///   threshold, the next fetch waits `fetch.queue.backoff.ms` (1 s by default) even if the
+///   reader empties the queue a millisecond later. weir reads a batch's range as fast as it
+///   arrives, so the default left it idle most of the time: 0.13 M records/s against 0.44 M
+///   with 10 ms (BENCHMARKS.md).
+/// - The broker's long poll: weir only fetches ranges it knows exist, so a fetch that waits for
+///   more data only delays the requests queued behind it on the connection (the next batch's
+///   offsets).
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("isolation.level", "read_committed"),
+    ("fetch.queue.backoff.ms", "10"),
+    ("fetch.wait.max.ms", "50"),
+];
+
 /// Spark's `timestamp` value for "the latest offset" and "the earliest offset" in a ListOffsets
 /// request.
 const LATEST: i64 = -1;
@@ -88,8 +105,10 @@ impl KafkaSource {
                 ("enable.partition.eof", "true"),
             ],
         );
-        if !spec.options.contains_key("isolation.level") {
-            config.set("isolation.level", "read_committed");
+        for (key, value) in CONSUMER_DEFAULTS {
+            if !spec.options.contains_key(*key) {
+                config.set(*key, *value);
+            }
         }
         if !spec.options.contains_key("client.id") {
             config.set("client.id", &client_id);
