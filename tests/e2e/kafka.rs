@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const START_MS: i64 = 1_764_547_200_000; // 2025-12-01T00:00:00Z
-const WINDOW_MS: i64 = 10_000;
+pub(crate) const START_MS: i64 = 1_764_547_200_000; // 2025-12-01T00:00:00Z
+pub(crate) const WINDOW_MS: i64 = 10_000;
 
 fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -25,7 +25,7 @@ fn ms(text: &str) -> i64 {
 
 /// Reading `i` of the sensor data: (event time ms, sensor, value). Times wander back and forth
 /// (out of order by up to 4 s) but never further back than the watermark delay used below.
-fn reading(i: i64) -> (i64, String, i64) {
+pub(crate) fn reading(i: i64) -> (i64, String, i64) {
     let jitter = (i * 7919) % 4000;
     (
         START_MS + i * 50 + jitter,
@@ -43,7 +43,7 @@ fn reading_json(i: i64) -> String {
 }
 
 /// Produces readings `from..to`, round robin over `partitions`.
-fn produce_readings(broker: &Broker, topic: &str, partitions: i32, from: i64, to: i64) {
+pub(crate) fn produce_readings(broker: &Broker, topic: &str, partitions: i32, from: i64, to: i64) {
     let values: Vec<(i32, String)> = (from..to)
         .map(|i| ((i % i64::from(partitions)) as i32, reading_json(i)))
         .collect();
@@ -455,7 +455,7 @@ format = "json"
 }
 
 /// Waits until `done()` holds, or panics naming `what`.
-fn wait_until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
     let end = Instant::now() + deadline;
     while !done() {
         assert!(Instant::now() < end, "{what}: not within {deadline:?}");

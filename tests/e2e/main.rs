@@ -19,6 +19,7 @@ mod durability;
 mod file_source;
 mod full_disk;
 mod kafka;
+mod kafka_examples;
 mod latency;
 mod malformed;
 mod plugins;

@@ -1,0 +1,135 @@
+//! The Kafka examples in `config/examples/kafka/`, run as shipped against a real broker (only
+//! `localhost:9092` is replaced by the test broker's address).
+
+use crate::harness::{TestResult, Weir, repo_root};
+use crate::kafka::{START_MS, WINDOW_MS, produce_readings, reading, wait_until};
+use crate::kafka_broker::Broker;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The example `name`, pointed at `broker`, written into `dir`.
+fn example(broker: &Broker, dir: &Path, name: &str) -> std::io::Result<PathBuf> {
+    let text = std::fs::read_to_string(repo_root().join("config/examples/kafka").join(name))?;
+    assert!(text.contains("localhost:9092"), "{name} names its broker");
+    let path = dir.join(name);
+    std::fs::write(&path, text.replace("localhost:9092", &broker.bootstrap))?;
+    Ok(path)
+}
+
+/// (window start ms, sensor) → average over readings `0..n`, for the windows that end at
+/// least `margin_ms` before the newest reading's time.
+fn direct_averages(n: i64, margin_ms: i64) -> BTreeMap<(i64, String), f64> {
+    let newest = (0..n).map(|i| reading(i).0).max().unwrap_or(START_MS);
+    let mut sums: BTreeMap<(i64, String), (i64, i64)> = BTreeMap::new();
+    for i in 0..n {
+        let (t, sensor, value) = reading(i);
+        let start = t - t.rem_euclid(WINDOW_MS);
+        let entry = sums.entry((start, sensor)).or_default();
+        entry.0 += 1;
+        entry.1 += value;
+    }
+    sums.into_iter()
+        .filter(|((start, _), _)| start + WINDOW_MS <= newest - margin_ms)
+        .map(|(k, (count, sum))| (k, sum as f64 / count as f64))
+        .collect()
+}
+
+fn ms(text: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(text).map_or(i64::MIN, |t| t.timestamp_millis())
+}
+
+#[test]
+fn the_kafka_examples_run_as_shipped_averaging_windows_into_a_topic_once_each_and_printing_the_raw_records()
+-> TestResult {
+    const N: i64 = 3000;
+    let broker = Broker::start();
+    broker.create_topic("sensors", 3);
+    broker.create_topic("sensor-averages", 1);
+    let dir = tempfile::tempdir()?;
+    let averages = example(&broker, dir.path(), "iot-windowed-avg-kafka.toml")?;
+    let console = example(&broker, dir.path(), "kafka-console.toml")?;
+    let weir = Weir::start(&[
+        "run",
+        "--state-dir",
+        &dir.path().join("state").to_string_lossy(),
+        &averages.to_string_lossy(),
+        &console.to_string_lossy(),
+    ]);
+    // The console example starts at the latest offsets: its first batch, which records where
+    // each partition starts, is committed to its consumer group before the readings are sent.
+    wait_until(
+        "the console example's first batch",
+        Duration::from_secs(60),
+        || {
+            (0..3).all(|p| {
+                broker
+                    .committed("weir-kafka-console", "sensors", p)
+                    .is_some()
+            })
+        },
+    );
+    produce_readings(&broker, "sensors", 3, 0, N);
+
+    // Windows end 10 s (the watermark delay) behind the newest reading before they are final;
+    // every window ending a window earlier than that must be there.
+    let expected = direct_averages(N, 10_000 + WINDOW_MS);
+    let written = || -> BTreeMap<(i64, String), Vec<f64>> {
+        let mut out: BTreeMap<(i64, String), Vec<f64>> = BTreeMap::new();
+        for record in broker.read_all("sensor-averages") {
+            let row: serde_json::Value = serde_json::from_str(&record.text()).unwrap_or_default();
+            let sensor = row["sensor"].as_str().unwrap_or_default().to_string();
+            assert_eq!(
+                record.key.as_deref(),
+                Some(sensor.as_bytes()),
+                "keyed by sensor"
+            );
+            out.entry((
+                ms(row["window"]["start"].as_str().unwrap_or_default()),
+                sensor,
+            ))
+            .or_default()
+            .push(row["avg(value)"].as_f64().unwrap_or(f64::NAN));
+        }
+        out
+    };
+    wait_until(
+        "every final window in sensor-averages",
+        Duration::from_secs(90),
+        || {
+            let now = written();
+            expected.keys().all(|k| now.contains_key(k))
+        },
+    );
+    let all = direct_averages(N, 0);
+    for (window, values) in written() {
+        assert_eq!(values.len(), 1, "window {window:?} written {values:?}");
+        let want = all.get(&window).copied().unwrap_or(f64::NAN);
+        assert!(
+            (values[0] - want).abs() < 1e-9,
+            "window {window:?}: {} written, {want} expected",
+            values[0]
+        );
+    }
+    // The console example printed the records as Spark's raw columns.
+    weir.wait_for_stdout("|sensors|", Duration::from_secs(30));
+    let stdout = weir.stdout();
+    for column in [
+        "key",
+        "value",
+        "topic",
+        "partition",
+        "offset",
+        "timestamp",
+        "timestampType",
+    ] {
+        assert!(
+            stdout.contains(column),
+            "no `{column}` column in:\n{stdout}"
+        );
+    }
+    // Binary values as Spark shows them: hex bytes; these begin `{"time"`.
+    assert!(stdout.contains("|[7B 22 74 69 6D 65 22 "), "{stdout}");
+    assert!(stdout.contains("|sensors|"), "{stdout}");
+    Ok(())
+}
