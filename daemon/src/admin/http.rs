@@ -1,14 +1,16 @@
 //! The read-only HTTP API, on a loopback address unless `allow_remote` says otherwise:
 //! `GET /health` (the daemon answers), `GET /ready` (every pipeline has been started or
-//! reported, and the daemon is not stopping), `GET /pipelines`, `GET /pipelines/NAME`. No verb
+//! reported, and the daemon is not stopping), `GET /pipelines`, `GET /pipelines/NAME`,
+//! `GET /metrics` (Prometheus or OpenMetrics text, see [`super::metrics`]). No verb
 //! that changes anything is reachable here: those are the control socket's. Malformed or
 //! oversized requests are refused by hyper with a 4xx and the daemon carries on.
 
 use super::control::Handlers;
+use super::metrics::{Exposition, Format};
 use super::protocol::Response;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 use std::net::SocketAddr;
@@ -22,6 +24,8 @@ pub struct HttpState {
     pub handlers: Handlers,
     /// True once start-up is over, false again when stopping.
     pub ready: Arc<AtomicBool>,
+    /// What `/metrics` serves.
+    pub metrics: Arc<Exposition>,
 }
 
 /// The routes.
@@ -31,6 +35,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/ready", get(ready))
         .route("/pipelines", get(pipelines))
         .route("/pipelines/{name}", get(pipeline))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -58,6 +63,26 @@ async fn pipeline(State(state): State<HttpState>, Path(name): Path<String>) -> i
         StatusCode::NOT_FOUND
     };
     (status, Json(response))
+}
+
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> impl IntoResponse {
+    let format = Format::from_accept(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|value| value.to_str().ok()),
+    );
+    match state.metrics.render(format) {
+        Ok(text) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, format.content_type())],
+            text,
+        ),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "the metrics could not be encoded (a bug in weir)\n".to_string(),
+        ),
+    }
 }
 
 /// Binds `addr`; returns the listener and the address it got (port 0 picks one).

@@ -7,5 +7,6 @@
 pub mod client;
 pub mod control;
 pub mod http;
+pub mod metrics;
 pub mod protocol;
 pub mod render;

@@ -13,6 +13,7 @@ use super::systemd::Notifier;
 use super::watch::FolderWatch;
 use crate::admin::control::{self, ControlSocketError, Envelope, Handlers};
 use crate::admin::http::{self, HttpState};
+use crate::admin::metrics::Exposition;
 use crate::admin::protocol::{DiffLine, Request, Response, StateLine};
 use crate::assemble::Environment;
 use crate::config::{DaemonFile, HttpListen, load_daemon_file};
@@ -328,7 +329,9 @@ impl Daemon {
         if announce {
             self.notifier.ready();
         }
-        let counts = self.topology.registry().counts();
+        let registry = self.topology.registry();
+        registry.record_reload(report.applied, report.rejected);
+        let counts = registry.counts();
         if announce || cause == Cause::Startup {
             tracing::info!(
                 "reload ({}) done: {} applied, {} not applied; {counts}",
@@ -518,6 +521,7 @@ pub async fn run(
             Some(tokio::spawn(http::serve(
                 listener,
                 HttpState {
+                    metrics: Arc::new(Exposition::new(handlers.registry().clone())),
                     handlers,
                     ready: ready.clone(),
                 },

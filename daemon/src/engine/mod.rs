@@ -8,6 +8,7 @@ mod blocking;
 mod clock;
 mod dictionaries;
 mod error;
+mod metrics;
 mod operator;
 mod pipeline;
 mod progress;
@@ -17,6 +18,7 @@ pub use blocking::blocking;
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use dictionaries::{DecodeDictionaries, decode_array, decoded_schema};
 pub use error::{BatchError, ErrorClass};
+pub use metrics::{DURATION_BUCKETS, LastBatch, PHASES, PipelineMetrics};
 pub use operator::{BatchContext, Operator, OperatorError};
 pub use pipeline::{
     Control, Pipeline, PipelineExit, PipelineHandle, RetryPolicy, StopOutcome, SwapError,

@@ -338,6 +338,13 @@ impl Pipeline {
         self
     }
 
+    /// Counts its batches into `metrics` (which outlive this run: the daemon keeps one per
+    /// pipeline name).
+    pub fn with_metrics(mut self, metrics: Arc<super::PipelineMetrics>) -> Pipeline {
+        self.monitor = Arc::new(PipelineMonitor::with_metrics(&self.name, metrics));
+        self
+    }
+
     /// Live status and progress, shared with the handle.
     pub fn monitor(&self) -> Arc<PipelineMonitor> {
         self.monitor.clone()

@@ -1,9 +1,10 @@
 //! Per-batch progress (the analogue of Spark's `StreamingQueryProgress`) and the live status of a
 //! pipeline, kept for the status API and logged at debug level.
 
+use super::metrics::PipelineMetrics;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// How many recent batches a monitor keeps.
 pub const RECENT_BATCHES: usize = 100;
@@ -128,18 +129,31 @@ pub struct PipelineMonitor {
     recent: Mutex<VecDeque<BatchProgress>>,
     /// Number of batches committed since start, for waiters.
     committed: tokio::sync::watch::Sender<u64>,
+    /// Cumulative figures for `/metrics`.
+    metrics: Arc<PipelineMetrics>,
 }
 
 impl PipelineMonitor {
     /// A monitor for a pipeline that is starting.
     pub fn new(name: &str) -> PipelineMonitor {
+        Self::with_metrics(name, Arc::default())
+    }
+
+    /// A monitor that counts into `metrics`.
+    pub fn with_metrics(name: &str, metrics: Arc<PipelineMetrics>) -> PipelineMonitor {
         PipelineMonitor {
             name: name.to_string(),
             status: Mutex::new(PipelineStatus::Starting),
             source_status: Mutex::new(None),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_BATCHES)),
             committed: tokio::sync::watch::Sender::new(0),
+            metrics,
         }
+    }
+
+    /// The cumulative figures it counts into.
+    pub fn metrics(&self) -> Arc<PipelineMetrics> {
+        self.metrics.clone()
     }
 
     /// The current status.
@@ -164,6 +178,7 @@ impl PipelineMonitor {
 
     /// Records a finished batch.
     pub fn record(&self, progress: BatchProgress) {
+        self.metrics.observe(&progress, crate::sources::now_ms());
         let mut recent = lock(&self.recent);
         if recent.len() == RECENT_BATCHES {
             recent.pop_front();

@@ -2,7 +2,7 @@
 //! HTTP API, the sd_notify status line. Runners write their pipeline's entry; readers take
 //! snapshots without going through the supervisor, so status answers while a reload is busy.
 
-use crate::engine::{BatchProgress, PipelineMonitor, PipelineStatus};
+use crate::engine::{BatchProgress, PipelineMetrics, PipelineMonitor, PipelineStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -87,6 +87,8 @@ pub struct EntryState {
     pub run: RunState,
     /// The current run's monitor (progress, engine status).
     pub monitor: Option<Arc<PipelineMonitor>>,
+    /// Cumulative figures for `/metrics`, kept across the pipeline's runs.
+    pub metrics: Arc<PipelineMetrics>,
     /// The plugins the running version uses.
     pub plugins: Vec<PluginVersion>,
     /// Versions applied since the daemon started (1 = the first).
@@ -171,9 +173,34 @@ pub struct Registry {
     rejected: RwLock<Vec<RejectedFile>>,
     plugins: RwLock<Vec<PluginFileStatus>>,
     changed: Arc<tokio::sync::Notify>,
+    reloads: ReloadCounters,
+}
+
+/// What reloads have done since the daemon started, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ReloadCounters {
+    /// Reload passes (start-up, file changes, SIGHUP, `weir reload`).
+    pub passes: std::sync::atomic::AtomicU64,
+    /// Pipelines started, replaced or stopped by them.
+    pub applied: std::sync::atomic::AtomicU64,
+    /// Files or versions they did not apply.
+    pub rejected: std::sync::atomic::AtomicU64,
 }
 
 impl Registry {
+    /// Counts a reload pass that applied `applied` changes and rejected `rejected`.
+    pub fn record_reload(&self, applied: usize, rejected: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.reloads.passes.fetch_add(1, Relaxed);
+        self.reloads.applied.fetch_add(applied as u64, Relaxed);
+        self.reloads.rejected.fetch_add(rejected as u64, Relaxed);
+    }
+
+    /// What reloads have done so far.
+    pub fn reloads(&self) -> &ReloadCounters {
+        &self.reloads
+    }
+
     /// A new entry for `name` (replacing any previous one).
     pub fn insert(&self, name: &str, state: EntryState) -> Arc<PipelineEntry> {
         let entry = Arc::new(PipelineEntry {

@@ -329,7 +329,10 @@ impl Runner {
         self.entry.update(|s| s.run = RunState::Starting);
         let prepared = self.prepared.clone();
         let env = self.settings.env.clone();
-        let pipeline = blocking(|| open(&prepared, &env)).map_err(|err| err.to_string())?;
+        let metrics = self.entry.snapshot().metrics;
+        let pipeline = blocking(|| open(&prepared, &env))
+            .map_err(|err| err.to_string())?
+            .with_metrics(metrics);
         self.source_schema = Some(pipeline.source_schema());
         let monitor = pipeline.monitor();
         self.handle = Some(pipeline.spawn());
@@ -570,6 +573,7 @@ pub fn new_entry_state(prepared: &Prepared) -> EntryState {
         file: prepared.plan.file.clone(),
         run: RunState::Starting,
         monitor: None,
+        metrics: Default::default(),
         plugins: plugin_versions(prepared),
         generation: 1,
         restarts: 0,

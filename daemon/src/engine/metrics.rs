@@ -1,0 +1,186 @@
+//! A pipeline's cumulative figures for `GET /metrics`: counters and histograms fed by each
+//! committed batch's progress, kept by the pipeline's registry entry so that they survive the
+//! pipeline's restarts and hot reloads (Prometheus sees one counter per pipeline, not one per
+//! run). Updating them is a few atomic additions per batch, never per row.
+
+use super::progress::BatchProgress;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use std::sync::Mutex;
+
+/// The upper bounds (seconds) of the batch and phase duration histograms: from a millisecond
+/// (an idle micro-batch) to a minute (a large catch-up batch).
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+];
+
+/// The phases of a batch, as the `phase` label names them.
+pub const PHASES: [&str; 5] = ["plan", "read", "process", "sinks", "commit"];
+
+/// The last committed batch's point-in-time figures (gauges).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LastBatch {
+    /// Rows read per second of wall time since the previous batch started.
+    pub input_rows_per_second: f64,
+    /// Rows read per second of the batch's own duration.
+    pub processed_rows_per_second: f64,
+    /// The watermark after the batch, ms since the epoch.
+    pub watermark_ms: Option<i64>,
+    /// Groups held by the aggregation, and of those, in memory.
+    pub state_groups: Option<(u64, u64)>,
+    /// Approximate bytes of aggregation state in memory.
+    pub state_memory_bytes: u64,
+    /// When it committed, ms since the epoch.
+    pub committed_at_ms: i64,
+}
+
+/// One pipeline's counters and histograms.
+#[derive(Debug)]
+pub struct PipelineMetrics {
+    /// Rows read from the source.
+    pub input_rows: Counter,
+    /// Rows written to the sinks (each sink's rows counted once: the rows leaving the last
+    /// stage).
+    pub output_rows: Counter,
+    /// Batches committed.
+    pub batches: Counter,
+    /// Batch attempts that failed and were tried again.
+    pub batch_retries: Counter,
+    /// Input rows dropped by the aggregation as late (behind the watermark).
+    pub late_rows: Counter,
+    /// Malformed records skipped (`on_error = "skip"`).
+    pub malformed_skipped: Counter,
+    /// Malformed records written to the dead-letter folder.
+    pub malformed_dead_lettered: Counter,
+    /// Whole-batch durations, seconds.
+    pub batch_duration: Histogram,
+    /// Each phase's durations, seconds, in [`PHASES`] order.
+    pub phase_durations: [Histogram; 5],
+    last: Mutex<Option<LastBatch>>,
+}
+
+impl Default for PipelineMetrics {
+    fn default() -> Self {
+        let histogram = || Histogram::new(DURATION_BUCKETS);
+        PipelineMetrics {
+            input_rows: Counter::default(),
+            output_rows: Counter::default(),
+            batches: Counter::default(),
+            batch_retries: Counter::default(),
+            late_rows: Counter::default(),
+            malformed_skipped: Counter::default(),
+            malformed_dead_lettered: Counter::default(),
+            batch_duration: histogram(),
+            phase_durations: [
+                histogram(),
+                histogram(),
+                histogram(),
+                histogram(),
+                histogram(),
+            ],
+            last: Mutex::new(None),
+        }
+    }
+}
+
+impl PipelineMetrics {
+    /// Counts a committed batch.
+    pub fn observe(&self, progress: &BatchProgress, committed_at_ms: i64) {
+        self.input_rows.inc_by(progress.num_input_rows);
+        self.output_rows.inc_by(progress.num_output_rows);
+        self.batches.inc();
+        self.batch_retries
+            .inc_by(u64::from(progress.attempts.saturating_sub(1)));
+        self.malformed_skipped
+            .inc_by(progress.num_malformed_skipped);
+        self.malformed_dead_lettered
+            .inc_by(progress.num_malformed_dead_lettered);
+        let states = &progress.state_operators;
+        self.late_rows
+            .inc_by(states.iter().map(|s| s.num_rows_dropped_by_watermark).sum());
+        let d = &progress.duration_ms;
+        self.batch_duration.observe(d.trigger_execution / 1000.0);
+        let phases = [
+            d.latest_offset + d.wal_commit,
+            d.get_batch,
+            d.process,
+            d.add_batch,
+            d.commit_offsets,
+        ];
+        for (histogram, ms) in self.phase_durations.iter().zip(phases) {
+            histogram.observe(ms / 1000.0);
+        }
+        let last = LastBatch {
+            input_rows_per_second: progress.input_rows_per_second,
+            processed_rows_per_second: progress.processed_rows_per_second,
+            watermark_ms: progress.watermark_ms,
+            state_groups: (!states.is_empty()).then(|| {
+                (
+                    states.iter().map(|s| s.num_rows_total).sum(),
+                    states.iter().map(|s| s.num_rows_in_memory).sum(),
+                )
+            }),
+            state_memory_bytes: states.iter().map(|s| s.memory_used_bytes).sum(),
+            committed_at_ms,
+        };
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(last);
+    }
+
+    /// The last committed batch's figures, if one committed since the daemon started.
+    pub fn last(&self) -> Option<LastBatch> {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::progress::{Durations, StateOperatorProgress};
+
+    fn batch(rows: u64, attempts: u32, late: u64) -> BatchProgress {
+        BatchProgress {
+            name: "p".into(),
+            batch_id: 0,
+            timestamp: String::new(),
+            num_input_rows: rows,
+            input_rows_per_second: 10.0,
+            processed_rows_per_second: 20.0,
+            num_output_rows: rows / 2,
+            duration_ms: Durations {
+                get_batch: 30.0,
+                trigger_execution: 40.0,
+                ..Durations::default()
+            },
+            start_offset: serde_json::Value::Null,
+            end_offset: serde_json::Value::Null,
+            watermark_ms: Some(5_000),
+            attempts,
+            num_malformed_skipped: 1,
+            num_malformed_dead_lettered: 2,
+            state_operators: vec![StateOperatorProgress {
+                num_rows_total: 7,
+                num_rows_in_memory: 3,
+                num_rows_dropped_by_watermark: late,
+                ..StateOperatorProgress::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn batches_add_up_into_the_counters_and_the_last_one_sets_the_gauges() {
+        let metrics = PipelineMetrics::default();
+        metrics.observe(&batch(100, 1, 4), 1_000);
+        metrics.observe(&batch(50, 3, 1), 2_000);
+        assert_eq!(metrics.input_rows.get(), 150);
+        assert_eq!(metrics.output_rows.get(), 75);
+        assert_eq!(metrics.batches.get(), 2);
+        assert_eq!(metrics.batch_retries.get(), 2);
+        assert_eq!(metrics.late_rows.get(), 5);
+        assert_eq!(metrics.malformed_skipped.get(), 2);
+        assert_eq!(metrics.malformed_dead_lettered.get(), 4);
+        let last = metrics.last();
+        assert_eq!(last.map(|l| l.committed_at_ms), Some(2_000));
+        assert_eq!(last.and_then(|l| l.state_groups), Some((7, 3)));
+        assert_eq!(last.and_then(|l| l.watermark_ms), Some(5_000));
+    }
+}
