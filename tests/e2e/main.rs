@@ -22,6 +22,7 @@ mod kafka;
 mod kafka_examples;
 mod latency;
 mod malformed;
+mod metrics;
 mod plugins;
 mod rate_console;
 mod recovery;
