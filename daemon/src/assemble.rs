@@ -378,7 +378,8 @@ pub fn open(prepared: &Prepared, env: &Environment) -> Result<Pipeline, Assemble
         operators,
         sinks,
         checkpoint,
-    ))
+    )
+    .with_identity(&checkpoint_id, plan.source.kind()))
 }
 
 #[cfg(test)]

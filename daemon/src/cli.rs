@@ -203,6 +203,11 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub watch_debounce: Option<std::time::Duration>,
 
+    /// Batches of progress each pipeline keeps for `weir status NAME` and the progress API.
+    /// Default: 100.
+    #[arg(long, value_name = "BATCHES", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub progress_history: Option<u64>,
+
     /// Log format: `human` or `json`. Default: human.
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,

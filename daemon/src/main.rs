@@ -433,6 +433,7 @@ fn daemon(args: cli::DaemonArgs, log_level: Option<&str>) -> anyhow::Result<Exit
         restart_policy,
         restart_first_backoff: args.restart_first_backoff,
         restart_max_backoff: args.restart_max_backoff,
+        progress_history: args.progress_history.map(|n| n as usize),
     };
     let settings = match weir::app::settings::resolve(file, overrides.clone()) {
         Ok(settings) => settings,

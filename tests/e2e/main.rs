@@ -22,7 +22,7 @@ mod kafka;
 mod kafka_examples;
 mod latency;
 mod malformed;
-mod metrics;
+mod observability;
 mod plugins;
 mod rate_console;
 mod recovery;

@@ -1,7 +1,9 @@
 //! The read-only HTTP API, on a loopback address unless `allow_remote` says otherwise:
 //! `GET /health` (the daemon answers), `GET /ready` (every pipeline has been started or
 //! reported, and the daemon is not stopping), `GET /pipelines`, `GET /pipelines/NAME`,
-//! `GET /metrics` (Prometheus or OpenMetrics text, see [`super::metrics`]). No verb
+//! `GET /pipelines/NAME/progress?last=N` (recent batches as Spark's `StreamingQueryProgress`,
+//! see [`super::progress`]), `GET /metrics` (Prometheus or OpenMetrics text, see
+//! [`super::metrics`]). No verb
 //! that changes anything is reachable here: those are the control socket's. Malformed or
 //! oversized requests are refused by hyper with a 4xx and the daemon carries on.
 
@@ -9,7 +11,7 @@ use super::control::Handlers;
 use super::metrics::{Exposition, Format};
 use super::protocol::Response;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
@@ -35,6 +37,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/ready", get(ready))
         .route("/pipelines", get(pipelines))
         .route("/pipelines/{name}", get(pipeline))
+        .route("/pipelines/{name}/progress", get(progress))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -63,6 +66,35 @@ async fn pipeline(State(state): State<HttpState>, Path(name): Path<String>) -> i
         StatusCode::NOT_FOUND
     };
     (status, Json(response))
+}
+
+async fn progress(
+    State(state): State<HttpState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> axum::response::Response {
+    let last = match super::progress::last_of(query.as_deref()) {
+        Ok(last) => last,
+        Err(message) => return (StatusCode::BAD_REQUEST, message + "\n").into_response(),
+    };
+    let Some(entry) = state.handlers.registry().get(&name) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no pipeline named `{name}`\n"),
+        )
+            .into_response();
+    };
+    let Some(monitor) = entry.snapshot().monitor else {
+        return Json(Vec::<serde_json::Value>::new()).into_response();
+    };
+    let identity = monitor.identity();
+    let recent = monitor.recent();
+    let skip = last.map_or(0, |n| recent.len().saturating_sub(n));
+    let batches: Vec<serde_json::Value> = recent[skip..]
+        .iter()
+        .map(|p| super::progress::spark_progress(p, &identity))
+        .collect();
+    Json(batches).into_response()
 }
 
 async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> impl IntoResponse {

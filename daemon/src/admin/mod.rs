@@ -8,5 +8,6 @@ pub mod client;
 pub mod control;
 pub mod http;
 pub mod metrics;
+pub mod progress;
 pub mod protocol;
 pub mod render;

@@ -252,6 +252,10 @@ impl Daemon {
                 "rescan_interval",
             ),
             (new.watch_debounce != old.watch_debounce, "watch_debounce"),
+            (
+                new.progress_history != old.progress_history,
+                "progress_history (for pipelines started from now on)",
+            ),
         ] {
             if differs {
                 changed.push(what.to_string());
@@ -287,6 +291,7 @@ impl Daemon {
             Knobs {
                 stop_deadline: new.shutdown_timeout,
                 restart: new.restart,
+                progress_history: new.progress_history,
             },
             new.plugin_limits,
         );
@@ -500,6 +505,7 @@ pub async fn run(
                 Knobs {
                     stop_deadline: settings.shutdown_timeout,
                     restart: settings.restart,
+                    progress_history: settings.progress_history,
                 },
             ),
             limits: settings.plugin_limits,

@@ -114,6 +114,7 @@ pub async fn run(files: Vec<PathBuf>, options: RunOptions) -> Result<RunSummary,
                     policy: RestartPolicy::Never,
                     ..RestartSettings::default()
                 },
+                progress_history: crate::engine::RECENT_BATCHES,
             },
         ),
         limits: Limits::default(),

@@ -41,6 +41,8 @@ pub struct DaemonSettings {
     pub plugin_limits: Limits,
     /// Restarts of failed pipelines.
     pub restart: RestartSettings,
+    /// Batches of progress kept per pipeline.
+    pub progress_history: usize,
 }
 
 fn env_dir(var: &str) -> Option<PathBuf> {
@@ -215,6 +217,10 @@ pub fn resolve(file: DaemonFile, overrides: DaemonFile) -> Result<DaemonSettings
                 .or(file.plugin_timeout)
                 .unwrap_or(limits_defaults.call_timeout),
         },
+        progress_history: overrides
+            .progress_history
+            .or(file.progress_history)
+            .unwrap_or(crate::engine::RECENT_BATCHES),
         restart: RestartSettings {
             policy: overrides
                 .restart_policy

@@ -110,6 +110,8 @@ pub struct DaemonFile {
     pub restart_first_backoff: Option<Duration>,
     /// Longest wait between restarts.
     pub restart_max_backoff: Option<Duration>,
+    /// Batches of progress kept per pipeline for the progress API.
+    pub progress_history: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +135,8 @@ struct RawDaemon {
     rescan_interval: Option<Spanned<HumanDuration>>,
     /// Quiet period after file events.
     watch_debounce: Option<Spanned<HumanDuration>>,
+    /// Batches of progress kept per pipeline.
+    progress_history: Option<Spanned<u64>>,
     /// `[log]`.
     log: Option<RawLog>,
     /// `[plugin_limits]`.
@@ -169,6 +173,10 @@ struct RawRestart {
     /// Longest backoff.
     max_backoff: Option<Spanned<HumanDuration>>,
 }
+
+/// Most batches of progress kept per pipeline (a batch's progress is a few hundred bytes, more
+/// with many Kafka partitions).
+const MAX_PROGRESS_HISTORY: u64 = 100_000;
 
 /// Largest plugin memory limit: a 32-bit wasm memory cannot grow past 4 GiB.
 const MAX_MEMORY_MB: u64 = 4096;
@@ -239,6 +247,16 @@ pub fn parse_daemon_file(path: &Path, text: &str) -> Result<DaemonFile, Diagnost
     out.shutdown_timeout = positive(&mut c, raw.shutdown_timeout, "shutdown_timeout");
     out.rescan_interval = positive(&mut c, raw.rescan_interval, "rescan_interval");
     out.watch_debounce = raw.watch_debounce.map(|d| d.into_inner().0);
+    if let Some(n) = raw.progress_history {
+        if (1..=MAX_PROGRESS_HISTORY).contains(n.get_ref()) {
+            out.progress_history = Some(n.into_inner() as usize);
+        } else {
+            c.error(
+                n.span(),
+                format!("`progress_history` must be between 1 and {MAX_PROGRESS_HISTORY} batches"),
+            );
+        }
+    }
     if let Some(log) = raw.log {
         out.log_level = log.level;
         out.log_format = log.format;
@@ -292,6 +310,7 @@ http = "127.0.0.1:0"
 shutdown_timeout = "5s"
 rescan_interval = "1m"
 watch_debounce = "50ms"
+progress_history = 500
 [log]
 level = "debug"
 format = "json"
@@ -321,6 +340,7 @@ max_backoff = "10s"
         assert_eq!(file.shutdown_timeout, Some(Duration::from_secs(5)));
         assert_eq!(file.rescan_interval, Some(Duration::from_secs(60)));
         assert_eq!(file.watch_debounce, Some(Duration::from_millis(50)));
+        assert_eq!(file.progress_history, Some(500));
         assert_eq!(file.log_level.as_deref(), Some("debug"));
         assert_eq!(file.log_format, Some(LogFormat::Json));
         assert_eq!(file.plugin_memory_bytes, Some(64 << 20));
@@ -352,6 +372,7 @@ max_backoff = "10s"
         assert_eq!(file.shutdown_timeout, Some(Duration::from_secs(30)));
         assert_eq!(file.rescan_interval, Some(Duration::from_secs(30)));
         assert_eq!(file.watch_debounce, Some(Duration::from_millis(100)));
+        assert_eq!(file.progress_history, Some(crate::engine::RECENT_BATCHES));
         assert_eq!(file.log_level.as_deref(), Some("info"));
         assert_eq!(file.log_format, Some(LogFormat::Human));
         assert_eq!(file.plugin_memory_bytes, Some(128 << 20));
@@ -360,6 +381,15 @@ max_backoff = "10s"
         assert_eq!(file.restart_first_backoff, Some(Duration::from_secs(1)));
         assert_eq!(file.restart_max_backoff, Some(Duration::from_secs(300)));
         Ok(())
+    }
+
+    #[test]
+    fn a_progress_history_of_no_batches_is_refused_at_its_line() {
+        let text = errors("progress_history = 0\n");
+        assert!(
+            text.starts_with("/etc/weir/weir.toml:1:20: error: `progress_history` must be between 1 and 100000 batches"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub use pipeline::{
     panic_message,
 };
 pub use progress::{
-    BatchProgress, Durations, PipelineMonitor, PipelineStatus, StateOperatorProgress,
+    BatchProgress, Durations, PipelineMonitor, PipelineStatus, QueryIdentity, RECENT_BATCHES,
+    StateOperatorProgress,
 };
 pub use trigger::next_processing_time_tick;
 

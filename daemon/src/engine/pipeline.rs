@@ -340,8 +340,31 @@ impl Pipeline {
 
     /// Counts its batches into `metrics` (which outlive this run: the daemon keeps one per
     /// pipeline name).
-    pub fn with_metrics(mut self, metrics: Arc<super::PipelineMetrics>) -> Pipeline {
-        self.monitor = Arc::new(PipelineMonitor::with_metrics(&self.name, metrics));
+    /// It keeps the progress of its last `history` batches.
+    pub fn with_metrics(
+        mut self,
+        metrics: Arc<super::PipelineMetrics>,
+        history: usize,
+    ) -> Pipeline {
+        let monitor = PipelineMonitor::with_metrics(&self.name, metrics, history);
+        monitor.set_identity(self.monitor.identity());
+        self.monitor = Arc::new(monitor);
+        self
+    }
+
+    /// Names the checkpoint `id` and the source in its progress reports (a new run id is made
+    /// for each pipeline built).
+    pub fn with_identity(self, id: &str, source: &str) -> Pipeline {
+        self.monitor.set_identity(super::progress::QueryIdentity {
+            id: id.to_string(),
+            run_id: super::progress::new_run_id(&self.name),
+            source: source.to_string(),
+            sinks: self
+                .sinks
+                .iter()
+                .map(|(kind, _)| kind.to_string())
+                .collect(),
+        });
         self
     }
 

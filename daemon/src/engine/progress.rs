@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-/// How many recent batches a monitor keeps.
+/// How many recent batches a monitor keeps unless told otherwise (`progress_history`).
 pub const RECENT_BATCHES: usize = 100;
 
 /// Time spent per phase of a batch, in milliseconds.
@@ -87,6 +87,44 @@ pub struct BatchProgress {
     pub state_operators: Vec<StateOperatorProgress>,
 }
 
+/// What a progress report names besides the batch: Spark's query `id` (the checkpoint's id,
+/// kept until a state reset) and `runId` (new at every start), and the source and sinks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueryIdentity {
+    /// The checkpoint's id.
+    pub id: String,
+    /// This run's id.
+    pub run_id: String,
+    /// The source, as `kind` (Spark's `sources[].description`).
+    pub source: String,
+    /// Each sink's kind, in order.
+    pub sinks: Vec<String>,
+}
+
+/// A new run id, shaped like Spark's (a UUID's 8-4-4-4-12 hex digits).
+pub fn new_run_id(pipeline: &str) -> String {
+    use std::hash::BuildHasher;
+    let mut halves = [0u64; 2];
+    for (i, half) in halves.iter_mut().enumerate() {
+        // A fresh RandomState has its own random keys.
+        *half = std::collections::hash_map::RandomState::new().hash_one((
+            pipeline,
+            i,
+            std::time::SystemTime::now(),
+            std::process::id(),
+        ));
+    }
+    let hex = format!("{:016x}{:016x}", halves[0], halves[1]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 /// Where a pipeline is in its life.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state", content = "detail")]
@@ -127,28 +165,50 @@ pub struct PipelineMonitor {
     /// What the source says about itself ("waiting for peer ..."), refreshed by the loop.
     source_status: Mutex<Option<String>>,
     recent: Mutex<VecDeque<BatchProgress>>,
+    /// How many batches `recent` keeps.
+    history: usize,
     /// Number of batches committed since start, for waiters.
     committed: tokio::sync::watch::Sender<u64>,
     /// Cumulative figures for `/metrics`.
     metrics: Arc<PipelineMetrics>,
+    /// What its progress reports name.
+    identity: Mutex<QueryIdentity>,
 }
 
 impl PipelineMonitor {
     /// A monitor for a pipeline that is starting.
     pub fn new(name: &str) -> PipelineMonitor {
-        Self::with_metrics(name, Arc::default())
+        Self::with_metrics(name, Arc::default(), RECENT_BATCHES)
     }
 
-    /// A monitor that counts into `metrics`.
-    pub fn with_metrics(name: &str, metrics: Arc<PipelineMetrics>) -> PipelineMonitor {
+    /// A monitor that counts into `metrics` and keeps the progress of the last `history`
+    /// batches.
+    pub fn with_metrics(
+        name: &str,
+        metrics: Arc<PipelineMetrics>,
+        history: usize,
+    ) -> PipelineMonitor {
+        let history = history.max(1);
         PipelineMonitor {
             name: name.to_string(),
             status: Mutex::new(PipelineStatus::Starting),
             source_status: Mutex::new(None),
-            recent: Mutex::new(VecDeque::with_capacity(RECENT_BATCHES)),
+            recent: Mutex::new(VecDeque::with_capacity(history.min(RECENT_BATCHES))),
+            history,
             committed: tokio::sync::watch::Sender::new(0),
             metrics,
+            identity: Mutex::new(QueryIdentity::default()),
         }
+    }
+
+    /// What its progress reports name.
+    pub fn identity(&self) -> QueryIdentity {
+        lock(&self.identity).clone()
+    }
+
+    /// Sets what its progress reports name.
+    pub fn set_identity(&self, identity: QueryIdentity) {
+        *lock(&self.identity) = identity;
     }
 
     /// The cumulative figures it counts into.
@@ -180,7 +240,7 @@ impl PipelineMonitor {
     pub fn record(&self, progress: BatchProgress) {
         self.metrics.observe(&progress, crate::sources::now_ms());
         let mut recent = lock(&self.recent);
-        if recent.len() == RECENT_BATCHES {
+        while recent.len() >= self.history {
             recent.pop_front();
         }
         recent.push_back(progress);
@@ -216,6 +276,33 @@ impl PipelineMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_monitor_keeps_the_progress_of_its_last_history_batches() {
+        let monitor = PipelineMonitor::with_metrics("p", Arc::default(), 2);
+        for batch_id in 0..5 {
+            monitor.record(BatchProgress {
+                name: "p".into(),
+                batch_id,
+                timestamp: String::new(),
+                num_input_rows: 1,
+                input_rows_per_second: 0.0,
+                processed_rows_per_second: 0.0,
+                num_output_rows: 0,
+                duration_ms: Durations::default(),
+                start_offset: serde_json::Value::Null,
+                end_offset: serde_json::Value::Null,
+                watermark_ms: None,
+                attempts: 1,
+                num_malformed_skipped: 0,
+                num_malformed_dead_lettered: 0,
+                state_operators: Vec::new(),
+            });
+        }
+        let kept: Vec<u64> = monitor.recent().iter().map(|p| p.batch_id).collect();
+        assert_eq!(kept, vec![3, 4]);
+        assert_eq!(monitor.metrics().batches.get(), 5);
+    }
 
     #[test]
     fn a_panic_while_holding_the_status_lock_leaves_the_last_status_readable() {

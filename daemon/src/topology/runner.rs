@@ -46,6 +46,8 @@ pub struct Knobs {
     pub stop_deadline: Duration,
     /// Restarts.
     pub restart: RestartSettings,
+    /// Batches of progress each pipeline keeps for the status and progress APIs.
+    pub progress_history: usize,
 }
 
 /// What every runner shares. Clones share the knobs: changing them reaches every runner.
@@ -332,7 +334,7 @@ impl Runner {
         let metrics = self.entry.snapshot().metrics;
         let pipeline = blocking(|| open(&prepared, &env))
             .map_err(|err| err.to_string())?
-            .with_metrics(metrics);
+            .with_metrics(metrics, self.settings.knobs().progress_history);
         self.source_schema = Some(pipeline.source_schema());
         let monitor = pipeline.monitor();
         self.handle = Some(pipeline.spawn());

@@ -37,11 +37,16 @@ fn scrape(addr: &str) -> Result<Scrape, std::io::Error> {
     Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
 }
 
-#[test]
-fn metrics_count_the_rows_sent_the_late_rows_made_and_the_malformed_records_planted_and_a_histogram_counts_every_batch()
--> TestResult {
-    let root = tempfile::tempdir()?;
-    let input = root.path().join("in");
+/// Rows of good JSON the known run sends, late rows it makes, lines it plants that are not
+/// JSON.
+const SENT: u64 = 100 + 20 + 12;
+const LATE: u64 = 12;
+const PLANTED: u64 = 3;
+
+/// A daemon running pipeline `iot` over three files, one per batch, until it has read them all;
+/// returns it and the status it showed then.
+fn known_run(root: &std::path::Path) -> Result<(Daemon, serde_json::Value), std::io::Error> {
+    let input = root.join("in");
     std::fs::create_dir_all(&input)?;
     // One file per batch. The first moves the watermark to START + 94 s; the second's batch
     // evicts the windows that ended by then (and brings 3 lines that are not JSON); the third
@@ -70,10 +75,8 @@ fn metrics_count_the_rows_sent_the_late_rows_made_and_the_malformed_records_plan
     std::fs::write(input.join("a.json"), first)?;
     std::fs::write(input.join("b.json"), second)?;
     std::fs::write(input.join("c.json"), third)?;
-    let sent = 100 + 12 + 20;
 
-    let daemon = Daemon::start(root.path(), &[]);
-    let addr = daemon.http.clone().ok_or("no HTTP address")?;
+    let daemon = Daemon::start(root, &[]);
     daemon.write_pipeline(
         "iot.toml",
         r#"name = "iot"
@@ -113,19 +116,27 @@ type = "null"
         find(status, "iot")
             .is_some_and(|p| p["last_batch"]["end_offset"]["files"].as_u64() == Some(3))
     });
+    Ok((daemon, status))
+}
+
+#[test]
+fn metrics_count_the_rows_sent_the_late_rows_made_and_the_malformed_records_planted_and_a_histogram_counts_every_batch()
+-> TestResult {
+    let root = tempfile::tempdir()?;
+    let (daemon, status) = known_run(root.path())?;
+    let addr = daemon.http.clone().ok_or("no HTTP address")?;
     let batches = find(&status, "iot")
         .and_then(|p| p["batches"].as_u64())
         .unwrap_or(0) as f64;
-
     let scrape = scrape(&addr)?;
     let iot = [("pipeline", "iot")];
     assert_eq!(
         value(&scrape, "weir_pipeline_input_rows_total", &iot),
-        Some(sent as f64)
+        Some(SENT as f64)
     );
     assert_eq!(
         value(&scrape, "weir_pipeline_late_rows_dropped_total", &iot),
-        Some(12.0)
+        Some(LATE as f64)
     );
     assert_eq!(
         value(
@@ -133,7 +144,7 @@ type = "null"
             "weir_pipeline_malformed_records_total",
             &[("pipeline", "iot"), ("action", "dead_lettered")]
         ),
-        Some(3.0)
+        Some(PLANTED as f64)
     );
     assert_eq!(
         value(
@@ -195,5 +206,85 @@ type = "null"
         body.contains("# TYPE weir_pipeline_input_rows counter"),
         "{body}"
     );
+    Ok(())
+}
+
+/// A monitoring script as Spark users write it against `query.recentProgress` (a list of
+/// `StreamingQueryProgress` dicts), reading only Spark's documented field names. It prints the
+/// batches, input rows, late rows and output rows it saw, and the last watermark.
+const SPARK_SCRIPT: &str = r#"
+import json, sys
+progress = json.load(sys.stdin)
+batches = 0
+input_rows = 0
+late = 0
+output_rows = 0
+watermark = None
+for p in progress:
+    batches += 1
+    input_rows += p["numInputRows"]
+    assert p["inputRowsPerSecond"] >= 0 and p["processedRowsPerSecond"] >= 0
+    assert p["durationMs"]["triggerExecution"] >= 0
+    for op in p["stateOperators"]:
+        late += op["numRowsDroppedByWatermark"]
+        assert op["numRowsTotal"] >= 0 and op["memoryUsedBytes"] >= 0
+    source = p["sources"][0]
+    assert source["numInputRows"] == p["numInputRows"]
+    assert "endOffset" in source and "startOffset" in source
+    output_rows += p["sink"]["numOutputRows"]
+    watermark = p["eventTime"].get("watermark", watermark)
+    assert p["id"] and p["runId"] and p["name"] == "iot" and p["timestamp"]
+print(batches, input_rows, late, output_rows, watermark)
+"#;
+
+#[test]
+fn the_progress_api_is_read_unchanged_by_a_script_written_against_sparks_field_names() -> TestResult
+{
+    let root = tempfile::tempdir()?;
+    let (daemon, status) = known_run(root.path())?;
+    let addr = daemon.http.clone().ok_or("no HTTP address")?;
+    let batches = find(&status, "iot")
+        .and_then(|p| p["batches"].as_u64())
+        .unwrap_or(0);
+    let (code, body) = http_get(&addr, "/pipelines/iot/progress");
+    assert_eq!(code, 200, "{body}");
+    let mut script = std::process::Command::new("python3")
+        .args(["-c", SPARK_SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = script.stdin.take() {
+        use std::io::Write;
+        stdin.write_all(body.as_bytes())?;
+    }
+    let out = script.wait_with_output()?;
+    assert!(
+        out.status.success(),
+        "the Spark script failed on:\n{body}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let fields: Vec<&str> = printed.split(' ').collect();
+    assert!(
+        fields[0].parse::<u64>().is_ok_and(|n| n >= batches),
+        "{printed} vs {batches} batches"
+    );
+    assert_eq!(fields[1], SENT.to_string(), "{printed}");
+    assert_eq!(fields[2], LATE.to_string(), "{printed}");
+    // The watermark after the second file: its newest row (START + 119 s) less 5 s.
+    assert_eq!(
+        fields.get(4),
+        Some(&"2025-12-01T00:01:54.000Z"),
+        "{printed}"
+    );
+
+    // ?last=N keeps the newest N; the history is bounded by progress_history.
+    let (code, body) = http_get(&addr, "/pipelines/iot/progress?last=1");
+    assert_eq!(code, 200);
+    let last: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(last.as_array().map(Vec::len), Some(1));
+    assert_eq!(http_get(&addr, "/pipelines/iot/progress?last=x").0, 400);
+    assert_eq!(http_get(&addr, "/pipelines/nope/progress").0, 404);
     Ok(())
 }
