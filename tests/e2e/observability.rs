@@ -288,3 +288,115 @@ fn the_progress_api_is_read_unchanged_by_a_script_written_against_sparks_field_n
     assert_eq!(http_get(&addr, "/pipelines/nope/progress").0, 404);
     Ok(())
 }
+
+/// A pipeline of 100-row batches through plugin `plugin`, every 100 ms.
+fn plugin_pipeline(name: &str, plugin: &str, extra: &str) -> String {
+    format!(
+        r#"name = "{name}"
+trigger = {{ processing_time = "100ms" }}
+
+[source]
+type = "rate_micro_batch"
+rows_per_batch = 100
+
+[[transform]]
+plugin = "{plugin}"
+{extra}
+
+[[sink]]
+type = "null"
+"#
+    )
+}
+
+#[test]
+fn plugin_costs_show_a_memory_high_water_mark_near_what_it_allocated_and_one_deadline_expiry_per_call_of_a_loop()
+-> TestResult {
+    const HELD_MIB: f64 = 64.0;
+    let root = tempfile::tempdir()?;
+    let daemon = Daemon::start(root.path(), &[]);
+    let addr = daemon.http.clone().ok_or("no HTTP address")?;
+    let fixtures = crate::daemon_harness::built_plugins().join("fixtures");
+    daemon.install_plugin(&fixtures.join("memory_hog.wasm"), "memory_hog");
+    daemon.install_plugin(&fixtures.join("endless_loop.wasm"), "endless_loop");
+    daemon.write_pipeline(
+        "hog.toml",
+        &plugin_pipeline(
+            "hog",
+            "memory_hog",
+            &format!("config = {{ mib = {HELD_MIB} }}\nmax_memory_mb = 256"),
+        ),
+    );
+    daemon.write_pipeline(
+        "loops.toml",
+        &plugin_pipeline("loops", "endless_loop", "timeout = \"200ms\""),
+    );
+    daemon.wait_batches("hog", 3);
+    // The loop fails every call. Its counters are read in one scrape while calls may end
+    // between two of them, so wait for a scrape that shows it called at least twice with as many
+    // deadline expiries as calls (two per call, or none, never get there).
+    let loops = [("pipeline", "loops"), ("plugin", "endless_loop")];
+    let end = std::time::Instant::now() + SOON;
+    let scrape = loop {
+        let scrape = scrape(&addr)?;
+        let calls = value(&scrape, "weir_plugin_calls_total", &loops);
+        let expired = value(
+            &scrape,
+            "weir_plugin_failures_total",
+            &[("pipeline", "loops"), ("kind", "deadline")],
+        );
+        if calls.is_some_and(|n| n >= 2.0) && expired == calls {
+            break scrape;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "calls {calls:?}, deadline expiries {expired:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+
+    let hog = [
+        ("pipeline", "hog"),
+        ("stage", "transform #1"),
+        ("plugin", "memory_hog"),
+    ];
+    let high_water = value(&scrape, "weir_plugin_memory_high_water_bytes", &hog)
+        .ok_or("no memory high-water mark")?;
+    let held = HELD_MIB * 1024.0 * 1024.0;
+    eprintln!("high-water mark: {} MiB", high_water / 1024.0 / 1024.0);
+    assert!(
+        (high_water - held).abs() <= held * 0.1,
+        "high-water mark {} MiB for {HELD_MIB} MiB held",
+        high_water / 1024.0 / 1024.0
+    );
+    assert_eq!(
+        value(&scrape, "weir_plugin_memory_limit_bytes", &hog),
+        Some(256.0 * 1024.0 * 1024.0)
+    );
+    let hog_calls = value(&scrape, "weir_plugin_calls_total", &hog).unwrap_or(0.0);
+    assert!(hog_calls >= 3.0, "{hog_calls} calls");
+    assert_eq!(
+        value(
+            &scrape,
+            "weir_plugin_rows_total",
+            &[("pipeline", "hog"), ("direction", "in")]
+        ),
+        Some(100.0 * hog_calls)
+    );
+    assert_eq!(
+        value(&scrape, "weir_plugin_call_duration_seconds", &hog),
+        Some(hog_calls),
+        "the call histogram counts every call"
+    );
+    assert!(value(&scrape, "weir_plugin_cpu_seconds_total", &hog).is_some_and(|s| s > 0.0));
+
+    assert_eq!(
+        value(
+            &scrape,
+            "weir_plugin_failures_total",
+            &[("pipeline", "loops"), ("kind", "trap")]
+        ),
+        Some(0.0)
+    );
+    Ok(())
+}

@@ -8,7 +8,7 @@
 //! counters end in `_total`; every pipeline series has a `pipeline` label. The README lists
 //! them with their meaning.
 
-use crate::engine::{PHASES, PipelineMetrics};
+use crate::engine::{FAILURE_KINDS, PHASES, PipelineMetrics, PluginCosts};
 use crate::topology::registry::{PipelineEntry, Registry, RunState};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
@@ -80,6 +80,134 @@ struct WeirCollector {
     pipelines: Arc<Registry>,
 }
 
+/// A plugin stage of a pipeline.
+struct PluginStage<'a> {
+    pipeline: &'a str,
+    stage: String,
+    costs: Arc<PluginCosts>,
+}
+
+impl PluginStage<'_> {
+    fn labels(&self) -> [(&str, &str); 3] {
+        [
+            ("pipeline", self.pipeline),
+            ("stage", &self.stage),
+            ("plugin", &self.costs.plugin),
+        ]
+    }
+}
+
+impl WeirCollector {
+    /// Per pipeline and plugin stage: what the plugin costs.
+    fn encode_plugins(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        pipelines: &[Scraped],
+    ) -> fmt::Result {
+        use MetricType::{Counter, Gauge, Histogram};
+        let stages: Vec<PluginStage> = pipelines
+            .iter()
+            .flat_map(|p| {
+                p.metrics
+                    .plugins()
+                    .into_iter()
+                    .map(|(stage, costs)| PluginStage {
+                        pipeline: &p.name,
+                        stage,
+                        costs,
+                    })
+            })
+            .collect();
+        type Count = fn(&PluginCosts) -> u64;
+        let counters: [(&str, &str, Count); 2] = [
+            (
+                "weir_plugin_calls",
+                "Calls into the plugin (one per chunk of rows).",
+                |c| c.calls.get(),
+            ),
+            (
+                "weir_plugin_instances",
+                "Instances of the plugin made: the first, and a fresh one after each failure.",
+                |c| c.instances.get(),
+            ),
+        ];
+        for (name, help, get) in counters {
+            family(encoder, name, help, Counter, stages.iter(), |s, put| {
+                put(&s.labels(), Value::Counter(get(&s.costs)))
+            })?;
+        }
+        family(
+            encoder,
+            "weir_plugin_rows",
+            "Rows through the plugin, by direction (in: handed to it, out: returned).",
+            Counter,
+            stages.iter(),
+            |s, put| {
+                let [a, b, c] = s.labels();
+                put(
+                    &[a, b, c, ("direction", "in")],
+                    Value::Counter(s.costs.rows_in.get()),
+                )?;
+                put(
+                    &[a, b, c, ("direction", "out")],
+                    Value::Counter(s.costs.rows_out.get()),
+                )
+            },
+        )?;
+        family(
+            encoder,
+            "weir_plugin_failures",
+            "Failed calls by kind: trap, deadline (stopped at its timeout), out_of_memory (past max_memory_mb), plugin_error (it returned an error), bad_output.",
+            Counter,
+            stages.iter(),
+            |s, put| {
+                let [a, b, c] = s.labels();
+                for (kind, n) in FAILURE_KINDS.iter().zip(&s.costs.failures) {
+                    put(&[a, b, c, ("kind", kind)], Value::Counter(n.get()))?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            encoder,
+            "weir_plugin_cpu_seconds",
+            "CPU time spent in calls into the plugin.",
+            Counter,
+            stages.iter(),
+            |s, put| put(&s.labels(), Value::Seconds(s.costs.cpu_seconds.get())),
+        )?;
+        family(
+            encoder,
+            "weir_plugin_call_duration_seconds",
+            "Wall time of each call into the plugin.",
+            Histogram,
+            stages.iter(),
+            |s, put| put(&s.labels(), Value::Histogram(&s.costs.call_duration)),
+        )?;
+        family(
+            encoder,
+            "weir_plugin_memory_high_water_bytes",
+            "The most linear memory an instance of the plugin has had (wasm memory never shrinks).",
+            Gauge,
+            stages.iter(),
+            |s, put| {
+                put(
+                    &s.labels(),
+                    Value::Gauge(s.costs.memory_high_water() as f64),
+                )
+            },
+        )?;
+        family(
+            encoder,
+            "weir_plugin_memory_limit_bytes",
+            "The linear memory limit of the plugin's instances (max_memory_mb).",
+            Gauge,
+            stages.iter(),
+            |s, put| put(&s.labels(), Value::Gauge(s.costs.memory_limit() as f64)),
+        )
+    }
+}
+
 /// One pipeline as a scrape sees it.
 struct Scraped {
     name: String,
@@ -140,6 +268,8 @@ fn family<'a, T: 'a>(
 /// A series' value.
 enum Value<'a> {
     Counter(u64),
+    /// A counter of seconds.
+    Seconds(f64),
     Gauge(f64),
     Histogram(&'a prometheus_client::metrics::histogram::Histogram),
 }
@@ -149,6 +279,7 @@ fn encode_value(metric: &mut MetricEncoder, labels: &[(&str, &str)], value: Valu
     let series = metric.encode_family(&labels)?;
     match value {
         Value::Counter(n) => ConstCounter::new(n).encode(series),
+        Value::Seconds(x) => ConstCounter::new(x).encode(series),
         Value::Gauge(x) => ConstGauge::new(x).encode(series),
         Value::Histogram(h) => h.encode(series),
     }
@@ -374,6 +505,7 @@ impl Collector for WeirCollector {
                 },
             )?;
         }
+        self.encode_plugins(&mut encoder, &pipelines)?;
         family(
             &mut encoder,
             "weir_pipeline_state_groups",

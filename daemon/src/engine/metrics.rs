@@ -6,7 +6,8 @@
 use super::progress::BatchProgress;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The upper bounds (seconds) of the batch and phase duration histograms: from a millisecond
 /// (an idle micro-batch) to a minute (a large catch-up batch).
@@ -16,6 +17,80 @@ pub const DURATION_BUCKETS: [f64; 14] = [
 
 /// The phases of a batch, as the `phase` label names them.
 pub const PHASES: [&str; 5] = ["plan", "read", "process", "sinks", "commit"];
+
+/// Ways a plugin call fails, as the `kind` label names them.
+pub const FAILURE_KINDS: [&str; 5] = [
+    "trap",
+    "deadline",
+    "out_of_memory",
+    "plugin_error",
+    "bad_output",
+];
+
+/// What one plugin stage costs (no stream processor we know of shows this): calls, their wall
+/// and CPU time, rows through it, its instance's linear memory against its limit, failures by
+/// kind. Updated once per call (a call per chunk, never per row).
+#[derive(Debug)]
+pub struct PluginCosts {
+    /// The plugin's name.
+    pub plugin: String,
+    /// Calls made.
+    pub calls: Counter,
+    /// Each call's wall time, seconds.
+    pub call_duration: Histogram,
+    /// CPU time spent in calls (the calling thread's), seconds.
+    pub cpu_seconds: Counter<f64, AtomicU64>,
+    /// Rows handed to it.
+    pub rows_in: Counter,
+    /// Rows it returned.
+    pub rows_out: Counter,
+    /// Fresh instances made (the first, and one after each failure).
+    pub instances: Counter,
+    /// Failed calls, in [`FAILURE_KINDS`] order.
+    pub failures: [Counter; 5],
+    memory_high_water: AtomicU64,
+    memory_limit: AtomicU64,
+}
+
+impl PluginCosts {
+    /// Costs of `plugin`, whose instances may grow to `memory_limit` bytes.
+    pub fn new(plugin: &str, memory_limit: u64) -> PluginCosts {
+        PluginCosts {
+            plugin: plugin.to_string(),
+            calls: Counter::default(),
+            call_duration: Histogram::new(DURATION_BUCKETS),
+            cpu_seconds: Counter::default(),
+            rows_in: Counter::default(),
+            rows_out: Counter::default(),
+            instances: Counter::default(),
+            failures: Default::default(),
+            memory_high_water: AtomicU64::new(0),
+            memory_limit: AtomicU64::new(memory_limit),
+        }
+    }
+
+    /// Notes that an instance's linear memory has reached `bytes`.
+    pub fn memory_reached(&self, bytes: u64) {
+        self.memory_high_water.fetch_max(bytes, Ordering::Relaxed);
+    }
+
+    /// The most linear memory any of its instances has had, bytes.
+    pub fn memory_high_water(&self) -> u64 {
+        self.memory_high_water.load(Ordering::Relaxed)
+    }
+
+    /// The memory limit of its instances, bytes.
+    pub fn memory_limit(&self) -> u64 {
+        self.memory_limit.load(Ordering::Relaxed)
+    }
+
+    /// Counts a failed call of `kind` (one of [`FAILURE_KINDS`]).
+    pub fn failed(&self, kind: &str) {
+        if let Some(i) = FAILURE_KINDS.iter().position(|k| *k == kind) {
+            self.failures[i].inc();
+        }
+    }
+}
 
 /// The last committed batch's point-in-time figures (gauges).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -57,6 +132,8 @@ pub struct PipelineMetrics {
     /// Each phase's durations, seconds, in [`PHASES`] order.
     pub phase_durations: [Histogram; 5],
     last: Mutex<Option<LastBatch>>,
+    /// The plugin stages of the running version, by stage id.
+    plugins: Mutex<Vec<(String, Arc<PluginCosts>)>>,
 }
 
 impl Default for PipelineMetrics {
@@ -79,6 +156,7 @@ impl Default for PipelineMetrics {
                 histogram(),
             ],
             last: Mutex::new(None),
+            plugins: Mutex::new(Vec::new()),
         }
     }
 }
@@ -124,6 +202,20 @@ impl PipelineMetrics {
             committed_at_ms,
         };
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(last);
+    }
+
+    /// Shows the costs of these plugin stages (the running version's: a stage swapped out or
+    /// removed disappears).
+    pub fn set_plugins(&self, plugins: Vec<(String, Arc<PluginCosts>)>) {
+        *self.plugins.lock().unwrap_or_else(|e| e.into_inner()) = plugins;
+    }
+
+    /// The plugin stages' costs, by stage id.
+    pub fn plugins(&self) -> Vec<(String, Arc<PluginCosts>)> {
+        self.plugins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The last committed batch's figures, if one committed since the daemon started.

@@ -18,7 +18,9 @@ pub use blocking::blocking;
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use dictionaries::{DecodeDictionaries, decode_array, decoded_schema};
 pub use error::{BatchError, ErrorClass};
-pub use metrics::{DURATION_BUCKETS, LastBatch, PHASES, PipelineMetrics};
+pub use metrics::{
+    DURATION_BUCKETS, FAILURE_KINDS, LastBatch, PHASES, PipelineMetrics, PluginCosts,
+};
 pub use operator::{BatchContext, Operator, OperatorError};
 pub use pipeline::{
     Control, Pipeline, PipelineExit, PipelineHandle, RetryPolicy, StopOutcome, SwapError,

@@ -87,4 +87,9 @@ pub trait Operator: Send {
     fn state_progress(&self) -> Option<StateOperatorProgress> {
         None
     }
+
+    /// What a plugin stage costs, shown per pipeline and plugin.
+    fn plugin_costs(&self) -> Option<std::sync::Arc<super::PluginCosts>> {
+        None
+    }
 }

@@ -349,7 +349,19 @@ impl Pipeline {
         let monitor = PipelineMonitor::with_metrics(&self.name, metrics, history);
         monitor.set_identity(self.monitor.identity());
         self.monitor = Arc::new(monitor);
+        self.publish_plugin_costs();
         self
+    }
+
+    /// Shows the current stages' plugin costs in the metrics.
+    fn publish_plugin_costs(&self) {
+        let plugins = self
+            .operators
+            .iter()
+            .zip(&self.stage_ids)
+            .filter_map(|(op, id)| Some((id.clone(), op.plugin_costs()?)))
+            .collect();
+        self.monitor.metrics().set_plugins(plugins);
     }
 
     /// Names the checkpoint `id` and the source in its progress reports (a new run id is made
@@ -481,6 +493,7 @@ impl Pipeline {
             self.operators[index] = operator;
             tracing::info!(pipeline = %self.name, stage = %id, "stage swapped at a batch boundary");
         }
+        self.publish_plugin_costs();
         Ok(())
     }
 

@@ -141,6 +141,19 @@ impl PluginError {
     }
 }
 
+impl CallFailure {
+    /// Its kind, as the plugin cost metrics count it (one of `engine::FAILURE_KINDS`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallFailure::Deadline(_) => "deadline",
+            CallFailure::OutOfMemory { .. } => "out_of_memory",
+            CallFailure::Trap(_) | CallFailure::Instantiate(_) => "trap",
+            CallFailure::Plugin(_) => "plugin_error",
+            CallFailure::BadOutput(_) => "bad_output",
+        }
+    }
+}
+
 /// How one call into a plugin failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallFailure {

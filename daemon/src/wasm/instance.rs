@@ -47,6 +47,11 @@ impl Live {
         }
     }
 
+    /// The most linear memory this instance has had, bytes.
+    pub fn memory_high_water(&self) -> u64 {
+        self.store.data().limiter.high_water as u64
+    }
+
     fn func(&mut self, index: &ComponentExportIndex) -> Result<Func, CallFailure> {
         self.instance
             .get_func(&mut self.store, index)

@@ -8,10 +8,12 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-/// Caps linear memory; remembers a refusal so the failure can be reported as what it is.
+/// Caps linear memory; remembers a refusal so the failure can be reported as what it is, and
+/// the most memory granted (the instance's high-water mark: wasm memories never shrink).
 pub(crate) struct MemoryLimiter {
     limit: usize,
     pub refused: Option<usize>,
+    pub high_water: usize,
 }
 
 /// The error a refused `memory.grow` traps with.
@@ -32,6 +34,7 @@ impl ResourceLimiter for MemoryLimiter {
             // instead of whatever the guest's allocator does on a failed grow.
             return Err(wasmtime::Error::new(MemoryLimitReached));
         }
+        self.high_water = self.high_water.max(desired);
         Ok(true)
     }
 
@@ -74,6 +77,7 @@ impl StoreData {
             limiter: MemoryLimiter {
                 limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
                 refused: None,
+                high_water: 0,
             },
             stderr,
         }

@@ -6,7 +6,7 @@ use super::error::{CallFailure, PluginError};
 use super::host::Limits;
 use super::instance::Live;
 use super::plugin::{Plugin, PluginKind};
-use crate::engine::{BatchContext, Operator, OperatorError};
+use crate::engine::{BatchContext, Operator, OperatorError, PluginCosts};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use std::sync::Arc;
@@ -39,6 +39,7 @@ pub struct WasmTransform {
     output: SchemaRef,
     funcs: Funcs,
     live: Option<Live>,
+    costs: Arc<PluginCosts>,
 }
 
 impl std::fmt::Debug for WasmTransform {
@@ -93,6 +94,7 @@ impl WasmTransform {
             output: input.clone(),
             funcs,
             live: None,
+            costs: Arc::new(PluginCosts::new(&plugin.name, limits.memory_bytes)),
             plugin,
         };
         let (live, output) = stage.start()?;
@@ -113,6 +115,7 @@ impl WasmTransform {
         let mut live = plugin
             .instantiate(&self.limits, &self.pipeline)
             .map_err(fail)?;
+        self.costs.instances.inc();
         let (init,): (Result<(), String>,) = live
             .call(&self.funcs.init, (self.config.as_str(),))
             .map_err(fail)?;
@@ -175,14 +178,33 @@ impl WasmTransform {
         })?;
         let slices = wire::slices(&data, &headers);
         let process = self.funcs.process;
+        let costs = self.costs.clone();
         let live = self.fresh()?;
-        let (result,): (Result<(u32, Buffers), String>,) = live
-            .call(&process, (rows, slices.as_slice()))
-            .map_err(|f| call_error(&self.plugin, f))?;
-        let (rows, buffers) =
-            result.map_err(|message| call_error(&self.plugin, CallFailure::Plugin(message)))?;
-        wire::decode_batch(&self.output, rows as usize, buffers)
-            .map_err(|err| call_error(&self.plugin, CallFailure::BadOutput(err.to_string())))
+        let started = std::time::Instant::now();
+        let cpu_before = thread_cpu_seconds();
+        let called = live.call(&process, (rows, slices.as_slice()));
+        costs.calls.inc();
+        costs.call_duration.observe(started.elapsed().as_secs_f64());
+        costs
+            .cpu_seconds
+            .inc_by((thread_cpu_seconds() - cpu_before).max(0.0));
+        costs.rows_in.inc_by(u64::from(rows));
+        costs.memory_reached(live.memory_high_water());
+        let result = called.and_then(|(result,): (Result<(u32, Buffers), String>,)| {
+            let (rows, buffers) = result.map_err(CallFailure::Plugin)?;
+            wire::decode_batch(&self.output, rows as usize, buffers)
+                .map_err(|err| CallFailure::BadOutput(err.to_string()))
+        });
+        match result {
+            Ok(out) => {
+                costs.rows_out.inc_by(out.num_rows() as u64);
+                Ok(out)
+            }
+            Err(failure) => {
+                costs.failed(failure.kind());
+                Err(call_error(&self.plugin, failure))
+            }
+        }
     }
 }
 
@@ -218,4 +240,15 @@ impl Operator for WasmTransform {
     fn abort_batch(&mut self) {
         self.live = None;
     }
+
+    fn plugin_costs(&self) -> Option<Arc<PluginCosts>> {
+        Some(self.costs.clone())
+    }
+}
+
+/// CPU time of the calling thread, seconds (0 if the clock cannot be read): what a plugin call
+/// costs in CPU, as opposed to the wall time it took.
+fn thread_cpu_seconds() -> f64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map_or(0.0, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
 }
