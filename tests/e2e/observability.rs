@@ -390,6 +390,23 @@ fn plugin_costs_show_a_memory_high_water_mark_near_what_it_allocated_and_one_dea
     );
     assert!(value(&scrape, "weir_plugin_cpu_seconds_total", &hog).is_some_and(|s| s > 0.0));
 
+    // `weir status hog` shows the same costs.
+    let status = daemon.status(Some("hog"));
+    let costs = &status["plugin_costs"][0];
+    assert_eq!(costs["plugin"], "memory_hog", "{status:#}");
+    assert!(
+        costs["memory_high_water_bytes"]
+            .as_f64()
+            .is_some_and(|b| (b - held).abs() <= held * 0.1),
+        "{status:#}"
+    );
+    let text = daemon.client(&["status", "hog"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("plugin costs:") && text.contains("memory_hog"),
+        "{text}"
+    );
+
     assert_eq!(
         value(
             &scrape,

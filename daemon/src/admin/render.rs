@@ -269,6 +269,42 @@ pub fn pipeline_details(p: &PipelineReport, now_ms: i64) -> String {
             ));
         }
     }
+    if !p.plugin_costs.is_empty() {
+        out.push_str(
+            "\nplugin costs:\n  STAGE         PLUGIN        CALLS    ROWS IN   ROWS OUT  MEAN CALL  CPU       MEMORY PEAK / LIMIT  FAILURES\n",
+        );
+        for c in &p.plugin_costs {
+            let mean = if c.calls > 0 {
+                format!("{:.1} ms", c.call_seconds * 1000.0 / c.calls as f64)
+            } else {
+                "-".into()
+            };
+            let failures = if c.failures.is_empty() {
+                "none".to_string()
+            } else {
+                c.failures
+                    .iter()
+                    .map(|(kind, n)| format!("{n} {}", kind.replace('_', " ")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            out.push_str(&format!(
+                "  {:<12}  {:<12}  {:<7}  {:<8}  {:<8}  {:<9}  {:<8}  {:<19}  {failures}\n",
+                c.stage,
+                c.plugin,
+                human_count(c.calls as f64),
+                human_count(c.rows_in as f64),
+                human_count(c.rows_out as f64),
+                mean,
+                format!("{:.2} s", c.cpu_seconds),
+                format!(
+                    "{} / {}",
+                    human_bytes(c.memory_high_water_bytes),
+                    human_bytes(c.memory_limit_bytes)
+                ),
+            ));
+        }
+    }
     for note in &p.notes {
         out.push_str(&format!("note       {note}\n"));
     }
@@ -350,7 +386,36 @@ mod tests {
             notes: Vec::new(),
             errors: Vec::new(),
             recent: None,
+            plugin_costs: Vec::new(),
         }
+    }
+
+    #[test]
+    fn pipeline_details_show_each_plugin_stages_costs() {
+        let mut p = report(RunState::Running);
+        p.plugin_costs.push(crate::engine::PluginCostReport {
+            stage: "transform #1".into(),
+            plugin: "memory_hog".into(),
+            calls: 4,
+            rows_in: 400,
+            rows_out: 400,
+            call_seconds: 0.2,
+            cpu_seconds: 0.18,
+            instances: 1,
+            memory_high_water_bytes: 65 << 20,
+            memory_limit_bytes: 256 << 20,
+            failures: [("deadline".to_string(), 2)].into_iter().collect(),
+        });
+        let text = pipeline_details(&p, 0);
+        let line = text
+            .lines()
+            .find(|l| l.contains("memory_hog"))
+            .unwrap_or_default();
+        assert!(line.contains("transform #1"), "{text}");
+        assert!(line.contains("50.0 ms"), "{text}");
+        assert!(line.contains("0.18 s"), "{text}");
+        assert!(line.contains("65.0 MiB / 256.0 MiB"), "{text}");
+        assert!(line.ends_with("2 deadline"), "{text}");
     }
 
     #[test]

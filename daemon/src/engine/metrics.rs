@@ -38,6 +38,8 @@ pub struct PluginCosts {
     pub calls: Counter,
     /// Each call's wall time, seconds.
     pub call_duration: Histogram,
+    /// Wall time spent in calls, seconds.
+    pub call_seconds: Counter<f64, AtomicU64>,
     /// CPU time spent in calls (the calling thread's), seconds.
     pub cpu_seconds: Counter<f64, AtomicU64>,
     /// Rows handed to it.
@@ -59,6 +61,7 @@ impl PluginCosts {
             plugin: plugin.to_string(),
             calls: Counter::default(),
             call_duration: Histogram::new(DURATION_BUCKETS),
+            call_seconds: Counter::default(),
             cpu_seconds: Counter::default(),
             rows_in: Counter::default(),
             rows_out: Counter::default(),
@@ -84,12 +87,61 @@ impl PluginCosts {
         self.memory_limit.load(Ordering::Relaxed)
     }
 
+    /// Its figures as `weir status NAME` shows them.
+    pub fn report(&self, stage: &str) -> PluginCostReport {
+        PluginCostReport {
+            stage: stage.to_string(),
+            plugin: self.plugin.clone(),
+            calls: self.calls.get(),
+            rows_in: self.rows_in.get(),
+            rows_out: self.rows_out.get(),
+            call_seconds: self.call_seconds.get(),
+            cpu_seconds: self.cpu_seconds.get(),
+            instances: self.instances.get(),
+            memory_high_water_bytes: self.memory_high_water(),
+            memory_limit_bytes: self.memory_limit(),
+            failures: FAILURE_KINDS
+                .iter()
+                .zip(&self.failures)
+                .filter(|(_, n)| n.get() > 0)
+                .map(|(kind, n)| (kind.to_string(), n.get()))
+                .collect(),
+        }
+    }
+
     /// Counts a failed call of `kind` (one of [`FAILURE_KINDS`]).
     pub fn failed(&self, kind: &str) {
         if let Some(i) = FAILURE_KINDS.iter().position(|k| *k == kind) {
             self.failures[i].inc();
         }
     }
+}
+
+/// A plugin stage's costs in the status API.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PluginCostReport {
+    /// The stage (`transform #1`).
+    pub stage: String,
+    /// The plugin.
+    pub plugin: String,
+    /// Calls made.
+    pub calls: u64,
+    /// Rows handed to it.
+    pub rows_in: u64,
+    /// Rows it returned.
+    pub rows_out: u64,
+    /// Wall time in calls, seconds.
+    pub call_seconds: f64,
+    /// CPU time in calls, seconds.
+    pub cpu_seconds: f64,
+    /// Instances made.
+    pub instances: u64,
+    /// Most linear memory an instance had, bytes.
+    pub memory_high_water_bytes: u64,
+    /// The memory limit, bytes.
+    pub memory_limit_bytes: u64,
+    /// Failed calls by kind (only kinds that happened).
+    pub failures: std::collections::BTreeMap<String, u64>,
 }
 
 /// The last committed batch's point-in-time figures (gauges).

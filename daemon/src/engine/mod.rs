@@ -19,7 +19,8 @@ pub use clock::{Clock, SystemClock, TokioClock};
 pub use dictionaries::{DecodeDictionaries, decode_array, decoded_schema};
 pub use error::{BatchError, ErrorClass};
 pub use metrics::{
-    DURATION_BUCKETS, FAILURE_KINDS, LastBatch, PHASES, PipelineMetrics, PluginCosts,
+    DURATION_BUCKETS, FAILURE_KINDS, LastBatch, PHASES, PipelineMetrics, PluginCostReport,
+    PluginCosts,
 };
 pub use operator::{BatchContext, Operator, OperatorError};
 pub use pipeline::{

@@ -2,7 +2,9 @@
 //! HTTP API, the sd_notify status line. Runners write their pipeline's entry; readers take
 //! snapshots without going through the supervisor, so status answers while a reload is busy.
 
-use crate::engine::{BatchProgress, PipelineMetrics, PipelineMonitor, PipelineStatus};
+use crate::engine::{
+    BatchProgress, PipelineMetrics, PipelineMonitor, PipelineStatus, PluginCostReport,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -370,6 +372,9 @@ pub struct PipelineReport {
     /// Recent batches, oldest first (only when one pipeline is asked for).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recent: Option<Vec<BatchProgress>>,
+    /// What each plugin stage costs (since the stage was built).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugin_costs: Vec<PluginCostReport>,
 }
 
 impl PipelineEntry {
@@ -396,6 +401,12 @@ impl PipelineEntry {
             } else {
                 None
             },
+            plugin_costs: state
+                .metrics
+                .plugins()
+                .iter()
+                .map(|(stage, costs)| costs.report(stage))
+                .collect(),
         }
     }
 }

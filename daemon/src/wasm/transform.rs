@@ -184,7 +184,9 @@ impl WasmTransform {
         let cpu_before = thread_cpu_seconds();
         let called = live.call(&process, (rows, slices.as_slice()));
         costs.calls.inc();
-        costs.call_duration.observe(started.elapsed().as_secs_f64());
+        let took = started.elapsed().as_secs_f64();
+        costs.call_duration.observe(took);
+        costs.call_seconds.inc_by(took);
         costs
             .cpu_seconds
             .inc_by((thread_cpu_seconds() - cpu_before).max(0.0));
