@@ -448,6 +448,8 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|n| n.parse().ok());
     let builtin_only = args.iter().any(|a| a == "--builtin-only");
+    // `--engine-only`: only the runs through the whole engine (throughput and latency).
+    let engine_only = args.iter().any(|a| a == "--engine-only");
     let dictionary_only = args.iter().any(|a| a == "--dictionary-only");
     let plain_only = args.iter().any(|a| a == "--plain-only");
     let batches = if quick { 6 } else { 21 };
@@ -465,7 +467,8 @@ fn main() {
         "IoT windowed average: 10 s tumbling windows, watermark 10 s, update mode, {rows} rows per batch, state committed (fsync) every batch"
     );
     for (keys, dict) in [(3usize, false), (3, true), (100_000, false)] {
-        if only_keys.is_some_and(|k| k != keys)
+        if engine_only
+            || only_keys.is_some_and(|k| k != keys)
             || (dictionary_only && !dict)
             || (plain_only && dict)
         {
