@@ -417,3 +417,203 @@ fn plugin_costs_show_a_memory_high_water_mark_near_what_it_allocated_and_one_dea
     );
     Ok(())
 }
+
+/// Runs headless Chromium on `url` (external hosts unreachable: the page must need nothing
+/// from outside the machine) and returns the DOM after `budget_ms` of the page's time.
+fn chromium_dom(url: &str, budget_ms: u32, profile: &std::path::Path, extra: &[&str]) -> String {
+    let budget = format!("--virtual-time-budget={budget_ms}");
+    let profile = format!("--user-data-dir={}", profile.display());
+    let mut args = vec![
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--window-size=1200,900",
+        &budget,
+        &profile,
+    ];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let out = std::process::Command::new("chromium")
+        .args(&args)
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run chromium (./scripts/setup installs it): {err}"));
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of the first attribute `name="…"` in `dom` after `from`.
+fn attribute_after<'a>(dom: &'a str, from: &str, name: &str) -> Option<&'a str> {
+    let rest = &dom[dom.find(from)?..];
+    let key = format!("{name}=\"");
+    let rest = &rest[rest.find(&key)? + key.len()..];
+    rest.split('"').next()
+}
+
+/// The text of the first element with `attribute` in `dom` after `from`.
+fn cell<'a>(dom: &'a str, from: &str, attribute: &str) -> Option<&'a str> {
+    let start = dom.find(from)?;
+    let rest = &dom[start..];
+    let at = rest.find(attribute)?;
+    let rest = &rest[at..];
+    let open_end = rest.find('>')?;
+    let rest = &rest[open_end + 1..];
+    Some(&rest[..rest.find('<')?])
+}
+
+#[test]
+fn the_live_page_in_headless_chromium_charts_every_pipeline_and_shows_the_numbers_of_the_api()
+-> TestResult {
+    let root = tempfile::tempdir()?;
+    let daemon = Daemon::start(root.path(), &[]);
+    let addr = daemon.http.clone().ok_or("no HTTP address")?;
+    // One pipeline that has finished (its numbers no longer move) and one that keeps going.
+    daemon.write_pipeline(
+        "done.toml",
+        r#"name = "done"
+trigger = "available_now"
+
+[source]
+type = "datagen"
+rows = 700
+rows_per_second = 1000000
+max_rows_per_batch = 100
+
+[[source.column]]
+name = "id"
+type = "long"
+
+[[sink]]
+type = "null"
+"#,
+    );
+    daemon.write_pipeline(
+        "ticks.toml",
+        r#"name = "ticks"
+trigger = { processing_time = "100ms" }
+
+[source]
+type = "datagen"
+rows_per_second = 200
+
+[[source.column]]
+name = "time"
+type = "timestamp"
+expr = "now"
+
+[[source.column]]
+name = "sensor"
+type = "string"
+values = ["a", "b", "c"]
+
+[aggregate]
+group_by = ["sensor"]
+window = { column = "time", size = "1s" }
+watermark = "500ms"
+functions = [{ fn = "count" }]
+
+[[sink]]
+type = "null"
+"#,
+    );
+    let status = daemon.wait_status("done finished, ticks running", SOON, |s| {
+        find(s, "done").is_some_and(|p| p["state"] == "finished")
+            && find(s, "ticks").is_some_and(|p| p["batches"].as_u64() >= Some(3))
+    });
+    let done = find(&status, "done").ok_or("no pipeline done")?;
+    let batches = done["batches"].as_u64().ok_or("no batches")?;
+    let last_rows = done["last_batch"]["num_input_rows"]
+        .as_u64()
+        .ok_or("no last batch")?;
+
+    let profile = root.path().join("chromium");
+    let url = format!("http://{addr}/");
+    let dom = chromium_dom(&url, 4000, &profile, &["--dump-dom"]);
+    let row = "data-pipeline=\"done\"";
+    assert_eq!(
+        cell(&dom, row, "data-field=\"batches\""),
+        Some(batches.to_string().as_str()),
+        "{dom}"
+    );
+    assert_eq!(
+        cell(&dom, row, "data-field=\"rows-in\""),
+        Some(last_rows.to_string().as_str())
+    );
+    assert_eq!(cell(&dom, row, "data-field=\"state\""), Some("finished"));
+    assert!(dom.contains("data-pipeline=\"ticks\""), "{dom}");
+    // Every pipeline's charts received its batches; the aggregating one's watermark lag and
+    // state size too.
+    for (pipeline, charts) in [
+        ("done", &["rates", "duration"][..]),
+        ("ticks", &["rates", "duration", "lag", "state"][..]),
+    ] {
+        let card = dom
+            .find(&format!("class=\"card\" data-pipeline=\"{pipeline}\""))
+            .ok_or("no card")?;
+        let card = &dom[card..];
+        for chart in charts {
+            let points = attribute_after(card, &format!("data-chart=\"{chart}\""), "data-points")
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            assert!(points > 0, "{pipeline}/{chart}: no points");
+        }
+    }
+    // It refreshes itself: several updates within the page's time, without a reload.
+    let refreshes = attribute_after(&dom, "<body", "data-refreshes")
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0);
+    assert!(refreshes >= 2, "{refreshes} refreshes");
+
+    // A pipeline's own page shows its recent batches.
+    let page = chromium_dom(
+        &format!("http://{addr}/#/pipeline/done"),
+        3000,
+        &profile,
+        &["--dump-dom"],
+    );
+    assert!(page.contains("id=\"recent-batches\""), "{page}");
+
+    // What the first load transfers: the page's files, the status and each pipeline's first
+    // progress request (the page asks for the last 60 batches, then only newer ones).
+    let mut loaded = 0;
+    for path in [
+        "/",
+        "/ui/app.js",
+        "/ui/style.css",
+        "/ui/uPlot.iife.min.js",
+        "/ui/uPlot.min.css",
+        "/pipelines",
+        "/pipelines/done/progress?last=60",
+        "/pipelines/ticks/progress?last=60",
+    ] {
+        let (code, body) = http_get(&addr, path);
+        assert_eq!(code, 200, "{path}");
+        loaded += body.len();
+    }
+    eprintln!("first load: {loaded} bytes");
+    assert!(loaded < 200 * 1024, "{loaded} bytes on first load");
+    let (_, later) = http_get(&addr, "/pipelines/ticks/progress?after=1000000");
+    assert_eq!(later.trim(), "[]");
+
+    // The screenshot, kept as the test's artifact.
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("weir-page.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium_dom(
+        &url,
+        4000,
+        &profile,
+        &[&format!("--screenshot={}", shot.display())],
+    );
+    let png = std::fs::read(&shot)?;
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    Ok(())
+}

@@ -3,7 +3,7 @@
 //! reported, and the daemon is not stopping), `GET /pipelines`, `GET /pipelines/NAME`,
 //! `GET /pipelines/NAME/progress?last=N` (recent batches as Spark's `StreamingQueryProgress`,
 //! see [`super::progress`]), `GET /metrics` (Prometheus or OpenMetrics text, see
-//! [`super::metrics`]). No verb
+//! [`super::metrics`]), and the live page at `/` ([`super::web`]). No verb
 //! that changes anything is reachable here: those are the control socket's. Malformed or
 //! oversized requests are refused by hyper with a 4xx and the daemon carries on.
 
@@ -39,6 +39,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/pipelines/{name}", get(pipeline))
         .route("/pipelines/{name}/progress", get(progress))
         .route("/metrics", get(metrics))
+        .merge(super::web::routes())
         .with_state(state)
 }
 
@@ -73,8 +74,8 @@ async fn progress(
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> axum::response::Response {
-    let last = match super::progress::last_of(query.as_deref()) {
-        Ok(last) => last,
+    let wanted = match super::progress::ProgressQuery::parse(query.as_deref()) {
+        Ok(wanted) => wanted,
         Err(message) => return (StatusCode::BAD_REQUEST, message + "\n").into_response(),
     };
     let Some(entry) = state.handlers.registry().get(&name) else {
@@ -89,8 +90,8 @@ async fn progress(
     };
     let identity = monitor.identity();
     let recent = monitor.recent();
-    let skip = last.map_or(0, |n| recent.len().saturating_sub(n));
-    let batches: Vec<serde_json::Value> = recent[skip..]
+    let batches: Vec<serde_json::Value> = wanted
+        .select(&recent)
         .iter()
         .map(|p| super::progress::spark_progress(p, &identity))
         .collect();

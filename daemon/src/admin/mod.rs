@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod progress;
 pub mod protocol;
 pub mod render;
+pub mod web;

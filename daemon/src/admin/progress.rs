@@ -1,4 +1,4 @@
-//! `GET /pipelines/NAME/progress?last=N`: a pipeline's recent batches as Spark's
+//! `GET /pipelines/NAME/progress?last=N&after=ID`: a pipeline's recent batches as Spark's
 //! `StreamingQueryProgress` JSON (the same field names, so that scripts written against Spark's
 //! `query.recentProgress` read them unchanged), oldest first, with weir's own figures beside
 //! them under `weir`.
@@ -108,26 +108,52 @@ pub fn spark_progress(p: &BatchProgress, query: &QueryIdentity) -> Value {
     })
 }
 
-/// How many batches `?last=N` (or its absence) asks for, or why the query is wrong.
-pub fn last_of(query: Option<&str>) -> Result<Option<usize>, String> {
-    let Some(query) = query else {
-        return Ok(None);
-    };
-    let mut last = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("last", n)) => match n.parse::<usize>() {
-                Ok(n) => last = Some(n),
-                Err(_) => return Err(format!("last={n}: not a number of batches")),
-            },
-            _ => {
-                return Err(format!(
-                    "unknown query parameter `{pair}` (expected last=N)"
-                ));
+/// Which batches a progress request asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProgressQuery {
+    /// `last=N`: the newest N (of those after `after`).
+    pub last: Option<usize>,
+    /// `after=ID`: only batches with a larger id (what a page that has the rest asks for).
+    pub after: Option<u64>,
+}
+
+impl ProgressQuery {
+    /// Reads `last=N&after=ID` (both optional), or says what is wrong.
+    pub fn parse(query: Option<&str>) -> Result<ProgressQuery, String> {
+        let mut out = ProgressQuery::default();
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            match pair.split_once('=') {
+                Some(("last", n)) => match n.parse::<usize>() {
+                    Ok(n) => out.last = Some(n),
+                    Err(_) => return Err(format!("last={n}: not a number of batches")),
+                },
+                Some(("after", id)) => match id.parse::<u64>() {
+                    Ok(id) => out.after = Some(id),
+                    Err(_) => return Err(format!("after={id}: not a batch id")),
+                },
+                _ => {
+                    return Err(format!(
+                        "unknown query parameter `{pair}` (expected last=N and/or after=ID)"
+                    ));
+                }
             }
         }
+        Ok(out)
     }
-    Ok(last)
+
+    /// The batches of `recent` (oldest first) it asks for.
+    pub fn select<'a>(&self, recent: &'a [BatchProgress]) -> &'a [BatchProgress] {
+        let from = self
+            .after
+            .map_or(0, |after| recent.partition_point(|p| p.batch_id <= after));
+        let chosen = &recent[from..];
+        let skip = self.last.map_or(0, |n| chosen.len().saturating_sub(n));
+        &chosen[skip..]
+    }
 }
 
 #[cfg(test)]
@@ -186,10 +212,47 @@ mod tests {
     }
 
     #[test]
-    fn the_query_takes_last_n_and_names_what_it_does_not_understand() {
-        assert_eq!(last_of(None), Ok(None));
-        assert_eq!(last_of(Some("last=3")), Ok(Some(3)));
-        assert!(last_of(Some("last=x")).is_err_and(|e| e.contains("not a number")));
-        assert!(last_of(Some("first=1")).is_err_and(|e| e.contains("expected last=N")));
+    fn the_query_takes_the_last_n_after_an_id_and_names_what_it_does_not_understand() {
+        assert_eq!(ProgressQuery::parse(None), Ok(ProgressQuery::default()));
+        let q = ProgressQuery::parse(Some("last=2&after=5"));
+        let both = ProgressQuery {
+            last: Some(2),
+            after: Some(5),
+        };
+        assert_eq!(q, Ok(both));
+        assert!(ProgressQuery::parse(Some("last=x")).is_err_and(|e| e.contains("not a number")));
+        assert!(
+            ProgressQuery::parse(Some("first=1")).is_err_and(|e| e.contains("expected last=N"))
+        );
+        let batches: Vec<BatchProgress> = (3..10)
+            .map(|batch_id| BatchProgress {
+                name: "p".into(),
+                batch_id,
+                timestamp: String::new(),
+                num_input_rows: 0,
+                input_rows_per_second: 0.0,
+                processed_rows_per_second: 0.0,
+                num_output_rows: 0,
+                duration_ms: Durations::default(),
+                start_offset: Value::Null,
+                end_offset: Value::Null,
+                watermark_ms: None,
+                attempts: 1,
+                num_malformed_skipped: 0,
+                num_malformed_dead_lettered: 0,
+                state_operators: Vec::new(),
+            })
+            .collect();
+        let ids = |last, after| -> Vec<u64> {
+            ProgressQuery { last, after }
+                .select(&batches)
+                .iter()
+                .map(|b| b.batch_id)
+                .collect()
+        };
+        assert_eq!(ids(Some(2), None), vec![8, 9]);
+        assert_eq!(ids(None, Some(6)), vec![7, 8, 9]);
+        assert_eq!(ids(Some(1), Some(6)), vec![9]);
+        assert_eq!(ids(None, Some(9)), Vec::<u64>::new());
     }
 }
