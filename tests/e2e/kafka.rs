@@ -19,7 +19,7 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn ms(text: &str) -> i64 {
+pub(crate) fn ms(text: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(text).map_or(i64::MIN, |t| t.timestamp_millis())
 }
 
@@ -55,7 +55,7 @@ pub(crate) fn produce_readings(broker: &Broker, topic: &str, partitions: i32, fr
 }
 
 /// (window start, sensor) → (count, sum) over readings `0..n`.
-fn direct_windows(n: i64) -> BTreeMap<(i64, String), (i64, i64)> {
+pub(crate) fn direct_windows(n: i64) -> BTreeMap<(i64, String), (i64, i64)> {
     let mut out: BTreeMap<(i64, String), (i64, i64)> = BTreeMap::new();
     for i in 0..n {
         let (t, sensor, value) = reading(i);
@@ -1092,5 +1092,66 @@ format = "json"
     values.dedup();
     assert_eq!(values, vec!["newer", "old"]);
     assert_eq!(values_in(&out).len(), 8);
+    Ok(())
+}
+
+#[test]
+fn each_batch_held_back_by_max_offsets_per_trigger_records_the_records_still_behind_it()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic("behind", 1);
+    let values: Vec<String> = (0..3000).map(|i| i.to_string()).collect();
+    let records: Vec<Record<'_>> = values
+        .iter()
+        .map(|v| (0, None, v.as_bytes(), None))
+        .collect();
+    broker.produce("behind", &records);
+    let dir = tempfile::tempdir()?;
+    let file = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"name = "kafka-behind"
+trigger = "available_now"
+
+[source]
+type = "kafka"
+bootstrap_servers = "{}"
+subscribe = ["behind"]
+starting_offsets = "earliest"
+max_offsets_per_trigger = 1000
+
+[[sink]]
+type = "null"
+"#,
+            broker.bootstrap
+        ),
+    );
+    // The backlog is in each batch's progress, which the log shows at debug level.
+    let mut weir = Weir::start_with(
+        &[
+            "run",
+            "--state-dir",
+            &dir.path().join("state").to_string_lossy(),
+            &file.to_string_lossy(),
+        ],
+        None,
+        |cmd| {
+            cmd.env("WEIR_LOG", "debug");
+        },
+    );
+    let status = weir.wait_exit(Duration::from_secs(120));
+    assert!(status.success(), "{}", weir.stderr());
+    let log = weir.stderr();
+    let backlogs: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("batch committed") && !l.contains(" rows=0 "))
+        .filter_map(|l| l.split("source_backlog=").nth(1)?.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        backlogs,
+        vec!["Some(2000)", "Some(1000)", "Some(0)"],
+        "{log}"
+    );
     Ok(())
 }

@@ -191,6 +191,14 @@ fn metrics_count_the_rows_sent_the_late_rows_made_and_the_malformed_records_plan
         value(&scrape, "weir_pipeline_watermark_lag_seconds", &iot).is_some_and(|lag| lag > 0.0)
     );
     assert!(value(&scrape, "weir_reloads_total", &[]).is_some_and(|n| n >= 1.0));
+    assert_eq!(
+        value(
+            &scrape,
+            "weir_pipeline_source_backlog",
+            &[("pipeline", "iot"), ("unit", "files")]
+        ),
+        Some(0.0)
+    );
 
     // OpenMetrics when asked for, ending in `# EOF`.
     let (code, body) = http_raw(
@@ -278,6 +286,24 @@ fn the_progress_api_is_read_unchanged_by_a_script_written_against_sparks_field_n
         Some(&"2025-12-01T00:01:54.000Z"),
         "{printed}"
     );
+
+    // Each batch that read a file saw the files still waiting behind it.
+    let all: serde_json::Value = serde_json::from_str(&body)?;
+    let backlogs: Vec<(String, String)> = all
+        .as_array()
+        .ok_or("not a list")?
+        .iter()
+        .filter(|p| p["numInputRows"].as_u64() > Some(0))
+        .map(|p| {
+            let m = &p["sources"][0]["metrics"];
+            (
+                m["backlog"].as_str().unwrap_or("-").to_string(),
+                m["backlogUnit"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect();
+    let files = |n: &str| (n.to_string(), "files".to_string());
+    assert_eq!(backlogs, vec![files("2"), files("1"), files("0")]);
 
     // ?last=N keeps the newest N; the history is bounded by progress_history.
     let (code, body) = http_get(&addr, "/pipelines/iot/progress?last=1");

@@ -505,6 +505,20 @@ impl Collector for WeirCollector {
                 },
             )?;
         }
+        family(
+            &mut encoder,
+            "weir_pipeline_source_backlog",
+            "Input the source had found beyond the last batch's end when it was planned (the batch limits held it back), by unit: records (Kafka), files.",
+            Gauge,
+            last.iter(),
+            |(p, l), put| match &l.source_backlog {
+                Some(b) => put(
+                    &[("pipeline", &p.name), ("unit", &b.unit)],
+                    Value::Gauge(b.amount as f64),
+                ),
+                None => Ok(()),
+            },
+        )?;
         self.encode_plugins(&mut encoder, &pipelines)?;
         family(
             &mut encoder,

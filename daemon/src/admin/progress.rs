@@ -81,7 +81,11 @@ pub fn spark_progress(p: &BatchProgress, query: &QueryIdentity) -> Value {
             "numInputRows": p.num_input_rows,
             "inputRowsPerSecond": p.input_rows_per_second,
             "processedRowsPerSecond": p.processed_rows_per_second,
-            "metrics": {},
+            // Spark's source metrics are strings.
+            "metrics": p.source_backlog.as_ref().map_or_else(
+                || json!({}),
+                |b| json!({"backlog": b.amount.to_string(), "backlogUnit": b.unit}),
+            ),
         }],
         "sink": {
             "description": query.sinks.join(", "),
@@ -189,6 +193,10 @@ mod tests {
                 event_time_max_ms: Some(1_764_547_210_000),
                 ..StateOperatorProgress::default()
             }],
+            source_backlog: Some(crate::sources::Backlog {
+                amount: 3,
+                unit: "files".into(),
+            }),
         };
         let query = QueryIdentity {
             id: "c0ffee".into(),
@@ -209,6 +217,8 @@ mod tests {
         assert_eq!(v["sink"]["numOutputRows"], 4);
         assert_eq!(v["sink"]["description"], "console, file");
         assert_eq!(v["weir"]["numMalformedDeadLettered"], 2);
+        assert_eq!(v["sources"][0]["metrics"]["backlog"], "3");
+        assert_eq!(v["sources"][0]["metrics"]["backlogUnit"], "files");
     }
 
     #[test]
@@ -241,6 +251,7 @@ mod tests {
                 num_malformed_skipped: 0,
                 num_malformed_dead_lettered: 0,
                 state_operators: Vec::new(),
+                source_backlog: None,
             })
             .collect();
         let ids = |last, after| -> Vec<u64> {

@@ -252,6 +252,13 @@ pub fn pipeline_details(p: &PipelineReport, now_ms: i64) -> String {
             human_count(b.processed_rows_per_second)
         ));
     }
+    if let Some(backlog) = last.and_then(|b| b.source_backlog.as_ref()) {
+        out.push_str(&format!(
+            "backlog    {} {} found beyond the last batch\n",
+            human_count(backlog.amount as f64),
+            backlog.unit
+        ));
+    }
     out.push_str(&format!("watermark  {}\n", watermark_text(last, now_ms)));
     out.push_str(&format!(
         "state      {} (groups / bytes)\n",

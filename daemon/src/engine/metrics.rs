@@ -145,8 +145,10 @@ pub struct PluginCostReport {
 }
 
 /// The last committed batch's point-in-time figures (gauges).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LastBatch {
+    /// What the source had found beyond the batch's end.
+    pub source_backlog: Option<crate::sources::Backlog>,
     /// Rows read per second of wall time since the previous batch started.
     pub input_rows_per_second: f64,
     /// Rows read per second of the batch's own duration.
@@ -241,6 +243,7 @@ impl PipelineMetrics {
             histogram.observe(ms / 1000.0);
         }
         let last = LastBatch {
+            source_backlog: progress.source_backlog.clone(),
             input_rows_per_second: progress.input_rows_per_second,
             processed_rows_per_second: progress.processed_rows_per_second,
             watermark_ms: progress.watermark_ms,
@@ -272,7 +275,7 @@ impl PipelineMetrics {
 
     /// The last committed batch's figures, if one committed since the daemon started.
     pub fn last(&self) -> Option<LastBatch> {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -307,6 +310,10 @@ mod tests {
                 num_rows_dropped_by_watermark: late,
                 ..StateOperatorProgress::default()
             }],
+            source_backlog: Some(crate::sources::Backlog {
+                amount: rows,
+                unit: "records".into(),
+            }),
         }
     }
 
@@ -323,8 +330,12 @@ mod tests {
         assert_eq!(metrics.malformed_skipped.get(), 2);
         assert_eq!(metrics.malformed_dead_lettered.get(), 4);
         let last = metrics.last();
-        assert_eq!(last.map(|l| l.committed_at_ms), Some(2_000));
-        assert_eq!(last.and_then(|l| l.state_groups), Some((7, 3)));
-        assert_eq!(last.and_then(|l| l.watermark_ms), Some(5_000));
+        assert_eq!(last.as_ref().map(|l| l.committed_at_ms), Some(2_000));
+        assert_eq!(last.as_ref().and_then(|l| l.state_groups), Some((7, 3)));
+        assert_eq!(last.as_ref().and_then(|l| l.watermark_ms), Some(5_000));
+        assert_eq!(
+            last.and_then(|l| l.source_backlog).map(|b| b.amount),
+            Some(50)
+        );
     }
 }

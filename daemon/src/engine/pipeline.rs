@@ -148,6 +148,9 @@ pub struct Pipeline {
     deferred: Vec<Control>,
     /// The wall clock: trigger ticks and batch timestamps.
     clock: Arc<dyn super::Clock>,
+    /// Trouble that lasts (slow batches, a growing watermark lag, retries), logged once per
+    /// episode.
+    episodes: super::episodes::Episodes,
 }
 
 /// A running pipeline.
@@ -323,6 +326,7 @@ impl Pipeline {
             in_batch: false,
             deferred: Vec::new(),
             clock: Arc::new(super::SystemClock),
+            episodes: Default::default(),
         }
     }
 
@@ -641,6 +645,7 @@ impl Pipeline {
 
             let trigger_start = Instant::now();
             let mut durations = Durations::default();
+            let mut backlog = None;
             let entry = match replay.take() {
                 Some(entry) => entry,
                 None => {
@@ -667,6 +672,7 @@ impl Pipeline {
                             }
                         };
                     durations.latest_offset = millis(t);
+                    backlog = self.source.backlog();
                     let has_data = latest != start;
                     self.monitor.set_source_status(self.source.status());
                     let wanted = must_run
@@ -747,6 +753,7 @@ impl Pipeline {
                     .iter()
                     .filter_map(|op| op.state_progress())
                     .collect(),
+                source_backlog: backlog,
             };
             tracing::debug!(
                 pipeline = %self.name,
@@ -762,9 +769,25 @@ impl Pipeline {
                 state_rows = progress.state_operators.iter().map(|s| s.num_rows_total).sum::<u64>(),
                 state_memory_bytes = progress.state_operators.iter().map(|s| s.memory_used_bytes).sum::<u64>(),
                 late_rows = progress.state_operators.iter().map(|s| s.num_rows_dropped_by_watermark).sum::<u64>(),
+                source_backlog = ?progress.source_backlog.as_ref().map(|b| b.amount),
                 watermark_ms = progress.watermark_ms,
                 "batch committed"
             );
+            let interval = match self.trigger {
+                Trigger::ProcessingTime(interval) => Some(interval),
+                _ => None,
+            };
+            let notices = self.episodes.committed(
+                Duration::from_secs_f64(progress.duration_ms.trigger_execution.max(0.0) / 1000.0),
+                interval,
+                progress.num_input_rows > 0,
+                progress
+                    .watermark_ms
+                    .map(|w| entry.batch_timestamp_ms.saturating_sub(w)),
+            );
+            for notice in notices {
+                self.log(notice, entry.batch_id);
+            }
             self.monitor.record(progress);
             next_id = entry.batch_id + 1;
             start = entry.end;
@@ -787,7 +810,12 @@ impl Pipeline {
         let mut backoff = self.retry.first_backoff;
         loop {
             match blocking(|| self.run_batch(entry, durations.clone())) {
-                Ok(outcome) => return Ok(Some((outcome, attempt))),
+                Ok(outcome) => {
+                    if let Some(notice) = self.episodes.batch_succeeded(attempt) {
+                        self.log(notice, entry.batch_id);
+                    }
+                    return Ok(Some((outcome, attempt)));
+                }
                 Err(err) => {
                     for op in &mut self.operators {
                         op.abort_batch();
@@ -795,7 +823,10 @@ impl Pipeline {
                     if !err.retryable() || attempt >= self.retry.attempts {
                         return Err(err);
                     }
-                    tracing::warn!(pipeline = %self.name, batch = entry.batch_id, attempt, "batch failed, retrying in {backoff:?}: {err}");
+                    let notice = self
+                        .episodes
+                        .attempt_failed(attempt, &err.to_string(), backoff);
+                    self.log(notice, entry.batch_id);
                     self.monitor
                         .set_status(PipelineStatus::Retrying(err.to_string()));
                     // Monotonic: a wall clock stepped back must not stretch the wait.
@@ -813,6 +844,16 @@ impl Pipeline {
                     backoff = (backoff * 2).min(self.retry.max_backoff);
                 }
             }
+        }
+    }
+
+    /// Logs an episode's notice with the pipeline and batch as fields.
+    fn log(&self, notice: super::episodes::Notice, batch: u64) {
+        use super::episodes::Notice;
+        match notice {
+            Notice::Warn(m) => tracing::warn!(pipeline = %self.name, batch, "{m}"),
+            Notice::Info(m) => tracing::info!(pipeline = %self.name, batch, "{m}"),
+            Notice::Debug(m) => tracing::debug!(pipeline = %self.name, batch, "{m}"),
         }
     }
 

@@ -85,6 +85,9 @@ pub struct BatchProgress {
     pub num_malformed_dead_lettered: u64,
     /// Stateful operators' figures.
     pub state_operators: Vec<StateOperatorProgress>,
+    /// What the source had found beyond this batch's end when it was planned.
+    #[serde(default)]
+    pub source_backlog: Option<crate::sources::Backlog>,
 }
 
 /// What a progress report names besides the batch: Spark's query `id` (the checkpoint's id,
@@ -297,6 +300,7 @@ mod tests {
                 num_malformed_skipped: 0,
                 num_malformed_dead_lettered: 0,
                 state_operators: Vec::new(),
+                source_backlog: None,
             });
         }
         let kept: Vec<u64> = monitor.recent().iter().map(|p| p.batch_id).collect();

@@ -181,6 +181,16 @@ impl SourceTasks {
     }
 }
 
+/// Input a source has found but not yet put in a batch: how much, in what unit (`records` of
+/// Kafka, `files`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Backlog {
+    /// How much.
+    pub amount: u64,
+    /// Of what.
+    pub unit: String,
+}
+
 /// A replayable source of record batches.
 pub trait Source: Send {
     /// The schema of every batch.
@@ -220,6 +230,12 @@ pub trait Source: Send {
     /// Malformed records the last `read` skipped or dead-lettered, for the batch's progress.
     fn malformed(&self) -> MalformedCounts {
         MalformedCounts::default()
+    }
+
+    /// What the last `latest_offset` found beyond the end it returned (the batch limits held it
+    /// back), for the pipeline's progress; `None` where the source does not know.
+    fn backlog(&self) -> Option<Backlog> {
+        None
     }
 
     /// What the source itself is doing, for the pipeline's status ("waiting for peer ...").

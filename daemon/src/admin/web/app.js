@@ -107,7 +107,7 @@
     const table = text("table");
     table.id = "pipelines";
     const head = text("tr");
-    for (const h of ["pipeline", "state", "batches", "rows in (last)", "rows/s in", "rows/s processed", "batch", "watermark lag", "state groups", "last error"]) {
+    for (const h of ["pipeline", "state", "batches", "rows in (last)", "rows/s in", "rows/s processed", "batch", "backlog", "watermark lag", "state groups", "last error"]) {
       head.appendChild(text("th", h, h === "pipeline" || h === "state" || h === "last error" ? "text" : ""));
     }
     table.appendChild(head);
@@ -123,6 +123,7 @@
         ["input-rate", b ? count(b.input_rows_per_second) : "-", ""],
         ["processed-rate", b ? count(b.processed_rows_per_second) : "-", ""],
         ["batch-ms", b ? b.duration_ms.trigger_execution.toFixed(1) + " ms" : "-", ""],
+        ["backlog", b && b.source_backlog ? count(b.source_backlog.amount) + " " + b.source_backlog.unit : "-", ""],
         ["watermark-lag", seconds(watermarkLag(p)), ""],
         ["state-groups", count(stateGroups(b)), ""],
         ["error", lastError(p), "error"],

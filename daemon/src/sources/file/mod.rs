@@ -643,6 +643,18 @@ impl Source for FileSource {
         self.malformed
     }
 
+    fn backlog(&self) -> Option<super::Backlog> {
+        // Files found and not yet logged: what `latest_offset` put back for later batches.
+        let amount = match &self.frozen {
+            Some(frozen) => frozen.len(),
+            None => self.discovery.pending(),
+        };
+        Some(super::Backlog {
+            amount: amount as u64,
+            unit: "files".into(),
+        })
+    }
+
     fn status(&self) -> Option<String> {
         if let Some(err) = self.discovery.listing_error() {
             return Some(format!(

@@ -71,6 +71,8 @@ pub struct KafkaSource {
     frozen: Option<PartitionOffsets>,
     waiting_since: Option<Instant>,
     lost_records: u64,
+    /// Records the last `latest_offset` left for later batches.
+    backlog: Option<u64>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -137,6 +139,7 @@ impl KafkaSource {
             frozen: None,
             waiting_since: None,
             lost_records: 0,
+            backlog: None,
         })
     }
 
@@ -354,6 +357,8 @@ impl KafkaSource {
                 }
             }
         }
+        let available = end.clone();
+        self.backlog = Some(offsets::records_between(&known, &available));
         if limit == ReadLimit::SourceLimits {
             if let Some(max) = self.spec.max_offsets_per_trigger {
                 end = offsets::rate_limit(&known, &end, max);
@@ -371,6 +376,8 @@ impl KafkaSource {
                 }
             }
         }
+        // What is there beyond this batch's end (all of it, when the batch waits for more).
+        self.backlog = Some(offsets::records_between(&end, &available));
         let end = offsets::to_json(&end);
         if end != *start {
             self.waiting_since = None;
@@ -614,6 +621,13 @@ impl Source for KafkaSource {
 
     fn malformed(&self) -> MalformedCounts {
         self.malformed
+    }
+
+    fn backlog(&self) -> Option<super::Backlog> {
+        self.backlog.map(|amount| super::Backlog {
+            amount,
+            unit: "records".into(),
+        })
     }
 
     fn status(&self) -> Option<String> {
