@@ -315,7 +315,7 @@ fn several_console_pipelines_name_themselves_in_each_banner() -> TestResult {
 }
 
 #[test]
-fn a_failing_batch_is_retried_three_times_with_a_doubling_backoff_then_fails_its_pipeline()
+fn a_failing_batch_is_retried_three_times_with_a_doubling_backoff_warned_once_then_fails_its_pipeline()
 -> TestResult {
     let dir = tempfile::tempdir()?;
     let text = format!(
@@ -344,17 +344,28 @@ fn a_failing_batch_is_retried_three_times_with_a_doubling_backoff_then_fails_its
     // A folder where batch 1's temporary file goes: every attempt to create it fails with an
     // I/O error, the outside world's kind of failure.
     std::fs::create_dir(out.join(format!(".part-0000000001-{id}.json.tmp")))?;
-    let mut weir = Weir::start(&args);
+    // At debug level, to see the attempts the log only mentions at info level once.
+    let mut weir = Weir::start_with(&args, None, |cmd| {
+        cmd.env("WEIR_LOG", "debug");
+    });
     let status = weir.wait_exit(Duration::from_secs(30));
     assert_eq!(status.code(), Some(1), "{}", weir.stderr());
     let log = weir.stderr();
     let retries: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("batch failed, retrying in"))
+        .filter(|l| l.contains("batch failed") && l.contains("retrying in"))
         .collect();
     assert_eq!(retries.len(), 3, "{log}");
-    for (line, wait) in retries.iter().zip(["500ms", "1s", "2s"]) {
-        assert!(line.contains(&format!("retrying in {wait}:")), "{line}");
+    for (line, (level, wait)) in
+        retries
+            .iter()
+            .zip([("WARN", "500ms"), ("DEBUG", "1s"), ("DEBUG", "2s")])
+    {
+        assert!(line.contains(level), "{line}");
+        assert!(
+            line.contains(&format!("retrying in {wait} (attempt")),
+            "{line}"
+        );
     }
     assert!(
         log.contains("weir: pipeline `failing` failed: sink #1 (file): cannot write"),

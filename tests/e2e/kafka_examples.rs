@@ -2,7 +2,9 @@
 //! `localhost:9092` is replaced by the test broker's address).
 
 use crate::harness::{TestResult, Weir, repo_root};
-use crate::kafka::{START_MS, WINDOW_MS, produce_readings, reading, wait_until};
+use crate::kafka::{
+    START_MS, WINDOW_MS, direct_windows, ms, produce_readings, reading, wait_until,
+};
 use crate::kafka_broker::Broker;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,22 +23,11 @@ fn example(broker: &Broker, dir: &Path, name: &str) -> std::io::Result<PathBuf> 
 /// least `margin_ms` before the newest reading's time.
 fn direct_averages(n: i64, margin_ms: i64) -> BTreeMap<(i64, String), f64> {
     let newest = (0..n).map(|i| reading(i).0).max().unwrap_or(START_MS);
-    let mut sums: BTreeMap<(i64, String), (i64, i64)> = BTreeMap::new();
-    for i in 0..n {
-        let (t, sensor, value) = reading(i);
-        let start = t - t.rem_euclid(WINDOW_MS);
-        let entry = sums.entry((start, sensor)).or_default();
-        entry.0 += 1;
-        entry.1 += value;
-    }
-    sums.into_iter()
+    direct_windows(n)
+        .into_iter()
         .filter(|((start, _), _)| start + WINDOW_MS <= newest - margin_ms)
         .map(|(k, (count, sum))| (k, sum as f64 / count as f64))
         .collect()
-}
-
-fn ms(text: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(text).map_or(i64::MIN, |t| t.timestamp_millis())
 }
 
 #[test]

@@ -7,6 +7,7 @@
 mod blocking;
 mod clock;
 mod dictionaries;
+mod episodes;
 mod error;
 mod metrics;
 mod operator;
