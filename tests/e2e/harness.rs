@@ -267,10 +267,15 @@ pub fn batches_printed(stdout: &str) -> usize {
     stdout.lines().filter(|l| l.starts_with("Batch: ")).count()
 }
 
-/// Lines at ERROR or WARN level in weir's log.
+/// Lines at ERROR or WARN level in weir's log, but for the warnings that say a pipeline falls
+/// behind its trigger or its event time: those depend on how busy the machine is, not on
+/// whether weir did its job.
 pub fn error_or_warn_lines(stderr: &str) -> Vec<&str> {
     stderr
         .lines()
         .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+        .filter(|l| {
+            !l.contains("falling behind its trigger") && !l.contains("watermark lag has grown")
+        })
         .collect()
 }

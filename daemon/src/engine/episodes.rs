@@ -8,6 +8,10 @@ use std::time::Duration;
 /// Batches in a row whose watermark lag grew before that is reported.
 pub const LAG_GROWTH_BATCHES: u32 = 10;
 
+/// Batches in a row slower than the trigger interval before that is reported: one slow batch
+/// (a compaction, a busy disk) is not a pipeline falling behind.
+pub const SLOW_BATCHES: u64 = 3;
+
 /// A line to log, by level.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
@@ -47,17 +51,19 @@ impl Episodes {
         match interval {
             Some(interval) if took > interval => {
                 self.slow += 1;
-                if self.slow == 1 {
+                if self.slow == SLOW_BATCHES {
                     notices.push(Notice::Warn(format!(
-                        "a batch took {took:.0?}, longer than the trigger interval of {interval:?}: the pipeline is falling behind its trigger (logged again when it keeps up)"
+                        "{SLOW_BATCHES} batches in a row took longer than the trigger interval of {interval:?} (the last {took:.0?}): the pipeline is falling behind its trigger (logged again when it keeps up)"
                     )));
                 }
             }
             _ if self.slow > 0 => {
-                notices.push(Notice::Info(format!(
-                    "batches keep up with the trigger again, after {} slow one(s)",
-                    self.slow
-                )));
+                if self.slow >= SLOW_BATCHES {
+                    notices.push(Notice::Info(format!(
+                        "batches keep up with the trigger again, after {} slow one(s)",
+                        self.slow
+                    )));
+                }
                 self.slow = 0;
             }
             _ => {}
@@ -136,17 +142,28 @@ mod tests {
     }
 
     #[test]
-    fn slow_batches_are_reported_once_when_they_start_and_once_when_they_end() {
+    fn three_slow_batches_in_a_row_are_reported_once_and_once_more_when_batches_keep_up() {
         let mut episodes = Episodes::default();
         let mut all = Vec::new();
-        for took in [0.5, 2.0, 3.0, 2.5, 0.2, 0.3] {
+        // One slow batch alone is no episode.
+        assert!(
+            episodes
+                .committed(2 * SECOND, Some(SECOND), true, None)
+                .is_empty()
+        );
+        assert!(
+            episodes
+                .committed(SECOND / 2, Some(SECOND), true, None)
+                .is_empty()
+        );
+        for took in [0.5, 2.0, 3.0, 2.5, 4.0, 0.2, 0.3] {
             all.extend(episodes.committed(Duration::from_secs_f64(took), Some(SECOND), true, None));
         }
         assert_eq!(warnings(&all), 1, "{all:?}");
         assert_eq!(
             all.last(),
             Some(&Notice::Info(
-                "batches keep up with the trigger again, after 3 slow one(s)".into()
+                "batches keep up with the trigger again, after 4 slow one(s)".into()
             ))
         );
         // Back-to-back triggers have no interval to be late for.
