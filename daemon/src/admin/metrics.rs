@@ -508,7 +508,7 @@ impl Collector for WeirCollector {
         family(
             &mut encoder,
             "weir_pipeline_source_backlog",
-            "Input the source had found beyond the last batch's end when it was planned (the batch limits held it back), by unit: records (Kafka), files.",
+            "Input the source had found beyond the last batch's end when it was planned (the batch limits held it back), by unit: records (Kafka), files, lines (socket), rows (rate, datagen).",
             Gauge,
             last.iter(),
             |(p, l), put| match &l.source_backlog {

@@ -28,6 +28,8 @@ pub struct DatagenSource {
     /// Per column: the dictionary of a categorical string column.
     categories: Vec<Option<ArrayRef>>,
     frozen_now_ms: Option<i64>,
+    /// Rows due that the last `latest_offset` left for later batches.
+    backlog: u64,
 }
 
 const NULL_SALT: u64 = 0x6e75_6c6c_6e75_6c6c;
@@ -155,6 +157,7 @@ impl DatagenSource {
             column_keys,
             categories,
             frozen_now_ms: None,
+            backlog: 0,
         }
     }
 
@@ -529,9 +532,11 @@ impl Source for DatagenSource {
             }
         };
         end = end.max(start.rows);
+        let available = end;
         if let (ReadLimit::SourceLimits, Some(max)) = (limit, self.spec.max_rows_per_batch) {
             end = end.min(start.rows.saturating_add(max));
         }
+        self.backlog = available - end;
         Ok(ScheduledOffset {
             rows: end,
             start_ms: start.start_ms,
@@ -566,6 +571,13 @@ impl Source for DatagenSource {
             )),
             Err(_) => Wakeup::Poll(std::time::Duration::from_millis(100)),
         }
+    }
+
+    fn backlog(&self) -> Option<super::Backlog> {
+        Some(super::Backlog {
+            amount: self.backlog,
+            unit: "rows".into(),
+        })
     }
 
     fn prepare_available_now(&mut self) {
@@ -768,15 +780,21 @@ template = "AAdd-\\w"
     }
 
     #[test]
-    fn a_bounded_generator_is_exhausted_and_fully_available_under_available_now()
+    fn a_bounded_generator_is_exhausted_and_fully_available_under_available_now_the_limit_holding_back_a_backlog()
     -> Result<(), Box<dyn std::error::Error>> {
         let mut s = source(IOT, "rows = 5000\nmax_rows_per_batch = 2000");
         s.prepare_available_now();
         let (start, _) = range(0);
         let first = ScheduledOffset::parse(&s.latest_offset(&start, ReadLimit::SourceLimits)?)?;
         assert_eq!(first.rows, 2000);
+        // What the batch limit held back is the backlog.
+        assert_eq!(
+            s.backlog().map(|b| (b.amount, b.unit)),
+            Some((3000, "rows".into()))
+        );
         let all = ScheduledOffset::parse(&s.latest_offset(&start, ReadLimit::AllAvailable)?)?;
         assert_eq!(all.rows, 5000);
+        assert_eq!(s.backlog().map(|b| b.amount), Some(0));
         assert!(matches!(s.wakeup(&all.to_json()), Wakeup::Never));
         Ok(())
     }

@@ -18,6 +18,8 @@ pub struct RateSource {
     schema: SchemaRef,
     /// Set by `prepare_available_now`: rows due at that moment are "available".
     frozen_now_ms: Option<i64>,
+    /// Rows due that the last `latest_offset` left for later batches.
+    backlog: u64,
 }
 
 /// The `timestamp` column type every time column of weir uses: microseconds, UTC.
@@ -36,6 +38,7 @@ impl RateSource {
             spec,
             schema,
             frozen_now_ms: None,
+            backlog: 0,
         }
     }
 
@@ -68,10 +71,12 @@ impl Source for RateSource {
     ) -> Result<SourceOffset, SourceError> {
         let start = ScheduledOffset::parse(start)?;
         let now = self.frozen_now_ms.unwrap_or_else(now_ms);
-        let mut due = self.schedule(start.start_ms).rows_due(now).max(start.rows);
+        let available = self.schedule(start.start_ms).rows_due(now).max(start.rows);
+        let mut due = available;
         if let (ReadLimit::SourceLimits, Some(max)) = (limit, self.spec.max_rows_per_batch) {
             due = due.min(start.rows.saturating_add(max));
         }
+        self.backlog = available - due;
         Ok(ScheduledOffset {
             rows: due,
             start_ms: start.start_ms,
@@ -118,6 +123,13 @@ impl Source for RateSource {
         }
     }
 
+    fn backlog(&self) -> Option<super::Backlog> {
+        Some(super::Backlog {
+            amount: self.backlog,
+            unit: "rows".into(),
+        })
+    }
+
     fn prepare_available_now(&mut self) {
         self.frozen_now_ms = Some(now_ms());
     }
@@ -160,7 +172,8 @@ mod tests {
     }
 
     #[test]
-    fn max_rows_per_batch_bounds_the_latest_offset() -> Result<(), SourceError> {
+    fn max_rows_per_batch_bounds_the_latest_offset_and_the_rest_due_is_the_backlog()
+    -> Result<(), SourceError> {
         let mut source = RateSource::new(RateSpec {
             rows_per_second: 1000,
             ramp_up_seconds: 0,
@@ -174,8 +187,15 @@ mod tests {
         let limited =
             ScheduledOffset::parse(&source.latest_offset(&start, ReadLimit::SourceLimits)?)?;
         assert_eq!(limited.rows, 7);
+        // The rows due that the limit held back are the backlog: 10 s at 1000 rows/s, less 7.
+        assert!(
+            source
+                .backlog()
+                .is_some_and(|b| b.amount >= 10_000 - 7 && b.unit == "rows")
+        );
         let all = ScheduledOffset::parse(&source.latest_offset(&start, ReadLimit::AllAvailable)?)?;
         assert!(all.rows >= 10_000);
+        assert_eq!(source.backlog().map(|b| b.amount), Some(0));
         Ok(())
     }
 }

@@ -106,6 +106,8 @@ pub struct SocketSource {
     bad: BadRecords,
     malformed: MalformedCounts,
     frozen: Option<u64>,
+    /// Lines logged that the last `latest_offset` left for later batches.
+    backlog: u64,
     /// Lines logged before this source started its network tasks: where a new stream begins.
     first_new_line: u64,
     trimmed_below: u64,
@@ -203,6 +205,7 @@ impl SocketSource {
             shared,
             malformed: MalformedCounts::default(),
             frozen: None,
+            backlog: 0,
             first_new_line: next,
             trimmed_below: 0,
             tasks,
@@ -272,10 +275,12 @@ impl Source for SocketSource {
         let logged = self
             .frozen
             .unwrap_or_else(|| self.shared.logged.load(Ordering::Acquire));
-        let mut end = logged.max(start);
+        let available = logged.max(start);
+        let mut end = available;
         if let (ReadLimit::SourceLimits, Some(max)) = (limit, self.spec.max_rows_per_batch) {
             end = end.min(start.saturating_add(max));
         }
+        self.backlog = available - end;
         Ok(offset(end))
     }
 
@@ -371,6 +376,13 @@ impl Source for SocketSource {
 
     fn malformed(&self) -> MalformedCounts {
         self.malformed
+    }
+
+    fn backlog(&self) -> Option<super::Backlog> {
+        Some(super::Backlog {
+            amount: self.backlog,
+            unit: "lines".into(),
+        })
     }
 
     fn status(&self) -> Option<String> {
