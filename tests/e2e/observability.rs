@@ -643,3 +643,77 @@ type = "null"
     );
     Ok(())
 }
+
+#[test]
+fn aggregate_plugins_costs_count_the_rows_they_were_handed_per_plugin() -> TestResult {
+    let root = tempfile::tempdir()?;
+    let daemon = Daemon::start(root.path(), &[]);
+    let addr = daemon.http.clone().ok_or("no HTTP address")?;
+    let plugins = crate::daemon_harness::built_plugins();
+    daemon.install_plugin(&plugins.join("weighted_avg.wasm"), "weighted_avg");
+    daemon.write_pipeline(
+        "weighted.toml",
+        r#"name = "weighted"
+output_mode = "update"
+trigger = "available_now"
+
+[source]
+type = "datagen"
+rows_per_second = 1000000
+rows = 3000
+max_rows_per_batch = 1000
+start_timestamp = 0
+
+[[source.column]]
+name = "time"
+type = "timestamp"
+expr = "now"
+
+[[source.column]]
+name = "sensor"
+type = "string"
+values = ["a", "b", "c"]
+
+[[source.column]]
+name = "value"
+type = "double"
+values = [2.0]
+
+[[source.column]]
+name = "weight"
+type = "double"
+values = [1.0]
+
+[aggregate]
+group_by = ["sensor"]
+window = { column = "time", size = "10s" }
+functions = [{ plugin = "weighted_avg", columns = ["value", "weight"] }]
+
+[[sink]]
+type = "null"
+"#,
+    );
+    daemon.wait_status("weighted finished", SOON, |s| {
+        find(s, "weighted").is_some_and(|p| p["state"] == "finished")
+    });
+    let scrape = scrape(&addr)?;
+    let labels = [
+        ("pipeline", "weighted"),
+        ("stage", "aggregate"),
+        ("plugin", "weighted_avg"),
+    ];
+    assert_eq!(
+        value(
+            &scrape,
+            "weir_plugin_rows_total",
+            &[labels[0], labels[1], labels[2], ("direction", "in")]
+        ),
+        Some(3000.0)
+    );
+    let calls = value(&scrape, "weir_plugin_calls_total", &labels).unwrap_or(0.0);
+    assert!(calls >= 3.0, "{calls} calls for three batches");
+    assert!(
+        value(&scrape, "weir_plugin_memory_high_water_bytes", &labels).is_some_and(|b| b > 0.0)
+    );
+    Ok(())
+}

@@ -88,8 +88,8 @@ pub trait Operator: Send {
         None
     }
 
-    /// What a plugin stage costs, shown per pipeline and plugin.
-    fn plugin_costs(&self) -> Option<std::sync::Arc<super::PluginCosts>> {
-        None
+    /// What the plugins of this stage cost, shown per pipeline, stage and plugin.
+    fn plugin_costs(&self) -> Vec<std::sync::Arc<super::PluginCosts>> {
+        Vec::new()
     }
 }

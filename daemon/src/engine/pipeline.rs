@@ -359,12 +359,23 @@ impl Pipeline {
 
     /// Shows the current stages' plugin costs in the metrics.
     fn publish_plugin_costs(&self) {
-        let plugins = self
-            .operators
-            .iter()
-            .zip(&self.stage_ids)
-            .filter_map(|(op, id)| Some((id.clone(), op.plugin_costs()?)))
-            .collect();
+        let mut plugins: Vec<(String, Arc<super::PluginCosts>)> = Vec::new();
+        for (op, id) in self.operators.iter().zip(&self.stage_ids) {
+            for costs in op.plugin_costs() {
+                // One series per stage and plugin: a plugin used twice in a stage (with two
+                // configs) gets a numbered stage label.
+                let mut stage = id.clone();
+                let mut n = 1;
+                while plugins
+                    .iter()
+                    .any(|(s, c)| *s == stage && c.plugin == costs.plugin)
+                {
+                    n += 1;
+                    stage = format!("{id} ({n})");
+                }
+                plugins.push((stage, costs));
+            }
+        }
         self.monitor.metrics().set_plugins(plugins);
     }
 

@@ -182,9 +182,11 @@ impl AggregatePlugin {
         &self.output
     }
 
-    /// An instance to call (instantiated lazily, on the first call).
-    pub fn instance(&self) -> AggregateInstance {
+    /// An instance to call (instantiated lazily, on the first call), counting what its calls
+    /// cost into `costs`.
+    pub fn instance(&self, costs: Arc<crate::engine::PluginCosts>) -> AggregateInstance {
         AggregateInstance {
+            costs,
             plugin: self.plugin.clone(),
             pipeline: self.pipeline.clone(),
             config: self.config.clone(),
@@ -201,6 +203,7 @@ impl AggregatePlugin {
 /// After a failed call the instance is discarded and the next call starts a fresh one, so the
 /// caller may simply retry.
 pub struct AggregateInstance {
+    costs: Arc<crate::engine::PluginCosts>,
     plugin: Arc<Plugin>,
     pipeline: String,
     config: String,
@@ -247,12 +250,25 @@ impl AggregateInstance {
                 ));
             }
             self.live = Some(live);
+            self.costs.instances.inc();
         }
         let Some(live) = self.live.as_mut() else {
             return Err(self.misuse("instance vanished".into()));
         };
+        let started = std::time::Instant::now();
+        let cpu_before = super::transform::thread_cpu_seconds();
         let result = f(live, &self.funcs);
-        if result.is_err() {
+        let took = started.elapsed().as_secs_f64();
+        let costs = &self.costs;
+        costs.calls.inc();
+        costs.call_duration.observe(took);
+        costs.call_seconds.inc_by(took);
+        costs
+            .cpu_seconds
+            .inc_by((super::transform::thread_cpu_seconds() - cpu_before).max(0.0));
+        costs.memory_reached(live.memory_high_water());
+        if let Err(failure) = &result {
+            costs.failed(failure.kind());
             self.live = None;
         }
         result.map_err(|f| call_error(&self.plugin, f))
@@ -301,13 +317,17 @@ impl AggregateInstance {
             wire::encode_headers(&data, &names).map_err(|e| self.misuse(e.to_string()))?;
         let slices = wire::slices(&data, &headers);
         let want = states.len();
-        self.with_live(|live, funcs| {
+        let updated = self.with_live(|live, funcs| {
             let (result,): (Result<States, String>,) = live.call(
                 &funcs.update,
                 (states, rows, slices.as_slice(), group_of_row),
             )?;
             check(result, want)
-        })
+        });
+        if updated.is_ok() {
+            self.costs.rows_in.inc_by(u64::from(rows));
+        }
+        updated
     }
 
     /// Merges `right[i]` into `left[i]` for every i; returns the merged states.
@@ -401,7 +421,7 @@ mod tests {
         batches: &[Vec<(u32, f64, f64)>],
         input: impl Fn(&[(u32, f64, f64)]) -> Vec<ArrayRef>,
     ) -> ArrayRef {
-        let mut instance = agg.instance();
+        let mut instance = agg.instance(Arc::new(crate::engine::PluginCosts::new("test", 0)));
         let mut parts = [vec![Vec::new(); 5], vec![Vec::new(); 5]];
         for (i, batch) in batches.iter().enumerate() {
             let groups: Vec<u32> = batch.iter().map(|r| r.0).collect();
@@ -513,7 +533,7 @@ mod tests {
     #[test]
     fn misuse_corrupt_states_and_bad_configs_are_refused_and_empty_groups_finish_as_null() {
         let agg = load("weighted_avg", serde_json::json!({}));
-        let mut instance = agg.instance();
+        let mut instance = agg.instance(Arc::new(crate::engine::PluginCosts::new("test", 0)));
         // A group that saw no rows finishes as null.
         let out = instance
             .finish(&[Vec::new()])

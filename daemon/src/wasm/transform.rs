@@ -243,14 +243,14 @@ impl Operator for WasmTransform {
         self.live = None;
     }
 
-    fn plugin_costs(&self) -> Option<Arc<PluginCosts>> {
-        Some(self.costs.clone())
+    fn plugin_costs(&self) -> Vec<Arc<PluginCosts>> {
+        vec![self.costs.clone()]
     }
 }
 
 /// CPU time of the calling thread, seconds (0 if the clock cannot be read): what a plugin call
 /// costs in CPU, as opposed to the wall time it took.
-fn thread_cpu_seconds() -> f64 {
+pub(super) fn thread_cpu_seconds() -> f64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
         .map_or(0.0, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
 }

@@ -6,9 +6,11 @@ use super::aggregate::{AggregateInstance, AggregatePlugin};
 use super::catalog::PluginCatalog;
 use super::error::PluginError;
 use super::host::Limits;
+use crate::engine::PluginCosts;
 use crate::window::{AggregateError, UserAggregateFn, UserAggregates};
 use arrow::array::ArrayRef;
 use arrow::datatypes::DataType;
+use std::sync::{Arc, Mutex};
 
 /// The aggregate plugins of one pipeline, resolved through its plugin catalog.
 #[derive(Debug, Clone)]
@@ -16,7 +18,13 @@ pub struct PluginAggregates {
     catalog: PluginCatalog,
     pipeline: String,
     limits: Limits,
+    /// What each plugin (and config) has cost, shared by all its instances: the operator
+    /// makes new instances when it restores its state.
+    costs: Arc<Mutex<CostsByKey>>,
 }
+
+/// Each plugin's costs, by plugin name and config.
+type CostsByKey = Vec<(String, Arc<PluginCosts>)>;
 
 impl PluginAggregates {
     /// Aggregates of `pipeline` (which tags their log lines), with `limits` per instance.
@@ -25,6 +33,7 @@ impl PluginAggregates {
             catalog,
             pipeline: pipeline.to_string(),
             limits,
+            costs: Arc::default(),
         }
     }
 
@@ -57,8 +66,31 @@ impl UserAggregates for PluginAggregates {
         let plugin = self.load(name, config).map_err(|e| e.to_string())?;
         Ok(Box::new(PluginAggregateFn {
             output: plugin.output_type().clone(),
-            instance: plugin.instance(),
+            instance: plugin.instance(self.costs_of(name, config)),
         }))
+    }
+
+    fn plugin_costs(&self) -> Vec<Arc<PluginCosts>> {
+        self.costs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+}
+
+impl PluginAggregates {
+    /// The costs of plugin `name` with `config`, made on first use.
+    fn costs_of(&self, name: &str, config: &serde_json::Value) -> Arc<PluginCosts> {
+        let key = format!("{name} {config}");
+        let mut all = self.costs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, c)) = all.iter().find(|(k, _)| *k == key) {
+            return c.clone();
+        }
+        let costs = Arc::new(PluginCosts::new(name, self.limits.memory_bytes));
+        all.push((key, costs.clone()));
+        costs
     }
 }
 

@@ -1138,6 +1138,13 @@ impl Operator for AggregateOperator {
                 || self.cold.keys().next().is_some_and(|&end| end <= wm_us))
     }
 
+    fn plugin_costs(&self) -> Vec<Arc<crate::engine::PluginCosts>> {
+        self.plugins
+            .as_ref()
+            .map(|p| p.plugin_costs())
+            .unwrap_or_default()
+    }
+
     fn state_progress(&self) -> Option<StateOperatorProgress> {
         self.last_progress.clone()
     }

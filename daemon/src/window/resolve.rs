@@ -33,6 +33,10 @@ pub trait UserAggregates {
         name: &str,
         config: &serde_json::Value,
     ) -> Result<Box<dyn UserAggregateFn>, String>;
+    /// What the plugins instantiated so far cost, one entry per plugin and config.
+    fn plugin_costs(&self) -> Vec<std::sync::Arc<crate::engine::PluginCosts>> {
+        Vec::new()
+    }
 }
 
 /// One resolved output function.
