@@ -275,7 +275,6 @@ enum Value<'a> {
 }
 
 fn encode_value(metric: &mut MetricEncoder, labels: &[(&str, &str)], value: Value) -> fmt::Result {
-    let labels: Vec<(&str, &str)> = labels.to_vec();
     let series = metric.encode_family(&labels)?;
     match value {
         Value::Counter(n) => ConstCounter::new(n).encode(series),

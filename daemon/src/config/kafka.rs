@@ -70,10 +70,6 @@ impl KafkaFormat {
         }
     }
 
-    /// Whether values are decoded into declared columns.
-    pub fn has_columns(self) -> bool {
-        matches!(self, KafkaFormat::Json | KafkaFormat::Csv)
-    }
 }
 
 /// The Kafka source.

@@ -20,8 +20,7 @@ pub use clock::{Clock, SystemClock, TokioClock};
 pub use dictionaries::{DecodeDictionaries, decode_array, decoded_schema};
 pub use error::{BatchError, ErrorClass};
 pub use metrics::{
-    DURATION_BUCKETS, FAILURE_KINDS, LastBatch, PHASES, PipelineMetrics, PluginCostReport,
-    PluginCosts,
+    FAILURE_KINDS, LastBatch, PHASES, PipelineMetrics, PluginCostReport, PluginCosts,
 };
 pub use operator::{BatchContext, Operator, OperatorError};
 pub use pipeline::{

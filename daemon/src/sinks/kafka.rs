@@ -164,21 +164,21 @@ impl HeaderColumns {
         if let Some(problem) = headers_type_problem(name, rows.data_type()) {
             return Err(SinkError::Config(problem));
         }
-        let (offsets, entries) = match rows.data_type() {
-            DataType::Map(..) => {
-                let map = rows.as_map();
-                (map.offsets().clone(), map.entries().clone())
-            }
-            DataType::List(item) if matches!(item.data_type(), DataType::Struct(f) if f.len() == 2) =>
-            {
-                let list = rows.as_list::<i32>();
-                (list.offsets().clone(), list.values().as_struct().clone())
-            }
-            other => {
-                return Err(SinkError::Config(format!(
-                    "headers_column \"{name}\" must be a map or a list of {{key, value}} structs, not {other}"
-                )));
-            }
+        // The type was checked above: a map, or a list of two-field structs.
+        let (offsets, entries) = if let Some(map) = rows.as_map_opt() {
+            (map.offsets().clone(), map.entries().clone())
+        } else if let Some(entries) = rows.as_list_opt::<i32>().and_then(|list| {
+            Some((
+                list.offsets().clone(),
+                list.values().as_struct_opt()?.clone(),
+            ))
+        }) {
+            entries
+        } else {
+            return Err(SinkError::Config(format!(
+                "headers_column \"{name}\" must be a map or a list of {{key, value}} structs, not {}",
+                rows.data_type()
+            )));
         };
         let keys = cast(entries.column(0), &DataType::Utf8)
             .map_err(|err| SinkError::Config(format!("headers_column \"{name}\" keys: {err}")))?

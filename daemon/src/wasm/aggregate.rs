@@ -255,20 +255,9 @@ impl AggregateInstance {
         let Some(live) = self.live.as_mut() else {
             return Err(self.misuse("instance vanished".into()));
         };
-        let started = std::time::Instant::now();
-        let cpu_before = super::transform::thread_cpu_seconds();
-        let result = f(live, &self.funcs);
-        let took = started.elapsed().as_secs_f64();
-        let costs = &self.costs;
-        costs.calls.inc();
-        costs.call_duration.observe(took);
-        costs.call_seconds.inc_by(took);
-        costs
-            .cpu_seconds
-            .inc_by((super::transform::thread_cpu_seconds() - cpu_before).max(0.0));
-        costs.memory_reached(live.memory_high_water());
-        if let Err(failure) = &result {
-            costs.failed(failure.kind());
+        let funcs = &self.funcs;
+        let result = live.measured(&self.costs, |live| f(live, funcs));
+        if result.is_err() {
             self.live = None;
         }
         result.map_err(|f| call_error(&self.plugin, f))

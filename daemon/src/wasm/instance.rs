@@ -7,6 +7,7 @@ use super::host::{Limits, Ticker};
 use super::log::LogTags;
 use super::plugin::Plugin;
 use super::sandbox::{MemoryLimitReached, StoreData};
+use crate::engine::PluginCosts;
 use wasmtime::component::{
     ComponentExportIndex, ComponentNamedList, Func, Instance, Lift, Lower, Val,
 };
@@ -52,6 +53,30 @@ impl Live {
         self.store.data().limiter.high_water as u64
     }
 
+    /// Runs `call` on this instance and counts it into `costs`: one call, its wall and CPU
+    /// time, the memory the instance has reached, and the kind of its failure if it failed.
+    pub fn measured<R>(
+        &mut self,
+        costs: &PluginCosts,
+        call: impl FnOnce(&mut Live) -> Result<R, CallFailure>,
+    ) -> Result<R, CallFailure> {
+        let started = std::time::Instant::now();
+        let cpu_before = thread_cpu_seconds();
+        let result = call(self);
+        let took = started.elapsed().as_secs_f64();
+        costs.calls.inc();
+        costs.call_duration.observe(took);
+        costs.call_seconds.inc_by(took);
+        costs
+            .cpu_seconds
+            .inc_by((thread_cpu_seconds() - cpu_before).max(0.0));
+        costs.memory_reached(self.memory_high_water());
+        if let Err(failure) = &result {
+            costs.failed(failure.kind());
+        }
+        result
+    }
+
     fn func(&mut self, index: &ComponentExportIndex) -> Result<Func, CallFailure> {
         self.instance
             .get_func(&mut self.store, index)
@@ -89,6 +114,13 @@ impl Live {
         func.call(&mut self.store, params, results)
             .map_err(|err| classify(&mut self.store, &self.limits, err))
     }
+}
+
+/// CPU time of the calling thread, seconds (0 if the clock cannot be read): what a plugin call
+/// costs in CPU, as opposed to the wall time it took.
+fn thread_cpu_seconds() -> f64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map_or(0.0, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
 }
 
 fn mib(bytes: u64) -> u64 {

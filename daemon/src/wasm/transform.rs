@@ -179,34 +179,19 @@ impl WasmTransform {
         let slices = wire::slices(&data, &headers);
         let process = self.funcs.process;
         let costs = self.costs.clone();
+        let output = self.output.clone();
         let live = self.fresh()?;
-        let started = std::time::Instant::now();
-        let cpu_before = thread_cpu_seconds();
-        let called = live.call(&process, (rows, slices.as_slice()));
-        costs.calls.inc();
-        let took = started.elapsed().as_secs_f64();
-        costs.call_duration.observe(took);
-        costs.call_seconds.inc_by(took);
-        costs
-            .cpu_seconds
-            .inc_by((thread_cpu_seconds() - cpu_before).max(0.0));
-        costs.rows_in.inc_by(u64::from(rows));
-        costs.memory_reached(live.memory_high_water());
-        let result = called.and_then(|(result,): (Result<(u32, Buffers), String>,)| {
+        let result = live.measured(&costs, |live| {
+            let (result,): (Result<(u32, Buffers), String>,) =
+                live.call(&process, (rows, slices.as_slice()))?;
             let (rows, buffers) = result.map_err(CallFailure::Plugin)?;
-            wire::decode_batch(&self.output, rows as usize, buffers)
+            wire::decode_batch(&output, rows as usize, buffers)
                 .map_err(|err| CallFailure::BadOutput(err.to_string()))
         });
-        match result {
-            Ok(out) => {
-                costs.rows_out.inc_by(out.num_rows() as u64);
-                Ok(out)
-            }
-            Err(failure) => {
-                costs.failed(failure.kind());
-                Err(call_error(&self.plugin, failure))
-            }
-        }
+        costs.rows_in.inc_by(u64::from(rows));
+        let out = result.map_err(|failure| call_error(&self.plugin, failure))?;
+        costs.rows_out.inc_by(out.num_rows() as u64);
+        Ok(out)
     }
 }
 
@@ -246,11 +231,4 @@ impl Operator for WasmTransform {
     fn plugin_costs(&self) -> Vec<Arc<PluginCosts>> {
         vec![self.costs.clone()]
     }
-}
-
-/// CPU time of the calling thread, seconds (0 if the clock cannot be read): what a plugin call
-/// costs in CPU, as opposed to the wall time it took.
-pub(super) fn thread_cpu_seconds() -> f64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
-        .map_or(0.0, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
 }

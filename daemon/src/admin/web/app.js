@@ -235,7 +235,7 @@
     table.appendChild(head);
     for (const c of costs) {
       const row = text("tr");
-      const failures = Object.entries(c.failures || {}).map(([k, n]) => n + " " + k.replace("_", " ")).join(", ") || "none";
+      const failures = Object.entries(c.failures || {}).map(([k, n]) => n + " " + k.split("_").join(" ")).join(", ") || "none";
       const cells = [
         [c.stage, "text"], [c.plugin, "text"], [c.calls, ""], [c.rows_in, ""], [c.rows_out, ""],
         [c.calls ? (c.call_seconds * 1000 / c.calls).toFixed(1) + " ms" : "-", ""],

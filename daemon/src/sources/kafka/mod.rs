@@ -40,8 +40,8 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 /// - librdkafka's fetch queue backoff: once a partition's fetched-but-unread records pass a
 ///   threshold, the next fetch waits `fetch.queue.backoff.ms` (1 s by default) even if the
 ///   reader empties the queue a millisecond later. weir reads a batch's range as fast as it
-///   arrives, so the default left it idle most of the time: 0.13 M records/s against 0.44 M
-///   with 10 ms (BENCHMARKS.md).
+///   arrives, so the default left it idle most of the time: 0.13–0.17 M records/s against
+///   0.72–0.86 M with 10 ms (BENCHMARKS.md).
 /// - The broker's long poll: weir only fetches ranges it knows exist, so a fetch that waits for
 ///   more data only delays the requests queued behind it on the connection (the next batch's
 ///   offsets).
@@ -358,6 +358,7 @@ impl KafkaSource {
             }
         }
         let available = end.clone();
+        // A batch held back by `min_offsets_per_trigger` leaves all of it behind.
         self.backlog = Some(offsets::records_between(&known, &available));
         if limit == ReadLimit::SourceLimits {
             if let Some(max) = self.spec.max_offsets_per_trigger {
@@ -376,7 +377,7 @@ impl KafkaSource {
                 }
             }
         }
-        // What is there beyond this batch's end (all of it, when the batch waits for more).
+        // What is there beyond this batch's end.
         self.backlog = Some(offsets::records_between(&end, &available));
         let end = offsets::to_json(&end);
         if end != *start {
