@@ -69,7 +69,6 @@ impl KafkaFormat {
             KafkaFormat::Csv => "csv",
         }
     }
-
 }
 
 /// The Kafka source.
