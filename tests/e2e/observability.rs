@@ -217,6 +217,40 @@ fn metrics_count_the_rows_sent_the_late_rows_made_and_the_malformed_records_plan
     Ok(())
 }
 
+#[test]
+fn state_bytes_on_disk_are_measured_once_the_store_has_flushed_them_as_a_restart_does() -> TestResult
+{
+    let root = tempfile::tempdir()?;
+    let (daemon, _) = known_run(root.path())?;
+    drop(daemon);
+    // Reopening the store replays its write-ahead log into files; the next batch measures them.
+    let mut fourth = String::new();
+    for i in 0..5 {
+        fourth.push_str(&reading(START_S + 200 + i, 0));
+    }
+    std::fs::write(root.path().join("in").join("d.json"), fourth)?;
+    let daemon = Daemon::start(root.path(), &[]);
+    daemon.wait_status("the fourth file read", SOON, |status| {
+        find(status, "iot")
+            .is_some_and(|p| p["last_batch"]["end_offset"]["files"].as_u64() == Some(4))
+    });
+    let addr = daemon.http.clone().ok_or("no HTTP address")?;
+    let on_disk = value(
+        &scrape(&addr)?,
+        "weir_pipeline_state_disk_bytes",
+        &[("pipeline", "iot")],
+    );
+    assert!(on_disk.is_some_and(|b| b > 0.0), "{on_disk:?}");
+    let text = daemon.client(&["status", "iot"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("on disk") && l.contains("B (checkpoint, state")),
+        "{text}"
+    );
+    Ok(())
+}
+
 /// A monitoring script as Spark users write it against `query.recentProgress` (a list of
 /// `StreamingQueryProgress` dicts), reading only Spark's documented field names. It prints the
 /// batches, input rows, late rows and output rows it saw, and the last watermark.

@@ -459,7 +459,7 @@ impl Collector for WeirCollector {
             .filter_map(|p| Some((p, p.metrics.last()?)))
             .collect();
         type LastGauge = fn(&crate::engine::LastBatch, i64) -> Option<f64>;
-        let gauges: [(&str, &str, LastGauge); 6] = [
+        let gauges: [(&str, &str, LastGauge); 7] = [
             (
                 "weir_pipeline_input_rows_per_second",
                 "Rows the last batch read, per second of wall time since the batch before it started (Spark's inputRowsPerSecond).",
@@ -489,6 +489,11 @@ impl Collector for WeirCollector {
                 "weir_pipeline_state_memory_bytes",
                 "Approximate bytes of aggregation state in memory.",
                 |l, _| l.state_groups.map(|_| l.state_memory_bytes as f64),
+            ),
+            (
+                "weir_pipeline_state_disk_bytes",
+                "Approximate bytes the pipeline's keys (checkpoint, aggregation state, source logs) take in the state store's files on disk; the last writes, still in RocksDB's memtable and write-ahead log, are not counted yet.",
+                |l, _| l.state_disk_bytes.map(|b| b as f64),
             ),
         ];
         for (name, help, get) in gauges {

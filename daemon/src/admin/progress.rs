@@ -96,6 +96,7 @@ pub fn spark_progress(p: &BatchProgress, query: &QueryIdentity) -> Value {
             "attempts": p.attempts,
             "numMalformedSkipped": p.num_malformed_skipped,
             "numMalformedDeadLettered": p.num_malformed_dead_lettered,
+            "stateDiskBytes": p.state_disk_bytes,
             "sinks": query.sinks,
             // Spark's addBatch covers transforms, aggregation and sinks; weir times them apart,
             // to the microsecond.
@@ -197,6 +198,7 @@ mod tests {
                 amount: 3,
                 unit: "files".into(),
             }),
+            state_disk_bytes: Some(4096),
         };
         let query = QueryIdentity {
             id: "c0ffee".into(),
@@ -217,6 +219,7 @@ mod tests {
         assert_eq!(v["sink"]["numOutputRows"], 4);
         assert_eq!(v["sink"]["description"], "console, file");
         assert_eq!(v["weir"]["numMalformedDeadLettered"], 2);
+        assert_eq!(v["weir"]["stateDiskBytes"], 4096);
         assert_eq!(v["sources"][0]["metrics"]["backlog"], "3");
         assert_eq!(v["sources"][0]["metrics"]["backlogUnit"], "files");
     }
@@ -252,6 +255,7 @@ mod tests {
                 num_malformed_dead_lettered: 0,
                 state_operators: Vec::new(),
                 source_backlog: None,
+                state_disk_bytes: None,
             })
             .collect();
         let ids = |last, after| -> Vec<u64> {

@@ -261,9 +261,15 @@ pub fn pipeline_details(p: &PipelineReport, now_ms: i64) -> String {
     }
     out.push_str(&format!("watermark  {}\n", watermark_text(last, now_ms)));
     out.push_str(&format!(
-        "state      {} (groups / bytes)\n",
+        "state      {} (groups / bytes in memory)\n",
         state_size(last)
     ));
+    if let Some(bytes) = last.and_then(|b| b.state_disk_bytes) {
+        out.push_str(&format!(
+            "on disk    {} (checkpoint, state and source logs in the store's files)\n",
+            human_bytes(bytes)
+        ));
+    }
     if p.plugins.is_empty() {
         out.push_str("plugins    none\n");
     } else {

@@ -161,6 +161,8 @@ pub struct LastBatch {
     pub state_memory_bytes: u64,
     /// When it committed, ms since the epoch.
     pub committed_at_ms: i64,
+    /// Approximate bytes of the pipeline's keys in the store's files on disk.
+    pub state_disk_bytes: Option<u64>,
 }
 
 /// One pipeline's counters and histograms.
@@ -255,6 +257,7 @@ impl PipelineMetrics {
             }),
             state_memory_bytes: states.iter().map(|s| s.memory_used_bytes).sum(),
             committed_at_ms,
+            state_disk_bytes: progress.state_disk_bytes,
         };
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(last);
     }
@@ -314,6 +317,7 @@ mod tests {
                 amount: rows,
                 unit: "records".into(),
             }),
+            state_disk_bytes: Some(8192),
         }
     }
 
@@ -333,6 +337,7 @@ mod tests {
         assert_eq!(last.as_ref().map(|l| l.committed_at_ms), Some(2_000));
         assert_eq!(last.as_ref().and_then(|l| l.state_groups), Some((7, 3)));
         assert_eq!(last.as_ref().and_then(|l| l.watermark_ms), Some(5_000));
+        assert_eq!(last.as_ref().and_then(|l| l.state_disk_bytes), Some(8192));
         assert_eq!(
             last.and_then(|l| l.source_backlog).map(|b| b.amount),
             Some(50)

@@ -765,6 +765,7 @@ impl Pipeline {
                     .filter_map(|op| op.state_progress())
                     .collect(),
                 source_backlog: backlog,
+                state_disk_bytes: self.checkpoint.disk_bytes(),
             };
             tracing::debug!(
                 pipeline = %self.name,

@@ -88,6 +88,11 @@ pub struct BatchProgress {
     /// What the source had found beyond this batch's end when it was planned.
     #[serde(default)]
     pub source_backlog: Option<crate::sources::Backlog>,
+    /// Approximate bytes the pipeline's keys take in the state store's files on disk after the
+    /// commit (checkpoint, aggregation state, source logs; the last writes, still in memory,
+    /// not yet).
+    #[serde(default)]
+    pub state_disk_bytes: Option<u64>,
 }
 
 /// What a progress report names besides the batch: Spark's query `id` (the checkpoint's id,
@@ -301,6 +306,7 @@ mod tests {
                 num_malformed_dead_lettered: 0,
                 state_operators: Vec::new(),
                 source_backlog: None,
+                state_disk_bytes: None,
             });
         }
         let kept: Vec<u64> = monitor.recent().iter().map(|p| p.batch_id).collect();

@@ -136,6 +136,14 @@ impl Checkpoint {
         &self.prefix
     }
 
+    /// Approximate bytes all of the pipeline's keys (this checkpoint, its aggregation state, its
+    /// source's logs) take in the store's files on disk; see
+    /// [`Store::approximate_disk_bytes`](super::Store::approximate_disk_bytes).
+    pub fn disk_bytes(&self) -> Option<u64> {
+        self.store
+            .approximate_disk_bytes(&self.prefix, &prefix_end(&self.prefix))
+    }
+
     fn key(&self, log: u8, batch_id: u64) -> Vec<u8> {
         let mut key = self.prefix.clone();
         key.push(log);

@@ -113,6 +113,14 @@ pub trait Store: Send + Sync {
 
     /// Applies all changes atomically; with `sync`, they are on disk when this returns.
     fn write(&self, changes: WriteSet, sync: bool) -> Result<(), StoreError>;
+
+    /// Approximate bytes the keys in `[from, to)` take in the store's files on disk, or `None`
+    /// when the store cannot tell. Cheap (index metadata, no data read): called after every
+    /// commit.
+    fn approximate_disk_bytes(&self, from: &[u8], to: &[u8]) -> Option<u64> {
+        let _ = (from, to);
+        None
+    }
 }
 
 /// A shared store handle.

@@ -291,8 +291,10 @@
       main.replaceChildren(page);
     }
     const result = details.result || details;
+    const onDisk = p.last_batch && p.last_batch.state_disk_bytes != null
+      ? " · " + bytes(p.last_batch.state_disk_bytes) + " in the state store" : "";
     page.querySelector(".summary").textContent = stateOf(p) + " · " + p.batches + " batches · file " + p.file +
-      (lastError(p) ? " · last error: " + lastError(p) : "");
+      onDisk + (lastError(p) ? " · last error: " + lastError(p) : "");
     renderCharts(page.querySelector(".charts"), name + "#page", progress, 460);
     const costs = result.plugin_costs || [];
     page.querySelector(".costs").replaceChildren(costs.length ? costsTable(costs) : text("p", "no plugins", "empty"));
