@@ -34,6 +34,9 @@ pub enum Command {
     Daemon(Box<DaemonArgs>),
     /// Every pipeline at a glance, or one pipeline in detail (asks the running daemon).
     Status(StatusArgs),
+    /// A live view of every pipeline in the terminal: rows/s in and out, batch time, watermark
+    /// lag, backlog, state and errors. Keys: ↑↓ select, enter details, s sort, r reverse, q quit.
+    Top(TopArgs),
     /// What a reload would do now, for each pipeline file; changes nothing.
     Diff(DiffArgs),
     /// Reload now: read the folders and apply what changed (as SIGHUP or a file change would).
@@ -126,6 +129,28 @@ pub struct StatusArgs {
 
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// `weir top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// How often to ask the daemon.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+    pub interval: std::time::Duration,
+
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// A refresh interval: a duration of at least 100 ms (faster only costs the daemon).
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < std::time::Duration::from_millis(100) {
+        return Err(format!(
+            "{text} is shorter than the shortest interval, 100ms"
+        ));
+    }
+    Ok(interval)
 }
 
 /// `weir diff`.

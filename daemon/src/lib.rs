@@ -13,6 +13,7 @@ pub mod kafka;
 pub mod sinks;
 pub mod sources;
 pub mod state;
+pub mod top;
 pub mod topology;
 pub mod wasm;
 pub mod window;

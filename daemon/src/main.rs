@@ -301,6 +301,20 @@ fn status(args: cli::StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn top(args: cli::TopArgs) -> anyhow::Result<ExitCode> {
+    let socket = args
+        .client
+        .control_socket
+        .unwrap_or_else(weir::app::settings::client_control_socket);
+    match weir::top::run(&socket, args.interval) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(err) => {
+            eprintln!("weir: {err}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 fn diff(args: cli::DiffArgs) -> anyhow::Result<ExitCode> {
     let result = match ask_daemon(
         args.client.control_socket,
@@ -573,6 +587,7 @@ fn main() -> ExitCode {
                 Command::Plugins(args) => plugins(args),
                 Command::State(command) => state(command),
                 Command::Status(args) => status(args),
+                Command::Top(args) => top(args),
                 Command::Diff(args) => diff(args),
                 Command::Reload(args) => reload(args),
                 Command::Stop(args) => stop_or_start(args, true),

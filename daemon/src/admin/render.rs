@@ -5,7 +5,7 @@ use super::protocol::DiffLine;
 use crate::engine::{BatchProgress, PipelineStatus};
 use crate::topology::registry::{PipelineReport, RunState, StatusReport};
 
-fn human_count(n: f64) -> String {
+pub(crate) fn human_count(n: f64) -> String {
     let (value, unit) = if n >= 1e9 {
         (n / 1e9, "G")
     } else if n >= 1e6 {
@@ -18,7 +18,7 @@ fn human_count(n: f64) -> String {
     format!("{value:.1}{unit}")
 }
 
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;
@@ -33,7 +33,7 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-fn human_duration_ms(ms: i64) -> String {
+pub(crate) fn human_duration_ms(ms: i64) -> String {
     let s = ms.max(0) / 1000;
     if s >= 3600 {
         format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
@@ -108,7 +108,7 @@ fn watermark_text(batch: Option<&BatchProgress>, now_ms: i64) -> String {
     }
 }
 
-fn state_size(batch: Option<&BatchProgress>) -> String {
+pub(crate) fn state_size(batch: Option<&BatchProgress>) -> String {
     match batch {
         Some(b) if !b.state_operators.is_empty() => {
             let groups: u64 = b.state_operators.iter().map(|s| s.num_rows_total).sum();
@@ -392,6 +392,8 @@ mod tests {
             source_status: None,
             batches: 0,
             last_batch: None,
+            input_rows_total: 0,
+            output_rows_total: 0,
             plugins: Vec::new(),
             generation: 1,
             restarts: 0,

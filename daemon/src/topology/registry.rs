@@ -357,6 +357,12 @@ pub struct PipelineReport {
     pub batches: u64,
     /// The newest batch.
     pub last_batch: Option<BatchProgress>,
+    /// Rows read from the source since the daemon started (all runs).
+    #[serde(default)]
+    pub input_rows_total: u64,
+    /// Rows that reached the sinks since the daemon started (all runs).
+    #[serde(default)]
+    pub output_rows_total: u64,
     /// The plugins it runs on.
     pub plugins: Vec<PluginVersion>,
     /// Versions applied since the daemon started.
@@ -390,6 +396,8 @@ impl PipelineEntry {
             source_status: monitor.and_then(|m| m.source_status()),
             batches: monitor.map_or(0, |m| *m.subscribe().borrow()),
             last_batch: monitor.and_then(|m| m.last()),
+            input_rows_total: state.metrics.input_rows.get(),
+            output_rows_total: state.metrics.output_rows.get(),
             plugins: state.plugins,
             generation: state.generation,
             restarts: state.restarts,
