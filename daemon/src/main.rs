@@ -34,7 +34,8 @@ fn init_logging(
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        // stderr, lifting `weir run`'s progress bars (if any) off the screen for each line.
+        .with_writer(|| weir::app::progress_bars::LogWriter)
         .with_ansi(ansi)
         .with_target(false);
     let registry = tracing_subscriber::registry().with(filter);

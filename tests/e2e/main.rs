@@ -31,6 +31,6 @@ mod shutdown;
 mod socket;
 mod socket_limits;
 mod source_files;
-mod top;
+mod terminal;
 mod triggers;
 mod upgrade;

@@ -97,6 +97,7 @@ pub fn spark_progress(p: &BatchProgress, query: &QueryIdentity) -> Value {
             "numMalformedSkipped": p.num_malformed_skipped,
             "numMalformedDeadLettered": p.num_malformed_dead_lettered,
             "stateDiskBytes": p.state_disk_bytes,
+            "knownEnd": p.source_known_end,
             "sinks": query.sinks,
             // Spark's addBatch covers transforms, aggregation and sinks; weir times them apart,
             // to the microsecond.
@@ -199,6 +200,7 @@ mod tests {
                 unit: "files".into(),
             }),
             state_disk_bytes: Some(4096),
+            source_known_end: None,
         };
         let query = QueryIdentity {
             id: "c0ffee".into(),
@@ -256,6 +258,7 @@ mod tests {
                 state_operators: Vec::new(),
                 source_backlog: None,
                 state_disk_bytes: None,
+                source_known_end: None,
             })
             .collect();
         let ids = |last, after| -> Vec<u64> {

@@ -259,6 +259,15 @@ pub fn pipeline_details(p: &PipelineReport, now_ms: i64) -> String {
             backlog.unit
         ));
     }
+    if let Some(end) = last.and_then(|b| b.source_known_end.as_ref()) {
+        out.push_str(&format!(
+            "run        {} of {} {} ({:.0}%), then it finishes\n",
+            end.done,
+            end.total,
+            end.unit,
+            end.done as f64 * 100.0 / end.total.max(1) as f64
+        ));
+    }
     out.push_str(&format!("watermark  {}\n", watermark_text(last, now_ms)));
     out.push_str(&format!(
         "state      {} (groups / bytes in memory)\n",

@@ -3,6 +3,7 @@
 //! notifications, the shutdown deadline. Nothing else in the library imports this module.
 
 pub mod daemon;
+pub mod progress_bars;
 pub mod run;
 pub mod settings;
 mod systemd;

@@ -14,6 +14,9 @@ use crate::wasm::{Limits, PluginHost};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How often the progress bars are brought up to date.
+const BARS_REFRESH: Duration = Duration::from_millis(100);
+
 /// Options of `weir run`.
 #[derive(Clone)]
 pub struct RunOptions {
@@ -146,13 +149,25 @@ pub async fn run(files: Vec<PathBuf>, options: RunOptions) -> Result<RunSummary,
             .iter()
             .all(|e| is_over(&e.snapshot().run))
     };
+    let mut bars = super::progress_bars::wanted(console_pipelines > 0)
+        .then(super::progress_bars::ProgressBars::on_stderr);
+    let mut redraw = tokio::time::interval(BARS_REFRESH);
     let mut signalled = false;
     while !all_over() {
         tokio::select! {
             () = changed.notified() => {}
+            _ = redraw.tick(), if bars.is_some() => {
+                if let Some(bars) = &mut bars {
+                    bars.update(&registry);
+                }
+            }
             _ = sigint.recv() => { signalled = true; break; }
             _ = sigterm.recv() => { signalled = true; break; }
         }
+    }
+    if let Some(bars) = &mut bars {
+        bars.update(&registry);
+        bars.finish();
     }
     let mut interrupted = false;
     if signalled {

@@ -318,6 +318,7 @@ mod tests {
                 unit: "records".into(),
             }),
             state_disk_bytes: Some(8192),
+            source_known_end: None,
         }
     }
 

@@ -657,6 +657,7 @@ impl Pipeline {
             let trigger_start = Instant::now();
             let mut durations = Durations::default();
             let mut backlog = None;
+            let mut known_end = None;
             let entry = match replay.take() {
                 Some(entry) => entry,
                 None => {
@@ -684,6 +685,7 @@ impl Pipeline {
                         };
                     durations.latest_offset = millis(t);
                     backlog = self.source.backlog();
+                    known_end = self.source.known_end();
                     let has_data = latest != start;
                     self.monitor.set_source_status(self.source.status());
                     let wanted = must_run
@@ -766,6 +768,7 @@ impl Pipeline {
                     .collect(),
                 source_backlog: backlog,
                 state_disk_bytes: self.checkpoint.disk_bytes(),
+                source_known_end: known_end,
             };
             tracing::debug!(
                 pipeline = %self.name,

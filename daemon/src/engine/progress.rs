@@ -93,6 +93,10 @@ pub struct BatchProgress {
     /// not yet).
     #[serde(default)]
     pub state_disk_bytes: Option<u64>,
+    /// How far a run with a known end has come (files of an `available_now` file run, rows of
+    /// a bounded generator).
+    #[serde(default)]
+    pub source_known_end: Option<crate::sources::KnownEnd>,
 }
 
 /// What a progress report names besides the batch: Spark's query `id` (the checkpoint's id,
@@ -307,6 +311,7 @@ mod tests {
                 state_operators: Vec::new(),
                 source_backlog: None,
                 state_disk_bytes: None,
+                source_known_end: None,
             });
         }
         let kept: Vec<u64> = monitor.recent().iter().map(|p| p.batch_id).collect();

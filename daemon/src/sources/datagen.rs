@@ -30,6 +30,8 @@ pub struct DatagenSource {
     frozen_now_ms: Option<i64>,
     /// Rows due that the last `latest_offset` left for later batches.
     backlog: u64,
+    /// The end (in rows) the last `latest_offset` returned.
+    planned_rows: u64,
 }
 
 const NULL_SALT: u64 = 0x6e75_6c6c_6e75_6c6c;
@@ -158,6 +160,7 @@ impl DatagenSource {
             categories,
             frozen_now_ms: None,
             backlog: 0,
+            planned_rows: 0,
         }
     }
 
@@ -537,6 +540,7 @@ impl Source for DatagenSource {
             end = end.min(start.rows.saturating_add(max));
         }
         self.backlog = available - end;
+        self.planned_rows = end;
         Ok(ScheduledOffset {
             rows: end,
             start_ms: start.start_ms,
@@ -582,6 +586,14 @@ impl Source for DatagenSource {
 
     fn prepare_available_now(&mut self) {
         self.frozen_now_ms = Some(now_ms());
+    }
+
+    fn known_end(&self) -> Option<super::KnownEnd> {
+        Some(super::KnownEnd {
+            done: self.planned_rows,
+            total: self.spec.rows?,
+            unit: "rows".into(),
+        })
     }
 }
 
@@ -780,7 +792,7 @@ template = "AAdd-\\w"
     }
 
     #[test]
-    fn a_bounded_generator_is_exhausted_and_fully_available_under_available_now_the_limit_holding_back_a_backlog()
+    fn a_bounded_generator_is_exhausted_and_fully_available_under_available_now_the_limit_holding_back_a_backlog_and_its_rows_the_known_end()
     -> Result<(), Box<dyn std::error::Error>> {
         let mut s = source(IOT, "rows = 5000\nmax_rows_per_batch = 2000");
         s.prepare_available_now();
@@ -791,6 +803,10 @@ template = "AAdd-\\w"
         assert_eq!(
             s.backlog().map(|b| (b.amount, b.unit)),
             Some((3000, "rows".into()))
+        );
+        assert_eq!(
+            s.known_end().map(|e| (e.done, e.total, e.unit)),
+            Some((2000, 5000, "rows".into()))
         );
         let all = ScheduledOffset::parse(&s.latest_offset(&start, ReadLimit::AllAvailable)?)?;
         assert_eq!(all.rows, 5000);

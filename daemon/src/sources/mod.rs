@@ -191,6 +191,19 @@ pub struct Backlog {
     pub unit: String,
 }
 
+/// How far a run with a known end has come: `done` of `total` (files of an `available_now` run
+/// over files, rows of a generator with `rows`). Both count from the checkpoint's beginning, so
+/// a run resumed after a stop starts part way.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KnownEnd {
+    /// Through the batch just planned.
+    pub done: u64,
+    /// Where the run ends.
+    pub total: u64,
+    /// Of what: `files` or `rows`.
+    pub unit: String,
+}
+
 /// A replayable source of record batches.
 pub trait Source: Send {
     /// The schema of every batch.
@@ -235,6 +248,12 @@ pub trait Source: Send {
     /// What the last `latest_offset` found beyond the end it returned (the batch limits held it
     /// back), for the pipeline's progress; `None` where the source does not know.
     fn backlog(&self) -> Option<Backlog> {
+        None
+    }
+
+    /// Where this run ends and how far the last `latest_offset` went, when the run has a known
+    /// end; `None` for sources that run on (and until a file run is `available_now`).
+    fn known_end(&self) -> Option<KnownEnd> {
         None
     }
 

@@ -655,6 +655,16 @@ impl Source for FileSource {
         })
     }
 
+    fn known_end(&self) -> Option<super::KnownEnd> {
+        // `next` is the end `latest_offset` returned; the frozen files are the rest of the run.
+        let frozen = self.frozen.as_ref()?;
+        Some(super::KnownEnd {
+            done: self.next,
+            total: self.next + frozen.len() as u64,
+            unit: "files".into(),
+        })
+    }
+
     fn status(&self) -> Option<String> {
         if let Some(err) = self.discovery.listing_error() {
             return Some(format!(
