@@ -58,9 +58,62 @@ pub enum Command {
     /// List the wasm plugins in a folder: name, version, kind, contract version, size, and
     /// any reason one cannot be loaded (then the exit status is 1).
     Plugins(PluginsArgs),
+    /// Write plugins: `weir plugin new NAME` makes a plugin folder, `weir plugin build DIR`
+    /// builds it into NAME.wasm in a plugins folder.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Inspect or delete pipelines' checkpoints and state.
     #[command(subcommand)]
     State(StateCommand),
+}
+
+/// `weir plugin ...`.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// A folder NAME/ holding a plugin that builds and passes its test as it is: a transform
+    /// that passes rows through unchanged, or an aggregate that counts rows.
+    New(PluginNewArgs),
+    /// Builds the plugin in DIR (Rust: Cargo.toml, Python: plugin.py) into NAME.wasm in the
+    /// plugins folder; a Python plugin's test_*.py run first.
+    Build(PluginBuildArgs),
+}
+
+/// `weir plugin new`.
+#[derive(Debug, Args)]
+pub struct PluginNewArgs {
+    /// The plugin's name: lowercase letters, digits and `_` (its .wasm file's name).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Its language.
+    #[arg(long, value_enum, default_value = "rust")]
+    pub lang: weir::develop::Language,
+
+    /// Transform or aggregate.
+    #[arg(long, value_enum, default_value = "transform")]
+    pub kind: weir::develop::Kind,
+
+    /// Where to make the folder.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// The Rust SDK's folder (`plugin-sdk` of weir's sources), for a Rust plugin. Default: the
+    /// one weir was built from.
+    #[arg(long, value_name = "DIR")]
+    pub sdk: Option<PathBuf>,
+}
+
+/// `weir plugin build`.
+#[derive(Debug, Args)]
+pub struct PluginBuildArgs {
+    /// The plugin's folder.
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// The plugins folder to write NAME.wasm into. Default: $WEIR_PLUGINS_DIR, else
+    /// $XDG_DATA_HOME/weir/plugins, else ~/.local/share/weir/plugins.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// `weir state ...`.

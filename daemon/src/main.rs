@@ -141,6 +141,65 @@ fn check(args: cli::CheckArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `weir plugin new` / `weir plugin build`.
+fn plugin(command: cli::PluginCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        cli::PluginCommand::New(args) => {
+            let sdk = args
+                .sdk
+                .clone()
+                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk"));
+            if args.lang == weir::develop::Language::Rust && !sdk.join("Cargo.toml").is_file() {
+                eprintln!(
+                    "weir: the Rust SDK is not at {} (weir was built elsewhere): pass --sdk DIR, the plugin-sdk folder of weir's sources",
+                    sdk.display()
+                );
+                return Ok(ExitCode::from(1));
+            }
+            let sdk = std::fs::canonicalize(&sdk).unwrap_or(sdk);
+            match weir::develop::new_plugin(&args.dir, &args.name, args.lang, args.kind, &sdk) {
+                Ok(dir) => {
+                    println!(
+                        "made {} ({} {}); build it with: weir plugin build {}",
+                        dir.display(),
+                        args.lang.as_str(),
+                        args.kind.as_str(),
+                        dir.display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(err) => {
+                    eprintln!("weir: {err}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        cli::PluginCommand::Build(args) => {
+            let out = args.out.clone().unwrap_or_else(cli::default_plugins_dir);
+            let started = std::time::Instant::now();
+            match weir::develop::build(&args.dir, &out) {
+                Ok(built) => {
+                    println!(
+                        "built {} ({}{}), {} bytes, in {:.1} s",
+                        built.path.display(),
+                        built.language.as_str(),
+                        built
+                            .kind
+                            .map_or(String::new(), |k| format!(" {}", k.as_str())),
+                        built.size,
+                        started.elapsed().as_secs_f64()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(err) => {
+                    eprintln!("weir: {err}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+    }
+}
+
 /// `weir plugins DIR`: a table of the plugins in a folder; exit 1 if any cannot be loaded.
 fn plugins(args: cli::PluginsArgs) -> anyhow::Result<ExitCode> {
     let host = plugin_host(args.dir.clone(), &cli::default_state_dir())?;
@@ -586,6 +645,7 @@ fn main() -> ExitCode {
                 Command::Check(args) => check(args),
                 Command::Run(args) => run(args),
                 Command::Plugins(args) => plugins(args),
+                Command::Plugin(command) => plugin(command),
                 Command::State(command) => state(command),
                 Command::Status(args) => status(args),
                 Command::Top(args) => top(args),

@@ -14,6 +14,8 @@
 #![deny(missing_docs)]
 
 pub mod wire;
+#[cfg(test)]
+mod wire_vectors;
 
 #[cfg(feature = "guest")]
 mod aggregate;

@@ -24,6 +24,7 @@ mod latency;
 mod malformed;
 mod observability;
 mod plugins;
+mod python_plugins;
 mod rate_console;
 mod recovery;
 mod seed_examples;

@@ -1,0 +1,254 @@
+//! `weir plugin build DIR`: the plugin in `DIR` built into `NAME.wasm` in a plugins folder,
+//! with its language's tool. The file appears there whole (written beside it under a hidden
+//! name, then renamed), so a daemon watching the folder never loads half a plugin.
+
+use super::{DevelopError, Kind, Language, detect, io, python_sdk};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What a build made.
+#[derive(Debug)]
+pub struct Built {
+    /// The plugin's name (the file's stem).
+    pub name: String,
+    /// Its language.
+    pub language: Language,
+    /// Transform or aggregate, when the build knows (Python).
+    pub kind: Option<Kind>,
+    /// The `.wasm` written.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Where `scripts/setup` installs componentize-py when it is not on the PATH: a virtual
+/// environment of its own under weir's data folder.
+pub fn tools_dir() -> PathBuf {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("weir/tools")
+}
+
+fn componentize_py() -> Result<PathBuf, DevelopError> {
+    if let Some(path) = std::env::var_os("WEIR_COMPONENTIZE_PY") {
+        return Ok(PathBuf::from(path));
+    }
+    let venv = tools_dir().join("componentize-py/bin/componentize-py");
+    on_path("componentize-py")
+        .or_else(|| venv.is_file().then_some(venv.clone()))
+        .ok_or_else(|| DevelopError::MissingTool {
+            tool: "componentize-py",
+            why: format!(
+                "not on the PATH, not in {}, $WEIR_COMPONENTIZE_PY not set",
+                venv.display()
+            ),
+            install: "./scripts/setup installs it (or: pip install componentize-py==0.25.1)",
+        })
+}
+
+fn python() -> Result<PathBuf, DevelopError> {
+    on_path("python3").ok_or_else(|| DevelopError::MissingTool {
+        tool: "python3",
+        why: "not on the PATH".into(),
+        install: "install Python 3 (Debian: apt install python3)",
+    })
+}
+
+/// Runs `command`; its output is the error when it fails.
+fn run(step: &str, command: &mut Command) -> Result<String, DevelopError> {
+    let output = command.output().map_err(|err| DevelopError::StepFailed {
+        step: step.to_string(),
+        output: err.to_string(),
+    })?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(DevelopError::StepFailed {
+            step: step.to_string(),
+            output: text,
+        })
+    }
+}
+
+/// Moves `built` into `out/NAME.wasm` through a hidden name in `out`.
+fn install(built: &Path, out: &Path, name: &str) -> Result<(PathBuf, u64), DevelopError> {
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let hidden = out.join(format!(".{name}.wasm.part"));
+    let path = out.join(format!("{name}.wasm"));
+    std::fs::copy(built, &hidden).map_err(io(&hidden))?;
+    std::fs::rename(&hidden, &path).map_err(io(&path))?;
+    let size = std::fs::metadata(&path).map_err(io(&path))?.len();
+    Ok((path, size))
+}
+
+/// Builds the plugin in `dir` into `out/NAME.wasm`.
+pub fn build(dir: &Path, out: &Path) -> Result<Built, DevelopError> {
+    match detect(dir)? {
+        Language::Rust => build_rust(dir, out),
+        Language::Python => build_python(dir, out),
+    }
+}
+
+fn build_rust(dir: &Path, out: &Path) -> Result<Built, DevelopError> {
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).map_err(io(&manifest))?;
+    let name = toml::from_str::<toml::Table>(&text)
+        .ok()
+        .and_then(|t| t.get("package")?.get("name")?.as_str().map(str::to_string))
+        .ok_or_else(|| DevelopError::StepFailed {
+            step: format!("reading {}", manifest.display()),
+            output: "no [package] name".into(),
+        })?;
+    // Cargo's own target folder choice: $CARGO_TARGET_DIR, else the plugin's `target/`.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join("target"));
+    run(
+        "cargo build --release --target wasm32-wasip2",
+        Command::new("cargo")
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target),
+    )?;
+    let artifact = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    let (path, size) = install(&artifact, out, &name.replace('-', "_"))?;
+    Ok(Built {
+        name,
+        language: Language::Rust,
+        kind: None,
+        path,
+        size,
+    })
+}
+
+/// A scratch folder for one build, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Scratch, DevelopError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let dir =
+            std::env::temp_dir().join(format!("weir-plugin-build-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Imports the plugin natively and prints its kind and name (what `@export` registered).
+const DESCRIBE: &str = "\
+import plugin
+from weir_plugin import Aggregate
+from weir_plugin.registry import registered
+r = registered()
+print('aggregate' if issubclass(r.cls, Aggregate) else 'transform', r.name)
+";
+
+fn pythonpath(paths: &[&Path]) -> std::ffi::OsString {
+    std::env::join_paths(paths).unwrap_or_default()
+}
+
+fn build_python(dir: &Path, out: &Path) -> Result<Built, DevelopError> {
+    let componentize = componentize_py()?;
+    let python = python()?;
+    let scratch = Scratch::new()?;
+    python_sdk::write(&scratch.0)?;
+    let path = pythonpath(&[&scratch.0, dir]);
+    let described = run(
+        "importing plugin.py",
+        Command::new(&python)
+            .args(["-c", DESCRIBE])
+            .env("PYTHONPATH", &path)
+            .current_dir(dir),
+    )?;
+    let mut words = described.split_whitespace();
+    let kind = match words.next() {
+        Some("aggregate") => Kind::Aggregate,
+        _ => Kind::Transform,
+    };
+    let name = words.next().unwrap_or_default().to_string();
+    if !super::valid_name(&name) {
+        return Err(DevelopError::BadName(name));
+    }
+    // The plugin's own tests, natively, against the SDK it is built with.
+    let has_tests = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(Result::ok)
+        .any(|e| {
+            let file = e.file_name();
+            let file = file.to_string_lossy();
+            file.starts_with("test_") && file.ends_with(".py")
+        });
+    if has_tests {
+        run(
+            "the plugin's tests (python3 -m unittest)",
+            Command::new(&python)
+                .args(["-m", "unittest", "discover", "-s", ".", "-p", "test_*.py"])
+                .env("PYTHONPATH", &path)
+                .current_dir(dir),
+        )?;
+    }
+    let (world, export) = match kind {
+        Kind::Transform => (
+            "transform",
+            "from weir_plugin.component_transform import Transformer",
+        ),
+        Kind::Aggregate => (
+            "aggregate",
+            "from weir_plugin.component_aggregate import Aggregator",
+        ),
+    };
+    let entry = scratch.0.join("weir_entry.py");
+    std::fs::write(
+        &entry,
+        format!("import plugin  # noqa: F401\n{export}  # noqa: F401\n"),
+    )
+    .map_err(io(&entry))?;
+    let component = scratch.0.join("plugin.wasm");
+    run(
+        "componentize-py",
+        Command::new(&componentize)
+            .arg("-d")
+            .arg(scratch.0.join("wit/plugin.wit"))
+            .args(["-w", world, "componentize", "weir_entry", "-p"])
+            .arg(&scratch.0)
+            .arg("-p")
+            .arg(dir)
+            .arg("-o")
+            .arg(&component),
+    )?;
+    let (path, size) = install(&component, out, &name)?;
+    Ok(Built {
+        name,
+        language: Language::Python,
+        kind: Some(kind),
+        path,
+        size,
+    })
+}

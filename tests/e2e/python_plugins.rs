@@ -1,0 +1,375 @@
+//! Plugins in Python, end to end: `weir plugin new` and `weir plugin build` (componentize-py,
+//! installed by `scripts/setup`), then the real daemon binary running them beside the Rust
+//! versions of the same plugins.
+
+use crate::daemon_harness::built_plugins;
+use crate::harness::{TestResult, Weir, pipeline_file, repo_root, weir_bin};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// Building a Python component and compiling it the first time takes tens of seconds each.
+const BUILD: Duration = Duration::from_secs(600);
+
+fn weir(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(weir_bin())
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("weir {args:?} failed:\n{text}"))
+    }
+}
+
+fn build(dir: &Path, out: &Path) -> Result<String, String> {
+    weir(&[
+        "plugin",
+        "build",
+        &dir.to_string_lossy(),
+        "--out",
+        &out.to_string_lossy(),
+    ])
+}
+
+/// Every row written as JSON under `dir`, in file order then line order.
+fn rows_in(dir: &Path) -> Vec<Value> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    files.sort();
+    files
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect::<Vec<Value>>()
+        })
+        .collect()
+}
+
+const CELSIUS: &str = r#"from weir_plugin import Transform, Batch, export
+
+
+@export(name="celsius", version="0.1.0")
+class Celsius(Transform):
+    """Fahrenheit to Celsius."""
+
+    def process(self, batch: Batch) -> Batch:
+        return batch.with_column("celsius", [(f - 32) * 5 / 9 if f is not None else None
+                                             for f in batch["fahrenheit"]])
+"#;
+
+#[test]
+fn a_python_plugin_made_by_weir_plugin_new_builds_lists_and_converts_every_row_nulls_included()
+-> TestResult {
+    let root = tempfile::tempdir()?;
+    let made = weir(&[
+        "plugin",
+        "new",
+        "celsius",
+        "--lang",
+        "python",
+        "--dir",
+        &root.path().to_string_lossy(),
+    ])?;
+    assert!(made.contains("Python transform"), "{made}");
+    let folder = root.path().join("celsius");
+    // The scaffold builds as it is (its own test included); then the plugin is edited.
+    let plugins = root.path().join("plugins");
+    let built = build(&folder, &plugins)?;
+    assert!(built.contains("(Python transform)"), "{built}");
+    std::fs::write(folder.join("plugin.py"), CELSIUS)?;
+    std::fs::remove_file(folder.join("test_plugin.py"))?;
+    build(&folder, &plugins)?;
+    let listed = weir(&["plugins", &plugins.to_string_lossy()])?;
+    let line = listed.lines().find(|l| l.starts_with("celsius"));
+    assert!(
+        line.is_some_and(|l| l.contains("transform") && l.contains("Fahrenheit to Celsius.")),
+        "{listed}"
+    );
+
+    let pipeline = pipeline_file(
+        root.path(),
+        "py.toml",
+        r#"name = "py"
+trigger = "available_now"
+
+[source]
+type = "datagen"
+rows = 1000
+rows_per_second = 1000
+max_rows_per_batch = 300
+
+[[source.column]]
+name = "fahrenheit"
+type = "double"
+min = -40.0
+max = 212.0
+random = true
+percent_nulls = 0.1
+
+[[transform]]
+plugin = "celsius"
+
+[[sink]]
+type = "file"
+path = "out"
+format = "json"
+"#,
+    );
+    let mut run = Weir::start(&[
+        "run",
+        "--plugins-dir",
+        &plugins.to_string_lossy(),
+        "--state-dir",
+        &root.path().join("state").to_string_lossy(),
+        &pipeline.to_string_lossy(),
+    ]);
+    assert!(run.wait_exit(BUILD).success(), "{}", run.stderr());
+    let rows = rows_in(&root.path().join("out"));
+    assert_eq!(rows.len(), 1000);
+    let mut nulls = 0;
+    for row in &rows {
+        match row["fahrenheit"].as_f64() {
+            Some(f) => {
+                // serde_json's default number parser can be one unit in the last place off, so
+                // `f` may differ from the value the plugin saw by that much.
+                let c = row["celsius"].as_f64().unwrap_or(f64::NAN);
+                let expected = (f - 32.0) * 5.0 / 9.0;
+                assert!(
+                    (c - expected).abs() <= 1e-12 * expected.abs().max(1.0),
+                    "{row}"
+                );
+            }
+            None => {
+                nulls += 1;
+                assert!(row["celsius"].is_null(), "{row}");
+            }
+        }
+    }
+    assert!(nulls > 50 && nulls < 150, "{nulls} nulls");
+    Ok(())
+}
+
+/// The same pipeline over generated rows (nulls in every column), once with the Rust plugins
+/// and once with their Python versions: `compute` (integer remainder, double product),
+/// `filter`, and `weighted_avg` with the built-in `sum` beside it.
+fn comparison_pipeline(name: &str, rows: u64) -> String {
+    format!(
+        r#"name = "{name}"
+output_mode = "complete"
+trigger = "available_now"
+
+[source]
+type = "datagen"
+rows = {rows}
+rows_per_second = 1000
+max_rows_per_batch = 100000
+seed = 7
+
+[[source.column]]
+name = "key"
+type = "long"
+min = 0
+max = 9
+random = true
+
+[[source.column]]
+name = "value"
+type = "double"
+min = -100.0
+max = 100.0
+random = true
+percent_nulls = 0.1
+
+[[source.column]]
+name = "weight"
+type = "double"
+min = 0.0
+max = 10.0
+random = true
+percent_nulls = 0.05
+
+[[source.column]]
+name = "n"
+type = "long"
+min = -1000
+max = 1000
+random = true
+percent_nulls = 0.1
+
+[[transform]]
+plugin = "compute"
+config = {{ output = "n_rem", left = "n", op = "%", right = 7 }}
+
+[[transform]]
+plugin = "compute"
+config = {{ output = "vw", left = "value", op = "*", right = "weight" }}
+
+[[transform]]
+plugin = "filter"
+config = {{ column = "value", op = ">=", value = -50 }}
+
+[aggregate]
+group_by = ["key"]
+functions = [
+  {{ plugin = "weighted_avg", columns = ["value", "weight"], as = "wavg" }},
+  {{ fn = "sum", column = "n_rem" }},
+  {{ fn = "sum", column = "vw" }},
+  {{ fn = "count" }},
+]
+
+[[sink]]
+type = "file"
+path = "out/{name}"
+format = "json"
+"#
+    )
+}
+
+#[test]
+fn python_compute_filter_and_weighted_avg_give_the_rust_plugins_results_over_a_million_generated_rows()
+-> TestResult {
+    let root = tempfile::tempdir()?;
+    let python = root.path().join("python-plugins");
+    for plugin in ["compute", "filter", "weighted_avg"] {
+        let built = build(&repo_root().join("plugins/python").join(plugin), &python)?;
+        assert!(built.contains("(Python"), "{built}");
+    }
+    let state = root.path().join("state").to_string_lossy().into_owned();
+    let mut outputs = Vec::new();
+    for (name, plugins) in [("rust", built_plugins()), ("python", python.clone())] {
+        let file = pipeline_file(
+            root.path(),
+            &format!("{name}.toml"),
+            &comparison_pipeline(name, 1_000_000),
+        );
+        let mut run = Weir::start(&[
+            "run",
+            "--plugins-dir",
+            &plugins.to_string_lossy(),
+            "--state-dir",
+            &state,
+            &file.to_string_lossy(),
+        ]);
+        assert!(run.wait_exit(BUILD).success(), "{name}: {}", run.stderr());
+        outputs.push(rows_in(&root.path().join("out").join(name)));
+        // The order of groups within a batch's file is not part of the result.
+        let last = outputs.len() - 1;
+        outputs[last].sort_by_key(|row| row.to_string());
+    }
+    // Ten batches, each writing all ten groups (complete mode).
+    assert_eq!(outputs[0].len(), 100);
+    assert_eq!(outputs[0], outputs[1]);
+    // The last batch's rows: the groups' final figures, the largest counts.
+    let mut counts: Vec<i64> = outputs[1]
+        .iter()
+        .filter_map(|r| r["count"].as_i64())
+        .collect();
+    counts.sort_unstable();
+    let counted: i64 = counts[90..].iter().sum();
+    // value >= -50 keeps three quarters of the 90 % non-null values.
+    assert!(
+        counted > 600_000 && counted < 750_000,
+        "{counted} rows kept"
+    );
+    assert!(outputs[1].iter().all(|r| r["wavg"].as_f64().is_some()));
+    Ok(())
+}
+
+#[test]
+fn hostile_python_plugins_fail_only_their_own_pipeline_with_a_message_naming_what_they_did()
+-> TestResult {
+    let root = tempfile::tempdir()?;
+    let plugins = root.path().join("plugins");
+    build(
+        &repo_root().join("plugins/python/fixtures/py_hostile"),
+        &plugins,
+    )?;
+    // (pipeline, mode, extra keys, what its failure must say)
+    let cases = [
+        (
+            "loops",
+            "loop",
+            "timeout = \"2s\"",
+            "did not return within its deadline of 2s",
+        ),
+        ("hogs", "hog", "max_memory_mb = 96", "ran out of memory"),
+        (
+            "raises",
+            "raise",
+            "",
+            "ValueError: refusing a batch of 10 rows (at plugin.py:",
+        ),
+        ("lies", "lies", "", "returned columns"),
+        ("reads", "file", "", "file access denied"),
+        ("connects", "network", "", "network access denied"),
+        ("snoops", "env", "", "env access denied"),
+    ];
+    let source = |rows: u64, rate: u64| {
+        format!(
+            "[source]\ntype = \"datagen\"\nrows = {rows}\nrows_per_second = {rate}\nmax_rows_per_batch = 10\n\n[[source.column]]\nname = \"id\"\ntype = \"long\"\n"
+        )
+    };
+    let mut files = Vec::new();
+    for (name, mode, extra, _) in &cases {
+        files.push(pipeline_file(
+            root.path(),
+            &format!("{name}.toml"),
+            &format!(
+                "name = \"{name}\"\ntrigger = \"available_now\"\n{}\n[[transform]]\nplugin = \"py_hostile\"\nconfig = {{ mode = \"{mode}\" }}\n{extra}\n\n[[sink]]\ntype = \"file\"\npath = \"out/{name}\"\nformat = \"json\"\n",
+                source(100, 1_000_000)
+            ),
+        ));
+    }
+    // A healthy pipeline on the same plugin that runs on: it must keep committing throughout.
+    files.push(pipeline_file(
+        root.path(),
+        "healthy.toml",
+        &format!(
+            "name = \"healthy\"\n{}\n[[transform]]\nplugin = \"py_hostile\"\n\n[[sink]]\ntype = \"file\"\npath = \"out/healthy\"\nformat = \"json\"\n",
+            source(1_000_000_000, 200)
+        ),
+    ));
+    let state = root.path().join("state").to_string_lossy().into_owned();
+    let plugins_arg = plugins.to_string_lossy().into_owned();
+    let mut args = vec!["run", "--state-dir", &state, "--plugins-dir", &plugins_arg];
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    args.extend(names.iter().map(String::as_str));
+    let mut run = Weir::start_in(&args, Some(root.path()));
+    for (name, _, _, says) in &cases {
+        let needle = format!("pipeline `{name}`): plugin `py_hostile` ");
+        run.wait_for(&format!("pipeline `{name}` to fail"), BUILD, |_, err| {
+            err.lines()
+                .any(|l| l.contains("pipeline failed") && l.contains(&needle) && l.contains(says))
+        });
+    }
+    assert!(!run.stderr().contains("access ALLOWED"), "{}", run.stderr());
+    let healthy = root.path().join("out/healthy");
+    let before = rows_in(&healthy).len();
+    run.wait_for(
+        "the healthy pipeline to go on",
+        Duration::from_secs(60),
+        |_, _| rows_in(&healthy).len() >= before + 20,
+    );
+    assert!(
+        !run.stderr().contains("pipeline `healthy` failed"),
+        "{}",
+        run.stderr()
+    );
+    Ok(())
+}
