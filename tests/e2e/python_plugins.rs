@@ -350,7 +350,7 @@ fn hostile_python_plugins_fail_only_their_own_pipeline_with_a_message_naming_wha
         .map(|f| f.to_string_lossy().into_owned())
         .collect();
     args.extend(names.iter().map(String::as_str));
-    let mut run = Weir::start_in(&args, Some(root.path()));
+    let run = Weir::start_in(&args, Some(root.path()));
     for (name, _, _, says) in &cases {
         let needle = format!("pipeline `{name}`): plugin `py_hostile` ");
         run.wait_for(&format!("pipeline `{name}` to fail"), BUILD, |_, err| {
