@@ -39,12 +39,18 @@ fn build(dir: &Path, out: &Path) -> Result<String, String> {
     ])
 }
 
-/// Every row written as JSON under `dir`, in file order then line order.
+/// Every row of the committed JSON files under `dir`, in file order then line order.
 fn rows_in(dir: &Path) -> Vec<Value> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map(|entries| entries.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    // Committed files only: a file being written has a hidden name.
+    files.retain(|p| {
+        p.extension().is_some_and(|e| e == "json")
+            && !p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+    });
     files.sort();
     files
         .iter()
@@ -371,5 +377,142 @@ fn hostile_python_plugins_fail_only_their_own_pipeline_with_a_message_naming_wha
         "{}",
         run.stderr()
     );
+    Ok(())
+}
+
+/// A windowed weighted average through the Python `weighted_avg`, in append mode, to `out`.
+fn windowed_python_average(name: &str, out: &str) -> String {
+    format!(
+        r#"name = "{name}"
+output_mode = "append"
+trigger = "available_now"
+
+[source]
+type = "datagen"
+rows_per_second = 1000
+rows = 300000
+max_rows_per_batch = 10000
+start_timestamp = 1700000000000
+seed = 5
+
+[[source.column]]
+name = "time"
+type = "timestamp"
+expr = "now"
+jitter = "20s"
+
+[[source.column]]
+name = "sensor"
+type = "string"
+values = ["sensor_1", "sensor_2", "sensor_3"]
+random = true
+
+[[source.column]]
+name = "value"
+type = "double"
+min = 0.0
+max = 100.0
+random = true
+percent_nulls = 0.05
+
+[[source.column]]
+name = "weight"
+type = "double"
+min = 0.0
+max = 5.0
+random = true
+
+[aggregate]
+group_by = ["sensor"]
+window = {{ column = "time", size = "10s" }}
+watermark = "5s"
+functions = [{{ plugin = "weighted_avg", columns = ["value", "weight"], as = "wavg" }}, {{ fn = "count" }}]
+
+[[sink]]
+type = "file"
+path = "{out}"
+format = "json"
+"#
+    )
+}
+
+#[test]
+fn a_python_aggregates_state_survives_kill_9_and_every_window_is_written_once_with_its_uninterrupted_value()
+-> TestResult {
+    let root = tempfile::tempdir()?;
+    let plugins = root.path().join("plugins");
+    build(&repo_root().join("plugins/python/weighted_avg"), &plugins)?;
+    // One state folder for both pipelines: the compiled plugin is cached there once.
+    let state = root.path().join("state").to_string_lossy().into_owned();
+    let plugins_arg = plugins.to_string_lossy().into_owned();
+    let clean = pipeline_file(
+        root.path(),
+        "clean.toml",
+        &windowed_python_average("clean", "out/clean"),
+    )
+    .to_string_lossy()
+    .into_owned();
+    let mut run = Weir::start(&[
+        "run",
+        "--state-dir",
+        &state,
+        "--plugins-dir",
+        &plugins_arg,
+        &clean,
+    ]);
+    assert!(run.wait_exit(BUILD).success(), "{}", run.stderr());
+
+    let crashed = pipeline_file(
+        root.path(),
+        "crashed.toml",
+        &windowed_python_average("crashed", "out/crashed"),
+    )
+    .to_string_lossy()
+    .into_owned();
+    let crashed_out = root.path().join("out/crashed");
+    let files_in = |d: &Path| std::fs::read_dir(d).map_or(0, |e| e.count());
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut kills = 0;
+    loop {
+        let before = files_in(&crashed_out);
+        let mut run = Weir::start(&[
+            "run",
+            "--state-dir",
+            &state,
+            "--plugins-dir",
+            &plugins_arg,
+            &crashed,
+        ]);
+        if kills == 5 {
+            assert!(run.wait_exit(BUILD).success(), "{}", run.stderr());
+            break;
+        }
+        // Progress (one more output file, or the end), then a crash a few milliseconds later:
+        // between batches or inside one.
+        let out = crashed_out.clone();
+        run.wait_for("progress", BUILD, move |_, _| files_in(&out) > before);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(seed % 40));
+        if !run.is_running() {
+            assert!(run.wait_exit(BUILD).success(), "{}", run.stderr());
+            break;
+        }
+        run.kill9();
+        kills += 1;
+    }
+    assert!(
+        kills >= 3,
+        "the run ended before it could be interrupted ({kills} kills)"
+    );
+    let key = |row: &Value| row.to_string();
+    let mut clean_rows = rows_in(&root.path().join("out/clean"));
+    let mut crashed_rows = rows_in(&crashed_out);
+    clean_rows.sort_by_key(key);
+    crashed_rows.sort_by_key(key);
+    // 300 s of event time in 10 s windows, three sensors: every window once, none twice.
+    assert!(clean_rows.len() >= 80, "{} windows", clean_rows.len());
+    assert_eq!(crashed_rows, clean_rows);
     Ok(())
 }
