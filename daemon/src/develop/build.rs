@@ -161,13 +161,14 @@ impl Drop for Scratch {
     }
 }
 
-/// Imports the plugin natively and prints its kind and name (what `@export` registered).
+/// Imports the plugin natively and prints its kind and name (what `@export` registered) on a
+/// line of its own, after whatever the plugin prints when imported.
 const DESCRIBE: &str = "\
 import plugin
 from weir_plugin import Aggregate
 from weir_plugin.registry import registered
 r = registered()
-print('aggregate' if issubclass(r.cls, Aggregate) else 'transform', r.name)
+print('weir-plugin:', 'aggregate' if issubclass(r.cls, Aggregate) else 'transform', r.name)
 ";
 
 fn pythonpath(paths: &[&Path]) -> std::ffi::OsString {
@@ -187,12 +188,22 @@ fn build_python(dir: &Path, out: &Path) -> Result<Built, DevelopError> {
             .env("PYTHONPATH", &path)
             .current_dir(dir),
     )?;
-    let mut words = described.split_whitespace();
-    let kind = match words.next() {
-        Some("aggregate") => Kind::Aggregate,
-        _ => Kind::Transform,
-    };
-    let name = words.next().unwrap_or_default().to_string();
+    let (kind, name) = described
+        .lines()
+        .rev()
+        .find_map(|line| {
+            let mut words = line.strip_prefix("weir-plugin: ")?.split_whitespace();
+            let kind = match words.next()? {
+                "aggregate" => Kind::Aggregate,
+                "transform" => Kind::Transform,
+                _ => return None,
+            };
+            Some((kind, words.next()?.to_string()))
+        })
+        .ok_or_else(|| DevelopError::StepFailed {
+            step: "importing plugin.py".into(),
+            output: format!("it did not say what it exports:\n{described}"),
+        })?;
     if !super::valid_name(&name) {
         return Err(DevelopError::BadName(name));
     }

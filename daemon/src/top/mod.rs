@@ -45,9 +45,15 @@ fn key_of(code: KeyCode, modifiers: KeyModifiers) -> Option<Key> {
     }
 }
 
-fn poll_status(socket: &Path) -> Result<StatusReport, String> {
-    let response =
-        ask(socket, &Request::Status { pipeline: None }, ASK_TIMEOUT).map_err(|e| e.to_string())?;
+/// Asks the daemon for the status of every pipeline, or of one, as `T`.
+fn ask_status<T: serde::de::DeserializeOwned>(
+    socket: &Path,
+    pipeline: Option<&str>,
+) -> Result<T, String> {
+    let request = Request::Status {
+        pipeline: pipeline.map(str::to_string),
+    };
+    let response = ask(socket, &request, ASK_TIMEOUT).map_err(|e| e.to_string())?;
     match (response.ok, response.result) {
         (true, Some(result)) => serde_json::from_value(result)
             .map_err(|e| format!("the daemon's status does not read as one: {e}")),
@@ -55,29 +61,22 @@ fn poll_status(socket: &Path) -> Result<StatusReport, String> {
     }
 }
 
-fn poll_details(socket: &Path, name: &str) -> Result<PipelineReport, String> {
-    let request = Request::Status {
-        pipeline: Some(name.to_string()),
-    };
-    let response = ask(socket, &request, ASK_TIMEOUT).map_err(|e| e.to_string())?;
-    match (response.ok, response.result) {
-        (true, Some(result)) => serde_json::from_value(result)
-            .map_err(|e| format!("the daemon's answer does not read as a pipeline: {e}")),
-        _ => Err(response.error.unwrap_or_else(|| "no such pipeline".into())),
+/// Brings the details view up to date with the pipeline it shows.
+fn fetch_details(top: &mut Top, socket: &Path, name: &str) {
+    match ask_status::<PipelineReport>(socket, Some(name)) {
+        Ok(report) => top.on_details(report),
+        Err(error) => top.on_error(error),
     }
 }
 
 fn refresh(top: &mut Top, socket: &Path) {
-    match poll_status(socket) {
+    match ask_status::<StatusReport>(socket, None) {
         Ok(status) => top.on_status(status, Instant::now(), crate::sources::now_ms()),
         Err(error) => top.on_error(error),
     }
     if let View::Details { name, .. } = &top.view {
         let name = name.clone();
-        match poll_details(socket, &name) {
-            Ok(report) => top.on_details(report),
-            Err(error) => top.on_error(error),
-        }
+        fetch_details(top, socket, &name);
     }
 }
 
@@ -123,10 +122,7 @@ fn run_loop(
         };
         match top.on_key(key, now_ms) {
             Action::Quit => return Ok(()),
-            Action::FetchDetails(name) => match poll_details(socket, &name) {
-                Ok(report) => top.on_details(report),
-                Err(error) => top.on_error(error),
-            },
+            Action::FetchDetails(name) => fetch_details(&mut top, socket, &name),
             Action::Redraw => {}
         }
     }

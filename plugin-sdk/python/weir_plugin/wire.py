@@ -10,7 +10,7 @@ the type allows (numbers); strings and nulls take one Python step per value.
 
 import struct
 from array import array
-from itertools import chain, compress, repeat
+from itertools import chain, compress
 
 __all__ = ["WireError", "split_columns", "decode_column", "encode_column"]
 
@@ -188,8 +188,3 @@ def _cumulative(lengths):
 def select(values, mask):
     """The values where ``mask`` is true (``None`` counts as false)."""
     return list(compress(values, (bool(m) for m in mask)))
-
-
-def nulls(n):
-    """``n`` nulls."""
-    return list(repeat(None, n))
