@@ -1,4 +1,4 @@
-//! Test vectors shared with the Python SDK (`python/tests/vectors/`), so that both
+//! Test vectors shared with the Python and JavaScript SDKs (`plugin-sdk/vectors/`), so that all
 //! implementations of the wire format agree byte for byte, by test rather than by reading.
 //!
 //! `rust.json` holds what this crate writes: a schema of one column per handled type, and each
@@ -165,7 +165,7 @@ fn schema() -> Schema {
 }
 
 fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/tests/vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vectors")
 }
 
 fn rust_vectors() -> Value {

@@ -1,4 +1,4 @@
-"""The vectors shared with the Rust SDK (``vectors/``): this SDK reads what Rust writes, and
+"""The vectors shared with the Rust SDK (``plugin-sdk/vectors/``): this SDK reads what Rust writes, and
 writes the same column bytes; Rust reads the schema this SDK writes (``--write`` rewrites it).
 """
 
@@ -11,7 +11,7 @@ from weir_plugin import schema as t
 from weir_plugin.schema import Field, Schema
 from weir_plugin.wire import decode_column, encode_column
 
-VECTORS = pathlib.Path(__file__).parent / "vectors"
+VECTORS = pathlib.Path(__file__).parents[2] / "vectors"
 TYPES = {
     repr(ty): ty
     for ty in [
