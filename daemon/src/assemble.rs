@@ -89,6 +89,10 @@ pub enum PrepareError {
     /// it needs the state reset (the message says how).
     #[error("{0}")]
     NeedsStateReset(String),
+    /// Plugins it uses are still compiling (the daemon compiles in the background): it can be
+    /// checked when they are ready. One line per plugin.
+    #[error("waiting for plugins to compile:\n{}", .0.join("\n"))]
+    WaitingForPlugins(Vec<String>),
 }
 
 /// A pipeline could not be built.
@@ -160,9 +164,38 @@ fn plugin_aggregates(
     PluginAggregates::new(plugins.clone(), &plan.name, limits)
 }
 
+/// The plugins a plan names that are still compiling, one line each (empty when none are).
+/// Loading them here also starts their compiles together rather than one after another.
+fn plugins_still_compiling(plan: &PipelinePlan, plugins: &PluginCatalog) -> Vec<String> {
+    let transforms = plan.transforms.iter().map(|t| t.plugin.as_str());
+    let aggregates = plan.aggregate.iter().flat_map(|a| {
+        a.functions.iter().filter_map(|f| match &f.kind {
+            FunctionKind::Plugin { name, .. } => Some(name.as_str()),
+            FunctionKind::Builtin(_) => None,
+        })
+    });
+    let mut names: Vec<&str> = transforms.chain(aggregates).collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .filter_map(|name| match plugins.get(name) {
+            Err(err) if err.is_compiling() => Some(format!("plugin `{name}`: {err}")),
+            // Loaded, or an error the stage that uses it reports where the file names it.
+            _ => None,
+        })
+        .collect()
+}
+
 /// Checks a plan without side effects; see the module's documentation.
 pub fn prepare(plan: PipelinePlan, ctx: PrepareContext<'_>) -> Result<Prepared, PrepareError> {
     let invalid = PrepareError::Invalid;
+    if let Some(plugins) = ctx.plugins {
+        let waiting = plugins_still_compiling(&plan, plugins);
+        if !waiting.is_empty() {
+            return Err(PrepareError::WaitingForPlugins(waiting));
+        }
+    }
     let store_view = ctx.store.map(|s| (s, plan.name.as_str()));
     let mut schema = Some(sources::schema_of(&plan.source, store_view));
     if let (Some(plugins), Some(input)) = (ctx.plugins, schema.clone()) {

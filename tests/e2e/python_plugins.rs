@@ -2,7 +2,7 @@
 //! installed by `scripts/setup`), then the real daemon binary running them beside the Rust
 //! versions of the same plugins.
 
-use crate::daemon_harness::built_plugins;
+use crate::daemon_harness::{Daemon, SOON, built_plugins, counting_pipeline, find, values_written};
 use crate::harness::{TestResult, Weir, pipeline_file, repo_root, weir_bin};
 use serde_json::Value;
 use std::path::Path;
@@ -514,5 +514,92 @@ fn a_python_aggregates_state_survives_kill_9_and_every_window_is_written_once_wi
     // 300 s of event time in 10 s windows, three sensors: every window once, none twice.
     assert!(clean_rows.len() >= 80, "{} windows", clean_rows.len());
     assert_eq!(crashed_rows, clean_rows);
+    Ok(())
+}
+
+/// The `rejected_files` entry (a file with no running pipeline) of pipeline `name`.
+fn unapplied<'a>(status: &'a Value, name: &str) -> Option<&'a Value> {
+    status["rejected_files"]
+        .as_array()?
+        .iter()
+        .find(|r| r["name"] == name)
+}
+
+#[test]
+fn a_python_plugins_first_compile_in_the_daemon_holds_up_only_its_own_pipeline_and_the_status_says_it_is_compiling()
+-> TestResult {
+    let built = tempfile::tempdir()?;
+    build(&repo_root().join("plugins/python/filter"), built.path())?;
+    let dir = tempfile::tempdir()?;
+    let daemon = Daemon::start(dir.path(), &[]);
+    daemon.write_pipeline(
+        "plain.toml",
+        &counting_pipeline("plain", "plain", "20ms", ""),
+    );
+    daemon.wait_batches("plain", 1);
+
+    // An 18 MB component the daemon has never compiled, and a pipeline that uses it.
+    daemon.install_plugin(&built.path().join("filter.wasm"), "pyfilter");
+    daemon.write_pipeline(
+        "filtered.toml",
+        &counting_pipeline(
+            "filtered",
+            "filtered",
+            "20ms",
+            "\n[[transform]]\nplugin = \"pyfilter\"\nconfig = { column = \"value\", op = \">=\", value = 0 }\n",
+        ),
+    );
+    let waiting = daemon.wait_status("`filtered` waiting for pyfilter", SOON, |s| {
+        unapplied(s, "filtered").is_some_and(|r| r["pending"]["kind"] == "waiting_for_plugins")
+    });
+    let pending = &unapplied(&waiting, "filtered").ok_or("no entry")?["pending"]["message"];
+    assert!(
+        pending
+            .as_str()
+            .is_some_and(|m| m.contains("pyfilter") && m.contains("compiling")),
+        "{pending}"
+    );
+    assert_eq!(waiting["counts"]["waiting"], 1, "{waiting:#}");
+    assert_eq!(waiting["counts"]["rejected"], 0, "{waiting:#}");
+    let plugin = waiting["plugins"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "pyfilter"))
+        .ok_or("pyfilter not listed")?;
+    assert!(plugin["compiling_since_ms"].as_i64().is_some(), "{plugin}");
+    assert!(plugin["error"].is_null(), "{plugin}");
+
+    // Meanwhile the other pipeline goes on committing batches.
+    let before = find(&waiting, "plain").ok_or("no plain")?["batches"]
+        .as_u64()
+        .unwrap_or(0);
+    let later = daemon.wait_batches("plain", before + 5);
+    assert!(
+        unapplied(&later, "filtered").is_some(),
+        "pyfilter compiled within a hundred milliseconds:\n{later:#}"
+    );
+    let text = daemon.client(&["status"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("waiting for its plugins to compile")
+            && text.contains("plugins compiling: pyfilter")
+            && text.contains("1 waiting for plugins to compile"),
+        "{text}"
+    );
+
+    // When the compile ends the daemon plans again by itself, and the pipeline starts.
+    let running = daemon.wait_status("`filtered` running", BUILD, |s| {
+        find(s, "filtered").is_some_and(|p| p["batches"].as_u64().unwrap_or(0) >= 2)
+    });
+    assert!(unapplied(&running, "filtered").is_none(), "{running:#}");
+    assert_eq!(running["counts"]["waiting"], 0, "{running:#}");
+    assert_eq!(
+        daemon.log_lines("compiled in").len(),
+        1,
+        "{}",
+        daemon.log_lines("compiled in").join("\n")
+    );
+    // Every row it wrote passed the Python filter.
+    let values = values_written(&[daemon.path("out/filtered")]);
+    assert!(!values.is_empty() && values.iter().all(|v| *v >= 0));
     Ok(())
 }

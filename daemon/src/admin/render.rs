@@ -85,6 +85,8 @@ pub fn state_text(report: &PipelineReport, now_ms: i64) -> String {
     if let Some(pending) = &report.pending {
         let what = if pending.kind == "needs_state_reset" {
             "new version needs state reset".to_string()
+        } else if pending.kind == crate::topology::PENDING_COMPILING {
+            "new version waits for its plugins to compile".to_string()
         } else {
             match &pending.position {
                 Some(position) => format!("new version rejected ({position})"),
@@ -170,6 +172,8 @@ pub fn status_table(status: &StatusReport, now_ms: i64) -> String {
         });
         let why = if r.pending.kind == "needs_state_reset" {
             "needs state reset".to_string()
+        } else if r.pending.kind == crate::topology::PENDING_COMPILING {
+            "waiting for its plugins to compile".to_string()
         } else {
             match &r.pending.position {
                 Some(position) => format!("rejected ({position})"),
@@ -219,6 +223,25 @@ pub fn status_table(status: &StatusReport, now_ms: i64) -> String {
         out.push_str(&format!(
             "; plugins that do not load: {} (`weir status NAME` or the log say why)",
             broken.join(", ")
+        ));
+    }
+    let compiling: Vec<String> = status
+        .plugins
+        .iter()
+        .filter_map(|p| {
+            let since = p.compiling_since_ms?;
+            Some(format!(
+                "{} ({:.1} MB, {})",
+                p.name,
+                p.size as f64 / 1e6,
+                human_duration_ms(now_ms - since)
+            ))
+        })
+        .collect();
+    if !compiling.is_empty() {
+        out.push_str(&format!(
+            "; plugins compiling: {} (what uses them starts when they are ready)",
+            compiling.join(", ")
         ));
     }
     out.push('\n');

@@ -22,7 +22,7 @@ use crate::topology::diff::Action;
 use crate::topology::folders::{self, Snapshot};
 use crate::topology::runner::{Knobs, RunnerSettings};
 use crate::topology::{ReloadReport, Topology, TopologySettings};
-use crate::wasm::{PluginError, PluginHost};
+use crate::wasm::{Background, DEFAULT_COMPILE_GRACE, PluginError, PluginHost};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -85,6 +85,7 @@ enum Cause {
     Request,
     Files,
     Rescan,
+    Compiled,
 }
 
 impl Cause {
@@ -100,6 +101,7 @@ impl Cause {
             Cause::Request => "weir reload",
             Cause::Files => "file change",
             Cause::Rescan => "periodic rescan",
+            Cause::Compiled => "plugin compiled",
         }
     }
 }
@@ -361,7 +363,9 @@ impl Daemon {
                 summary: change.summary(),
                 details: match &change.action {
                     Action::Rejected { diagnostics } => Some(diagnostics.to_string()),
-                    Action::NeedsStateReset { message } => Some(message.clone()),
+                    Action::NeedsStateReset { message } | Action::Waiting { message } => {
+                        Some(message.clone())
+                    }
                     _ => None,
                 },
             })
@@ -492,6 +496,15 @@ pub async fn run(
         settings.plugins_dir.clone(),
         Some(&settings.state_dir.join("plugin-cache")),
     )?;
+    // A large plugin's first compile (a Python one takes ~15 s) holds up only the pipelines
+    // that use it: they wait, the others start, and its end plans everything again.
+    let (compiled_tx, mut compiled) = mpsc::unbounded_channel::<()>();
+    host.compile_in_background(Some(Background {
+        grace: DEFAULT_COMPILE_GRACE,
+        on_done: Arc::new(move || {
+            let _ = compiled_tx.send(());
+        }),
+    }));
     let topology = Topology::new(
         host,
         store.clone(),
@@ -585,6 +598,10 @@ pub async fn run(
             }
             () = debounce.due() => {
                 pulse.during(daemon.reload(Cause::Files)).await;
+            }
+            Some(()) = compiled.recv() => {
+                while compiled.try_recv().is_ok() {}
+                pulse.during(daemon.reload(Cause::Compiled)).await;
             }
             _ = rescan.tick() => {
                 pulse.during(daemon.reload(Cause::Rescan)).await;

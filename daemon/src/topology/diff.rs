@@ -54,6 +54,12 @@ pub enum Action {
         /// Why, and how to proceed.
         message: String,
     },
+    /// Not applied yet: plugins it uses are still compiling; the old version (if any) keeps
+    /// running, and the daemon plans again when they are ready.
+    Waiting {
+        /// Which plugins, since when.
+        message: String,
+    },
     /// Not applied: the file has errors; the old version (if any) keeps running.
     Rejected {
         /// Every error, with file, line and column.
@@ -70,6 +76,7 @@ impl Action {
             Action::Stop => "stop",
             Action::HotChange { .. } => "hot change",
             Action::NeedsStateReset { .. } => "needs state reset",
+            Action::Waiting { .. } => "waiting",
             Action::Rejected { .. } => "rejected",
         }
     }
@@ -120,6 +127,10 @@ impl Change {
             Action::NeedsStateReset { message } => format!(
                 "{who}: needs state reset, not applied: {}",
                 message.lines().next().unwrap_or_default()
+            ),
+            Action::Waiting { message } => format!(
+                "{who}: waiting, not applied yet: {}",
+                message.lines().skip(1).collect::<Vec<_>>().join("; ")
             ),
             Action::Rejected { diagnostics } => {
                 let first = diagnostics
@@ -273,6 +284,11 @@ pub fn diff(
                             ),
                         },
                         Err(PrepareError::Invalid(diagnostics)) => Action::Rejected { diagnostics },
+                        Err(err @ PrepareError::WaitingForPlugins(_)) => Action::Waiting {
+                            message: format!(
+                                "{err}\n(the running version keeps running until then)"
+                            ),
+                        },
                     }
                 }
             }
@@ -280,6 +296,9 @@ pub fn diff(
                 Ok(prepared) => Action::Start(Box::new(prepared)),
                 Err(PrepareError::NeedsStateReset(message)) => Action::NeedsStateReset { message },
                 Err(PrepareError::Invalid(diagnostics)) => Action::Rejected { diagnostics },
+                Err(err @ PrepareError::WaitingForPlugins(_)) => Action::Waiting {
+                    message: err.to_string(),
+                },
             },
         };
         changes.push(Change {

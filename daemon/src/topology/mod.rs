@@ -13,7 +13,7 @@ pub mod runner;
 
 use crate::assemble::{Environment, PrepareContext, prepare};
 use crate::state::SharedStore;
-use crate::wasm::{Limits, PluginCatalog, PluginHost};
+use crate::wasm::{Limits, PluginCatalog, PluginError, PluginHost};
 use diff::{Action, Change, RunningVersion};
 use folders::Snapshot;
 use registry::{Pending, PluginFileStatus, Registry, RejectedFile};
@@ -47,6 +47,8 @@ pub struct ReloadReport {
     pub applied: usize,
     /// Files or versions not applied (rejected, needing a state reset, failing to start).
     pub rejected: usize,
+    /// Files or versions not applied yet: their plugins are still compiling.
+    pub waiting: usize,
 }
 
 /// Settings of the supervisor.
@@ -74,6 +76,9 @@ impl std::fmt::Debug for Topology {
             .finish()
     }
 }
+
+/// The kind of a pending version that waits for its plugins to compile.
+pub const PENDING_COMPILING: &str = "waiting_for_plugins";
 
 fn pending_of(kind: &str, message: String, position: Option<String>) -> Pending {
     Pending {
@@ -237,8 +242,11 @@ impl Topology {
                     }
                 }
                 Action::Start(prepared) => starts.push((Arc::new(*prepared), summary)),
-                Action::NeedsStateReset { .. } | Action::Rejected { .. } => {
+                Action::NeedsStateReset { .. }
+                | Action::Rejected { .. }
+                | Action::Waiting { .. } => {
                     let pending = match change.action {
+                        Action::Waiting { message } => pending_of(PENDING_COMPILING, message, None),
                         Action::Rejected { diagnostics } => pending_of(
                             "rejected",
                             diagnostics.to_string(),
@@ -335,7 +343,12 @@ impl Topology {
         report: &mut ReloadReport,
     ) {
         report.lines.push(summary.to_string());
-        report.rejected += 1;
+        let waiting = pending.kind == PENDING_COMPILING;
+        if waiting {
+            report.waiting += 1;
+        } else {
+            report.rejected += 1;
+        }
         // The error belongs to the running pipeline only if it is about the file that pipeline
         // runs from; another file claiming its name is a rejected file of its own.
         let running = name
@@ -350,7 +363,9 @@ impl Topology {
                 .iter()
                 .any(|r| r.file == file && r.pending == pending),
         };
-        if !already_known {
+        if !already_known && waiting {
+            tracing::info!("reload: {summary}");
+        } else if !already_known {
             tracing::warn!(
                 "reload: {summary}{}\n{}",
                 if running.is_some() {
@@ -377,6 +392,22 @@ impl Topology {
             if before.contains(plugin) {
                 continue;
             }
+            if let Some(since) = plugin.compiling_since_ms {
+                // Logged once per content: the next status of the same file is "loaded".
+                if !before
+                    .iter()
+                    .any(|b| b.sha256 == plugin.sha256 && b.compiling_since_ms.is_some())
+                {
+                    tracing::info!(
+                        plugin = %plugin.name,
+                        "plugin {}.wasm is compiling ({:.1} MB, {:.0} s so far) on a thread of its own; pipelines that use it start when it is ready, the others go on",
+                        plugin.name,
+                        plugin.size as f64 / 1e6,
+                        (crate::sources::now_ms() - since) as f64 / 1000.0
+                    );
+                }
+                continue;
+            }
             match &plugin.error {
                 Some(error) => tracing::warn!(
                     plugin = %plugin.name,
@@ -385,11 +416,13 @@ impl Topology {
                 ),
                 None => tracing::info!(
                     plugin = %plugin.name,
-                    "plugin {}.wasm loaded: {} {} (sha256 {})",
+                    "plugin {}.wasm loaded: {} {} (sha256 {}; {:.1} MB, compiled or read from the compile cache in {:.2} s)",
                     plugin.name,
                     plugin.kind.as_deref().unwrap_or("?"),
                     plugin.version.as_deref().unwrap_or("?"),
-                    plugin.sha256.get(..12).unwrap_or(&plugin.sha256)
+                    plugin.sha256.get(..12).unwrap_or(&plugin.sha256),
+                    plugin.size as f64 / 1e6,
+                    plugin.compile_ms.unwrap_or(0) as f64 / 1000.0
                 ),
             }
         }
@@ -491,6 +524,19 @@ fn plugin_statuses(host: &PluginHost, snapshot: &Snapshot) -> Vec<PluginFileStat
                 kind: Some(plugin.kind.as_str().to_string()),
                 version: Some(plugin.info.version.clone()),
                 error: None,
+                size: plugin.size,
+                compile_ms: Some(plugin.compile_time.as_millis() as u64),
+                compiling_since_ms: None,
+            },
+            Err(PluginError::Compiling { size, elapsed, .. }) => PluginFileStatus {
+                name: name.clone(),
+                sha256: file.sha256.clone(),
+                kind: None,
+                version: None,
+                error: None,
+                size,
+                compile_ms: None,
+                compiling_since_ms: Some(crate::sources::now_ms() - elapsed.as_millis() as i64),
             },
             Err(err) => PluginFileStatus {
                 name: name.clone(),
@@ -498,6 +544,9 @@ fn plugin_statuses(host: &PluginHost, snapshot: &Snapshot) -> Vec<PluginFileStat
                 kind: None,
                 version: None,
                 error: Some(err.to_string()),
+                size: 0,
+                compile_ms: None,
+                compiling_since_ms: None,
             },
         })
         .collect()

@@ -164,6 +164,15 @@ pub struct PluginFileStatus {
     pub version: Option<String>,
     /// Why it cannot be loaded.
     pub error: Option<String>,
+    /// The file's size, bytes (0 when it cannot be read).
+    #[serde(default)]
+    pub size: u64,
+    /// How long loading it took (compiling, or reading the compile cache), once loaded.
+    #[serde(default)]
+    pub compile_ms: Option<u64>,
+    /// While it compiles (in the background): since when (Unix milliseconds).
+    #[serde(default)]
+    pub compiling_since_ms: Option<i64>,
 }
 
 /// Everything the status API shows.
@@ -295,11 +304,19 @@ impl Registry {
                 RunState::Finished => counts.finished += 1,
                 RunState::Stopped { .. } => counts.stopped += 1,
             }
-            if state.pending.is_some() {
+            match &state.pending {
+                Some(p) if p.kind == super::PENDING_COMPILING => counts.waiting += 1,
+                Some(_) => counts.rejected += 1,
+                None => {}
+            }
+        }
+        for file in self.rejected() {
+            if file.pending.kind == super::PENDING_COMPILING {
+                counts.waiting += 1;
+            } else {
                 counts.rejected += 1;
             }
         }
-        counts.rejected += self.rejected().len();
         counts
     }
 }
@@ -319,6 +336,9 @@ pub struct Counts {
     pub stopped: usize,
     /// Files (or new versions) rejected or needing a state reset.
     pub rejected: usize,
+    /// Files (or new versions) waiting for their plugins to compile.
+    #[serde(default)]
+    pub waiting: usize,
 }
 
 impl std::fmt::Display for Counts {
@@ -330,6 +350,7 @@ impl std::fmt::Display for Counts {
             (self.finished, "finished"),
             (self.stopped, "stopped"),
             (self.rejected, "rejected"),
+            (self.waiting, "waiting for plugins to compile"),
         ] {
             if n > 0 {
                 parts.push(format!("{n} {what}"));

@@ -122,6 +122,25 @@ pub enum PluginError {
     /// The wasm engine could not be set up.
     #[error("cannot start the WebAssembly engine: {0}")]
     Engine(String),
+    /// Still compiling (in the daemon, on a thread of its own): what uses it waits.
+    #[error(
+        "{} is compiling ({:.1} MB, {} s so far); what uses it starts when it is ready",
+        path.display(),
+        *size as f64 / 1e6,
+        elapsed.as_secs()
+    )]
+    Compiling {
+        /// The file.
+        path: PathBuf,
+        /// Its size, bytes.
+        size: u64,
+        /// How long it has been compiling.
+        elapsed: Duration,
+    },
+    /// A load of this content failed before, for this reason (not tried again until the file
+    /// changes).
+    #[error("{0}")]
+    Remembered(std::sync::Arc<PluginError>),
 }
 
 impl PluginError {
@@ -130,6 +149,7 @@ impl PluginError {
         match self {
             PluginError::Read { .. } => ErrorClass::External,
             PluginError::Misuse { .. } | PluginError::Engine(_) => ErrorClass::Internal,
+            PluginError::Remembered(err) => err.class(),
             _ => ErrorClass::User,
         }
     }
@@ -138,6 +158,11 @@ impl PluginError {
     /// plugin (trap, deadline, memory, its own error, bad output) is retried; load errors are not.
     pub fn retryable(&self) -> bool {
         matches!(self, PluginError::Call { .. })
+    }
+
+    /// Whether it only says "not compiled yet": the plugin itself may be fine.
+    pub fn is_compiling(&self) -> bool {
+        matches!(self, PluginError::Compiling { .. })
     }
 }
 

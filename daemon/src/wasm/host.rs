@@ -1,6 +1,7 @@
 //! The one wasmtime `Engine` of the process, with its on-disk compile cache and the epoch ticker
 //! that enforces per-call deadlines, plus the memo of loaded plugins.
 
+use super::compiles::{Background, CompileInProgress, Compiles};
 use super::error::PluginError;
 use super::plugin::Plugin;
 use super::sandbox::StoreData;
@@ -68,6 +69,8 @@ pub(crate) struct HostInner {
     plugins_dir: PathBuf,
     /// Plugins loaded so far, by file and content hash: loading the same bytes again is free.
     loaded: Mutex<HashMap<(PathBuf, String), Arc<Plugin>>>,
+    /// Compiles on threads of their own (the daemon's).
+    compiles: Compiles,
 }
 
 /// Loads plugins from one folder into one engine. Cheap to clone; every pipeline shares it.
@@ -121,6 +124,7 @@ impl PluginHost {
                 ticker,
                 plugins_dir: plugins_dir.into(),
                 loaded: Mutex::new(HashMap::new()),
+                compiles: Compiles::default(),
             }),
         })
     }
@@ -147,6 +151,18 @@ impl PluginHost {
         self.load_file(&path)
     }
 
+    /// Compile in the background from now on (see [`super::compiles`]): a load waits at most
+    /// `background.grace` for a compile, then answers [`PluginError::Compiling`]. `None`
+    /// compiles on the caller's thread, however long it takes.
+    pub fn compile_in_background(&self, background: Option<Background>) {
+        self.inner.compiles.set_background(background);
+    }
+
+    /// The compiles still under way (background mode).
+    pub fn compiling(&self) -> Vec<CompileInProgress> {
+        self.inner.compiles.in_progress()
+    }
+
     /// Loads a component file (compiling it, or reading the compile cache). The file is read
     /// and hashed every time; a content already loaded from that file is not compiled again.
     pub fn load_file(&self, path: &Path) -> Result<Arc<Plugin>, PluginError> {
@@ -161,14 +177,66 @@ impl PluginHost {
         {
             return Ok(plugin.clone());
         }
-        let plugin = Arc::new(Plugin::load(self, path, &bytes, key.1.clone())?);
+        let Some(background) = self.inner.compiles.background() else {
+            let plugin = Arc::new(Plugin::load(self, path, &bytes, key.1.clone())?);
+            self.remember(path, key, &plugin);
+            return Ok(plugin);
+        };
+        let (size, grace) = (bytes.len() as u64, background.grace);
+        let (host, file, sha256) = (self.clone(), path.to_path_buf(), key.1.clone());
+        let start = move || {
+            std::thread::Builder::new()
+                .name("weir-compile".into())
+                .spawn(move || host.compile(&file, &bytes, sha256, background))
+                .map(drop)
+        };
+        match self.inner.compiles.load(path, &key.1, size, grace, start)? {
+            Ok(plugin) => Ok(plugin),
+            Err(err) => Err(PluginError::Remembered(err)),
+        }
+    }
+
+    /// A compile on its own thread (background mode): records the outcome, memoises a loaded
+    /// plugin, and tells the daemon if a load was told to wait for it.
+    fn compile(&self, path: &Path, bytes: &[u8], sha256: String, background: Background) {
+        let started = std::time::Instant::now();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Plugin::load(self, path, bytes, sha256.clone())
+        }))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(PluginError::Engine(format!(
+                "internal error (a bug in weir) compiling {}: {message}",
+                path.display()
+            )))
+        })
+        .map(Arc::new)
+        .map_err(Arc::new);
+        if let Ok(plugin) = &outcome {
+            self.remember(path, (path.to_path_buf(), sha256.clone()), plugin);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        if self.inner.compiles.finish(path, &sha256, outcome) {
+            tracing::info!(
+                plugin = %path.display(),
+                "plugin {} compiled in {seconds:.1} s; planning again the pipelines that wait for it",
+                path.display()
+            );
+            (background.on_done)();
+        }
+    }
+
+    /// Adds a loaded plugin to the memo, dropping the versions of its file it replaces
+    /// (pipelines that still run on them hold their own reference).
+    fn remember(&self, path: &Path, key: (PathBuf, String), plugin: &Arc<Plugin>) {
         if let Ok(mut loaded) = self.inner.loaded.lock() {
-            // Versions of a file that were replaced are dropped from the memo (pipelines that
-            // still run on them hold their own reference).
             loaded.retain(|(p, _), _| p != path);
             loaded.insert(key, plugin.clone());
         }
-        Ok(plugin)
     }
 }
 

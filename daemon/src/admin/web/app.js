@@ -306,7 +306,8 @@
       const status = await getJSON("/pipelines");
       const c = status.counts;
       document.getElementById("counts").textContent = c.running + " running" + (c.finished ? ", " + c.finished + " finished" : "") +
-        (c.failed ? ", " + c.failed + " failed" : "") + (c.rejected ? ", " + c.rejected + " rejected" : "");
+        (c.failed ? ", " + c.failed + " failed" : "") + (c.rejected ? ", " + c.rejected + " rejected" : "") +
+        (c.waiting ? ", " + c.waiting + " waiting for plugins to compile" : "");
       const m = location.hash.match(/^#\/pipeline\/(.+)$/);
       if (m) await renderPipeline(decodeURIComponent(m[1]), status);
       else await renderOverview(status);
