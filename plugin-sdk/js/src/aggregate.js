@@ -43,9 +43,12 @@ function reviver(key, value) {
  * across an upgrade of the plugin only while it stays the same; give a new number when a new
  * version reads states differently. */
 export class Aggregate {
-  constructor(config) {
+  constructor(config, configText = JSON.stringify(config)) {
     /** The aggregate's `config` table, as an object. */
     this.config = config;
+    /** The same as the JSON text weir sent, for what parsing loses: whether a number was
+     * written `2` or `2.0`, and the digits of integers past 2^53. */
+    this.configText = configText;
   }
 
   /** The state of a group that has seen no rows. */

@@ -63,7 +63,7 @@ export class TransformCalls {
 
   init(text) {
     const parsed = config(text);
-    this.plugin = call("init", () => new this.registered.cls(parsed));
+    this.plugin = call("init", () => new this.registered.cls(parsed, text || "{}"));
     this.schemas = null;
   }
 
@@ -104,7 +104,7 @@ export class AggregateCalls {
   init(text) {
     const parsed = config(text);
     return call("init", () => {
-      const plugin = new this.registered.cls(parsed);
+      const plugin = new this.registered.cls(parsed, text || "{}");
       const [inputs, output] = signatureSchemas(plugin);
       const encoded = { inputs: inputs.toBytes(), output: output.toBytes() };
       stateVersion(plugin);

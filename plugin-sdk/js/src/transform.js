@@ -49,9 +49,12 @@ export function sampleBatch(schema) {
  * instance serves one pipeline stage and is reused across batches; the host may build a fresh
  * one at any time, so keep nothing in it that `config` cannot rebuild. */
 export class Transform {
-  constructor(config) {
+  constructor(config, configText = JSON.stringify(config)) {
     /** The stage's `config` table, as an object. */
     this.config = config;
+    /** The same as the JSON text weir sent, for what parsing loses: whether a number was
+     * written `2` or `2.0`, and the digits of integers past 2^53. */
+    this.configText = configText;
   }
 
   /** The schema `process` returns for batches of `input` (a `Schema`). */
