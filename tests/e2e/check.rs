@@ -98,8 +98,22 @@ fn check_names_file_line_column_for_each_kind_of_mistake() -> TestResult {
 #[test]
 fn check_accepts_every_example_pipeline_with_its_plugins_type_checked() -> TestResult {
     let examples = repo_root().join("config/examples");
-    // With the example plugins, so the plugin stages are loaded and type-checked too.
-    let plugins = crate::daemon_harness::built_plugins();
+    // With the example plugins, Python and Rust, so the plugin stages are loaded and
+    // type-checked too (where both languages have a plugin of one name, the Rust one, copied
+    // last, is the example's; `weir check` loads only the plugins the files name).
+    let folder = tempfile::tempdir()?;
+    let plugins = folder.path();
+    for built in [
+        crate::python_plugins::python_plugins_built()?,
+        crate::daemon_harness::built_plugins(),
+    ] {
+        for entry in std::fs::read_dir(built)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "wasm") {
+                std::fs::copy(&path, plugins.join(path.file_name().ok_or("no name")?))?;
+            }
+        }
+    }
     let mut args = vec![
         "check".to_string(),
         "--plugins-dir".to_string(),
@@ -121,7 +135,8 @@ fn check_accepts_every_example_pipeline_with_its_plugins_type_checked() -> TestR
     );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut weir = Weir::start(&args);
-    let status = weir.wait_exit(Duration::from_secs(60));
+    // Two Python components (~18 MB each) compile in about half a minute.
+    let status = weir.wait_exit(Duration::from_secs(300));
     assert!(status.success(), "weir check failed:\n{}", weir.stderr());
     // Every file is reported checked, the one with a plugin stage included.
     let stdout = weir.stdout();
@@ -133,6 +148,7 @@ fn check_accepts_every_example_pipeline_with_its_plugins_type_checked() -> TestR
         args.len() - 3
     );
     assert!(stdout.contains("socket-word-count.toml: ok"), "{stdout}");
+    assert!(stdout.contains("iot-python.toml: ok"), "{stdout}");
     assert!(
         stdout.contains("iot-windowed-avg-kafka.toml: ok"),
         "{stdout}"

@@ -5,8 +5,9 @@
 use crate::daemon_harness::{Daemon, SOON, built_plugins, counting_pipeline, find, values_written};
 use crate::harness::{TestResult, Weir, pipeline_file, repo_root, weir_bin};
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Building a Python component and compiling it the first time takes tens of seconds each.
@@ -37,6 +38,31 @@ fn build(dir: &Path, out: &Path) -> Result<String, String> {
         "--out",
         &out.to_string_lossy(),
     ])
+}
+
+/// Every plugin under `plugins/python/` (the fixtures aside), built by `weir plugin build` (each
+/// plugin's own tests included) once per test run, into `python-plugins/` in the test target
+/// folder. Tests that only load them share the one build.
+pub fn python_plugins_built() -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-plugins");
+            let _ = std::fs::remove_dir_all(&out);
+            let sources = repo_root().join("plugins/python");
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&sources)
+                .map_err(|e| format!("{}: {e}", sources.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|dir| dir.join("plugin.py").is_file())
+                .collect();
+            dirs.sort();
+            for dir in dirs {
+                build(&dir, &out)?;
+            }
+            Ok(out)
+        })
+        .clone()
 }
 
 /// Every row of the committed JSON files under `dir`, in file order then line order.
@@ -248,11 +274,7 @@ format = "json"
 fn python_compute_filter_and_weighted_avg_give_the_rust_plugins_results_over_a_million_generated_rows()
 -> TestResult {
     let root = tempfile::tempdir()?;
-    let python = root.path().join("python-plugins");
-    for plugin in ["compute", "filter", "weighted_avg"] {
-        let built = build(&repo_root().join("plugins/python").join(plugin), &python)?;
-        assert!(built.contains("(Python"), "{built}");
-    }
+    let python = python_plugins_built()?;
     let state = root.path().join("state").to_string_lossy().into_owned();
     let mut outputs = Vec::new();
     for (name, plugins) in [("rust", built_plugins()), ("python", python.clone())] {
@@ -528,8 +550,7 @@ fn unapplied<'a>(status: &'a Value, name: &str) -> Option<&'a Value> {
 #[test]
 fn a_python_plugins_first_compile_in_the_daemon_holds_up_only_its_own_pipeline_and_the_status_says_it_is_compiling()
 -> TestResult {
-    let built = tempfile::tempdir()?;
-    build(&repo_root().join("plugins/python/filter"), built.path())?;
+    let built = python_plugins_built()?;
     let dir = tempfile::tempdir()?;
     let daemon = Daemon::start(dir.path(), &[]);
     daemon.write_pipeline(
@@ -539,7 +560,7 @@ fn a_python_plugins_first_compile_in_the_daemon_holds_up_only_its_own_pipeline_a
     daemon.wait_batches("plain", 1);
 
     // An 18 MB component the daemon has never compiled, and a pipeline that uses it.
-    daemon.install_plugin(&built.path().join("filter.wasm"), "pyfilter");
+    daemon.install_plugin(&built.join("filter.wasm"), "pyfilter");
     daemon.write_pipeline(
         "filtered.toml",
         &counting_pipeline(

@@ -22,7 +22,8 @@ def wrap(n):
 
 def int_rem(left, right):
     """Rust's `checked_rem`: the remainder takes the dividend's sign; by zero, null."""
-    if right == 0:
+    if right == 0 or (left == -(2**63) and right == -1):
+        # By zero, or the one quotient that overflows (i64::MIN / -1): Rust gives None.
         return None
     r = abs(left) % abs(right)
     return wrap(-r if left < 0 else r)
