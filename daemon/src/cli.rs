@@ -73,8 +73,9 @@ pub enum PluginCommand {
     /// A folder NAME/ holding a plugin that builds and passes its test as it is: a transform
     /// that passes rows through unchanged, or an aggregate that counts rows.
     New(PluginNewArgs),
-    /// Builds the plugin in DIR (Rust: Cargo.toml, Python: plugin.py) into NAME.wasm in the
-    /// plugins folder; a Python plugin's test_*.py run first.
+    /// Builds the plugin in DIR (Rust: Cargo.toml, Python: plugin.py, JavaScript: plugin.js)
+    /// into NAME.wasm in the plugins folder; a Python plugin's test_*.py, a JavaScript
+    /// plugin's *.test.js run first.
     Build(PluginBuildArgs),
 }
 

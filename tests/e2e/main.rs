@@ -18,6 +18,7 @@ mod documented;
 mod durability;
 mod file_source;
 mod full_disk;
+mod js_plugins;
 mod kafka;
 mod kafka_examples;
 mod latency;

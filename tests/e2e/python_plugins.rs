@@ -11,9 +11,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Building a Python component and compiling it the first time takes tens of seconds each.
-const BUILD: Duration = Duration::from_secs(600);
+pub const BUILD: Duration = Duration::from_secs(600);
 
-fn weir(args: &[&str]) -> Result<String, String> {
+pub fn weir(args: &[&str]) -> Result<String, String> {
     let out = Command::new(weir_bin())
         .args(args)
         .output()
@@ -30,7 +30,7 @@ fn weir(args: &[&str]) -> Result<String, String> {
     }
 }
 
-fn build(dir: &Path, out: &Path) -> Result<String, String> {
+pub fn build(dir: &Path, out: &Path) -> Result<String, String> {
     weir(&[
         "plugin",
         "build",
@@ -66,7 +66,7 @@ pub fn python_plugins_built() -> Result<PathBuf, String> {
 }
 
 /// Every row of the committed JSON files under `dir`, in file order then line order.
-fn rows_in(dir: &Path) -> Vec<Value> {
+pub fn rows_in(dir: &Path) -> Vec<Value> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map(|entries| entries.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -197,7 +197,7 @@ format = "json"
 /// The same pipeline over generated rows (nulls in every column), once with the Rust plugins
 /// and once with their Python versions: `compute` (integer remainder, double product),
 /// `filter`, and `weighted_avg` with the built-in `sum` beside it.
-fn comparison_pipeline(name: &str, rows: u64) -> String {
+pub fn comparison_pipeline(name: &str, rows: u64) -> String {
     format!(
         r#"name = "{name}"
 output_mode = "complete"
@@ -273,11 +273,17 @@ format = "json"
 #[test]
 fn python_compute_filter_and_weighted_avg_give_the_rust_plugins_results_over_a_million_generated_rows()
 -> TestResult {
+    same_results_as_the_rust_plugins(&python_plugins_built()?, "python")
+}
+
+/// Runs the comparison pipeline over a million generated rows on the Rust plugins and on the
+/// plugins in `other` (`compute`, `filter` and `weighted_avg` in another language), and checks
+/// both write the same rows.
+pub fn same_results_as_the_rust_plugins(other: &Path, language: &str) -> TestResult {
     let root = tempfile::tempdir()?;
-    let python = python_plugins_built()?;
     let state = root.path().join("state").to_string_lossy().into_owned();
     let mut outputs = Vec::new();
-    for (name, plugins) in [("rust", built_plugins()), ("python", python.clone())] {
+    for (name, plugins) in [("rust", built_plugins()), (language, other.to_path_buf())] {
         let file = pipeline_file(
             root.path(),
             &format!("{name}.toml"),
@@ -345,32 +351,44 @@ fn hostile_python_plugins_fail_only_their_own_pipeline_with_a_message_naming_wha
         ("connects", "network", "", "network access denied"),
         ("snoops", "env", "", "env access denied"),
     ];
+    hostile_cases_fail_alone(root.path(), &plugins, "py_hostile", &cases)
+}
+
+/// Runs one pipeline per case (pipeline name, `mode` of the hostile plugin `plugin` in
+/// `plugins`, extra keys of its stage, what its failure must say) beside a healthy pipeline on
+/// the same plugin, all in one `weir run`; each case must fail with its message, alone.
+pub fn hostile_cases_fail_alone(
+    root: &Path,
+    plugins: &Path,
+    plugin: &str,
+    cases: &[(&str, &str, &str, &str)],
+) -> TestResult {
     let source = |rows: u64, rate: u64| {
         format!(
             "[source]\ntype = \"datagen\"\nrows = {rows}\nrows_per_second = {rate}\nmax_rows_per_batch = 10\n\n[[source.column]]\nname = \"id\"\ntype = \"long\"\n"
         )
     };
     let mut files = Vec::new();
-    for (name, mode, extra, _) in &cases {
+    for (name, mode, extra, _) in cases {
         files.push(pipeline_file(
-            root.path(),
+            root,
             &format!("{name}.toml"),
             &format!(
-                "name = \"{name}\"\ntrigger = \"available_now\"\n{}\n[[transform]]\nplugin = \"py_hostile\"\nconfig = {{ mode = \"{mode}\" }}\n{extra}\n\n[[sink]]\ntype = \"file\"\npath = \"out/{name}\"\nformat = \"json\"\n",
+                "name = \"{name}\"\ntrigger = \"available_now\"\n{}\n[[transform]]\nplugin = \"{plugin}\"\nconfig = {{ mode = \"{mode}\" }}\n{extra}\n\n[[sink]]\ntype = \"file\"\npath = \"out/{name}\"\nformat = \"json\"\n",
                 source(100, 1_000_000)
             ),
         ));
     }
     // A healthy pipeline on the same plugin that runs on: it must keep committing throughout.
     files.push(pipeline_file(
-        root.path(),
+        root,
         "healthy.toml",
         &format!(
-            "name = \"healthy\"\n{}\n[[transform]]\nplugin = \"py_hostile\"\n\n[[sink]]\ntype = \"file\"\npath = \"out/healthy\"\nformat = \"json\"\n",
+            "name = \"healthy\"\n{}\n[[transform]]\nplugin = \"{plugin}\"\n\n[[sink]]\ntype = \"file\"\npath = \"out/healthy\"\nformat = \"json\"\n",
             source(1_000_000_000, 200)
         ),
     ));
-    let state = root.path().join("state").to_string_lossy().into_owned();
+    let state = root.join("state").to_string_lossy().into_owned();
     let plugins_arg = plugins.to_string_lossy().into_owned();
     let mut args = vec!["run", "--state-dir", &state, "--plugins-dir", &plugins_arg];
     let names: Vec<String> = files
@@ -378,16 +396,16 @@ fn hostile_python_plugins_fail_only_their_own_pipeline_with_a_message_naming_wha
         .map(|f| f.to_string_lossy().into_owned())
         .collect();
     args.extend(names.iter().map(String::as_str));
-    let run = Weir::start_in(&args, Some(root.path()));
-    for (name, _, _, says) in &cases {
-        let needle = format!("pipeline `{name}`): plugin `py_hostile` ");
+    let run = Weir::start_in(&args, Some(root));
+    for (name, _, _, says) in cases {
+        let needle = format!("pipeline `{name}`): plugin `{plugin}` ");
         run.wait_for(&format!("pipeline `{name}` to fail"), BUILD, |_, err| {
             err.lines()
                 .any(|l| l.contains("pipeline failed") && l.contains(&needle) && l.contains(says))
         });
     }
     assert!(!run.stderr().contains("access ALLOWED"), "{}", run.stderr());
-    let healthy = root.path().join("out/healthy");
+    let healthy = root.join("out/healthy");
     let before = rows_in(&healthy).len();
     run.wait_for(
         "the healthy pipeline to go on",

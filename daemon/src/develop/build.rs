@@ -2,7 +2,7 @@
 //! with its language's tool. The file appears there whole (written beside it under a hidden
 //! name, then renamed), so a daemon watching the folder never loads half a plugin.
 
-use super::{DevelopError, Kind, Language, detect, io, python_sdk};
+use super::{DevelopError, Kind, Language, detect, io, js_sdk, python_sdk};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -13,7 +13,7 @@ pub struct Built {
     pub name: String,
     /// Its language.
     pub language: Language,
-    /// Transform or aggregate, when the build knows (Python).
+    /// Transform or aggregate, when the build knows (Python, JavaScript).
     pub kind: Option<Kind>,
     /// The `.wasm` written.
     pub path: PathBuf,
@@ -53,6 +53,34 @@ fn componentize_py() -> Result<PathBuf, DevelopError> {
             ),
             install: "./scripts/setup installs it (or: pip install componentize-py==0.25.1)",
         })
+}
+
+/// A command of the JavaScript tools: `$WEIR_JS_TOOLS/<name>`, else the npm folder
+/// `scripts/setup` installs into, else the PATH.
+fn js_tool(name: &'static str) -> Result<PathBuf, DevelopError> {
+    let installed = std::env::var_os("WEIR_JS_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tools_dir().join("js/node_modules/.bin"))
+        .join(name);
+    if installed.is_file() {
+        return Ok(installed);
+    }
+    on_path(name).ok_or_else(|| DevelopError::MissingTool {
+        tool: name,
+        why: format!(
+            "not in {}, not on the PATH",
+            installed.parent().unwrap_or(Path::new(".")).display()
+        ),
+        install: "./scripts/setup installs it (or: npm install --prefix ~/.local/share/weir/tools/js @bytecodealliance/componentize-js@0.23.0 rolldown@1.3.4)",
+    })
+}
+
+fn node() -> Result<PathBuf, DevelopError> {
+    on_path("node").ok_or_else(|| DevelopError::MissingTool {
+        tool: "node",
+        why: "not on the PATH".into(),
+        install: "install Node.js 20 or newer (Debian: apt install nodejs npm)",
+    })
 }
 
 fn python() -> Result<PathBuf, DevelopError> {
@@ -100,6 +128,7 @@ pub fn build(dir: &Path, out: &Path) -> Result<Built, DevelopError> {
     match detect(dir)? {
         Language::Rust => build_rust(dir, out),
         Language::Python => build_python(dir, out),
+        Language::Js => build_js(dir, out),
     }
 }
 
@@ -258,6 +287,180 @@ fn build_python(dir: &Path, out: &Path) -> Result<Built, DevelopError> {
     Ok(Built {
         name,
         language: Language::Python,
+        kind: Some(kind),
+        path,
+        size,
+    })
+}
+
+/// Imports the plugin natively and prints its kind and name (what `exportPlugin` registered) on
+/// a line of its own, after whatever the plugin prints when imported.
+const DESCRIBE_JS: &str = "\
+await import('./plugin/plugin.js');
+const { registered } = await import('weir-plugin/registry');
+const r = registered();
+console.log('weir-plugin:', r.kind, r.name);
+";
+
+/// Copies the plugin's folder (its `node_modules` and hidden files aside) into `to`.
+fn copy_plugin_folder(from: &Path, to: &Path) -> Result<(), DevelopError> {
+    std::fs::create_dir_all(to).map_err(io(to))?;
+    for entry in std::fs::read_dir(from).map_err(io(from))? {
+        let entry = entry.map_err(io(from))?;
+        let name = entry.file_name();
+        let text = name.to_string_lossy();
+        if text.starts_with('.') || text == "node_modules" {
+            continue;
+        }
+        let path = entry.path();
+        let target = to.join(&name);
+        if path.is_dir() {
+            copy_plugin_folder(&path, &target)?;
+        } else {
+            std::fs::copy(&path, &target).map_err(io(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// The bundle with its source map attached where the SDK's error reports look for it, so that
+/// an exception names the line of `plugin.js` it came from. Only the map's `sources` and
+/// `mappings` are kept (not the sources' text).
+fn with_source_map(bundle: &str, map: &str) -> String {
+    let slim = serde_json::from_str::<serde_json::Value>(map)
+        .ok()
+        .map(|mut map| {
+            if let Some(fields) = map.as_object_mut() {
+                fields.retain(|key, _| key == "version" || key == "sources" || key == "mappings");
+            }
+            map.to_string()
+        });
+    match slim {
+        Some(map) => {
+            format!("{bundle}\nglobalThis[Symbol.for(\"weir-plugin.sourcemap\")] = {map};\n")
+        }
+        None => bundle.to_string(),
+    }
+}
+
+fn build_js(dir: &Path, out: &Path) -> Result<Built, DevelopError> {
+    let node = node()?;
+    let rolldown = js_tool("rolldown")?;
+    let componentize = js_tool("componentize-js")?;
+    let scratch = Scratch::new()?;
+    let root = &scratch.0;
+    js_sdk::write(root)?;
+    let wit = root.join("wit/plugin.wit");
+    std::fs::create_dir_all(root.join("wit")).map_err(io(root))?;
+    std::fs::write(&wit, python_sdk::WIT).map_err(io(&wit))?;
+    // Node reads `.js` files below this folder as ES modules.
+    let manifest = root.join("package.json");
+    std::fs::write(&manifest, "{\"type\": \"module\", \"private\": true}\n")
+        .map_err(io(&manifest))?;
+    let plugin = root.join("plugin");
+    copy_plugin_folder(dir, &plugin)?;
+
+    let described = run(
+        "importing plugin.js",
+        Command::new(&node)
+            .args(["--input-type=module", "-e", DESCRIBE_JS])
+            .current_dir(root),
+    )?;
+    let (kind, name) = described
+        .lines()
+        .rev()
+        .find_map(|line| {
+            let mut words = line.strip_prefix("weir-plugin: ")?.split_whitespace();
+            let kind = match words.next()? {
+                "aggregate" => Kind::Aggregate,
+                "transform" => Kind::Transform,
+                _ => return None,
+            };
+            Some((kind, words.next()?.to_string()))
+        })
+        .ok_or_else(|| DevelopError::StepFailed {
+            step: "importing plugin.js".into(),
+            output: format!("it did not say what it exports:\n{described}"),
+        })?;
+    if !super::valid_name(&name) {
+        return Err(DevelopError::BadName(name));
+    }
+    // The plugin's own tests, natively, against the SDK it is built with.
+    let has_tests = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().ends_with(".test.js"));
+    if has_tests {
+        run(
+            "the plugin's tests (node --test)",
+            Command::new(&node).arg("--test").current_dir(&plugin),
+        )?;
+    }
+
+    let (world, export) = match kind {
+        Kind::Transform => ("transform", "transformer"),
+        Kind::Aggregate => ("aggregate", "aggregator"),
+    };
+    let entry = root.join("entry.js");
+    std::fs::write(
+        &entry,
+        format!(
+            "import \"./plugin/plugin.js\";\nexport {{ {export} }} from \"weir-plugin/component\";\n"
+        ),
+    )
+    .map_err(io(&entry))?;
+    run(
+        "rolldown (bundling plugin.js with the SDK)",
+        Command::new(&rolldown)
+            .args([
+                "entry.js",
+                "--format",
+                "esm",
+                "--platform",
+                "neutral",
+                "--file",
+                "bundle.js",
+                "--sourcemap",
+            ])
+            .current_dir(root),
+    )?;
+    let read = |file: &str| {
+        let path = root.join(file);
+        std::fs::read_to_string(&path).map_err(io(&path))
+    };
+    let source = root.join("component.js");
+    std::fs::write(
+        &source,
+        with_source_map(&read("bundle.js")?, &read("bundle.js.map")?),
+    )
+    .map_err(io(&source))?;
+    let component = root.join("plugin.wasm");
+    run(
+        "componentize-js",
+        Command::new(&componentize)
+            .args([
+                "component.js",
+                "--wit",
+                "wit/plugin.wit",
+                "--world-name",
+                world,
+                // No WASI at all: a JavaScript plugin gets no files, network, clocks or
+                // randomness, and imports nothing.
+                "--disable",
+                "stdio",
+                "random",
+                "clocks",
+                "http",
+                "fetch-event",
+                "-o",
+                "plugin.wasm",
+            ])
+            .current_dir(root),
+    )?;
+    let (path, size) = install(&component, out, &name)?;
+    Ok(Built {
+        name,
+        language: Language::Js,
         kind: Some(kind),
         path,
         size,

@@ -1,10 +1,12 @@
 //! Writing plugins: `weir plugin new` makes a plugin folder from a template (`scaffold.rs`),
 //! `weir plugin build` turns a folder into `NAME.wasm` with the language's own tool
-//! (`build.rs`: cargo for Rust, componentize-py for Python). The Python SDK and the WIT
-//! contract are compiled into weir (`python_sdk.rs`), so a Python plugin builds against the
-//! very contract the daemon speaks, with nothing to install but componentize-py.
+//! (`build.rs`: cargo for Rust, componentize-py for Python, rolldown then componentize-js for
+//! JavaScript). The Python and JavaScript SDKs and the WIT contract are compiled into weir
+//! (`python_sdk.rs`, `js_sdk.rs`), so a plugin builds against the very contract the daemon
+//! speaks, with nothing to install but the language's component tool.
 
 mod build;
+mod js_sdk;
 mod python_sdk;
 mod scaffold;
 
@@ -20,6 +22,8 @@ pub enum Language {
     Rust,
     /// Python, with the `weir_plugin` package; built with componentize-py.
     Python,
+    /// JavaScript, with the `weir-plugin` package; built with componentize-js.
+    Js,
 }
 
 impl Language {
@@ -28,6 +32,7 @@ impl Language {
         match self {
             Language::Rust => "Rust",
             Language::Python => "Python",
+            Language::Js => "JavaScript",
         }
     }
 }
@@ -64,7 +69,7 @@ pub enum DevelopError {
     Exists(PathBuf),
     /// The folder holds no plugin weir knows how to build.
     #[error(
-        "{0} holds no plugin: a Rust plugin has a Cargo.toml, a Python plugin a plugin.py (`weir plugin new` makes either)"
+        "{0} holds no plugin: a Rust plugin has a Cargo.toml, a Python plugin a plugin.py, a JavaScript plugin a plugin.js (`weir plugin new` makes any of them)"
     )]
     NotAPlugin(PathBuf),
     /// A tool the build needs is not installed.
@@ -108,6 +113,8 @@ pub fn detect(dir: &Path) -> Result<Language, DevelopError> {
         Ok(Language::Rust)
     } else if dir.join("plugin.py").is_file() {
         Ok(Language::Python)
+    } else if dir.join("plugin.js").is_file() {
+        Ok(Language::Js)
     } else {
         Err(DevelopError::NotAPlugin(dir.to_path_buf()))
     }

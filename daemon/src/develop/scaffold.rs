@@ -8,6 +8,10 @@ const PY_TRANSFORM: &str = include_str!("templates/python_transform.py");
 const PY_TRANSFORM_TEST: &str = include_str!("templates/python_transform_test.py");
 const PY_AGGREGATE: &str = include_str!("templates/python_aggregate.py");
 const PY_AGGREGATE_TEST: &str = include_str!("templates/python_aggregate_test.py");
+const JS_TRANSFORM: &str = include_str!("templates/js_transform.js");
+const JS_TRANSFORM_TEST: &str = include_str!("templates/js_transform.test.js");
+const JS_AGGREGATE: &str = include_str!("templates/js_aggregate.js");
+const JS_AGGREGATE_TEST: &str = include_str!("templates/js_aggregate.test.js");
 const RUST_CARGO: &str = include_str!("templates/rust_Cargo.toml");
 const RUST_TRANSFORM: &str = include_str!("templates/rust_transform.rs");
 const RUST_AGGREGATE: &str = include_str!("templates/rust_aggregate.rs");
@@ -78,6 +82,18 @@ pub fn new_plugin(
             (
                 "plugin.py",
                 "`weir plugin build` runs `test_plugin.py` first (with the SDK it builds against)",
+            )
+        }
+        Language::Js => {
+            let (code, test) = match kind {
+                Kind::Transform => (JS_TRANSFORM, JS_TRANSFORM_TEST),
+                Kind::Aggregate => (JS_AGGREGATE, JS_AGGREGATE_TEST),
+            };
+            files.push(("plugin.js".into(), fill(code, &values)));
+            files.push(("plugin.test.js".into(), fill(test, &values)));
+            (
+                "plugin.js",
+                "`weir plugin build` runs `plugin.test.js` first with `node --test` (with the SDK it builds against)",
             )
         }
         Language::Rust => {

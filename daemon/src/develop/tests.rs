@@ -1,5 +1,5 @@
-//! Plugin scaffolds, checked by running what they make: the Python ones' own tests run on the
-//! machine's Python against the SDK weir embeds.
+//! Plugin scaffolds, checked by running what they make: the Python and JavaScript ones' own
+//! tests run on the machine's Python and Node.js against the SDKs weir embeds.
 
 use super::*;
 use std::process::Command;
@@ -130,4 +130,62 @@ fn a_folder_without_a_plugin_is_named_as_such() -> Result<(), Box<dyn std::error
     let err = detect(dir.path());
     assert!(matches!(err, Err(DevelopError::NotAPlugin(_))), "{err:?}");
     Ok(())
+}
+
+#[test]
+fn the_embedded_js_sdk_is_every_file_of_the_package() -> Result<(), Box<dyn std::error::Error>> {
+    let mut on_disk: Vec<String> = std::fs::read_dir(sdk().join("js/src"))?
+        .filter_map(Result::ok)
+        .map(|e| format!("src/{}", e.file_name().to_string_lossy()))
+        .filter(|name| name.ends_with(".js"))
+        .collect();
+    on_disk.push("package.json".into());
+    on_disk.sort();
+    let mut embedded = js_sdk::file_names();
+    embedded.sort();
+    assert_eq!(embedded, on_disk);
+    Ok(())
+}
+
+/// Makes a JavaScript plugin and runs its test the way `weir plugin build` does: with the
+/// embedded SDK in `node_modules/` above it.
+fn js_scaffold_test(kind: Kind) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    js_sdk::write(dir.path())?;
+    std::fs::write(dir.path().join("package.json"), "{\"type\": \"module\"}\n")?;
+    let plugin = new_plugin(dir.path(), "word_count", Language::Js, kind, &sdk())?;
+    assert_eq!(detect(&plugin)?, Language::Js);
+    let code = std::fs::read_to_string(plugin.join("plugin.js"))?;
+    assert!(code.contains("export class WordCount extends"), "{code}");
+    assert!(
+        code.contains("exportPlugin(WordCount, { name: \"word_count\""),
+        "{code}"
+    );
+    let out = Command::new("node")
+        .arg("--test")
+        .current_dir(&plugin)
+        .output()?;
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{log}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        log.contains("# pass 1") && log.contains("# fail 0"),
+        "{log}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_new_js_transform_passes_its_own_test_against_the_embedded_sdk()
+-> Result<(), Box<dyn std::error::Error>> {
+    js_scaffold_test(Kind::Transform)
+}
+
+#[test]
+fn a_new_js_aggregate_passes_its_own_test_against_the_embedded_sdk()
+-> Result<(), Box<dyn std::error::Error>> {
+    js_scaffold_test(Kind::Aggregate)
 }

@@ -1,0 +1,181 @@
+//! Plugins in JavaScript, end to end: `weir plugin new --lang js` and `weir plugin build`
+//! (rolldown and componentize-js, installed by `scripts/setup`), then the real weir binary
+//! running them beside the Rust versions of the same plugins.
+
+use crate::harness::{TestResult, Weir, pipeline_file, repo_root};
+use crate::python_plugins::{
+    BUILD, build, hostile_cases_fail_alone, rows_in, same_results_as_the_rust_plugins, weir,
+};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Every plugin under `plugins/js/` (the fixtures aside), built by `weir plugin build` (each
+/// plugin's own tests included) once per test run, into `js-plugins/` in the test target folder.
+fn js_plugins_built() -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("js-plugins");
+            let _ = std::fs::remove_dir_all(&out);
+            let sources = repo_root().join("plugins/js");
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&sources)
+                .map_err(|e| format!("{}: {e}", sources.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|dir| dir.join("plugin.js").is_file())
+                .collect();
+            dirs.sort();
+            for dir in dirs {
+                let built = build(&dir, &out)?;
+                if !built.contains("(JavaScript ") {
+                    return Err(format!("{}: {built}", dir.display()));
+                }
+            }
+            Ok(out)
+        })
+        .clone()
+}
+
+const CELSIUS: &str = r#"import { Transform, exportPlugin } from "weir-plugin";
+
+export class Celsius extends Transform {
+  static description = "Fahrenheit to Celsius.";
+
+  process(batch) {
+    return batch.withColumn("celsius", batch.column("fahrenheit").map((f) => (f === null ? null : ((f - 32) * 5) / 9)));
+  }
+}
+
+exportPlugin(Celsius, { name: "celsius", version: "0.1.0" });
+"#;
+
+#[test]
+fn a_js_plugin_made_by_weir_plugin_new_builds_lists_and_converts_every_row_nulls_included()
+-> TestResult {
+    let root = tempfile::tempdir()?;
+    let made = weir(&[
+        "plugin",
+        "new",
+        "celsius",
+        "--lang",
+        "js",
+        "--dir",
+        &root.path().to_string_lossy(),
+    ])?;
+    assert!(made.contains("JavaScript transform"), "{made}");
+    let folder = root.path().join("celsius");
+    // The scaffold builds as it is (its own test included); then the plugin is edited.
+    let plugins = root.path().join("plugins");
+    let built = build(&folder, &plugins)?;
+    assert!(built.contains("(JavaScript transform)"), "{built}");
+    std::fs::write(folder.join("plugin.js"), CELSIUS)?;
+    std::fs::remove_file(folder.join("plugin.test.js"))?;
+    build(&folder, &plugins)?;
+    let listed = weir(&["plugins", &plugins.to_string_lossy()])?;
+    let line = listed.lines().find(|l| l.starts_with("celsius"));
+    assert!(
+        line.is_some_and(|l| l.contains("transform") && l.contains("Fahrenheit to Celsius.")),
+        "{listed}"
+    );
+
+    let pipeline = pipeline_file(
+        root.path(),
+        "js.toml",
+        r#"name = "js"
+trigger = "available_now"
+
+[source]
+type = "datagen"
+rows = 1000
+rows_per_second = 1000
+max_rows_per_batch = 300
+
+[[source.column]]
+name = "fahrenheit"
+type = "double"
+min = -40.0
+max = 212.0
+random = true
+percent_nulls = 0.1
+
+[[transform]]
+plugin = "celsius"
+
+[[sink]]
+type = "file"
+path = "out"
+format = "json"
+"#,
+    );
+    let mut run = Weir::start(&[
+        "run",
+        "--plugins-dir",
+        &plugins.to_string_lossy(),
+        "--state-dir",
+        &root.path().join("state").to_string_lossy(),
+        &pipeline.to_string_lossy(),
+    ]);
+    assert!(run.wait_exit(BUILD).success(), "{}", run.stderr());
+    let rows = rows_in(&root.path().join("out"));
+    assert_eq!(rows.len(), 1000);
+    let mut nulls = 0;
+    for row in &rows {
+        match row["fahrenheit"].as_f64() {
+            Some(f) => {
+                // serde_json's default number parser can be one unit in the last place off.
+                let c = row["celsius"].as_f64().unwrap_or(f64::NAN);
+                let expected = (f - 32.0) * 5.0 / 9.0;
+                assert!(
+                    (c - expected).abs() <= 1e-12 * expected.abs().max(1.0),
+                    "{row}"
+                );
+            }
+            None => {
+                nulls += 1;
+                assert!(row["celsius"].is_null(), "{row}");
+            }
+        }
+    }
+    assert!(nulls > 50 && nulls < 150, "{nulls} nulls");
+    Ok(())
+}
+
+#[test]
+fn js_compute_filter_and_weighted_avg_give_the_rust_plugins_results_over_a_million_generated_rows()
+-> TestResult {
+    same_results_as_the_rust_plugins(&js_plugins_built()?, "js")
+}
+
+#[test]
+fn hostile_js_plugins_fail_only_their_own_pipeline_with_a_message_naming_what_they_did()
+-> TestResult {
+    let root = tempfile::tempdir()?;
+    let plugins = root.path().join("plugins");
+    build(
+        &repo_root().join("plugins/js/fixtures/js_hostile"),
+        &plugins,
+    )?;
+    // (pipeline, mode, extra keys, what its failure must say). A component built by weir has
+    // no WASI at all: `fetch` exists in the engine but its first step traps, which ends the
+    // call as a crash.
+    let cases = [
+        (
+            "loops",
+            "loop",
+            "timeout = \"2s\"",
+            "did not return within its deadline of 2s",
+        ),
+        ("hogs", "hog", "max_memory_mb = 96", "ran out of memory"),
+        (
+            "throws",
+            "throw",
+            "",
+            "RangeError: refusing a batch of 10 rows (at plugin.js:",
+        ),
+        ("lies", "lies", "", "returned columns"),
+        ("reads", "file", "", "file access denied"),
+        ("connects", "network", "", "crashed: wasm trap"),
+        ("snoops", "env", "", "env access denied"),
+    ];
+    hostile_cases_fail_alone(root.path(), &plugins, "js_hostile", &cases)
+}
