@@ -257,7 +257,7 @@ impl AggregateInstance {
         };
         let funcs = &self.funcs;
         let result = live.measured(&self.costs, |live| f(live, funcs));
-        if result.is_err() {
+        if result.is_err() || live.outgrown() {
             self.live = None;
         }
         result.map_err(|f| call_error(&self.plugin, f))

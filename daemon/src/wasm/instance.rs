@@ -18,6 +18,8 @@ pub(crate) struct Live {
     instance: Instance,
     limits: Limits,
     ticker: Ticker,
+    /// Linear memory right after instantiation, bytes.
+    initial_memory: u64,
 }
 
 impl Live {
@@ -32,12 +34,16 @@ impl Live {
         let instantiated = plugin.pre.instantiate(&mut store);
         drop(ticking);
         match instantiated {
-            Ok(instance) => Ok(Live {
-                store,
-                instance,
-                limits: *limits,
-                ticker,
-            }),
+            Ok(instance) => {
+                let initial_memory = store.data().limiter.high_water as u64;
+                Ok(Live {
+                    store,
+                    instance,
+                    limits: *limits,
+                    ticker,
+                    initial_memory,
+                })
+            }
             Err(err) => {
                 let failure = classify(&mut store, limits, err);
                 Err(match failure {
@@ -46,6 +52,18 @@ impl Live {
                 })
             }
         }
+    }
+
+    /// Whether this instance has used more than half the room its memory limit leaves above
+    /// its initial memory: then its owner drops it after the call and the next call gets a
+    /// fresh one. A linear memory never shrinks, and the runtimes inside Python and JavaScript
+    /// components keep some of what each call allocates (their allocators fragment; some
+    /// bindings leak what crosses the boundary), so an instance called long enough would
+    /// otherwise reach its limit with no single call needing it. A plugin keeps nothing between
+    /// calls, so a fresh instance computes the same.
+    pub fn outgrown(&self) -> bool {
+        let room = self.limits.memory_bytes.saturating_sub(self.initial_memory);
+        self.memory_high_water() > self.initial_memory + room / 2
     }
 
     /// The most linear memory this instance has had, bytes.

@@ -188,6 +188,9 @@ impl WasmTransform {
             wire::decode_batch(&output, rows as usize, buffers)
                 .map_err(|err| CallFailure::BadOutput(err.to_string()))
         });
+        if live.outgrown() {
+            self.live = None;
+        }
         costs.rows_in.inc_by(u64::from(rows));
         let out = result.map_err(|failure| call_error(&self.plugin, failure))?;
         costs.rows_out.inc_by(out.num_rows() as u64);
@@ -230,5 +233,50 @@ impl Operator for WasmTransform {
 
     fn plugin_costs(&self) -> Vec<Arc<PluginCosts>> {
         vec![self.costs.clone()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wasm::PluginHost;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    /// `memory_hog` holding `mib` MiB per call under a 128 MiB limit, called four times: how
+    /// many instances it took.
+    fn instances_for_four_calls(mib: u64) -> Result<u64, Box<dyn std::error::Error>> {
+        let host = PluginHost::new(super::super::testing::plugins_dir().join("fixtures"), None)?;
+        let plugin = host.load("memory_hog")?;
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1]))])?;
+        let limits = Limits {
+            memory_bytes: 128 << 20,
+            ..Limits::default()
+        };
+        let mut stage = WasmTransform::new(
+            plugin,
+            "test",
+            1,
+            &serde_json::json!({ "mib": mib }),
+            &schema,
+            limits,
+        )?;
+        for _ in 0..4 {
+            assert_eq!(stage.call(&batch)?.num_rows(), 1);
+        }
+        Ok(stage.costs.instances.get())
+    }
+
+    #[test]
+    fn an_instance_that_used_more_than_half_its_room_is_replaced_after_the_call_and_a_small_one_is_kept()
+    -> Result<(), Box<dyn std::error::Error>> {
+        // 80 MiB of 128: every call's instance has outgrown its room; each call gets a fresh one
+        // (the one `new` checked the schema with, then three more), and none fails.
+        assert_eq!(instances_for_four_calls(80)?, 4);
+        // 8 MiB: the instance that checked the schema serves every call.
+        assert_eq!(instances_for_four_calls(8)?, 1);
+        Ok(())
     }
 }
