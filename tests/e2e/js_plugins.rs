@@ -2,6 +2,9 @@
 //! (rolldown and componentize-js, installed by `scripts/setup`), then the real weir binary
 //! running them beside the Rust versions of the same plugins.
 
+use crate::daemon_harness::{
+    Daemon, SOON, assert_no_gap_no_duplicate, counting_pipeline, find, values_written,
+};
 use crate::harness::{TestResult, Weir, pipeline_file, repo_root};
 use crate::python_plugins::{
     BUILD, build, hostile_cases_fail_alone, rows_in, same_results_as_the_rust_plugins, weir,
@@ -178,4 +181,77 @@ fn hostile_js_plugins_fail_only_their_own_pipeline_with_a_message_naming_what_th
         ("snoops", "env", "", "env access denied"),
     ];
     hostile_cases_fail_alone(root.path(), &plugins, "js_hostile", &cases)
+}
+
+/// The content hash of the plugin `name` that pipeline `pipeline` runs on, in a status.
+fn running_sha(status: &serde_json::Value, pipeline: &str, name: &str) -> Option<String> {
+    find(status, pipeline)?["plugins"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)?["sha256"]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn a_python_plugin_replaced_by_a_js_one_keeps_running_while_the_js_one_compiles_then_swaps_in_place_with_no_row_lost_or_repeated()
+-> TestResult {
+    let python = crate::python_plugins::python_plugins_built()?;
+    let js = js_plugins_built()?;
+    let dir = tempfile::tempdir()?;
+    let daemon = Daemon::start(dir.path(), &[]);
+    // `filter` keeping value >= 0: every row of the counting source, in either language.
+    daemon.install_plugin(&python.join("filter.wasm"), "keep");
+    daemon.write_pipeline(
+        "kept.toml",
+        &counting_pipeline(
+            "kept",
+            "kept",
+            "20ms",
+            "\n[[transform]]\nplugin = \"keep\"\nconfig = { column = \"value\", op = \">=\", value = 0 }\n",
+        ),
+    );
+    let first = daemon.wait_status("`kept` running on the Python filter", BUILD, |s| {
+        find(s, "kept").is_some_and(|p| p["batches"].as_u64().unwrap_or(0) >= 3)
+    });
+    let python_sha = running_sha(&first, "kept", "keep").ok_or("no plugin version")?;
+
+    daemon.install_plugin(&js.join("filter.wasm"), "keep");
+    // While the JavaScript component compiles, the Python version runs on, its new version
+    // waiting.
+    let waiting = daemon.wait_status("the new version waiting for its compile", SOON, |s| {
+        find(s, "kept").is_some_and(|p| p["pending"]["kind"] == "waiting_for_plugins")
+    });
+    let before = find(&waiting, "kept").ok_or("no kept")?["batches"]
+        .as_u64()
+        .unwrap_or(0);
+    let during = daemon.wait_batches("kept", before + 5);
+    assert_eq!(
+        running_sha(&during, "kept", "keep"),
+        Some(python_sha.clone())
+    );
+
+    let swapped = daemon.wait_status("`kept` on the JavaScript filter", BUILD, |s| {
+        running_sha(s, "kept", "keep").is_some_and(|sha| sha != python_sha)
+            && find(s, "kept").is_some_and(|p| p["pending"].is_null())
+    });
+    assert_eq!(
+        find(&swapped, "kept").ok_or("no kept")?["restarts"],
+        0,
+        "{swapped:#}"
+    );
+    let batches = find(&swapped, "kept").ok_or("no kept")?["batches"]
+        .as_u64()
+        .unwrap_or(0);
+    daemon.wait_batches("kept", batches + 5);
+    // Every batch entirely through one version or the other: the rows are 0..n, none lost,
+    // none twice.
+    let stop = daemon.client(&["stop", "kept"]);
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    assert_no_gap_no_duplicate(&values_written(&[daemon.path("out/kept")]));
+    Ok(())
 }
