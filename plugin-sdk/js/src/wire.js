@@ -50,22 +50,39 @@ function isVariable(kind) {
   return kind === "utf8" || kind === "binary" || kind === "large_utf8" || kind === "large_binary";
 }
 
+// Little-endian u32 at byte `at`, read byte by byte: inside a component SpiderMonkey has no JIT,
+// and a DataView (an object and a call per read) costs several times these few operations.
+function u32(bytes, at) {
+  return (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | (bytes[at + 3] << 24)) >>> 0;
+}
+
 /** The header of a column's wire buffers: [length, offset, validity offset, has validity,
  * buffer count, child count]. */
 export function readHeader(header, name = "?") {
   if (!(header instanceof Uint8Array) || header.length !== HEADER_SIZE) {
     throw new WireError(`column \`${name}\`: a header of ${header?.length} bytes`);
   }
-  const view = new DataView(header.buffer, header.byteOffset, HEADER_SIZE);
-  return [0, 4, 8, 12, 16, 20].map((at) => view.getUint32(at, true));
+  return [u32(header, 0), u32(header, 4), u32(header, 8), u32(header, 12), u32(header, 16), u32(header, 20)];
 }
 
 function header(length, hasValidity, buffers) {
   const out = new Uint8Array(HEADER_SIZE);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, length, true);
-  view.setUint32(12, hasValidity ? 1 : 0, true);
-  view.setUint32(16, buffers, true);
+  out[0] = length & 0xff;
+  out[1] = (length >>> 8) & 0xff;
+  out[2] = (length >>> 16) & 0xff;
+  out[3] = length >>> 24;
+  out[12] = hasValidity ? 1 : 0;
+  out[16] = buffers;
+  return out;
+}
+
+// A column's buffers as the contract lists them: header, validity if any, then the buffers.
+// Built by index: spreading (`[h, ...v, ...b]`) goes through the iterator protocol, which the
+// interpreter inside a component runs at microseconds per element.
+function wireParts(head, validity, buffers) {
+  const out = [head];
+  if (validity !== null) out.push(validity);
+  for (let i = 0; i < buffers.length; i++) out.push(buffers[i]);
   return out;
 }
 
@@ -81,10 +98,13 @@ function asBytes(buffer) {
  * checks every column holds that many (before anything is sized by a header's length). */
 export function splitColumns(schema, buffers, rows = null) {
   const out = [];
+  const fields = schema.fields;
   let at = 0;
-  for (const field of schema.fields) {
+  for (let f = 0; f < fields.length; f++) {
+    const field = fields[f];
     if (at >= buffers.length) throw new WireError(`the batch ended before column \`${field.name}\``);
-    const [length, , , hasValidity, nBuffers, nChildren] = readHeader(asBytes(buffers[at]), field.name);
+    const head = asBytes(buffers[at]);
+    const [length, , , hasValidity, nBuffers, nChildren] = readHeader(head, field.name);
     if (rows !== null && length !== rows) {
       throw new WireError(`column \`${field.name}\` has ${length} rows, the batch ${rows}`);
     }
@@ -93,12 +113,22 @@ export function splitColumns(schema, buffers, rows = null) {
     if (hasValidity > 1 || end > buffers.length) {
       throw new WireError(`column \`${field.name}\`: fewer buffers than its header says`);
     }
-    out.push(buffers.slice(at, end).map(asBytes));
+    const parts = [head];
+    for (let i = at + 1; i < end; i++) parts.push(asBytes(buffers[i]));
+    out.push(parts);
     at = end;
   }
   if (at !== buffers.length) throw new WireError(`${buffers.length - at} buffers after the last column`);
   return out;
 }
+
+// Bit `bit` of `bytes`, least significant first: `Bitmap.get` without the method call, for loops
+// over every row.
+const isSet = (bytes, bit) => (bytes[bit >> 3] & (1 << (bit & 7))) !== 0;
+
+// The number of set bits of each byte value.
+const POPCOUNT = new Uint8Array(256);
+for (let i = 1; i < 256; i++) POPCOUNT[i] = (i & 1) + POPCOUNT[i >> 1];
 
 /** A validity bitmap: bit `offset + i` of `bytes` (least significant first, as Arrow orders
  * them) says whether row i holds a value. */
@@ -134,9 +164,23 @@ export class Bitmap {
 
   /** How many rows are unset (null, for a validity bitmap). */
   countUnset() {
+    const bytes = this.bytes;
+    const offset = this.offset;
+    const length = this.length;
     let set = 0;
-    for (let i = 0; i < this.length; i++) if (this.get(i)) set++;
-    return this.length - set;
+    let i = 0;
+    if ((offset & 7) === 0) {
+      // A byte at a time: a call to `get` per row is most of a batch's cost without a JIT.
+      const first = offset >> 3;
+      const whole = length >> 3;
+      for (let b = 0; b < whole; b++) set += POPCOUNT[bytes[first + b]];
+      i = whole << 3;
+    }
+    for (; i < length; i++) {
+      const bit = offset + i;
+      if (bytes[bit >> 3] & (1 << (bit & 7))) set++;
+    }
+    return length - set;
   }
 
   /** The rows set in both (a null on either side is a null); `null` stands for all set. */
@@ -203,7 +247,11 @@ function ends(field, buffers, offset, length) {
     throw new WireError(`column \`${field.name}\`: offsets out of range`);
   }
   const typed = view(Type, raw, offset * size, length + 1);
-  const out = large ? Array.from(typed, Number) : typed;
+  let out = typed;
+  if (large) {
+    out = new Array(length + 1);
+    for (let i = 0; i <= length; i++) out[i] = Number(typed[i]);
+  }
   const data = buffers[1];
   for (let i = 0; i < length; i++) {
     if (out[i] < 0 || out[i] > out[i + 1]) throw new WireError(`column \`${field.name}\`: offsets out of range`);
@@ -228,14 +276,17 @@ export function decodeColumn(field, parts) {
   let out;
   if (Type !== null) {
     checkBuffers(field, nBuffers, 1);
-    out = Array.from(fixedValues(field, Type, buffers, offset, length));
+    // A plain loop: Array.from goes through the iterator protocol, a few microseconds per value
+    // without a JIT.
+    const typed = fixedValues(field, Type, buffers, offset, length);
+    out = new Array(length);
+    for (let i = 0; i < length; i++) out[i] = typed[i];
   } else if (kind === "bool") {
     if (nBuffers !== 1 || buffers[0].length * 8 < offset + length) {
       throw new WireError(`column \`${field.name}\`: a bitmap too short for ${length} values`);
     }
-    const bits = new Bitmap(buffers[0], offset, length);
     out = new Array(length);
-    for (let i = 0; i < length; i++) out[i] = bits.get(i);
+    for (let i = 0; i < length; i++) out[i] = isSet(buffers[0], offset + i);
   } else if (isVariable(kind)) {
     checkBuffers(field, nBuffers, 2);
     const at = ends(field, buffers, offset, length);
@@ -257,8 +308,30 @@ export function decodeColumn(field, parts) {
   } else {
     throw new WireError(`column \`${field.name}\`: type ${field.type} is not handled`);
   }
-  if (valid !== null) for (let i = 0; i < length; i++) if (!valid.get(i)) out[i] = null;
+  if (valid !== null) setNulls(out, valid);
   return out;
+}
+
+/** Sets `out[i]` to `null` at each row `valid` (a `Bitmap`) has unset: the bits tested inline,
+ * a whole byte of valid rows at a time when the bitmap starts on a byte, rather than a call to
+ * `get` per row. */
+export function setNulls(out, valid) {
+  const bytes = valid.bytes;
+  const offset = valid.offset;
+  const n = valid.length;
+  let i = 0;
+  if ((offset & 7) === 0) {
+    const first = offset >> 3;
+    for (; i + 8 <= n; i += 8) {
+      const byte = bytes[first + (i >> 3)];
+      if (byte === 0xff) continue;
+      for (let j = 0; j < 8; j++) if ((byte & (1 << j)) === 0) out[i + j] = null;
+    }
+  }
+  for (; i < n; i++) {
+    const bit = offset + i;
+    if ((bytes[bit >> 3] & (1 << (bit & 7))) === 0) out[i] = null;
+  }
 }
 
 /** Column `field` of a fixed-width type as `{ values, valid }`: a typed array of its `length`
@@ -278,9 +351,9 @@ export function typedColumn(field, parts) {
     if (nBuffers !== 1 || buffers[0].length * 8 < offset + length) {
       throw new WireError(`column \`${field.name}\`: a bitmap too short for ${length} values`);
     }
-    const bits = new Bitmap(buffers[0], offset, length);
     const values = new Uint8Array(length);
-    for (let i = 0; i < length; i++) values[i] = bits.get(i) ? 1 : 0;
+    const bytes = buffers[0];
+    for (let i = 0; i < length; i++) values[i] = isSet(bytes, offset + i) ? 1 : 0;
     return { values, valid };
   }
   throw new WireError(`column \`${field.name}\` is ${field.type}: typed access is for numbers, dates, times and booleans`);
@@ -372,18 +445,18 @@ export function encodeColumn(field, values) {
   if (nulls && !field.nullable) {
     throw new WireError(`column \`${field.name}\` is declared not null but has ${nulls} nulls`);
   }
-  let validity = [];
+  let validity = null;
   if (nulls) {
     const bits = Bitmap.empty(n);
     for (let i = 0; i < n; i++) if (values[i] !== null && values[i] !== undefined) bits.bytes[i >> 3] |= 1 << (i & 7);
-    validity = [bits.bytes];
+    validity = bits.bytes;
   }
   const kind = field.type?.kind;
   const Type = field.type ? arrayOf(field.type) : null;
   let buffers;
   if (kind === "null") {
     buffers = [];
-    validity = [];
+    validity = null;
   } else if (Type !== null) {
     const out = fillFixed(field, Type, values, new Type(n));
     buffers = [new Uint8Array(out.buffer)];
@@ -413,24 +486,30 @@ export function encodeColumn(field, values) {
       }
       data = data.slice(0, total);
     } else {
-      const pieces = values.map((v) => (v === null || v === undefined ? null : bytesOf(field, values, v)));
-      for (const p of pieces) if (p) total += p.length;
+      const pieces = new Array(n);
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        const p = v === null || v === undefined ? null : bytesOf(field, values, v);
+        pieces[i] = p;
+        if (p) total += p.length;
+      }
       if (!large && total >= 2 ** 31) throw new WireError(`column \`${field.name}\`: more than 2 GiB of text in one batch`);
       data = new Uint8Array(total);
       let end = 0;
-      pieces.forEach((p, i) => {
+      for (let i = 0; i < n; i++) {
+        const p = pieces[i];
         if (p) {
           data.set(p, end);
           end += p.length;
         }
         at[i + 1] = large ? BigInt(end) : end;
-      });
+      }
     }
     buffers = [new Uint8Array(at.buffer), data];
   } else {
     throw new WireError(`column \`${field.name}\`: type ${field.type} is not handled`);
   }
-  return [header(n, validity.length > 0, buffers.length), ...validity, ...buffers];
+  return wireParts(header(n, validity !== null, buffers.length), validity, buffers);
 }
 
 /** The wire buffers of a typed column: `values` a typed array (of the field's own typed array
@@ -452,14 +531,14 @@ export function encodeTyped(field, values, valid = null) {
   const Type = arrayOf(field.type);
   if (Type === null || !(values instanceof Type)) {
     // Another representation: through the plain path, nulls as null.
-    const plain = Array.from(values);
+    const plain = new Array(n);
+    for (let i = 0; i < n; i++) plain[i] = values[i];
     if (field.type.kind === "bool") for (let i = 0; i < n; i++) plain[i] = plain[i] !== 0 && plain[i] !== 0n && Boolean(plain[i]);
-    if (bits !== null) for (let i = 0; i < n; i++) if (!bits.get(i)) plain[i] = null;
+    if (bits !== null) setNulls(plain, bits);
     return encodeColumn(field, plain);
   }
-  const validity = nulls ? [bits.toBytes()] : [];
   const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
-  return [header(n, nulls > 0, 1), ...validity, bytes];
+  return wireParts(header(n, nulls > 0, 1), nulls ? bits.toBytes() : null, [bytes]);
 }
 
 /** Column `field`'s rows at `rows` (ascending indexes, a typed array or array), as new wire
@@ -477,12 +556,12 @@ export function filterColumn(field, parts, rows) {
     keptValid = Bitmap.empty(n);
     let nulls = 0;
     for (let i = 0; i < n; i++) {
-      if (valid.get(rows[i])) keptValid.bytes[i >> 3] |= 1 << (i & 7);
+      if (isSet(valid.bytes, valid.offset + rows[i])) keptValid.bytes[i >> 3] |= 1 << (i & 7);
       else nulls++;
     }
     if (nulls === 0) keptValid = null;
   }
-  const validity = keptValid === null ? [] : [keptValid.bytes];
+  const validity = keptValid === null ? null : keptValid.bytes;
   const Type = arrayOf(field.type);
   let out;
   if (Type !== null) {
@@ -495,9 +574,8 @@ export function filterColumn(field, parts, rows) {
     if (nBuffers !== 1 || buffers[0].length * 8 < offset + length) {
       throw new WireError(`column \`${field.name}\`: a bitmap too short for ${length} values`);
     }
-    const from = new Bitmap(buffers[0], offset, length);
     const to = Bitmap.empty(n);
-    for (let i = 0; i < n; i++) if (from.get(rows[i])) to.bytes[i >> 3] |= 1 << (i & 7);
+    for (let i = 0; i < n; i++) if (isSet(buffers[0], offset + rows[i])) to.bytes[i >> 3] |= 1 << (i & 7);
     out = [to.bytes];
   } else if (isVariable(kind)) {
     checkBuffers(field, nBuffers, 2);
@@ -518,5 +596,5 @@ export function filterColumn(field, parts, rows) {
   } else {
     throw new WireError(`column \`${field.name}\`: type ${field.type} is not handled`);
   }
-  return [header(n, validity.length > 0, out.length), ...validity, ...out];
+  return wireParts(header(n, validity !== null, out.length), validity, out);
 }
