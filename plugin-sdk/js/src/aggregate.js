@@ -9,7 +9,7 @@
 
 import { Field, Schema } from "./schema.js";
 import { PluginError } from "./transform.js";
-import { WireError, decodeColumn, encodeColumn, splitColumns } from "./wire.js";
+import { WireError, decodeColumn, encodeColumn, splitColumns, typedArrayOf, typedColumn } from "./wire.js";
 
 const ENCODER = new TextEncoder();
 const DECODER = new TextDecoder("utf-8", { fatal: true });
@@ -39,6 +39,11 @@ function reviver(key, value) {
  * `output` (the result type) as class fields, write `update`, `merge` and `finish`, and name the
  * class in `exportPlugin`.
  *
+ * `typedInputs`: `true` to have `update` receive each input column as `{ values, valid }` (a
+ * typed array over the host's buffer and a validity `Bitmap`, or `null` when no row is null, as
+ * `batch.typed` gives a transform) rather than an array built value by value. Every input must
+ * then be a number, date, time or boolean type.
+ *
  * `stateVersion`: the version of the states' format. weir keeps a pipeline's stored states
  * across an upgrade of the plugin only while it stays the same; give a new number when a new
  * version reads states differently. */
@@ -57,7 +62,8 @@ export class Aggregate {
   }
 
   /** Folds a batch into the groups: row `i` of `columns` (one array per declared input, nulls
-   * as `null`) belongs to `states[groupOfRow[i]]`. Change `states` in place
+   * as `null`; with `typedInputs`, one `{ values, valid }` per input) belongs to
+   * `states[groupOfRow[i]]`. Change `states` in place
    * (`states[g] = ...`). */
   update(states, columns, groupOfRow) {
     throw new PluginError("an Aggregate defines update(states, columns, groupOfRow)");
@@ -106,35 +112,67 @@ export function signatureSchemas(plugin) {
   return [new Schema(inputs.map((t, i) => new Field(`arg${i}`, t, true))), new Schema([new Field("output", output, true)])];
 }
 
-function load(plugin, states) {
-  try {
-    return Array.from(states, (s) => (s.length === 0 ? plugin.initial() : plugin.decodeState(s)));
-  } catch (err) {
-    throw new PluginError(`cannot read a state: ${err?.name ?? "Error"}: ${err?.message ?? err}`);
+/** What the calls need of a plugin's declarations, worked out once (at `init`) rather than per
+ * call: the input and output schemas, and whether `update` takes typed inputs. */
+export class Signature {
+  constructor(plugin) {
+    [this.inputs, this.output] = signatureSchemas(plugin);
+    const typed = setting(plugin, "typedInputs", false);
+    if (typeof typed !== "boolean") throw new PluginError(`typedInputs is ${typed}, not true or false`);
+    if (typed) {
+      for (const field of this.inputs.fields) {
+        if (typedArrayOf(field.type) === null && field.type?.kind !== "bool") {
+          throw new PluginError(
+            `typedInputs: input ${field.name.slice(3)} is ${field.type}; typed inputs are numbers, dates, times and booleans`,
+          );
+        }
+      }
+    }
+    this.typed = typed;
   }
 }
 
-function store(plugin, states) {
-  return states.map((s) => {
-    const bytes = plugin.encodeState(s);
-    if (!(bytes instanceof Uint8Array)) throw new PluginError(`encodeState returned ${bytes?.constructor?.name ?? typeof bytes}, not a Uint8Array`);
-    return bytes;
-  });
+// The states as values. Plain loops: the `Array.from(.., f)` and `map` of a JIT-less engine
+// cost a call and more per element.
+function load(plugin, states) {
+  const n = states.length;
+  const out = new Array(n);
+  try {
+    for (let i = 0; i < n; i++) out[i] = states[i].length === 0 ? plugin.initial() : plugin.decodeState(states[i]);
+  } catch (err) {
+    throw new PluginError(`cannot read a state: ${err?.name ?? "Error"}: ${err?.message ?? err}`);
+  }
+  return out;
 }
 
-/** One `update` call on the host's bytes: the new states. */
-export function runUpdate(plugin, states, rows, buffers, groupOfRow) {
-  const [inputs] = signatureSchemas(plugin);
-  let columns;
+function store(plugin, states) {
+  const n = states.length;
+  const out = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const bytes = plugin.encodeState(states[i]);
+    if (!(bytes instanceof Uint8Array)) throw new PluginError(`encodeState returned ${bytes?.constructor?.name ?? typeof bytes}, not a Uint8Array`);
+    out[i] = bytes;
+  }
+  return out;
+}
+
+/** One `update` call on the host's bytes: the new states. `signature` is the plugin's
+ * `Signature` (made here when not given). */
+export function runUpdate(plugin, states, rows, buffers, groupOfRow, signature = new Signature(plugin)) {
+  const fields = signature.inputs.fields;
+  const columns = new Array(fields.length);
   try {
-    const parts = splitColumns(inputs, buffers, rows);
-    columns = inputs.fields.map((f, i) => decodeColumn(f, parts[i]));
+    const parts = splitColumns(signature.inputs, buffers, rows);
+    for (let i = 0; i < fields.length; i++) {
+      columns[i] = signature.typed ? typedColumn(fields[i], parts[i]) : decodeColumn(fields[i], parts[i]);
+    }
   } catch (err) {
     if (err instanceof WireError) throw new PluginError(err.message);
     throw err;
   }
-  for (const column of columns) {
-    if (column.length !== rows) throw new PluginError(`${rows} rows announced, an input has ${column.length}`);
+  for (let i = 0; i < columns.length; i++) {
+    const n = signature.typed ? columns[i].values.length : columns[i].length;
+    if (n !== rows) throw new PluginError(`${rows} rows announced, an input has ${n}`);
   }
   if (groupOfRow.length !== rows) throw new PluginError(`${rows} rows but ${groupOfRow.length} group indexes`);
   let max = -1;
@@ -150,16 +188,15 @@ export function runMerge(plugin, left, right) {
   if (left.length !== right.length) throw new PluginError(`merge of ${left.length} states with ${right.length}`);
   const a = load(plugin, left);
   const b = load(plugin, right);
-  return store(
-    plugin,
-    a.map((s, i) => plugin.merge(s, b[i])),
-  );
+  for (let i = 0; i < a.length; i++) a[i] = plugin.merge(a[i], b[i]);
+  return store(plugin, a);
 }
 
 /** One `finish` call: the output column's buffers. */
-export function runFinish(plugin, states) {
-  const [, output] = signatureSchemas(plugin);
-  const values = Array.from(plugin.finish(load(plugin, states)) ?? []);
+export function runFinish(plugin, states, signature = new Signature(plugin)) {
+  const output = signature.output;
+  const finished = plugin.finish(load(plugin, states)) ?? [];
+  const values = Array.isArray(finished) ? finished : Array.from(finished);
   if (values.length !== states.length) {
     throw new PluginError(`finish returned ${values.length} values for ${states.length} states`);
   }

@@ -2,7 +2,7 @@
 // turned into one message (`CallError`). The component's exports are thin wrappers over these;
 // tests call them natively to run a plugin exactly as weir would.
 
-import { runFinish, runMerge, runUpdate, signatureSchemas, stateVersion } from "./aggregate.js";
+import { Signature, runFinish, runMerge, runUpdate, stateVersion } from "./aggregate.js";
 import { where } from "./location.js";
 import { registered } from "./registry.js";
 import { Schema, SchemaError } from "./schema.js";
@@ -94,6 +94,7 @@ export class AggregateCalls {
   constructor() {
     this.registered = registered();
     this.plugin = null;
+    this.signature = null;
   }
 
   info() {
@@ -105,10 +106,11 @@ export class AggregateCalls {
     const parsed = config(text);
     return call("init", () => {
       const plugin = new this.registered.cls(parsed, text || "{}");
-      const [inputs, output] = signatureSchemas(plugin);
-      const encoded = { inputs: inputs.toBytes(), output: output.toBytes() };
+      const signature = new Signature(plugin);
+      const encoded = { inputs: signature.inputs.toBytes(), output: signature.output.toBytes() };
       stateVersion(plugin);
       this.plugin = plugin;
+      this.signature = signature;
       return encoded;
     });
   }
@@ -120,7 +122,7 @@ export class AggregateCalls {
 
   update(states, rows, columns, groupOfRow) {
     const plugin = this.#plugin();
-    return call("update", () => runUpdate(plugin, states, rows, columns, groupOfRow));
+    return call("update", () => runUpdate(plugin, states, rows, columns, groupOfRow, this.signature));
   }
 
   merge(left, right) {
@@ -130,7 +132,7 @@ export class AggregateCalls {
 
   finish(states) {
     const plugin = this.#plugin();
-    return call("finish", () => runFinish(plugin, states));
+    return call("finish", () => runFinish(plugin, states, this.signature));
   }
 
   stateVersion() {
