@@ -23,6 +23,8 @@ mod aggregate;
 #[doc(hidden)]
 pub mod bindings;
 #[cfg(feature = "guest")]
+pub mod columns;
+#[cfg(feature = "guest")]
 mod error;
 #[cfg(feature = "guest")]
 pub mod rows;

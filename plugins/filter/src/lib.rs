@@ -1,5 +1,6 @@
-//! `filter`: keeps the rows whose numeric column compares true against a constant. Uses the
-//! SDK's row-at-a-time helper; nulls never pass.
+//! `filter`: keeps the rows whose numeric column compares true against a constant; nulls never
+//! pass. Written on the SDK's whole-column fast path (`columns`): one comparison loop into a
+//! bitmap, then Arrow's filter kernel over every column.
 //!
 //! ```toml
 //! [[transform]]
@@ -9,7 +10,7 @@
 
 use weir_plugin_sdk::arrow_array::RecordBatch;
 use weir_plugin_sdk::arrow_schema::SchemaRef;
-use weir_plugin_sdk::{Config, Error, Transform, rows};
+use weir_plugin_sdk::{Config, Error, Transform, columns};
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,17 +46,6 @@ impl Op {
             }
         })
     }
-
-    fn holds(self, left: f64, right: f64) -> bool {
-        match self {
-            Op::Lt => left < right,
-            Op::Le => left <= right,
-            Op::Gt => left > right,
-            Op::Ge => left >= right,
-            Op::Eq => left == right,
-            Op::Ne => left != right,
-        }
-    }
 }
 
 /// The plugin.
@@ -90,11 +80,18 @@ impl Transform for Filter {
     }
 
     fn process(&mut self, batch: RecordBatch) -> Result<RecordBatch, Error> {
-        rows::filter(&batch, |row| {
-            Ok(row
-                .f64(&self.column)?
-                .is_some_and(|v| self.op.holds(v, self.value)))
-        })
+        let values = columns::as_f64(columns::column(&batch, &self.column)?)?;
+        let c = self.value;
+        // One monomorphic loop per operator, so the comparison vectorises.
+        let keep = match self.op {
+            Op::Lt => columns::compare_f64(&values, |v| v < c),
+            Op::Le => columns::compare_f64(&values, |v| v <= c),
+            Op::Gt => columns::compare_f64(&values, |v| v > c),
+            Op::Ge => columns::compare_f64(&values, |v| v >= c),
+            Op::Eq => columns::compare_f64(&values, |v| v == c),
+            Op::Ne => columns::compare_f64(&values, |v| v != c),
+        };
+        columns::filter(&batch, &keep)
     }
 }
 
