@@ -5,9 +5,9 @@
 use crate::daemon_harness::{
     Daemon, SOON, assert_no_gap_no_duplicate, counting_pipeline, find, values_written,
 };
-use crate::harness::{TestResult, Weir, pipeline_file, repo_root};
+use crate::harness::{TestResult, repo_root};
 use crate::python_plugins::{
-    BUILD, build, hostile_cases_fail_alone, rows_in, same_results_as_the_rust_plugins, weir,
+    BUILD, build, hostile_cases_fail_alone, same_results_as_the_rust_plugins, scaffold_then_celsius,
 };
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -55,92 +55,7 @@ exportPlugin(Celsius, { name: "celsius", version: "0.1.0" });
 #[test]
 fn a_js_plugin_made_by_weir_plugin_new_builds_lists_and_converts_every_row_nulls_included()
 -> TestResult {
-    let root = tempfile::tempdir()?;
-    let made = weir(&[
-        "plugin",
-        "new",
-        "celsius",
-        "--lang",
-        "js",
-        "--dir",
-        &root.path().to_string_lossy(),
-    ])?;
-    assert!(made.contains("JavaScript transform"), "{made}");
-    let folder = root.path().join("celsius");
-    // The scaffold builds as it is (its own test included); then the plugin is edited.
-    let plugins = root.path().join("plugins");
-    let built = build(&folder, &plugins)?;
-    assert!(built.contains("(JavaScript transform)"), "{built}");
-    std::fs::write(folder.join("plugin.js"), CELSIUS)?;
-    std::fs::remove_file(folder.join("plugin.test.js"))?;
-    build(&folder, &plugins)?;
-    let listed = weir(&["plugins", &plugins.to_string_lossy()])?;
-    let line = listed.lines().find(|l| l.starts_with("celsius"));
-    assert!(
-        line.is_some_and(|l| l.contains("transform") && l.contains("Fahrenheit to Celsius.")),
-        "{listed}"
-    );
-
-    let pipeline = pipeline_file(
-        root.path(),
-        "js.toml",
-        r#"name = "js"
-trigger = "available_now"
-
-[source]
-type = "datagen"
-rows = 1000
-rows_per_second = 1000
-max_rows_per_batch = 300
-
-[[source.column]]
-name = "fahrenheit"
-type = "double"
-min = -40.0
-max = 212.0
-random = true
-percent_nulls = 0.1
-
-[[transform]]
-plugin = "celsius"
-
-[[sink]]
-type = "file"
-path = "out"
-format = "json"
-"#,
-    );
-    let mut run = Weir::start(&[
-        "run",
-        "--plugins-dir",
-        &plugins.to_string_lossy(),
-        "--state-dir",
-        &root.path().join("state").to_string_lossy(),
-        &pipeline.to_string_lossy(),
-    ]);
-    assert!(run.wait_exit(BUILD).success(), "{}", run.stderr());
-    let rows = rows_in(&root.path().join("out"));
-    assert_eq!(rows.len(), 1000);
-    let mut nulls = 0;
-    for row in &rows {
-        match row["fahrenheit"].as_f64() {
-            Some(f) => {
-                // serde_json's default number parser can be one unit in the last place off.
-                let c = row["celsius"].as_f64().unwrap_or(f64::NAN);
-                let expected = (f - 32.0) * 5.0 / 9.0;
-                assert!(
-                    (c - expected).abs() <= 1e-12 * expected.abs().max(1.0),
-                    "{row}"
-                );
-            }
-            None => {
-                nulls += 1;
-                assert!(row["celsius"].is_null(), "{row}");
-            }
-        }
-    }
-    assert!(nulls > 50 && nulls < 150, "{nulls} nulls");
-    Ok(())
+    scaffold_then_celsius("js", "JavaScript", ("plugin.js", CELSIUS), "plugin.test.js")
 }
 
 #[test]

@@ -105,24 +105,38 @@ class Celsius(Transform):
 #[test]
 fn a_python_plugin_made_by_weir_plugin_new_builds_lists_and_converts_every_row_nulls_included()
 -> TestResult {
+    scaffold_then_celsius("python", "Python", ("plugin.py", CELSIUS), "test_plugin.py")
+}
+
+/// `weir plugin new celsius --lang LANG` makes a plugin that builds as it is (its own test
+/// included); replaced by `code` (a Fahrenheit-to-Celsius transform) and without its test, it
+/// builds, is listed, and converts every one of 1000 generated rows, nulls staying null.
+pub fn scaffold_then_celsius(
+    lang: &str,
+    language: &str,
+    (source, code): (&str, &str),
+    test_file: &str,
+) -> TestResult {
     let root = tempfile::tempdir()?;
     let made = weir(&[
         "plugin",
         "new",
         "celsius",
         "--lang",
-        "python",
+        lang,
         "--dir",
         &root.path().to_string_lossy(),
     ])?;
-    assert!(made.contains("Python transform"), "{made}");
+    assert!(made.contains(&format!("{language} transform")), "{made}");
     let folder = root.path().join("celsius");
-    // The scaffold builds as it is (its own test included); then the plugin is edited.
     let plugins = root.path().join("plugins");
     let built = build(&folder, &plugins)?;
-    assert!(built.contains("(Python transform)"), "{built}");
-    std::fs::write(folder.join("plugin.py"), CELSIUS)?;
-    std::fs::remove_file(folder.join("test_plugin.py"))?;
+    assert!(
+        built.contains(&format!("({language} transform)")),
+        "{built}"
+    );
+    std::fs::write(folder.join(source), code)?;
+    std::fs::remove_file(folder.join(test_file))?;
     build(&folder, &plugins)?;
     let listed = weir(&["plugins", &plugins.to_string_lossy()])?;
     let line = listed.lines().find(|l| l.starts_with("celsius"));
@@ -133,8 +147,8 @@ fn a_python_plugin_made_by_weir_plugin_new_builds_lists_and_converts_every_row_n
 
     let pipeline = pipeline_file(
         root.path(),
-        "py.toml",
-        r#"name = "py"
+        "celsius.toml",
+        r#"name = "celsius"
 trigger = "available_now"
 
 [source]

@@ -168,6 +168,31 @@ fn build_rust(dir: &Path, out: &Path) -> Result<Built, DevelopError> {
     })
 }
 
+/// The kind and name a plugin's import printed on its marked line (`weir-plugin: KIND NAME`,
+/// the last such line: the plugin may print before it), checked to be a plugin name.
+fn described_plugin(step: &str, output: &str) -> Result<(Kind, String), DevelopError> {
+    let (kind, name) = output
+        .lines()
+        .rev()
+        .find_map(|line| {
+            let mut words = line.strip_prefix("weir-plugin: ")?.split_whitespace();
+            let kind = match words.next()? {
+                "aggregate" => Kind::Aggregate,
+                "transform" => Kind::Transform,
+                _ => return None,
+            };
+            Some((kind, words.next()?.to_string()))
+        })
+        .ok_or_else(|| DevelopError::StepFailed {
+            step: step.into(),
+            output: format!("it did not say what it exports:\n{output}"),
+        })?;
+    if !super::valid_name(&name) {
+        return Err(DevelopError::BadName(name));
+    }
+    Ok((kind, name))
+}
+
 /// A scratch folder for one build, removed when dropped.
 struct Scratch(PathBuf);
 
@@ -217,25 +242,7 @@ fn build_python(dir: &Path, out: &Path) -> Result<Built, DevelopError> {
             .env("PYTHONPATH", &path)
             .current_dir(dir),
     )?;
-    let (kind, name) = described
-        .lines()
-        .rev()
-        .find_map(|line| {
-            let mut words = line.strip_prefix("weir-plugin: ")?.split_whitespace();
-            let kind = match words.next()? {
-                "aggregate" => Kind::Aggregate,
-                "transform" => Kind::Transform,
-                _ => return None,
-            };
-            Some((kind, words.next()?.to_string()))
-        })
-        .ok_or_else(|| DevelopError::StepFailed {
-            step: "importing plugin.py".into(),
-            output: format!("it did not say what it exports:\n{described}"),
-        })?;
-    if !super::valid_name(&name) {
-        return Err(DevelopError::BadName(name));
-    }
+    let (kind, name) = described_plugin("importing plugin.py", &described)?;
     // The plugin's own tests, natively, against the SDK it is built with.
     let has_tests = std::fs::read_dir(dir)
         .map_err(io(dir))?
@@ -366,25 +373,7 @@ fn build_js(dir: &Path, out: &Path) -> Result<Built, DevelopError> {
             .args(["--input-type=module", "-e", DESCRIBE_JS])
             .current_dir(root),
     )?;
-    let (kind, name) = described
-        .lines()
-        .rev()
-        .find_map(|line| {
-            let mut words = line.strip_prefix("weir-plugin: ")?.split_whitespace();
-            let kind = match words.next()? {
-                "aggregate" => Kind::Aggregate,
-                "transform" => Kind::Transform,
-                _ => return None,
-            };
-            Some((kind, words.next()?.to_string()))
-        })
-        .ok_or_else(|| DevelopError::StepFailed {
-            step: "importing plugin.js".into(),
-            output: format!("it did not say what it exports:\n{described}"),
-        })?;
-    if !super::valid_name(&name) {
-        return Err(DevelopError::BadName(name));
-    }
+    let (kind, name) = described_plugin("importing plugin.js", &described)?;
     // The plugin's own tests, natively, against the SDK it is built with.
     let has_tests = std::fs::read_dir(dir)
         .map_err(io(dir))?
@@ -465,4 +454,34 @@ fn build_js(dir: &Path, out: &Path) -> Result<Built, DevelopError> {
         path,
         size,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_marked_line_names_kind_and_plugin_whatever_the_import_printed_before() {
+        let printed = "weir-plugin: transform decoy\nloading...\nweir-plugin: aggregate median\n";
+        let (kind, name) = described_plugin("importing", printed)
+            .ok()
+            .unwrap_or((Kind::Transform, String::new()));
+        assert_eq!((kind, name.as_str()), (Kind::Aggregate, "median"));
+    }
+
+    #[test]
+    fn no_marked_line_an_unknown_kind_or_a_bad_name_is_an_error_that_shows_the_output() {
+        let missing = described_plugin("importing plugin.py", "hello\n");
+        assert!(
+            matches!(&missing, Err(DevelopError::StepFailed { output, .. }) if output.contains("hello")),
+            "{missing:?}"
+        );
+        let unknown = described_plugin("importing", "weir-plugin: sink out\n");
+        assert!(
+            matches!(unknown, Err(DevelopError::StepFailed { .. })),
+            "{unknown:?}"
+        );
+        let bad = described_plugin("importing", "weir-plugin: transform Bad-Name\n");
+        assert!(matches!(bad, Err(DevelopError::BadName(_))), "{bad:?}");
+    }
 }
