@@ -1,7 +1,7 @@
 //! The one wasmtime `Engine` of the process, with its on-disk compile cache and the epoch ticker
 //! that enforces per-call deadlines, plus the memo of loaded plugins.
 
-use super::compiles::{Background, CompileInProgress, Compiles};
+use super::compiles::{Background, Compiles};
 use super::error::PluginError;
 use super::plugin::Plugin;
 use super::sandbox::StoreData;
@@ -156,11 +156,6 @@ impl PluginHost {
     /// compiles on the caller's thread, however long it takes.
     pub fn compile_in_background(&self, background: Option<Background>) {
         self.inner.compiles.set_background(background);
-    }
-
-    /// The compiles still under way (background mode).
-    pub fn compiling(&self) -> Vec<CompileInProgress> {
-        self.inner.compiles.in_progress()
     }
 
     /// Loads a component file (compiling it, or reading the compile cache). The file is read

@@ -20,7 +20,7 @@ mod user_aggregates;
 
 pub use aggregate::{AggregateInstance, AggregatePlugin};
 pub use catalog::PluginCatalog;
-pub use compiles::{Background, CompileInProgress, DEFAULT_COMPILE_GRACE};
+pub use compiles::{Background, DEFAULT_COMPILE_GRACE};
 pub use error::{CallFailure, PluginError};
 pub use host::{DEFAULT_CALL_TIMEOUT, DEFAULT_MEMORY_LIMIT, Limits, PluginHost, content_hash};
 pub use listing::{PluginListing, list_plugins};
