@@ -412,7 +412,11 @@ pub fn open(prepared: &Prepared, env: &Environment) -> Result<Pipeline, Assemble
         sinks,
         checkpoint,
     )
-    .with_identity(&checkpoint_id, plan.source.kind()))
+    .with_identity(&checkpoint_id, plan.source.kind())
+    .with_parallelism(
+        plan.parallelism.tasks(crate::engine::machine_cores()),
+        crate::engine::CoreBudget::machine(),
+    ))
 }
 
 #[cfg(test)]

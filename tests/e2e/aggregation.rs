@@ -1,5 +1,6 @@
 //! Stateful aggregation end to end: every output mode against an independent, non-streaming
-//! computation over the same rows; `kill -9` during an append-mode run changes nothing.
+//! computation over the same rows; `kill -9` during an append-mode run changes nothing, with
+//! the batches' chunks on one task or spread over two.
 
 use crate::harness::{TestResult, Weir, pipeline_file};
 use std::collections::{BTreeMap, BTreeSet};
@@ -71,7 +72,16 @@ format = "json"
 
 fn run_to_end(dir: &Path, files: &[PathBuf]) {
     let state = dir.join("state").to_string_lossy().into_owned();
-    let mut args = vec!["run".to_string(), "--state-dir".into(), state];
+    let plugins = crate::daemon_harness::built_plugins()
+        .to_string_lossy()
+        .into_owned();
+    let mut args = vec![
+        "run".to_string(),
+        "--state-dir".into(),
+        state,
+        "--plugins-dir".into(),
+        plugins,
+    ];
     args.extend(files.iter().map(|f| f.to_string_lossy().into_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut weir = Weir::start(&args);
@@ -295,16 +305,41 @@ fn every_output_mode_equals_an_independent_computation() -> TestResult {
 }
 
 #[test]
-fn kill_9_during_an_append_run_leaves_the_output_of_an_uninterrupted_run() -> TestResult {
-    const CRASH_ROWS: u64 = 1_000_000;
-    const CRASH_BATCH: u64 = 10_000;
+fn kill_9_during_an_append_run_on_one_task_leaves_the_output_of_an_uninterrupted_one_task_run()
+-> TestResult {
+    kill_9_during_an_append_run_leaves_the_output_of_an_uninterrupted_one_task_run(1)
+}
+
+#[test]
+fn kill_9_during_an_append_run_on_two_tasks_leaves_the_output_of_an_uninterrupted_one_task_run()
+-> TestResult {
+    kill_9_during_an_append_run_leaves_the_output_of_an_uninterrupted_one_task_run(2)
+}
+
+/// The windowed aggregation behind a stateless wasm stage (`filter`), in batches of three
+/// chunks; the crashed run's chunks go through the stateless stage on `tasks` tasks.
+fn kill_9_during_an_append_run_leaves_the_output_of_an_uninterrupted_one_task_run(
+    tasks: usize,
+) -> TestResult {
+    const CRASH_ROWS: u64 = 3_000_000;
+    // Three chunks a batch (65536 + 65536 + 18928 rows), so that two tasks have work; 15 000
+    // rows a second of event time, so that a batch spans 10 s as it does in the other tests.
+    const CRASH_BATCH: u64 = 150_000;
+    let filtered = |name: &str, out: &Path, tasks: usize| {
+        aggregated(name, "append", out, CRASH_ROWS, CRASH_BATCH)
+            .replace("rows_per_second = 1000\n", "rows_per_second = 15000\n")
+            .replace(
+                "[aggregate]\n",
+                &format!(
+                    "[parallelism]\ntasks_per_daemon = {tasks}\n\n\
+                 [[transform]]\nplugin = \"filter\"\n\
+                 config = {{ column = \"value\", op = \">=\", value = 3 }}\n\n[aggregate]\n"
+                ),
+            )
+    };
     let dir = tempfile::tempdir()?;
     let clean_out = dir.path().join("clean");
-    let clean = pipeline_file(
-        dir.path(),
-        "clean.toml",
-        &aggregated("clean", "append", &clean_out, CRASH_ROWS, CRASH_BATCH),
-    );
+    let clean = pipeline_file(dir.path(), "clean.toml", &filtered("clean", &clean_out, 1));
     run_to_end(&dir.path().join("clean-run"), &[clean]);
 
     // The crashed run also spills: a tiny memory budget sends most groups to the store after
@@ -313,7 +348,7 @@ fn kill_9_during_an_append_run_leaves_the_output_of_an_uninterrupted_run() -> Te
     let crashed = pipeline_file(
         dir.path(),
         "crashed.toml",
-        &aggregated("crashed", "append", &crashed_out, CRASH_ROWS, CRASH_BATCH).replace(
+        &filtered("crashed", &crashed_out, tasks).replace(
             "watermark = \"5s\"\n",
             "watermark = \"5s\"\nmax_state_memory = \"2KiB\"\n",
         ),
@@ -324,12 +359,17 @@ fn kill_9_during_an_append_run_leaves_the_output_of_an_uninterrupted_run() -> Te
         .to_string_lossy()
         .into_owned();
     let file = crashed.to_string_lossy().into_owned();
+    let plugins = crate::daemon_harness::built_plugins()
+        .to_string_lossy()
+        .into_owned();
     let args = [
         "run",
         "--log-level",
         "info,weir::window=debug",
         "--state-dir",
         &state,
+        "--plugins-dir",
+        &plugins,
         &file,
     ];
     let mut spilled = false;

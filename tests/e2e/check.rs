@@ -66,6 +66,16 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
             format!("{GOOD}{KAFKA_SINK}headers_column = \"value\"\n"),
             ":15:18: error: pipeline `p`, sink #2: headers_column \"value\" must be a map or a list of {key, value} structs",
         ),
+        (
+            "tasks_per_daemon out of range",
+            format!("{GOOD}[parallelism]\ntasks_per_daemon = 0\n"),
+            ":12:20: error: tasks_per_daemon must be between 1 and 1024, not 0",
+        ),
+        (
+            "tasks_per_daemon neither auto nor a number",
+            format!("{GOOD}[parallelism]\ntasks_per_daemon = \"all\"\n"),
+            ":12:20: error: unknown tasks_per_daemon \"all\", expected \"auto\" or a number such as 2",
+        ),
     ]
 }
 

@@ -58,6 +58,9 @@ pub fn plan_changes(old: &PipelinePlan, new: &PipelinePlan) -> Vec<String> {
     if old.restart != new.restart {
         changes.push("restart policy".into());
     }
+    if old.parallelism != new.parallelism {
+        changes.push("parallelism".into());
+    }
     let stages = old.transforms.len().max(new.transforms.len());
     for i in 0..stages {
         let n = i + 1;

@@ -45,7 +45,7 @@ pub use kafka::{
     StartingOffsets,
 };
 pub use on_error::OnError;
-pub use plan::{OutputMode, PipelinePlan, Trigger};
+pub use plan::{MAX_TASKS_PER_DAEMON, OutputMode, Parallelism, PipelinePlan, Trigger};
 pub use sink::{FileFormat, FileSinkSpec, SinkSpec};
 pub use socket::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_LOG_BYTES,

@@ -5,7 +5,7 @@
 use super::aggregate::{AggregateSpec, check_aggregate};
 use super::checker::Checker;
 use super::diagnostic::{Diagnostics, Location};
-use super::raw::{RawHead, RawTrigger};
+use super::raw::{RawHead, RawTasks, RawTrigger};
 use super::sink::{SinkSpec, check_sinks};
 use super::source::{SourceSpec, check_source};
 use super::tagged::SpanError;
@@ -40,6 +40,26 @@ pub enum Trigger {
     AvailableNow,
 }
 
+/// How many of a batch's chunks the daemon works on at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Parallelism {
+    /// One task per core of the machine.
+    #[default]
+    Auto,
+    /// This many.
+    Tasks(usize),
+}
+
+impl Parallelism {
+    /// The number of tasks on a machine of `cores` cores.
+    pub fn tasks(self, cores: usize) -> usize {
+        match self {
+            Parallelism::Auto => cores.max(1),
+            Parallelism::Tasks(n) => n,
+        }
+    }
+}
+
 /// A validated pipeline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelinePlan {
@@ -63,6 +83,8 @@ pub struct PipelinePlan {
     pub sinks: Vec<SinkSpec>,
     /// Restart policy under the daemon; `None` takes the daemon's default.
     pub restart: Option<super::daemon::RestartPolicy>,
+    /// `[parallelism] tasks_per_daemon`.
+    pub parallelism: Parallelism,
 }
 
 pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics> {
@@ -126,8 +148,12 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
     let mut output_mode_span = None;
     let mut trigger = Trigger::BackToBack;
     let mut restart = None;
+    let mut parallelism = Parallelism::Auto;
     if let Some(head) = head {
         restart = head.restart;
+        if let Some(p) = head.parallelism {
+            parallelism = check_parallelism(&mut c, p.tasks_per_daemon);
+        }
         let span = head.name.span();
         let value = head.name.into_inner();
         if check_name(&mut c, &value, span.clone()) {
@@ -187,8 +213,29 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
             aggregate,
             sinks,
             restart,
+            parallelism,
         }),
         _ => Err(c.diagnostics),
+    }
+}
+
+/// Most tasks a pipeline may run at once on one daemon.
+pub const MAX_TASKS_PER_DAEMON: i64 = 1024;
+
+fn check_parallelism(c: &mut Checker<'_>, tasks: toml::Spanned<RawTasks>) -> Parallelism {
+    match *tasks.get_ref() {
+        RawTasks::Auto => Parallelism::Auto,
+        RawTasks::Count(n) if (1..=MAX_TASKS_PER_DAEMON).contains(&n) => {
+            Parallelism::Tasks(n as usize)
+        }
+        RawTasks::Count(n) => {
+            c.error_hint(
+                tasks.span(),
+                format!("tasks_per_daemon must be between 1 and {MAX_TASKS_PER_DAEMON}, not {n}"),
+                "\"auto\" runs one task per core; 1 keeps the pipeline on one core",
+            );
+            Parallelism::Auto
+        }
     }
 }
 

@@ -25,6 +25,9 @@ pub(super) struct RawHead {
     /// absent means the daemon's default.
     #[serde(default)]
     pub restart: Option<super::daemon::RestartPolicy>,
+    /// `[parallelism]`: how much of the machine the pipeline may use at once.
+    #[serde(default)]
+    pub parallelism: Option<RawParallelism>,
     // Listed so that an unknown top-level key's message names every valid key; the real
     // sections are removed from the table before this struct is read.
     #[serde(default)]
@@ -39,6 +42,47 @@ pub(super) struct RawHead {
     #[serde(default)]
     #[allow(dead_code)]
     aggregate: Option<IgnoredAny>,
+}
+
+/// `[parallelism]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawParallelism {
+    /// How many of a batch's chunks this daemon works on at once (each stateless stage runs
+    /// that many copies, one per chunk in flight): `"auto"` (the default) is one per core, or
+    /// a number from 1.
+    pub tasks_per_daemon: Spanned<RawTasks>,
+}
+
+/// `tasks_per_daemon = "auto" | 2`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RawTasks {
+    Auto,
+    Count(i64),
+}
+
+impl<'de> Deserialize<'de> for RawTasks {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawTasks;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#""auto" or a number of tasks, such as 2"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawTasks, E> {
+                match v {
+                    "auto" => Ok(RawTasks::Auto),
+                    other => Err(E::custom(format!(
+                        r#"unknown tasks_per_daemon "{other}", expected "auto" or a number such as 2"#
+                    ))),
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawTasks, E> {
+                Ok(RawTasks::Count(v))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// `trigger = "available_now" | "once" | { processing_time = "5s" }`.

@@ -42,7 +42,7 @@ pub fn decode_array(array: &ArrayRef) -> Result<ArrayRef, arrow::error::ArrowErr
 }
 
 /// The stage that decodes dictionary columns.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DecodeDictionaries {
     output: SchemaRef,
 }
@@ -61,6 +61,10 @@ impl Operator for DecodeDictionaries {
 
     fn output_schema(&self) -> SchemaRef {
         self.output.clone()
+    }
+
+    fn replica(&self) -> Option<Box<dyn Operator>> {
+        Some(Box::new(self.clone()))
     }
 
     fn process(

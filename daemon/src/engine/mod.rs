@@ -9,8 +9,10 @@ mod clock;
 mod dictionaries;
 mod episodes;
 mod error;
+mod lanes;
 mod metrics;
 mod operator;
+mod parallel;
 mod pipeline;
 mod progress;
 mod trigger;
@@ -19,13 +21,14 @@ pub use blocking::blocking;
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use dictionaries::{DecodeDictionaries, decode_array, decoded_schema};
 pub use error::{BatchError, ErrorClass};
+pub use lanes::{CoreBudget, Lanes, machine_cores};
 pub use metrics::{
     FAILURE_KINDS, LastBatch, PHASES, PipelineMetrics, PluginCostReport, PluginCosts,
 };
 pub use operator::{BatchContext, Operator, OperatorError};
 pub use pipeline::{
     Control, Pipeline, PipelineExit, PipelineHandle, RetryPolicy, StopOutcome, SwapError,
-    panic_message,
+    panic_message, panic_text,
 };
 pub use progress::{
     BatchProgress, Durations, PipelineMonitor, PipelineStatus, QueryIdentity, RECENT_BATCHES,

@@ -88,6 +88,18 @@ pub trait Operator: Send {
         None
     }
 
+    /// Another copy of this stage, for running chunks of a batch in parallel; `None` (the
+    /// default) keeps the stage and every stage after it on one thread.
+    ///
+    /// Offer one only when the stage keeps nothing between chunks: what it yields for a chunk
+    /// depends on that chunk alone, `finish_batch` yields nothing, and it holds no state to
+    /// commit. Replicas then are interchangeable, and the output does not depend on which one
+    /// ran which chunk or on how many there are. A replica shares its original's plugin
+    /// costs.
+    fn replica(&self) -> Option<Box<dyn Operator>> {
+        None
+    }
+
     /// What the plugins of this stage cost, shown per pipeline, stage and plugin.
     fn plugin_costs(&self) -> Vec<std::sync::Arc<super::PluginCosts>> {
         Vec::new()

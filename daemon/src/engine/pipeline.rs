@@ -136,6 +136,8 @@ pub struct Pipeline {
     source: Box<dyn Source>,
     source_tasks: Option<SourceTasks>,
     operators: Vec<Box<dyn Operator>>,
+    /// How a batch's chunks spread over cores (the leading stateless stages' replicas).
+    lanes: super::Lanes,
     /// Each operator's stable id, for swaps: `transform #2`, `aggregate`.
     stage_ids: Vec<String>,
     sinks: Vec<(&'static str, Box<dyn Sink>)>,
@@ -179,14 +181,19 @@ pub enum StopOutcome {
 /// What a panicked task said, when it said something.
 pub fn panic_message(err: tokio::task::JoinError) -> String {
     match err.try_into_panic() {
-        Ok(payload) => match payload.downcast::<String>() {
-            Ok(text) => *text,
-            Err(payload) => match payload.downcast::<&'static str>() {
-                Ok(text) => (*text).to_string(),
-                Err(_) => "a panic without a message".to_string(),
-            },
-        },
+        Ok(payload) => panic_text(payload.as_ref()),
         Err(err) => err.to_string(),
+    }
+}
+
+/// What a panic's payload said, when it said something.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else if let Some(text) = payload.downcast_ref::<&'static str>() {
+        (*text).to_string()
+    } else {
+        "a panic without a message".to_string()
     }
 }
 
@@ -318,6 +325,7 @@ impl Pipeline {
             source_tasks: source.tasks(),
             source,
             operators,
+            lanes: super::Lanes::new(1, super::CoreBudget::machine()),
             stage_ids,
             sinks,
             checkpoint,
@@ -333,6 +341,13 @@ impl Pipeline {
     /// Reads wall time from `clock` instead of the system's (tests pause and advance it).
     pub fn with_clock(mut self, clock: Arc<dyn super::Clock>) -> Pipeline {
         self.clock = clock;
+        self
+    }
+
+    /// Runs up to `width` chunks of a batch at once through its leading stateless stages,
+    /// borrowing cores from `budget` (the output is the same at any width).
+    pub fn with_parallelism(mut self, width: usize, budget: super::CoreBudget) -> Pipeline {
+        self.lanes = super::Lanes::new(width, budget);
         self
     }
 
@@ -508,6 +523,8 @@ impl Pipeline {
             self.operators[index] = operator;
             tracing::info!(pipeline = %self.name, stage = %id, "stage swapped at a batch boundary");
         }
+        // The replicas are copies of the old stages.
+        self.lanes.reset();
         self.publish_plugin_costs();
         Ok(())
     }
@@ -835,6 +852,7 @@ impl Pipeline {
                     for op in &mut self.operators {
                         op.abort_batch();
                     }
+                    self.lanes.abort_batch();
                     if !err.retryable() || attempt >= self.retry.attempts {
                         return Err(err);
                     }
@@ -890,14 +908,7 @@ impl Pipeline {
         let rows_in: usize = data.iter().map(RecordBatch::num_rows).sum();
 
         let t = Instant::now();
-        for op in &mut self.operators {
-            let mut next = Vec::with_capacity(data.len());
-            for chunk in data {
-                next.extend(op.process(chunk, &ctx)?);
-            }
-            next.extend(op.finish_batch(&ctx)?);
-            data = next;
-        }
+        data = self.lanes.run(&mut self.operators, data, &ctx)?;
         data.retain(|b| b.num_rows() > 0);
         durations.process = millis(t);
 

@@ -15,6 +15,7 @@ use weir_plugin_sdk::wire;
 
 type Buffers = Vec<Vec<u8>>;
 
+#[derive(Clone, Copy)]
 struct Funcs {
     init: ComponentExportIndex,
     output_schema: ComponentExportIndex,
@@ -101,6 +102,24 @@ impl WasmTransform {
         stage.output = output;
         stage.live = Some(live);
         Ok(stage)
+    }
+
+    /// Another stage like this one with an instance of its own, made at its first call (and
+    /// checked then to declare the same output schema). It shares the costs.
+    fn replica(&self) -> WasmTransform {
+        WasmTransform {
+            plugin: self.plugin.clone(),
+            pipeline: self.pipeline.clone(),
+            index: self.index,
+            stage: self.stage.clone(),
+            config: self.config.clone(),
+            limits: self.limits,
+            input_schema: self.input_schema.clone(),
+            output: self.output.clone(),
+            funcs: self.funcs,
+            live: None,
+            costs: self.costs.clone(),
+        }
     }
 
     /// The plugin.
@@ -229,6 +248,12 @@ impl Operator for WasmTransform {
 
     fn abort_batch(&mut self) {
         self.live = None;
+    }
+
+    fn replica(&self) -> Option<Box<dyn Operator>> {
+        // A transform keeps nothing between calls (the SDKs' contract; instances are already
+        // replaced at will), so copies are interchangeable.
+        Some(Box::new(WasmTransform::replica(self)))
     }
 
     fn plugin_costs(&self) -> Vec<Arc<PluginCosts>> {

@@ -1,0 +1,511 @@
+//! Running a batch's chunks through the pipeline's stages on several cores.
+//!
+//! The leading stages that keep nothing between chunks (wasm transforms, dictionary decoding)
+//! offer replicas (`Operator::replica`); up to `width` lanes — the original stages and copies
+//! of them, each wasm copy with an instance, store and limits of its own — each take the next
+//! chunk and carry it through all those stages. Results are put back in chunk order, and the
+//! chunks are the source's, whatever the width, so the output is the same byte for byte at
+//! any parallelism. The first stateful stage (the aggregation) and everything after it then
+//! runs on the pipeline's own thread, as before.
+//!
+//! A batch of one chunk (a quiet pipeline: a few rows per trigger) runs on the pipeline's
+//! thread alone and borrows nothing, so its latency is what it was. A larger batch borrows its
+//! extra lanes' cores from the daemon's `CoreBudget` for as long as the batch's stages run:
+//! with every core lent, a busy pipeline goes on with the lanes it has.
+
+use super::operator::{BatchContext, Operator, OperatorError};
+use super::parallel::ordered_map;
+use arrow::record_batch::RecordBatch;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The cores a process's pipelines may borrow beyond the thread each one runs on.
+#[derive(Debug, Clone)]
+pub struct CoreBudget {
+    spare: Arc<AtomicUsize>,
+}
+
+impl CoreBudget {
+    /// A budget of `spare` cores.
+    pub fn new(spare: usize) -> CoreBudget {
+        CoreBudget {
+            spare: Arc::new(AtomicUsize::new(spare)),
+        }
+    }
+
+    /// The process's budget: every core but one (the one a pipeline runs on anyway).
+    pub fn machine() -> CoreBudget {
+        static MACHINE: std::sync::LazyLock<CoreBudget> =
+            std::sync::LazyLock::new(|| CoreBudget::new(machine_cores().saturating_sub(1)));
+        MACHINE.clone()
+    }
+
+    /// Takes up to `wanted` cores; they return when the loan is dropped.
+    fn borrow(&self, wanted: usize) -> Loan {
+        let mut taken = 0;
+        let _ = self
+            .spare
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |spare| {
+                taken = spare.min(wanted);
+                Some(spare - taken)
+            });
+        Loan {
+            budget: self.spare.clone(),
+            cores: taken,
+        }
+    }
+
+    /// Cores not lent at the moment.
+    pub fn spare(&self) -> usize {
+        self.spare.load(Ordering::Acquire)
+    }
+}
+
+/// The cores this machine offers the process.
+pub fn machine_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+struct Loan {
+    budget: Arc<AtomicUsize>,
+    cores: usize,
+}
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        self.budget.fetch_add(self.cores, Ordering::AcqRel);
+    }
+}
+
+/// A pipeline's lanes: its width and the replicas of its leading stateless stages.
+pub struct Lanes {
+    width: usize,
+    budget: CoreBudget,
+    /// How many leading stages offer replicas; `None` until first asked.
+    prefix: Option<usize>,
+    /// Copies of those stages for lanes 2, 3, …, made when a batch first needs them.
+    replicas: Vec<Vec<Box<dyn Operator>>>,
+}
+
+impl Lanes {
+    /// Up to `width` chunks at once (1: one at a time, on the pipeline's thread), borrowing
+    /// cores from `budget`.
+    pub fn new(width: usize, budget: CoreBudget) -> Lanes {
+        Lanes {
+            width: width.max(1),
+            budget,
+            prefix: None,
+            replicas: Vec::new(),
+        }
+    }
+
+    /// The most chunks run at once.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Forgets the replicas: the stages changed (a swap).
+    pub fn reset(&mut self) {
+        self.prefix = None;
+        self.replicas.clear();
+    }
+
+    /// Tells every replica that the batch failed (each drops what it may have left half done).
+    pub fn abort_batch(&mut self) {
+        for lane in &mut self.replicas {
+            for op in lane {
+                op.abort_batch();
+            }
+        }
+    }
+
+    /// One more set of replicas of the leading stages that offer them; the first set also
+    /// fixes how many those are.
+    fn add_replicas(&mut self, operators: &[Box<dyn Operator>]) {
+        let limit = self.prefix.unwrap_or(operators.len());
+        let lane: Vec<Box<dyn Operator>> = operators[..limit]
+            .iter()
+            .map_while(|op| op.replica())
+            .collect();
+        match self.prefix {
+            None => self.prefix = Some(lane.len()),
+            Some(prefix) if lane.len() < prefix => {
+                // A stage that offered a copy once always does; if one did not, run narrower.
+                self.prefix = Some(0);
+                self.replicas.clear();
+                return;
+            }
+            Some(_) => {}
+        }
+        if !lane.is_empty() {
+            self.replicas.push(lane);
+        }
+    }
+
+    /// Runs `data` through `operators`: the replicable prefix on up to `width` lanes, the rest
+    /// on this thread; returns what the last stage yields, in order.
+    pub fn run(
+        &mut self,
+        operators: &mut [Box<dyn Operator>],
+        data: Vec<RecordBatch>,
+        ctx: &BatchContext,
+    ) -> Result<Vec<RecordBatch>, OperatorError> {
+        if self.width < 2 || data.len() < 2 {
+            return run_stages(operators, data, ctx);
+        }
+        if self.prefix.is_none() {
+            self.add_replicas(operators);
+        }
+        let prefix = self.prefix.unwrap_or(0);
+        if prefix == 0 {
+            return run_stages(operators, data, ctx);
+        }
+        let loan = self.budget.borrow((self.width - 1).min(data.len() - 1));
+        while self.replicas.len() < loan.cores && self.prefix == Some(prefix) {
+            self.add_replicas(operators);
+        }
+        let extra = loan.cores.min(self.replicas.len());
+        let (parallel, rest) = operators.split_at_mut(prefix);
+        let mut lanes: Vec<&mut [Box<dyn Operator>]> = Vec::with_capacity(extra + 1);
+        lanes.push(parallel);
+        lanes.extend(
+            self.replicas[..extra]
+                .iter_mut()
+                .map(|lane| lane.as_mut_slice()),
+        );
+        let results = ordered_map(
+            &mut lanes,
+            data,
+            |stages, chunk| run_chunk(stages, chunk, ctx),
+            Result::is_err,
+        )
+        .map_err(|panicked| OperatorError {
+            stage: "parallel stages".into(),
+            message: format!("internal error (a bug in weir): {panicked}"),
+            class: super::ErrorClass::Internal,
+            retryable: false,
+        })?;
+        drop(loan);
+        let mut out = Vec::with_capacity(results.len());
+        for result in results {
+            out.extend(result?);
+        }
+        // The stateless stages' end of batch (nothing, by their contract), each through the
+        // stages after it, as a one-lane run would have done.
+        let parallel = &mut lanes[0];
+        for i in 0..parallel.len() {
+            let (done, after) = parallel.split_at_mut(i + 1);
+            let extra = done[i].finish_batch(ctx)?;
+            if !extra.is_empty() {
+                out.extend(run_stages(after, extra, ctx)?);
+            }
+        }
+        run_stages(rest, out, ctx)
+    }
+}
+
+/// One chunk through every stage (without their end of batch).
+fn run_chunk(
+    operators: &mut [Box<dyn Operator>],
+    chunk: RecordBatch,
+    ctx: &BatchContext,
+) -> Result<Vec<RecordBatch>, OperatorError> {
+    let mut data = vec![chunk];
+    for op in operators {
+        let mut next = Vec::with_capacity(data.len());
+        for chunk in data {
+            next.extend(op.process(chunk, ctx)?);
+        }
+        data = next;
+    }
+    Ok(data)
+}
+
+/// Each stage in turn over every chunk, then its end of batch: the one-lane way.
+fn run_stages(
+    operators: &mut [Box<dyn Operator>],
+    mut data: Vec<RecordBatch>,
+    ctx: &BatchContext,
+) -> Result<Vec<RecordBatch>, OperatorError> {
+    for op in operators {
+        let mut next = Vec::with_capacity(data.len());
+        for chunk in data {
+            next.extend(op.process(chunk, ctx)?);
+        }
+        next.extend(op.finish_batch(ctx)?);
+        data = next;
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::ErrorClass;
+    use arrow::array::{Array, ArrayRef, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+    use std::collections::HashSet;
+    use std::sync::{Condvar, Mutex};
+    use std::thread::ThreadId;
+    use std::time::{Duration, Instant};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// What a mutex holds (a panicked holder's value too).
+    fn read<T: Clone>(m: &Mutex<T>) -> T {
+        match m.lock() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]))
+    }
+
+    fn rows(values: impl IntoIterator<Item = i64>) -> RecordBatch {
+        let column: ArrayRef = Arc::new(Int64Array::from_iter_values(values));
+        RecordBatch::try_new(schema(), vec![column]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn values(batches: &[RecordBatch]) -> Vec<Vec<i64>> {
+        batches
+            .iter()
+            .map(|b| {
+                let column = b.column(0);
+                let ints = column.as_any().downcast_ref::<Int64Array>();
+                ints.map(|a| a.values().to_vec()).unwrap_or_default()
+            })
+            .collect()
+    }
+
+    const CTX: BatchContext = BatchContext {
+        batch_id: 0,
+        batch_timestamp_ms: 0,
+        watermark_ms: None,
+    };
+
+    /// Where two chunks meet: each waits (with a deadline) until two are in flight at once.
+    #[derive(Default)]
+    struct Meeting {
+        in_flight: Mutex<usize>,
+        arrived: Condvar,
+    }
+
+    impl Meeting {
+        /// True when another chunk was in flight with this one before the deadline.
+        fn meet(&self) -> bool {
+            let Ok(mut count) = self.in_flight.lock() else {
+                return false;
+            };
+            *count += 1;
+            self.arrived.notify_all();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while *count < 2 {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                count = match self.arrived.wait_timeout(count, left) {
+                    Ok((count, _)) => count,
+                    Err(_) => return false,
+                };
+            }
+            true
+        }
+    }
+
+    /// A stateless stage: doubles `v`, fails on a value of `fail_on`, notes its thread and
+    /// (with a meeting) waits for a second chunk in flight on its first chunk.
+    #[derive(Clone)]
+    struct Double {
+        threads: Arc<Mutex<HashSet<ThreadId>>>,
+        meeting: Option<Arc<Meeting>>,
+        met: Arc<Mutex<Vec<bool>>>,
+        fail_on: Option<i64>,
+        spare_seen: Option<(CoreBudget, Arc<Mutex<Vec<usize>>>)>,
+    }
+
+    impl Double {
+        fn new() -> Double {
+            Double {
+                threads: Arc::default(),
+                meeting: None,
+                met: Arc::default(),
+                fail_on: None,
+                spare_seen: None,
+            }
+        }
+    }
+
+    impl Operator for Double {
+        fn output_schema(&self) -> SchemaRef {
+            schema()
+        }
+
+        fn process(
+            &mut self,
+            chunk: RecordBatch,
+            _: &BatchContext,
+        ) -> Result<Vec<RecordBatch>, OperatorError> {
+            if let Ok(mut threads) = self.threads.lock() {
+                threads.insert(std::thread::current().id());
+            }
+            if let Some((budget, seen)) = &self.spare_seen
+                && let Ok(mut seen) = seen.lock()
+            {
+                seen.push(budget.spare());
+            }
+            if let Some(meeting) = self.meeting.take() {
+                let met = meeting.meet();
+                if let Ok(mut all) = self.met.lock() {
+                    all.push(met);
+                }
+            }
+            let v = values(std::slice::from_ref(&chunk)).concat();
+            if let Some(bad) = self.fail_on
+                && let Some(at) = v.iter().position(|x| *x == bad)
+            {
+                return Err(OperatorError {
+                    stage: "double".into(),
+                    message: format!("cannot double {} (row {at})", v[at]),
+                    class: ErrorClass::User,
+                    retryable: false,
+                });
+            }
+            Ok(vec![rows(v.iter().map(|x| x * 2))])
+        }
+
+        fn replica(&self) -> Option<Box<dyn Operator>> {
+            Some(Box::new(self.clone()))
+        }
+    }
+
+    /// A stage with state (no replica): keeps multiples of three and numbers its chunks.
+    struct KeepThirdsCounting {
+        seen: i64,
+    }
+
+    impl Operator for KeepThirdsCounting {
+        fn output_schema(&self) -> SchemaRef {
+            schema()
+        }
+
+        fn process(
+            &mut self,
+            chunk: RecordBatch,
+            _: &BatchContext,
+        ) -> Result<Vec<RecordBatch>, OperatorError> {
+            self.seen += 1;
+            let v = values(std::slice::from_ref(&chunk)).concat();
+            let seen = self.seen;
+            Ok(vec![rows(
+                v.into_iter()
+                    .filter(|x| x % 3 == 0)
+                    .map(move |x| x * 1000 + seen),
+            )])
+        }
+
+        fn finish_batch(&mut self, _: &BatchContext) -> Result<Vec<RecordBatch>, OperatorError> {
+            Ok(vec![rows([-self.seen])])
+        }
+    }
+
+    fn stages(first: Double) -> Vec<Box<dyn Operator>> {
+        vec![
+            Box::new(first),
+            Box::new(Double::new()),
+            Box::new(KeepThirdsCounting { seen: 0 }),
+        ]
+    }
+
+    /// Ten chunks of different sizes.
+    fn batch() -> Vec<RecordBatch> {
+        (0..10)
+            .map(|i| rows((i * 100)..(i * 100 + 7 * i + 1)))
+            .collect()
+    }
+
+    #[test]
+    fn any_width_gives_the_one_lane_output_chunk_for_chunk_in_order() -> TestResult {
+        let mut one = Lanes::new(1, CoreBudget::new(0));
+        let want = values(&one.run(&mut stages(Double::new()), batch(), &CTX)?);
+        assert_eq!(
+            want.len(),
+            11,
+            "ten chunks and the counting stage's end of batch"
+        );
+        for width in [2, 3, 8] {
+            let mut lanes = Lanes::new(width, CoreBudget::new(width - 1));
+            let mut ops = stages(Double::new());
+            // Twice: the replicas made by the first batch serve the second alike.
+            for _ in 0..2 {
+                let got = values(&lanes.run(&mut ops, batch(), &CTX)?);
+                assert_eq!(got.len(), want.len(), "width {width}");
+                // The stateful stage numbers chunks across batches; compare the rows alone.
+                let strip = |v: &Vec<Vec<i64>>| -> Vec<Vec<i64>> {
+                    v.iter()
+                        .map(|c| c.iter().map(|x| x / 1000).collect())
+                        .collect()
+                };
+                assert_eq!(strip(&got)[..10], strip(&want)[..10], "width {width}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn with_a_spare_core_two_chunks_are_in_flight_at_once_on_two_threads() -> TestResult {
+        let budget = CoreBudget::new(1);
+        let mut lanes = Lanes::new(2, budget.clone());
+        let mut first = Double::new();
+        first.meeting = Some(Arc::new(Meeting::default()));
+        let (threads, met) = (first.threads.clone(), first.met.clone());
+        lanes.run(&mut stages(first), batch(), &CTX)?;
+        assert_eq!(read(&met), [true, true]);
+        assert_eq!(read(&threads).len(), 2);
+        assert_eq!(budget.spare(), 1, "the core is back after the batch");
+        Ok(())
+    }
+
+    #[test]
+    fn with_no_spare_core_the_batch_runs_on_the_calling_thread_alone() -> TestResult {
+        let mut lanes = Lanes::new(4, CoreBudget::new(0));
+        let first = Double::new();
+        let threads = first.threads.clone();
+        lanes.run(&mut stages(first), batch(), &CTX)?;
+        assert_eq!(read(&threads), HashSet::from([std::thread::current().id()]));
+        Ok(())
+    }
+
+    #[test]
+    fn a_batch_of_one_chunk_borrows_no_core() -> TestResult {
+        let budget = CoreBudget::new(1);
+        let mut lanes = Lanes::new(2, budget.clone());
+        let mut first = Double::new();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        first.spare_seen = Some((budget.clone(), seen.clone()));
+        lanes.run(&mut stages(first), vec![rows(0..5)], &CTX)?;
+        assert_eq!(read(&seen), [1]);
+        Ok(())
+    }
+
+    #[test]
+    fn the_batch_fails_with_the_first_failing_chunk_in_chunk_order() -> TestResult {
+        // Chunks 3 and 7 fail (values 300 and 700); whichever lane meets 7 first, chunk 3 was
+        // taken before it and its error is the one reported.
+        for width in [1, 2, 4] {
+            let mut lanes = Lanes::new(width, CoreBudget::new(width - 1));
+            let mut first = Double::new();
+            first.fail_on = Some(300);
+            let mut second = Double::new();
+            second.fail_on = Some(1400);
+            let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(first), Box::new(second)];
+            match lanes.run(&mut ops, batch(), &CTX) {
+                Err(err) => assert_eq!(err.message, "cannot double 300 (row 0)", "width {width}"),
+                Ok(_) => return Err(format!("width {width}: the batch did not fail").into()),
+            }
+        }
+        Ok(())
+    }
+}
