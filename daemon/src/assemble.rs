@@ -413,10 +413,9 @@ pub fn open(prepared: &Prepared, env: &Environment) -> Result<Pipeline, Assemble
         checkpoint,
     )
     .with_identity(&checkpoint_id, plan.source.kind())
-    .with_parallelism(
-        plan.parallelism.tasks(crate::engine::machine_cores()),
-        crate::engine::CoreBudget::machine(),
-    ))
+    .with_parallelism(crate::cores::Spread::machine(
+        plan.parallelism.tasks(crate::cores::machine_cores()),
+    )))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod app;
 pub mod assemble;
 pub mod config;
+pub mod cores;
 pub mod develop;
 pub mod durable;
 pub mod engine;

@@ -47,7 +47,9 @@ impl BatchError {
     pub fn class(&self) -> ErrorClass {
         match self {
             BatchError::Source(SourceError::BadOffset { .. }) => ErrorClass::User,
-            BatchError::Source(SourceError::Arrow(_)) => ErrorClass::Internal,
+            BatchError::Source(SourceError::Arrow(_) | SourceError::Internal(_)) => {
+                ErrorClass::Internal
+            }
             BatchError::Source(SourceError::Store(_)) => ErrorClass::External,
             BatchError::Source(SourceError::Malformed { .. } | SourceError::Config(_)) => {
                 ErrorClass::User

@@ -14,73 +14,12 @@
 //! with every core lent, a busy pipeline goes on with the lanes it has.
 
 use super::operator::{BatchContext, Operator, OperatorError};
-use super::parallel::ordered_map;
+use crate::cores::{Spread, ordered_map};
 use arrow::record_batch::RecordBatch;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// The cores a process's pipelines may borrow beyond the thread each one runs on.
-#[derive(Debug, Clone)]
-pub struct CoreBudget {
-    spare: Arc<AtomicUsize>,
-}
-
-impl CoreBudget {
-    /// A budget of `spare` cores.
-    pub fn new(spare: usize) -> CoreBudget {
-        CoreBudget {
-            spare: Arc::new(AtomicUsize::new(spare)),
-        }
-    }
-
-    /// The process's budget: every core but one (the one a pipeline runs on anyway).
-    pub fn machine() -> CoreBudget {
-        static MACHINE: std::sync::LazyLock<CoreBudget> =
-            std::sync::LazyLock::new(|| CoreBudget::new(machine_cores().saturating_sub(1)));
-        MACHINE.clone()
-    }
-
-    /// Takes up to `wanted` cores; they return when the loan is dropped.
-    fn borrow(&self, wanted: usize) -> Loan {
-        let mut taken = 0;
-        let _ = self
-            .spare
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |spare| {
-                taken = spare.min(wanted);
-                Some(spare - taken)
-            });
-        Loan {
-            budget: self.spare.clone(),
-            cores: taken,
-        }
-    }
-
-    /// Cores not lent at the moment.
-    pub fn spare(&self) -> usize {
-        self.spare.load(Ordering::Acquire)
-    }
-}
-
-/// The cores this machine offers the process.
-pub fn machine_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-}
-
-struct Loan {
-    budget: Arc<AtomicUsize>,
-    cores: usize,
-}
-
-impl Drop for Loan {
-    fn drop(&mut self) {
-        self.budget.fetch_add(self.cores, Ordering::AcqRel);
-    }
-}
 
 /// A pipeline's lanes: its width and the replicas of its leading stateless stages.
 pub struct Lanes {
-    width: usize,
-    budget: CoreBudget,
+    spread: Spread,
     /// How many leading stages offer replicas; `None` until first asked.
     prefix: Option<usize>,
     /// Copies of those stages for lanes 2, 3, …, made when a batch first needs them.
@@ -88,12 +27,10 @@ pub struct Lanes {
 }
 
 impl Lanes {
-    /// Up to `width` chunks at once (1: one at a time, on the pipeline's thread), borrowing
-    /// cores from `budget`.
-    pub fn new(width: usize, budget: CoreBudget) -> Lanes {
+    /// Up to `spread.width` chunks at once (1: one at a time, on the pipeline's thread).
+    pub fn new(spread: Spread) -> Lanes {
         Lanes {
-            width: width.max(1),
-            budget,
+            spread,
             prefix: None,
             replicas: Vec::new(),
         }
@@ -101,7 +38,7 @@ impl Lanes {
 
     /// The most chunks run at once.
     pub fn width(&self) -> usize {
-        self.width
+        self.spread.width
     }
 
     /// Forgets the replicas: the stages changed (a swap).
@@ -150,7 +87,8 @@ impl Lanes {
         data: Vec<RecordBatch>,
         ctx: &BatchContext,
     ) -> Result<Vec<RecordBatch>, OperatorError> {
-        if self.width < 2 || data.len() < 2 {
+        let width = self.spread.width;
+        if width < 2 || data.len() < 2 {
             return run_stages(operators, data, ctx);
         }
         if self.prefix.is_none() {
@@ -160,7 +98,7 @@ impl Lanes {
         if prefix == 0 {
             return run_stages(operators, data, ctx);
         }
-        let loan = self.budget.borrow((self.width - 1).min(data.len() - 1));
+        let loan = self.spread.budget.borrow((width - 1).min(data.len() - 1));
         while self.replicas.len() < loan.cores && self.prefix == Some(prefix) {
             self.add_replicas(operators);
         }
@@ -241,11 +179,12 @@ fn run_stages(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cores::CoreBudget;
     use crate::engine::ErrorClass;
     use arrow::array::{Array, ArrayRef, Int64Array};
     use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
     use std::collections::HashSet;
-    use std::sync::{Condvar, Mutex};
+    use std::sync::{Arc, Condvar, Mutex};
     use std::thread::ThreadId;
     use std::time::{Duration, Instant};
 
@@ -257,6 +196,10 @@ mod tests {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    fn spread(width: usize, budget: CoreBudget) -> Spread {
+        Spread { width, budget }
     }
 
     fn schema() -> SchemaRef {
@@ -428,7 +371,7 @@ mod tests {
 
     #[test]
     fn any_width_gives_the_one_lane_output_chunk_for_chunk_in_order() -> TestResult {
-        let mut one = Lanes::new(1, CoreBudget::new(0));
+        let mut one = Lanes::new(Spread::one());
         let want = values(&one.run(&mut stages(Double::new()), batch(), &CTX)?);
         assert_eq!(
             want.len(),
@@ -436,7 +379,7 @@ mod tests {
             "ten chunks and the counting stage's end of batch"
         );
         for width in [2, 3, 8] {
-            let mut lanes = Lanes::new(width, CoreBudget::new(width - 1));
+            let mut lanes = Lanes::new(spread(width, CoreBudget::new(width - 1)));
             let mut ops = stages(Double::new());
             // Twice: the replicas made by the first batch serve the second alike.
             for _ in 0..2 {
@@ -457,7 +400,7 @@ mod tests {
     #[test]
     fn with_a_spare_core_two_chunks_are_in_flight_at_once_on_two_threads() -> TestResult {
         let budget = CoreBudget::new(1);
-        let mut lanes = Lanes::new(2, budget.clone());
+        let mut lanes = Lanes::new(spread(2, budget.clone()));
         let mut first = Double::new();
         first.meeting = Some(Arc::new(Meeting::default()));
         let (threads, met) = (first.threads.clone(), first.met.clone());
@@ -470,7 +413,7 @@ mod tests {
 
     #[test]
     fn with_no_spare_core_the_batch_runs_on_the_calling_thread_alone() -> TestResult {
-        let mut lanes = Lanes::new(4, CoreBudget::new(0));
+        let mut lanes = Lanes::new(spread(4, CoreBudget::new(0)));
         let first = Double::new();
         let threads = first.threads.clone();
         lanes.run(&mut stages(first), batch(), &CTX)?;
@@ -481,7 +424,7 @@ mod tests {
     #[test]
     fn a_batch_of_one_chunk_borrows_no_core() -> TestResult {
         let budget = CoreBudget::new(1);
-        let mut lanes = Lanes::new(2, budget.clone());
+        let mut lanes = Lanes::new(spread(2, budget.clone()));
         let mut first = Double::new();
         let seen = Arc::new(Mutex::new(Vec::new()));
         first.spare_seen = Some((budget.clone(), seen.clone()));
@@ -495,7 +438,7 @@ mod tests {
         // Chunks 3 and 7 fail (values 300 and 700); whichever lane meets 7 first, chunk 3 was
         // taken before it and its error is the one reported.
         for width in [1, 2, 4] {
-            let mut lanes = Lanes::new(width, CoreBudget::new(width - 1));
+            let mut lanes = Lanes::new(spread(width, CoreBudget::new(width - 1)));
             let mut first = Double::new();
             first.fail_on = Some(300);
             let mut second = Double::new();

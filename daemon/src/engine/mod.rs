@@ -12,7 +12,6 @@ mod error;
 mod lanes;
 mod metrics;
 mod operator;
-mod parallel;
 mod pipeline;
 mod progress;
 mod trigger;
@@ -21,7 +20,7 @@ pub use blocking::blocking;
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use dictionaries::{DecodeDictionaries, decode_array, decoded_schema};
 pub use error::{BatchError, ErrorClass};
-pub use lanes::{CoreBudget, Lanes, machine_cores};
+pub use lanes::Lanes;
 pub use metrics::{
     FAILURE_KINDS, LastBatch, PHASES, PipelineMetrics, PluginCostReport, PluginCosts,
 };

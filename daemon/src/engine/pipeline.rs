@@ -325,7 +325,7 @@ impl Pipeline {
             source_tasks: source.tasks(),
             source,
             operators,
-            lanes: super::Lanes::new(1, super::CoreBudget::machine()),
+            lanes: super::Lanes::new(crate::cores::Spread::one()),
             stage_ids,
             sinks,
             checkpoint,
@@ -344,10 +344,12 @@ impl Pipeline {
         self
     }
 
-    /// Runs up to `width` chunks of a batch at once through its leading stateless stages,
-    /// borrowing cores from `budget` (the output is the same at any width).
-    pub fn with_parallelism(mut self, width: usize, budget: super::CoreBudget) -> Pipeline {
-        self.lanes = super::Lanes::new(width, budget);
+    /// Works on up to `spread.width` chunks of a batch at once: the source makes them, and
+    /// the leading stateless stages run them, on that many cores (the output is the same at
+    /// any width).
+    pub fn with_parallelism(mut self, spread: crate::cores::Spread) -> Pipeline {
+        self.source.spread_over(spread.clone());
+        self.lanes = super::Lanes::new(spread);
         self
     }
 

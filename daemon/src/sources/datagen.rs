@@ -32,6 +32,8 @@ pub struct DatagenSource {
     backlog: u64,
     /// The end (in rows) the last `latest_offset` returned.
     planned_rows: u64,
+    /// How many chunks `read` makes at once.
+    spread: crate::cores::Spread,
 }
 
 const NULL_SALT: u64 = 0x6e75_6c6c_6e75_6c6c;
@@ -161,6 +163,7 @@ impl DatagenSource {
             frozen_now_ms: None,
             backlog: 0,
             planned_rows: 0,
+            spread: crate::cores::Spread::one(),
         }
     }
 
@@ -557,14 +560,27 @@ impl Source for DatagenSource {
         let end_offset = end;
         let end = ScheduledOffset::parse(end)?;
         super::check_row_range(end.rows, end_offset)?;
-        let mut batches = Vec::new();
+        let mut ranges = Vec::new();
         let mut row = start.rows;
         while row < end.rows {
             let chunk_end = end.rows.min(row.saturating_add(CHUNK_ROWS as u64));
-            batches.push(self.generate(row, chunk_end, start.start_ms)?);
+            ranges.push((row, chunk_end));
             row = chunk_end;
         }
-        Ok(batches)
+        // Each chunk depends on its rows' indexes alone, so chunks can be made on any thread.
+        self.spread
+            .map(
+                ranges,
+                |(from, to)| self.generate(from, to, start.start_ms),
+                Result::is_err,
+            )
+            .map_err(|panicked| SourceError::Internal(panicked.to_string()))?
+            .into_iter()
+            .collect()
+    }
+
+    fn spread_over(&mut self, spread: crate::cores::Spread) {
+        self.spread = spread;
     }
 
     fn wakeup(&self, at: &SourceOffset) -> Wakeup {
@@ -684,6 +700,24 @@ template = "AAdd-\\w"
             other.column(1),
             "non-random columns do not depend on the seed"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn chunks_made_on_two_threads_are_the_chunks_made_on_one()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let mut one = source(IOT, "seed = 7");
+        let mut two = source(IOT, "seed = 7");
+        let budget = crate::cores::CoreBudget::new(1);
+        two.spread_over(crate::cores::Spread {
+            width: 2,
+            budget: budget.clone(),
+        });
+        let (start, end) = range(300_000);
+        let (a, b) = (one.read(&start, &end)?, two.read(&start, &end)?);
+        assert_eq!(a.len(), 5, "300 000 rows are five chunks");
+        assert_eq!(a, b);
+        assert_eq!(budget.spare(), 1, "the core is back");
         Ok(())
     }
 

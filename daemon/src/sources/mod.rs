@@ -78,6 +78,9 @@ pub enum SourceError {
     /// tried again with backoff.
     #[error("{0}")]
     Unavailable(String),
+    /// A bug in weir (a worker thread panicked).
+    #[error("internal error (a bug in weir): {0}")]
+    Internal(String),
     /// Input was lost before the pipeline read it (Kafka retention, a recreated topic) and
     /// `fail_on_data_loss` is on.
     #[error("data loss: {0} (set fail_on_data_loss = false to skip what is gone and go on)")]
@@ -226,6 +229,10 @@ pub trait Source: Send {
         start: &SourceOffset,
         end: &SourceOffset,
     ) -> Result<Vec<RecordBatch>, SourceError>;
+
+    /// How many chunks of a batch it may make at once (sources that generate or decode them
+    /// independently); by default it makes them one after the other.
+    fn spread_over(&mut self, _spread: crate::cores::Spread) {}
 
     /// When new data may be there after `at`.
     fn wakeup(&self, _at: &SourceOffset) -> Wakeup {

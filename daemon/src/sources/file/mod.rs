@@ -204,6 +204,8 @@ pub struct FileSource {
     /// `available_now`: the files there were at start, not yet logged.
     frozen: Option<VecDeque<ReadyFile>>,
     cleaned_below: u64,
+    /// How many files `read` decodes at once.
+    spread: crate::cores::Spread,
 }
 
 fn config_error(message: String) -> SourceError {
@@ -282,6 +284,8 @@ impl FileSource {
             malformed: MalformedCounts::default(),
             frozen: None,
             cleaned_below: 0,
+            // Until a pipeline says otherwise: one file per core.
+            spread: crate::cores::Spread::machine(crate::cores::machine_cores()),
         })
     }
 
@@ -419,9 +423,10 @@ fn read_entry(
 /// What reading one file gave: its batches and its malformed records.
 type FileResult = Result<(Vec<RecordBatch>, BadRecords), SourceError>;
 
-/// Reads the files of a batch on up to one thread per core; results come back in file order,
-/// so batches and dead letters are the same however the work was spread.
+/// Reads the files of a batch on up to `spread.width` threads; results come back in file
+/// order, so batches and dead letters are the same however the work was spread.
 fn read_entries(
+    spread: &crate::cores::Spread,
     spec: &FileSourceSpec,
     schema: &SchemaRef,
     entries: &[FileEntry],
@@ -433,44 +438,10 @@ fn read_entries(
         read_entry(spec, schema, entry, &mut mine, &mut out)?;
         Ok((out, mine))
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(entries.len());
-    if threads <= 1 {
-        return entries.iter().map(one).collect();
+    match spread.map(entries.iter().collect(), one, |_| false) {
+        Ok(results) => results,
+        Err(panicked) => vec![Err(SourceError::Internal(panicked.to_string()))],
     }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<(usize, FileResult)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(entry) = entries.get(i) else {
-                            return done;
-                        };
-                        done.push((i, one(entry)));
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| {
-                w.join().unwrap_or_else(|_| {
-                    vec![(
-                        usize::MAX,
-                        Err(SourceError::Config(
-                            "a file reader thread panicked (a bug)".into(),
-                        )),
-                    )]
-                })
-            })
-            .collect()
-    });
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Moves `path` under `archive`, keeping its path relative to `base`; never overwrites.
@@ -608,7 +579,7 @@ impl Source for FileSource {
         self.bad.begin();
         let files: Vec<FileEntry> = entries.into_iter().map(|(_, e)| e).collect();
         let mut out = Vec::new();
-        let results = read_entries(&self.spec, &self.decoded, &files, &self.bad);
+        let results = read_entries(&self.spread, &self.spec, &self.decoded, &files, &self.bad);
         for (result, file) in results.into_iter().zip(&files) {
             let (batches, bad) = result?;
             if self.spec.include_file_name {
@@ -620,6 +591,10 @@ impl Source for FileSource {
         }
         self.malformed = self.bad.finish(&format!("files-{start:020}-{end:020}"))?;
         Ok(out)
+    }
+
+    fn spread_over(&mut self, spread: crate::cores::Spread) {
+        self.spread = spread;
     }
 
     fn wakeup(&self, _at: &SourceOffset) -> Wakeup {
