@@ -77,6 +77,7 @@ pub mod __private {
 macro_rules! export_transform {
     ($plugin:ty) => {
         #[doc(hidden)]
+        #[allow(dead_code)]
         struct __WeirTransformExport;
 
         impl $crate::__private::transform_bindings::exports::weir::plugin::transformer::Guest
@@ -100,6 +101,9 @@ macro_rules! export_transform {
             }
         }
 
+        // Only a component exports the world: compiled natively (the plugin's own tests, a
+        // benchmark against the native build), several plugins can then link into one binary.
+        #[cfg(target_family = "wasm")]
         $crate::__private::__export_transform_world!(
             __WeirTransformExport with_types_in $crate::__private::transform_bindings
         );
@@ -116,6 +120,7 @@ macro_rules! export_transform {
 macro_rules! export_aggregate {
     ($plugin:ty) => {
         #[doc(hidden)]
+        #[allow(dead_code)]
         struct __WeirAggregateExport;
 
         impl $crate::__private::aggregate_bindings::exports::weir::plugin::aggregator::Guest
@@ -161,6 +166,9 @@ macro_rules! export_aggregate {
             }
         }
 
+        // Only a component exports the world: compiled natively (the plugin's own tests, a
+        // benchmark against the native build), several plugins can then link into one binary.
+        #[cfg(target_family = "wasm")]
         $crate::__private::__export_aggregate_world!(
             __WeirAggregateExport with_types_in $crate::__private::aggregate_bindings
         );

@@ -85,11 +85,13 @@ pub fn process<T: Transform>(
             .clone()
             .ok_or_else(|| Error::new("the host called process before output-schema"))?;
         let batch = wire::decode_batch(&input, rows as usize, columns)?;
+        // What came in, to send back as references the columns returned unchanged.
+        let inputs = batch.columns().to_vec();
         let out = instance.plugin.process(batch)?;
         check_declared(&output, &out)?;
         let rows = u32::try_from(out.num_rows())
             .map_err(|_| Error::new("process returned more than 2^32 rows"))?;
-        Ok((rows, wire::encode_batch(&out)?))
+        Ok((rows, wire::encode_batch_reusing(&out, &inputs)?))
     })
 }
 

@@ -9,7 +9,11 @@
 //!
 //! Wire order, for each array depth first: a header (six little-endian `u32`: length, offset,
 //! validity bit offset, has validity, buffer count, child count), then the validity bitmap if
-//! it has one, then the array's buffers, then each child. Decoding validates everything
+//! it has one, then the array's buffers, then each child.
+//!
+//! A column a transform returns unchanged does not cross back: its header alone says "input
+//! column *k*" (has validity = `u32::MAX`, offset = *k*, nothing after it), and the host keeps
+//! the column it sent. Only top-level columns of a transform's output may be sent that way. Decoding validates everything
 //! (lengths, offsets, UTF-8) with Arrow's own checks, so malformed input is an error, never
 //! undefined behaviour.
 
@@ -20,6 +24,9 @@ use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 use std::sync::Arc;
 
 const HEADER_LEN: usize = 24;
+
+/// The "has validity" value of a header that stands for an input column returned unchanged.
+const SAME_AS_INPUT: u32 = u32::MAX;
 
 /// The encoding broke its rules (a bug or a hostile peer on the other side).
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +183,46 @@ pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, WireError> {
     encode_owned(&batch_data(batch), &names(&schema))
 }
 
+/// Encodes a transform's output into owned buffers, each column that is one of `inputs`
+/// unchanged (the same buffers, offset, length and type) as a reference to it instead of a
+/// copy.
+pub fn encode_batch_reusing(
+    batch: &RecordBatch,
+    inputs: &[ArrayRef],
+) -> Result<Vec<Vec<u8>>, WireError> {
+    let schema = batch.schema();
+    let input_data: Vec<ArrayData> = inputs.iter().map(|c| c.to_data()).collect();
+    let mut out = Vec::new();
+    for (column, field) in batch.columns().iter().zip(schema.fields()) {
+        let data = column.to_data();
+        let same = input_data
+            .iter()
+            .position(|input| input.data_type() == data.data_type() && input.ptr_eq(&data));
+        match same {
+            Some(index) => {
+                let fields = [
+                    u32_of(data.len(), "length", field.name())?,
+                    u32_of(index, "input column", field.name())?,
+                    0,
+                    SAME_AS_INPUT,
+                    0,
+                    0,
+                ];
+                let mut header = Vec::with_capacity(HEADER_LEN);
+                for value in fields {
+                    header.extend_from_slice(&value.to_le_bytes());
+                }
+                out.push(header);
+            }
+            None => out.extend(encode_owned(
+                std::slice::from_ref(&data),
+                &[field.name().as_str()],
+            )?),
+        }
+    }
+    Ok(out)
+}
+
 fn read_header(bytes: &[u8], column: &str) -> Result<[usize; 6], WireError> {
     if bytes.len() != HEADER_LEN {
         return Err(WireError::BadHeader {
@@ -211,10 +258,13 @@ fn child_types(data_type: &DataType) -> Vec<DataType> {
     }
 }
 
+/// Decodes one array; `inputs` are the columns a header may refer to (top level of a
+/// transform's output), empty elsewhere.
 fn decode_array(
     data_type: &DataType,
     column: &str,
     buffers: &mut impl Iterator<Item = Vec<u8>>,
+    inputs: &[ArrayRef],
 ) -> Result<ArrayData, WireError> {
     let truncated = || WireError::Truncated(column.to_string());
     let head = buffers.next().ok_or_else(truncated)?;
@@ -223,6 +273,21 @@ fn decode_array(
         column: column.to_string(),
         message,
     };
+    if has_nulls == SAME_AS_INPUT as usize {
+        let Some(input) = inputs.get(offset) else {
+            return Err(invalid(format!(
+                "refers to input column {offset}, which does not exist here"
+            )));
+        };
+        if input.data_type() != data_type || input.len() != len {
+            return Err(invalid(format!(
+                "refers to input column {offset} ({} × {}), not a {data_type} of {len} rows",
+                input.len(),
+                input.data_type()
+            )));
+        }
+        return Ok(input.to_data());
+    }
     let nulls = if has_nulls == 1 {
         let bitmap = Buffer::from_vec(buffers.next().ok_or_else(truncated)?);
         let needed = null_offset
@@ -276,7 +341,7 @@ fn decode_array(
     }
     let mut children = Vec::with_capacity(child_types.len());
     for child_type in &child_types {
-        children.push(decode_array(child_type, column, buffers)?);
+        children.push(decode_array(child_type, column, buffers, &[])?);
     }
     ArrayData::builder(data_type.clone())
         .len(len)
@@ -299,10 +364,21 @@ pub fn decode_arrays(
     types: &[(&str, &DataType)],
     buffers: Vec<Vec<u8>>,
 ) -> Result<Vec<ArrayRef>, WireError> {
+    decode_arrays_reusing(types, buffers, &[])
+}
+
+/// [`decode_arrays`] where a column may be a reference to one of `inputs`.
+fn decode_arrays_reusing(
+    types: &[(&str, &DataType)],
+    buffers: Vec<Vec<u8>>,
+    inputs: &[ArrayRef],
+) -> Result<Vec<ArrayRef>, WireError> {
     let mut iter = buffers.into_iter();
     let mut out = Vec::with_capacity(types.len());
     for (name, data_type) in types {
-        out.push(make_array(decode_array(data_type, name, &mut iter)?));
+        out.push(make_array(decode_array(
+            data_type, name, &mut iter, inputs,
+        )?));
     }
     let rest = iter.count();
     if rest > 0 {
@@ -317,12 +393,23 @@ pub fn decode_batch(
     rows: usize,
     buffers: Vec<Vec<u8>>,
 ) -> Result<RecordBatch, WireError> {
+    decode_batch_reusing(schema, rows, buffers, &[])
+}
+
+/// Decodes a transform's output: [`decode_batch`], where a column may be a reference to one
+/// of the `inputs` it was sent (see [`encode_batch_reusing`]).
+pub fn decode_batch_reusing(
+    schema: &SchemaRef,
+    rows: usize,
+    buffers: Vec<Vec<u8>>,
+    inputs: &[ArrayRef],
+) -> Result<RecordBatch, WireError> {
     let types: Vec<(&str, &DataType)> = schema
         .fields()
         .iter()
         .map(|f| (f.name().as_str(), f.data_type()))
         .collect();
-    let columns = decode_arrays(&types, buffers)?;
+    let columns = decode_arrays_reusing(&types, buffers, inputs)?;
     for (column, (name, _)) in columns.iter().zip(&types) {
         if column.len() != rows {
             return Err(WireError::RowCount {
@@ -379,8 +466,8 @@ pub fn schema_ref(schema: Schema) -> SchemaRef {
 mod tests {
     use super::*;
     use arrow_array::{
-        Array, BooleanArray, Float64Array, Int64Array, ListArray, StringArray, StructArray,
-        types::Int32Type,
+        Array, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, StringArray,
+        StructArray, types::Int32Type,
     };
     use arrow_schema::Field;
 
@@ -484,6 +571,54 @@ mod tests {
             Ok(schema.as_ref().clone())
         );
         assert!(schema_from_bytes(b"not a schema").is_err());
+    }
+
+    #[test]
+    fn a_column_returned_unchanged_crosses_back_as_a_reference_to_the_input() {
+        let input = sample();
+        let inputs = input.columns().to_vec();
+        // The output: the second input column as it came, then a new one.
+        let added: ArrayRef = Arc::new(Int32Array::from(vec![7; input.num_rows()]));
+        let schema = Arc::new(Schema::new(vec![
+            input.schema().field(1).clone(),
+            Field::new("added", DataType::Int32, false),
+        ]));
+        let output = RecordBatch::try_new(schema.clone(), vec![inputs[1].clone(), added])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let buffers = encode_batch_reusing(&output, &inputs).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            buffers[0].len(),
+            HEADER_LEN,
+            "the reference is a header alone"
+        );
+        assert_eq!(
+            buffers.len(),
+            1 + 2,
+            "then the new column's header and values"
+        );
+        let decoded = decode_batch_reusing(&schema, output.num_rows(), buffers, &inputs)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(decoded, output);
+        assert!(decoded.column(0).to_data().ptr_eq(&inputs[1].to_data()));
+    }
+
+    #[test]
+    fn a_reference_to_an_input_that_is_missing_or_differs_is_an_error() {
+        let input = sample();
+        let inputs = input.columns().to_vec();
+        let output =
+            RecordBatch::try_new(input.schema(), inputs.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let buffers = encode_batch_reusing(&output, &inputs).unwrap_or_else(|e| panic!("{e}"));
+        assert!(buffers.iter().all(|b| b.len() == HEADER_LEN));
+        // Decoded without the inputs (not a transform's output), or against other columns.
+        let schema = input.schema();
+        let rows = input.num_rows();
+        assert!(decode_batch(&schema, rows, buffers.clone()).is_err());
+        let mut shifted = inputs.clone();
+        shifted.rotate_left(1);
+        assert!(decode_batch_reusing(&schema, rows, buffers.clone(), &shifted).is_err());
+        let fewer = &inputs[..1];
+        assert!(decode_batch_reusing(&schema, rows, buffers, fewer).is_err());
     }
 
     #[test]

@@ -204,7 +204,7 @@ impl WasmTransform {
             let (result,): (Result<(u32, Buffers), String>,) =
                 live.call(&process, (rows, slices.as_slice()))?;
             let (rows, buffers) = result.map_err(CallFailure::Plugin)?;
-            wire::decode_batch(&output, rows as usize, buffers)
+            wire::decode_batch_reusing(&output, rows as usize, buffers, batch.columns())
                 .map_err(|err| CallFailure::BadOutput(err.to_string()))
         });
         if live.outgrown() {
