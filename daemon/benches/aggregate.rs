@@ -346,7 +346,9 @@ fn run_engine(
         vec![Box::new(op)],
         vec![("null", Box::new(NullSink))],
         Checkpoint::new(store, "engine"),
-    );
+    )
+    // As `weir run` and the daemon run it: one task per core.
+    .with_parallelism(weir::cores::Spread::machine(weir::cores::machine_cores()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
