@@ -41,9 +41,31 @@ pub use transform::Transform;
 /// The Arrow crates this SDK was built against; use these in a plugin so types match.
 pub use {arrow_array, arrow_buffer, arrow_schema};
 
-/// Arrow's selection kernels (`filter`, `take`), for flat-maps and filters.
+/// Arrow's selection kernels (`filter`, `take`, `concat`, `zip`), for flat-maps and filters.
 #[cfg(feature = "guest")]
 pub use arrow_select;
+
+/// Arrow's arithmetic and boolean kernels: `numeric::{add, sub, mul, div, rem}` (checked,
+/// nulls propagated), `arity::{unary, binary}` (your own function over whole columns),
+/// `boolean::{and, or, not}`, `aggregate::{sum, min, max}`.
+#[cfg(feature = "guest")]
+pub use arrow_arith;
+
+/// Arrow's casts between types (`cast::cast`: numbers, strings, timestamps, ...) and value
+/// formatting.
+#[cfg(feature = "guest")]
+pub use arrow_cast;
+
+/// Arrow's comparison and sorting kernels: `cmp::{eq, neq, lt, lt_eq, gt, gt_eq}` against a
+/// column or a `Scalar`, `sort::sort_to_indices`, `partition`.
+#[cfg(feature = "guest")]
+pub use arrow_ord;
+
+/// Arrow's string kernels: `length::length`, `substring::substring`,
+/// `concat_elements::concat_elements_utf8`, `like::{like, ilike, contains, starts_with,
+/// ends_with}` against a column or a `Scalar`, `regexp::regexp_is_match`.
+#[cfg(feature = "guest")]
+pub use arrow_string;
 
 /// The version of `wit/plugin.wit` this SDK implements (the WIT package version).
 pub const CONTRACT_VERSION: &str = "1.1.0";

@@ -133,6 +133,34 @@ mod tests {
     }
 
     #[test]
+    fn keeps_the_rows_arrows_comparison_and_filter_kernels_keep() {
+        // The same filter written with the kernels the SDK re-exports (the README's example).
+        use weir_plugin_sdk::arrow_array::{Float64Array, Scalar};
+        use weir_plugin_sdk::arrow_ord::cmp::gt_eq;
+        use weir_plugin_sdk::arrow_select::filter::filter_record_batch;
+        let values: Vec<Option<f64>> = (0..1000)
+            .map(|i| (i % 7 != 0).then_some(((i * 37) % 101) as f64))
+            .collect();
+        let batch = RecordBatch::try_from_iter([(
+            "value",
+            Arc::new(Float64Array::from(values)) as ArrayRef,
+        )])
+        .unwrap();
+        let config = Config::from_json(r#"{"column":"value","op":">=","value":50}"#).unwrap();
+        let mut plugin = Filter::new(&config).unwrap();
+        plugin.output_schema(&batch.schema()).unwrap();
+        let by_plugin = plugin.process(batch.clone()).unwrap();
+        let keep = gt_eq(
+            batch.column(0),
+            &Scalar::new(Float64Array::from(vec![50.0])),
+        )
+        .unwrap();
+        let by_kernels = filter_record_batch(&batch, &keep).unwrap();
+        assert_eq!(by_plugin, by_kernels);
+        assert!(by_plugin.num_rows() > 300 && by_plugin.num_rows() < 700);
+    }
+
+    #[test]
     fn rejects_unknown_operators_and_keys() {
         assert!(
             Filter::new(&Config::from_json(r#"{"column":"v","op":"~","value":1}"#).unwrap())
