@@ -13,7 +13,10 @@
 //! `./scripts/build-plugins && cargo bench -p weir --bench parallelism` (a plain binary, not a
 //! test; `-- --quick` for a short run, `-- NAME` for one pipeline).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::rust_plugins;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir::assemble::{Environment, PrepareContext, open, prepare};
@@ -22,13 +25,6 @@ use weir::cores::machine_cores;
 use weir::engine::Durations;
 use weir::state::{RocksStore, SharedStore};
 use weir::wasm::{Limits, PluginCatalog, PluginHost};
-
-fn rust_plugins() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map(|target| target.join("plugins"))
-        .unwrap_or_default()
-}
 
 const SOURCE: &str = r#"trigger = "available_now"
 [parallelism]

@@ -8,8 +8,12 @@
 //! not a test). It builds the Python and JavaScript plugins from `plugins/python/` and
 //! `plugins/js/` itself, with the tools `./scripts/setup` installs.
 
+mod common;
+
 use arrow::array::{ArrayRef, Float64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
+use common::rust_plugins;
+use common::time;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,13 +28,6 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
-fn rust_plugins() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map(|target| target.join("plugins"))
         .unwrap_or_default()
 }
 
@@ -53,18 +50,6 @@ fn input() -> RecordBatch {
     ]));
     RecordBatch::try_new(schema, vec![doubles(1, 200.0, 10), doubles(2, 10.0, 20)])
         .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Calls `f` at least `min_calls` times and for at least `budget`; the mean time per call.
-fn time(budget: Duration, min_calls: u32, mut f: impl FnMut()) -> Duration {
-    f();
-    let started = Instant::now();
-    let mut calls = 0u32;
-    while calls < min_calls || started.elapsed() < budget {
-        f();
-        calls += 1;
-    }
-    started.elapsed() / calls
 }
 
 struct Figures {

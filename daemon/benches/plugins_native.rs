@@ -12,26 +12,23 @@
 //! `./scripts/build-plugins && cargo bench -p weir --bench plugins_native` (a plain binary,
 //! not a test).
 
+mod common;
+
 use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{Field, Schema};
+use common::rust_plugins;
+use common::time;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use weir::engine::PluginCosts;
 use weir::wasm::{AggregatePlugin, Limits, PluginHost, WasmTransform};
 use weir_plugin_sdk::{Aggregate, Config, Transform};
 
 const ROWS: usize = 64 * 1024;
 const GROUPS: u32 = 100;
+/// How long each measurement runs at least.
 const BUDGET: Duration = Duration::from_secs(2);
-
-fn rust_plugins() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map(|target| target.join("plugins"))
-        .unwrap_or_default()
-}
 
 /// A fixed pseudo-random sequence (a linear congruential generator's high bits).
 struct Lcg(u64);
@@ -132,18 +129,6 @@ fn ids() -> ArrayRef {
     Arc::new(Int64Array::from_iter_values(0..ROWS as i64))
 }
 
-/// Mean time per call of `f` over at least `min_calls` calls and `BUDGET`.
-fn time(min_calls: u32, mut f: impl FnMut()) -> Duration {
-    f();
-    let started = Instant::now();
-    let mut calls = 0u32;
-    while calls < min_calls || started.elapsed() < BUDGET {
-        f();
-        calls += 1;
-    }
-    started.elapsed() / calls
-}
-
 struct Row {
     plugin: &'static str,
     rows_out: usize,
@@ -188,14 +173,14 @@ fn transform<T: Transform>(
         from_native.columns(),
         "{plugin}: the component and the native build disagree"
     );
-    let wasm = time(5, || {
+    let wasm = time(BUDGET, 5, || {
         black_box(
             stage
                 .call(black_box(input))
                 .unwrap_or_else(|e| panic!("{e}")),
         );
     });
-    let native = time(5, || {
+    let native = time(BUDGET, 5, || {
         black_box(
             native
                 .process(black_box(input.clone()))
@@ -228,14 +213,14 @@ fn aggregate<T: Aggregate>(
     .unwrap_or_else(|e| panic!("{plugin}: {e}"));
     let groups: Vec<u32> = (0..ROWS as u32).map(|i| i % GROUPS).collect();
     let fresh = vec![Vec::new(); GROUPS as usize];
-    let wasm = time(5, || {
+    let wasm = time(BUDGET, 5, || {
         black_box(
             instance
                 .update(&fresh, &columns, &groups)
                 .unwrap_or_else(|e| panic!("{e}")),
         );
     });
-    let native_time = time(5, || {
+    let native_time = time(BUDGET, 5, || {
         let mut states: Vec<T::State> = (0..GROUPS).map(|_| T::State::default()).collect();
         native
             .update(&mut states, black_box(&columns), &groups)
