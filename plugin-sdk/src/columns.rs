@@ -25,7 +25,7 @@ use arrow_array::types::{
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, PrimitiveArray, RecordBatch,
 };
-use arrow_buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
+use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, NullBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Schema};
 use std::sync::Arc;
 
@@ -168,10 +168,17 @@ pub fn try_map_i64(
         Operand::Column(a) => a.values()[i],
         Operand::Scalar(v) => *v,
     };
-    let defined = BooleanBuffer::collect_bool(rows, |i| f(at(&left, i), at(&right, i)).is_some());
-    let out = map(rows, left, right, |a, b| f(a, b).unwrap_or(0));
-    let (_, values, nulls) = out.into_parts();
-    let nulls = NullBuffer::union(nulls.as_ref(), Some(&NullBuffer::new(defined)));
+    // One call of `f` a row gives both the value and whether it is defined.
+    let mut defined = BooleanBufferBuilder::new(rows);
+    let values: ScalarBuffer<i64> = (0..rows)
+        .map(|i| {
+            let value = f(at(&left, i), at(&right, i));
+            defined.append(value.is_some());
+            value.unwrap_or(0)
+        })
+        .collect();
+    let operands = NullBuffer::union(left.nulls(), right.nulls());
+    let nulls = NullBuffer::union(operands.as_ref(), Some(&NullBuffer::new(defined.finish())));
     Int64Array::new(values, nulls)
 }
 

@@ -5,7 +5,7 @@
 
 mod ordered;
 
-pub use ordered::{WorkerPanicked, ordered_map};
+pub use ordered::{WorkerPanicked, ordered_map, panic_text};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -108,19 +108,9 @@ impl Spread {
         T: Send,
         R: Send,
     {
-        if self.width < 2 || items.len() < 2 {
-            let mut out = Vec::with_capacity(items.len());
-            for item in items {
-                let result = work(item);
-                let stop = stops(&result);
-                out.push(result);
-                if stop {
-                    break;
-                }
-            }
-            return Ok(out);
-        }
-        let loan = self.budget.borrow((self.width - 1).min(items.len() - 1));
+        // One item, or a width of one, borrows nothing: the caller's thread does it all.
+        let wanted = self.width.min(items.len()).saturating_sub(1);
+        let loan = self.budget.borrow(wanted);
         let mut workers = vec![(); loan.cores + 1];
         ordered_map(&mut workers, items, |_, item| work(item), stops)
     }

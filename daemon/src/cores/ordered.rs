@@ -6,6 +6,17 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+/// What a panic's payload said, when it said something.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else if let Some(text) = payload.downcast_ref::<&'static str>() {
+        (*text).to_string()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
 /// A worker thread panicked (a bug in weir or in a stage).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("a worker thread panicked: {0}")]
@@ -62,12 +73,12 @@ where
         // others' and the scope still joins every thread.
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(first))) {
             Ok(done) => results.extend(done),
-            Err(payload) => panicked = Some(crate::engine::panic_text(payload.as_ref())),
+            Err(payload) => panicked = Some(panic_text(payload.as_ref())),
         }
         for handle in handles {
             match handle.join() {
                 Ok(done) => results.extend(done),
-                Err(payload) => panicked = Some(crate::engine::panic_text(payload.as_ref())),
+                Err(payload) => panicked = Some(panic_text(payload.as_ref())),
             }
         }
         panicked

@@ -36,11 +36,6 @@ impl Lanes {
         }
     }
 
-    /// The most chunks run at once.
-    pub fn width(&self) -> usize {
-        self.spread.width
-    }
-
     /// Forgets the replicas: the stages changed (a swap).
     pub fn reset(&mut self) {
         self.prefix = None;
@@ -89,14 +84,14 @@ impl Lanes {
     ) -> Result<Vec<RecordBatch>, OperatorError> {
         let width = self.spread.width;
         if width < 2 || data.len() < 2 {
-            return run_stages(operators, data, ctx);
+            return through(operators, data, ctx, EndOfBatch::Yes);
         }
         if self.prefix.is_none() {
             self.add_replicas(operators);
         }
         let prefix = self.prefix.unwrap_or(0);
         if prefix == 0 {
-            return run_stages(operators, data, ctx);
+            return through(operators, data, ctx, EndOfBatch::Yes);
         }
         let loan = self.spread.budget.borrow((width - 1).min(data.len() - 1));
         while self.replicas.len() < loan.cores && self.prefix == Some(prefix) {
@@ -114,7 +109,7 @@ impl Lanes {
         let results = ordered_map(
             &mut lanes,
             data,
-            |stages, chunk| run_chunk(stages, chunk, ctx),
+            |stages, chunk| through(stages, vec![chunk], ctx, EndOfBatch::No),
             Result::is_err,
         )
         .map_err(|panicked| OperatorError {
@@ -135,42 +130,37 @@ impl Lanes {
             let (done, after) = parallel.split_at_mut(i + 1);
             let extra = done[i].finish_batch(ctx)?;
             if !extra.is_empty() {
-                out.extend(run_stages(after, extra, ctx)?);
+                out.extend(through(after, extra, ctx, EndOfBatch::Yes)?);
             }
         }
-        run_stages(rest, out, ctx)
+        through(rest, out, ctx, EndOfBatch::Yes)
     }
 }
 
-/// One chunk through every stage (without their end of batch).
-fn run_chunk(
-    operators: &mut [Box<dyn Operator>],
-    chunk: RecordBatch,
-    ctx: &BatchContext,
-) -> Result<Vec<RecordBatch>, OperatorError> {
-    let mut data = vec![chunk];
-    for op in operators {
-        let mut next = Vec::with_capacity(data.len());
-        for chunk in data {
-            next.extend(op.process(chunk, ctx)?);
-        }
-        data = next;
-    }
-    Ok(data)
+/// Whether [`through`] ends the batch of each stage after its chunks.
+#[derive(Clone, Copy, PartialEq)]
+enum EndOfBatch {
+    /// Yes: the whole batch goes through (the one-lane way).
+    Yes,
+    /// No: one chunk of a batch on a lane; the batch ends after every lane is done.
+    No,
 }
 
-/// Each stage in turn over every chunk, then its end of batch: the one-lane way.
-fn run_stages(
+/// Each stage in turn over every chunk (then, with `EndOfBatch::Yes`, its end of batch).
+fn through(
     operators: &mut [Box<dyn Operator>],
     mut data: Vec<RecordBatch>,
     ctx: &BatchContext,
+    end: EndOfBatch,
 ) -> Result<Vec<RecordBatch>, OperatorError> {
     for op in operators {
         let mut next = Vec::with_capacity(data.len());
         for chunk in data {
             next.extend(op.process(chunk, ctx)?);
         }
-        next.extend(op.finish_batch(ctx)?);
+        if end == EndOfBatch::Yes {
+            next.extend(op.finish_batch(ctx)?);
+        }
         data = next;
     }
     Ok(data)

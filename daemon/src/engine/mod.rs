@@ -27,7 +27,7 @@ pub use metrics::{
 pub use operator::{BatchContext, Operator, OperatorError};
 pub use pipeline::{
     Control, Pipeline, PipelineExit, PipelineHandle, RetryPolicy, StopOutcome, SwapError,
-    panic_message, panic_text,
+    panic_message,
 };
 pub use progress::{
     BatchProgress, Durations, PipelineMonitor, PipelineStatus, QueryIdentity, RECENT_BATCHES,

@@ -181,19 +181,8 @@ pub enum StopOutcome {
 /// What a panicked task said, when it said something.
 pub fn panic_message(err: tokio::task::JoinError) -> String {
     match err.try_into_panic() {
-        Ok(payload) => panic_text(payload.as_ref()),
+        Ok(payload) => crate::cores::panic_text(payload.as_ref()),
         Err(err) => err.to_string(),
-    }
-}
-
-/// What a panic's payload said, when it said something.
-pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else if let Some(text) = payload.downcast_ref::<&'static str>() {
-        (*text).to_string()
-    } else {
-        "a panic without a message".to_string()
     }
 }
 
