@@ -74,8 +74,9 @@ impl Lanes {
         }
     }
 
-    /// Runs `data` through `operators`: the replicable prefix on up to `width` lanes, the rest
-    /// on this thread; returns what the last stage yields, in order.
+    /// Runs `data` through `operators`: the replicable prefix on up to `width` lanes, with
+    /// the next stage's per-chunk preparation (`Operator::chunk_preparer`) when it has one; the
+    /// rest on this thread. Returns what the last stage yields, in order.
     pub fn run(
         &mut self,
         operators: &mut [Box<dyn Operator>],
@@ -90,26 +91,45 @@ impl Lanes {
             self.add_replicas(operators);
         }
         let prefix = self.prefix.unwrap_or(0);
-        if prefix == 0 {
+        let preparer = operators.get(prefix).and_then(|op| op.chunk_preparer());
+        if prefix == 0 && preparer.is_none() {
             return through(operators, data, ctx, EndOfBatch::Yes);
         }
         let loan = self.spread.budget.borrow((width - 1).min(data.len() - 1));
-        while self.replicas.len() < loan.cores && self.prefix == Some(prefix) {
-            self.add_replicas(operators);
+        if prefix > 0 {
+            while self.replicas.len() < loan.cores && self.prefix == Some(prefix) {
+                self.add_replicas(operators);
+            }
         }
-        let extra = loan.cores.min(self.replicas.len());
         let (parallel, rest) = operators.split_at_mut(prefix);
-        let mut lanes: Vec<&mut [Box<dyn Operator>]> = Vec::with_capacity(extra + 1);
+        let mut lanes: Vec<&mut [Box<dyn Operator>]> = Vec::with_capacity(loan.cores + 1);
         lanes.push(parallel);
-        lanes.extend(
-            self.replicas[..extra]
-                .iter_mut()
-                .map(|lane| lane.as_mut_slice()),
-        );
+        if prefix == 0 {
+            // Only the preparation runs on the lanes: they need no stage copies.
+            lanes.extend((0..loan.cores).map(|_| -> &mut [Box<dyn Operator>] { &mut [] }));
+        } else {
+            let extra = loan.cores.min(self.replicas.len());
+            lanes.extend(
+                self.replicas[..extra]
+                    .iter_mut()
+                    .map(|lane| lane.as_mut_slice()),
+            );
+        }
         let results = ordered_map(
             &mut lanes,
             data,
-            |stages, chunk| through(stages, vec![chunk], ctx, EndOfBatch::No),
+            |stages, chunk| {
+                let out = through(stages, vec![chunk], ctx, EndOfBatch::No)?;
+                out.into_iter()
+                    .map(|chunk| {
+                        let prepared = match &preparer {
+                            Some(preparer) => Some(preparer.prepare(&chunk)?),
+                            None => None,
+                        };
+                        Ok((chunk, prepared))
+                    })
+                    .collect::<Result<Vec<_>, OperatorError>>()
+            },
             Result::is_err,
         )
         .map_err(|panicked| OperatorError {
@@ -130,10 +150,22 @@ impl Lanes {
             let (done, after) = parallel.split_at_mut(i + 1);
             let extra = done[i].finish_batch(ctx)?;
             if !extra.is_empty() {
-                out.extend(through(after, extra, ctx, EndOfBatch::Yes)?);
+                let extra = through(after, extra, ctx, EndOfBatch::Yes)?;
+                out.extend(extra.into_iter().map(|chunk| (chunk, None)));
             }
         }
-        through(rest, out, ctx, EndOfBatch::Yes)
+        let Some((next, after)) = rest.split_first_mut() else {
+            return Ok(out.into_iter().map(|(chunk, _)| chunk).collect());
+        };
+        let mut yielded = Vec::with_capacity(out.len());
+        for (chunk, prepared) in out {
+            yielded.extend(match prepared {
+                Some(prepared) => next.process_prepared(chunk, prepared, ctx)?,
+                None => next.process(chunk, ctx)?,
+            });
+        }
+        yielded.extend(next.finish_batch(ctx)?);
+        through(after, yielded, ctx, EndOfBatch::Yes)
     }
 }
 
@@ -439,6 +471,120 @@ mod tests {
                 Ok(_) => return Err(format!("width {width}: the batch did not fail").into()),
             }
         }
+        Ok(())
+    }
+
+    /// The per-chunk half of [`SumsInOrder`]: sums a chunk, noting its thread; with a
+    /// meeting, its first two chunks each wait for the other to be in flight.
+    struct SumChunk {
+        threads: Arc<Mutex<HashSet<ThreadId>>>,
+        meeting: Option<Meeting>,
+        to_meet: std::sync::atomic::AtomicUsize,
+        met: Arc<Mutex<Vec<bool>>>,
+    }
+
+    impl super::super::PrepareChunk for SumChunk {
+        fn prepare(
+            &self,
+            chunk: &RecordBatch,
+        ) -> Result<super::super::PreparedChunk, OperatorError> {
+            if let Ok(mut threads) = self.threads.lock() {
+                threads.insert(std::thread::current().id());
+            }
+            let first_two = self
+                .to_meet
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok();
+            if let Some(meeting) = self.meeting.as_ref().filter(|_| first_two) {
+                let met = meeting.meet();
+                if let Ok(mut all) = self.met.lock() {
+                    all.push(met);
+                }
+            }
+            Ok(Box::new(
+                values(std::slice::from_ref(chunk))
+                    .concat()
+                    .iter()
+                    .sum::<i64>(),
+            ))
+        }
+    }
+
+    /// A stateful stage with per-chunk preparation: yields (chunk number, the chunk's sum),
+    /// taking the sum from the preparation when it has one.
+    struct SumsInOrder {
+        seen: i64,
+        preparer: Arc<SumChunk>,
+    }
+
+    impl Operator for SumsInOrder {
+        fn output_schema(&self) -> SchemaRef {
+            schema()
+        }
+
+        fn process(
+            &mut self,
+            chunk: RecordBatch,
+            _: &BatchContext,
+        ) -> Result<Vec<RecordBatch>, OperatorError> {
+            self.seen += 1;
+            let sum: i64 = values(std::slice::from_ref(&chunk)).concat().iter().sum();
+            Ok(vec![rows([self.seen, sum])])
+        }
+
+        fn chunk_preparer(&self) -> Option<Arc<dyn super::super::PrepareChunk>> {
+            Some(self.preparer.clone())
+        }
+
+        fn process_prepared(
+            &mut self,
+            _: RecordBatch,
+            prepared: super::super::PreparedChunk,
+            _: &BatchContext,
+        ) -> Result<Vec<RecordBatch>, OperatorError> {
+            self.seen += 1;
+            let sum = prepared.downcast::<i64>().map_err(|_| OperatorError {
+                stage: "sums".into(),
+                message: "prepared something else".into(),
+                class: ErrorClass::Internal,
+                retryable: false,
+            })?;
+            Ok(vec![rows([self.seen, *sum])])
+        }
+    }
+
+    #[test]
+    fn a_stateful_stage_s_chunks_are_prepared_on_two_threads_at_once_and_applied_in_chunk_order()
+    -> TestResult {
+        let sums = |meeting: Option<Meeting>| SumsInOrder {
+            seen: 0,
+            preparer: Arc::new(SumChunk {
+                threads: Arc::default(),
+                meeting,
+                to_meet: 2.into(),
+                met: Arc::default(),
+            }),
+        };
+        let mut one: Vec<Box<dyn Operator>> = vec![Box::new(sums(None))];
+        let want = values(&Lanes::new(Spread::one()).run(&mut one, batch(), &CTX)?);
+        assert_eq!(want.len(), 10);
+
+        let stage = sums(Some(Meeting::default()));
+        let (threads, met) = (stage.preparer.threads.clone(), stage.preparer.met.clone());
+        let budget = CoreBudget::new(1);
+        let mut two: Vec<Box<dyn Operator>> = vec![Box::new(stage)];
+        let got = values(&Lanes::new(spread(2, budget.clone())).run(&mut two, batch(), &CTX)?);
+        assert_eq!(
+            got, want,
+            "the same (chunk number, sum) pairs, in chunk order"
+        );
+        assert_eq!(read(&met), [true, true], "two chunks were prepared at once");
+        assert_eq!(read(&threads).len(), 2);
+        assert_eq!(budget.spare(), 1, "the core is back after the batch");
         Ok(())
     }
 }

@@ -24,7 +24,7 @@ pub use lanes::Lanes;
 pub use metrics::{
     FAILURE_KINDS, LastBatch, PHASES, PipelineMetrics, PluginCostReport, PluginCosts,
 };
-pub use operator::{BatchContext, Operator, OperatorError};
+pub use operator::{BatchContext, Operator, OperatorError, PrepareChunk, PreparedChunk};
 pub use pipeline::{
     Control, Pipeline, PipelineExit, PipelineHandle, RetryPolicy, StopOutcome, SwapError,
     panic_message,

@@ -6,6 +6,8 @@ use super::progress::StateOperatorProgress;
 use crate::state::WriteSet;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use std::any::Any;
+use std::sync::Arc;
 
 /// What an operator knows about the batch it is processing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +32,15 @@ pub struct OperatorError {
     pub class: ErrorClass,
     /// Whether running the batch again (on a fresh instance) may succeed.
     pub retryable: bool,
+}
+
+/// What a stage's [`PrepareChunk`] made of a chunk, for that stage alone to read.
+pub type PreparedChunk = Box<dyn Any + Send>;
+
+/// A stage's per-chunk work that reads nothing but the chunk: shared by the lanes.
+pub trait PrepareChunk: Send + Sync {
+    /// Prepares `chunk` for [`Operator::process_prepared`].
+    fn prepare(&self, chunk: &RecordBatch) -> Result<PreparedChunk, OperatorError>;
 }
 
 /// A stage of a pipeline.
@@ -100,8 +111,27 @@ pub trait Operator: Send {
         None
     }
 
+    /// The work on a chunk that depends on the chunk alone (the aggregation's grouping), which
+    /// the lanes may do for several chunks at once before handing each, in chunk order, to
+    /// [`Operator::process_prepared`]. `None` (the default): the stage does all its work in
+    /// `process`.
+    fn chunk_preparer(&self) -> Option<Arc<dyn PrepareChunk>> {
+        None
+    }
+
+    /// Processes a chunk that this stage's [`PrepareChunk`] has prepared; the result must be
+    /// what `process` gives for the chunk alone.
+    fn process_prepared(
+        &mut self,
+        chunk: RecordBatch,
+        _prepared: PreparedChunk,
+        ctx: &BatchContext,
+    ) -> Result<Vec<RecordBatch>, OperatorError> {
+        self.process(chunk, ctx)
+    }
+
     /// What the plugins of this stage cost, shown per pipeline, stage and plugin.
-    fn plugin_costs(&self) -> Vec<std::sync::Arc<super::PluginCosts>> {
+    fn plugin_costs(&self) -> Vec<Arc<super::PluginCosts>> {
         Vec::new()
     }
 }

@@ -6,6 +6,7 @@
 
 mod accumulators;
 mod assign;
+mod chunk_groups;
 mod fingerprint;
 mod groups;
 mod local_keys;

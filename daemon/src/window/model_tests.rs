@@ -1,7 +1,8 @@
 //! The aggregation operator against a model: random batches of out-of-order rows through
 //! tumbling, sliding and session windows in every output mode, with restarts and failed attempts
-//! between them, and with groups held in memory or spilled after every commit, must emit exactly
-//! what a plain row-at-a-time computation of Spark's semantics emits.
+//! between them, with groups held in memory or spilled after every commit, and with a batch's
+//! chunks grouped apart first (as the lanes group them on several cores) or not, must emit
+//! exactly what a plain row-at-a-time computation of Spark's semantics emits.
 
 use super::tests::{Harness, chunk};
 use crate::engine::Operator;
@@ -331,6 +332,7 @@ fn run(
     mut model: impl Expected,
     mode: &'static str,
     spilling: bool,
+    prepared: bool,
     steps: &[Step],
 ) -> Result<(), TestCaseError> {
     let aggregate = format!(
@@ -343,10 +345,14 @@ fn run(
         Harness::new(&aggregate, mode)
     }
     .map_err(fail)?;
+    h.prepare_apart = prepared;
     for (i, step) in steps.iter().enumerate() {
         let rows = event_rows(i, step);
         fail_an_attempt(&mut h, &rows, step.failure)?;
-        let out = h.batch_output(&[&rows]).map_err(fail)?;
+        // Chunks of three rows: a batch of several chunks, grouped apart (as on the lanes)
+        // when `prepared`.
+        let chunks: Vec<&[(i64, &str, i64)]> = rows.chunks(3).collect();
+        let out = h.batch_output(&chunks).map_err(fail)?;
         same(rows_of(&out)?, model.batch(&rows))?;
         if step.restart_after {
             h.restart(&aggregate, mode).map_err(fail)?;
@@ -363,17 +369,17 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn tumbling_windows_match_the_model(mode in mode(), spilling in any::<bool>(), steps in proptest::collection::vec(step(), 1..12)) {
-        run("size = \"10s\"", windows(10_000, 10_000, mode), mode, spilling, &steps)?;
+    fn tumbling_windows_match_the_model(mode in mode(), spilling in any::<bool>(), prepared in any::<bool>(), steps in proptest::collection::vec(step(), 1..12)) {
+        run("size = \"10s\"", windows(10_000, 10_000, mode), mode, spilling, prepared, &steps)?;
     }
 
     #[test]
-    fn sliding_windows_match_the_model(mode in mode(), spilling in any::<bool>(), steps in proptest::collection::vec(step(), 1..12)) {
-        run("size = \"10s\", slide = \"5s\"", windows(10_000, 5_000, mode), mode, spilling, &steps)?;
+    fn sliding_windows_match_the_model(mode in mode(), spilling in any::<bool>(), prepared in any::<bool>(), steps in proptest::collection::vec(step(), 1..12)) {
+        run("size = \"10s\", slide = \"5s\"", windows(10_000, 5_000, mode), mode, spilling, prepared, &steps)?;
     }
 
     #[test]
     fn session_windows_match_the_model(mode in mode(), spilling in any::<bool>(), steps in proptest::collection::vec(step(), 1..12)) {
-        run("gap = \"3s\"", sessions(3_000, mode), mode, spilling, &steps)?;
+        run("gap = \"3s\"", sessions(3_000, mode), mode, spilling, false, &steps)?;
     }
 }

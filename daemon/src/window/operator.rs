@@ -12,12 +12,15 @@
 
 use super::accumulators::{AggregateError, GroupsAccumulator};
 use super::assign::{for_each_sliding_start, tumbling_start};
+use super::chunk_groups::{ChunkGrouper, ChunkTimes, GroupedChunk};
 use super::groups::GroupTable;
-use super::local_keys::{self, LocalKeys};
 use super::persist::{Meta, STATE_FORMAT, StateKeys, encode_states};
 use super::resolve::{AggregatePlan, UserAggregates, accumulators};
 use crate::config::{ByteSize, OutputMode, WindowKind};
-use crate::engine::{BatchContext, ErrorClass, Operator, OperatorError, StateOperatorProgress};
+use crate::engine::{
+    BatchContext, ErrorClass, Operator, OperatorError, PrepareChunk, PreparedChunk,
+    StateOperatorProgress,
+};
 use crate::state::{SharedStore, WriteSet};
 use arrow::array::{Array, ArrayRef, AsArray, StructArray, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::{cast, take};
@@ -63,27 +66,15 @@ pub enum OpenError {
 }
 
 impl BatchState {
-    fn observe(&mut self, ts: i64) {
-        self.min_time = Some(self.min_time.map_or(ts, |m| m.min(ts)));
-        self.max_time = Some(self.max_time.map_or(ts, |m| m.max(ts)));
-        self.sum_time += i128::from(ts);
-        self.timed_rows += 1;
-    }
-
-    /// `observe` for a whole column without nulls, in passes the compiler vectorises.
-    fn observe_all(&mut self, values: &[i64]) {
-        let (Some(&min), Some(&max)) = (values.iter().min(), values.iter().max()) else {
-            return;
-        };
-        // Offsets from the minimum fit in i64 for any chunk spanning less than ~290 000 years.
-        let offsets: i64 = values
-            .iter()
-            .map(|v| v.wrapping_sub(min))
-            .fold(0i64, i64::wrapping_add);
-        self.min_time = Some(self.min_time.map_or(min, |m| m.min(min)));
-        self.max_time = Some(self.max_time.map_or(max, |m| m.max(max)));
-        self.sum_time += i128::from(min) * values.len() as i128 + i128::from(offsets);
-        self.timed_rows += values.len() as u64;
+    /// Adds a chunk's event-time figures.
+    fn absorb(&mut self, times: &ChunkTimes) {
+        if let Some((lo, hi)) = times.range {
+            self.min_time = Some(self.min_time.map_or(lo, |m| m.min(lo)));
+            self.max_time = Some(self.max_time.map_or(hi, |m| m.max(hi)));
+        }
+        self.sum_time += times.sum;
+        self.timed_rows += times.timed_rows;
+        self.dropped += times.untimed_rows;
     }
 }
 
@@ -124,8 +115,9 @@ pub struct AggregateOperator {
     last_progress: Option<StateOperatorProgress>,
     group_of_row: Vec<u32>,
     row_of_pair: Vec<u32>,
-    /// Buffers of the single-key fast path; `None` when keys go through the row format.
-    local_keys: Option<LocalKeys>,
+    /// Groups chunks apart from the state when the key is one simple column (or none) and
+    /// windows are not sessions; `None`: keys go through the row format row by row.
+    grouper: Option<Arc<ChunkGrouper>>,
     /// Spilled groups, in the store only: window end → group hash → how many share it.
     cold: BTreeMap<i64, HashMap<u64, u32>>,
     cold_groups: u64,
@@ -244,20 +236,13 @@ impl AggregateOperator {
             last_progress: None,
             group_of_row: Vec::new(),
             row_of_pair: Vec::new(),
-            local_keys: None,
+            grouper: None,
             chunk_touched: None,
             cold: BTreeMap::new(),
             cold_groups: 0,
             last_used: Vec::new(),
         };
-        let single_simple_key = match op.plan.key_types.as_slice() {
-            [] => true,
-            [t] => local_keys::supports(t),
-            _ => false,
-        };
-        if single_simple_key && !matches!(op.plan.window, Some((_, WindowKind::Session { .. }))) {
-            op.local_keys = Some(LocalKeys::default());
-        }
+        op.grouper = ChunkGrouper::for_plan(&op.plan).map(Arc::new);
         Ok(op)
     }
 
@@ -553,12 +538,13 @@ impl AggregateOperator {
         late.is_some_and(|wm| end <= wm)
     }
 
-    /// Assigns the chunk's rows to groups; fills `group_of_row` / `row_of_pair`. Returns the
-    /// session groups merged away (to remove once the chunk is applied).
+    /// Assigns the chunk's rows to groups by their row-format keys (composite keys, session
+    /// windows); fills `group_of_row` / `row_of_pair`. Returns the session groups merged away
+    /// (to remove once the chunk is applied).
     fn assign(
         &mut self,
         times: Option<&TimestampMicrosecondArray>,
-        keys: &ChunkKeys<'_>,
+        rows: &Rows,
         n: usize,
     ) -> Result<Vec<u32>, OperatorError> {
         self.group_of_row.clear();
@@ -566,90 +552,218 @@ impl AggregateOperator {
         let batch = self.batch.get_or_insert_with(BatchState::default);
         let late = batch.late;
         self.chunk_touched = None;
-        let mut cache = GroupCache::new(keys);
-        match (self.plan.window.map(|(_, kind)| kind), times) {
+        let (kind, times) = match (self.plan.window.map(|(_, kind)| kind), times) {
+            (Some(kind), Some(times)) => (kind, times),
             (None, _) | (_, None) => {
                 for i in 0..n {
-                    let g = cache.group(&mut self.groups, keys, i64::MIN, i64::MAX, i);
+                    let g = self.groups.intern(i64::MIN, i64::MAX, rows.row(i)).0;
                     self.group_of_row.push(g);
                     self.row_of_pair.push(i as u32);
                 }
+                return Ok(Vec::new());
             }
-            (Some(kind), Some(times)) => {
-                if let WindowKind::Session { gap } = kind {
-                    let ChunkKeys::PerRow(rows) = keys else {
-                        return Err(op_error("session windows need per-row keys (a bug)", false));
-                    };
-                    for i in 0..n {
-                        if times.is_valid(i) {
-                            batch.observe(times.value(i));
-                        } else {
-                            batch.dropped += 1;
-                        }
-                    }
-                    return self.assign_sessions(times, rows, micros(gap), late);
+        };
+        batch.absorb(&ChunkTimes::of(times));
+        let values = times.values();
+        let (size, slide) = match kind {
+            WindowKind::Session { gap } => {
+                return self.assign_sessions(times, rows, micros(gap), late);
+            }
+            WindowKind::Tumbling { size } => (micros(size), micros(size)),
+            WindowKind::Sliding { size, slide } => (micros(size), micros(slide)),
+        };
+        self.group_of_row.reserve(n);
+        self.row_of_pair.reserve(n);
+        for (i, &ts) in values.iter().enumerate().take(n) {
+            if times.is_null(i) {
+                continue;
+            }
+            let (groups, group_of_row, row_of_pair) = (
+                &mut self.groups,
+                &mut self.group_of_row,
+                &mut self.row_of_pair,
+            );
+            let mut pair = |start: i64| {
+                if Self::is_late(late, start + size) {
+                    batch.dropped += 1;
+                } else {
+                    group_of_row.push(groups.intern(start, start + size, rows.row(i)).0);
+                    row_of_pair.push(i as u32);
                 }
-                let values = times.values();
-                let no_nulls = times.null_count() == 0;
-                let (size, slide) = match kind {
-                    WindowKind::Tumbling { size } => (micros(size), micros(size)),
-                    WindowKind::Sliding { size, slide } => (micros(size), micros(slide)),
-                    WindowKind::Session { .. } => (0, 0),
-                };
-                let tumbling = size == slide;
-                // The window of the previous row: most rows fall in it, and checking is much
-                // cheaper than the division that finds a window.
-                let (mut window_start, mut window_end) = (i64::MAX, i64::MIN);
-                if no_nulls {
-                    batch.observe_all(&values[..n]);
-                }
-                self.group_of_row.reserve(n);
-                self.row_of_pair.reserve(n);
-                for i in 0..n {
-                    if !no_nulls && times.is_null(i) {
-                        batch.dropped += 1;
-                        continue;
-                    }
-                    let ts = values[i];
-                    if !no_nulls {
-                        batch.observe(ts);
-                    }
-                    if tumbling {
-                        if ts < window_start || ts >= window_end {
-                            window_start = tumbling_start(ts, size);
-                            window_end = window_start + size;
-                        }
-                        if Self::is_late(late, window_end) {
-                            batch.dropped += 1;
-                            continue;
-                        }
-                        let g = cache.group(&mut self.groups, keys, window_start, window_end, i);
+            };
+            if size == slide {
+                pair(tumbling_start(ts, size));
+            } else {
+                for_each_sliding_start(ts, size, slide, pair);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// Applies a chunk grouped apart from the state ([`ChunkGrouper`]): interns its cells in
+    /// the order the chunk reached them (the order the per-row path creates groups in), drops
+    /// the pairs of windows the watermark has closed, and fills `group_of_row` /
+    /// `row_of_pair`.
+    fn apply_grouped(&mut self, grouped: GroupedChunk, n: usize) -> Result<(), OperatorError> {
+        let batch = self.batch.get_or_insert_with(BatchState::default);
+        batch.absorb(&grouped.times);
+        let late = batch.late;
+        let distinct = match &grouped.distinct {
+            Some(column) => self
+                .groups
+                .encode(std::slice::from_ref(column), column.len()),
+            None => self.groups.encode(&[], 1),
+        }
+        .map_err(|e| op_error(e, false))?;
+        let mut group_of_cell = Vec::with_capacity(grouped.cells.len());
+        let mut touched = Vec::with_capacity(grouped.cells.len());
+        for cell in &grouped.cells {
+            if Self::is_late(late, cell.end) {
+                group_of_cell.push(NO_GROUP);
+            } else {
+                let key = distinct.row(cell.key as usize);
+                let g = self.groups.intern(cell.start, cell.end, key).0;
+                group_of_cell.push(g);
+                touched.push(g);
+            }
+        }
+        self.group_of_row.clear();
+        self.row_of_pair.clear();
+        let group = |c: u32| group_of_cell.get(c as usize).copied().unwrap_or(NO_GROUP);
+        let row = |pair: usize| match &grouped.row_of_pair {
+            Some(rows) => rows.get(pair).copied().unwrap_or(u32::MAX),
+            None => pair as u32,
+        };
+        if touched.len() == grouped.cells.len() {
+            self.group_of_row
+                .extend(grouped.cell_of_pair.iter().map(|&c| group(c)));
+            match &grouped.row_of_pair {
+                Some(rows) => self.row_of_pair.extend_from_slice(rows),
+                None => self.row_of_pair.extend(0..n as u32),
+            }
+        } else {
+            for (pair, &c) in grouped.cell_of_pair.iter().enumerate() {
+                match group(c) {
+                    NO_GROUP => batch.dropped += 1,
+                    g => {
                         self.group_of_row.push(g);
-                        self.row_of_pair.push(i as u32);
-                    } else {
-                        let (groups, group_of_row, row_of_pair, cache) = (
-                            &mut self.groups,
-                            &mut self.group_of_row,
-                            &mut self.row_of_pair,
-                            &mut cache,
-                        );
-                        for_each_sliding_start(ts, size, slide, |start| {
-                            if Self::is_late(late, start + size) {
-                                batch.dropped += 1;
-                            } else {
-                                let g = cache.group(groups, keys, start, start + size, i);
-                                group_of_row.push(g);
-                                row_of_pair.push(i as u32);
-                            }
-                        });
+                        self.row_of_pair.push(row(pair));
                     }
                 }
             }
         }
-        self.chunk_touched = match keys {
-            ChunkKeys::Local { .. } => Some(cache.touched),
-            ChunkKeys::PerRow(_) => None,
+        self.chunk_touched = Some(touched);
+        Ok(())
+    }
+
+    /// One chunk, grouped on a lane already or not.
+    fn process_chunk(
+        &mut self,
+        chunk: RecordBatch,
+        grouped: Option<GroupedChunk>,
+        ctx: &BatchContext,
+    ) -> Result<Vec<RecordBatch>, OperatorError> {
+        self.begin(ctx);
+        let n = chunk.num_rows();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let first_new = self.groups.len();
+        if let Some(b) = self.batch.as_mut() {
+            b.rows += n as u64;
+        }
+        let grouped = match (grouped, &self.grouper) {
+            (Some(grouped), _) => Some(grouped),
+            (None, Some(grouper)) => Some(grouper.group(&chunk).map_err(|e| op_error(e, false))?),
+            (None, None) => None,
         };
+        let dead = match grouped {
+            Some(grouped) => {
+                self.apply_grouped(grouped, n)?;
+                Vec::new()
+            }
+            None => {
+                let times = match self.plan.window {
+                    Some((i, _)) => {
+                        let column = chunk.column(i);
+                        let column = match column.data_type() {
+                            DataType::Timestamp(TimeUnit::Microsecond, _) => column.clone(),
+                            _ => cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None))
+                                .map_err(|e| op_error(e, false))?,
+                        };
+                        Some(column.as_primitive::<TimestampMicrosecondType>().clone())
+                    }
+                    None => None,
+                };
+                let key_columns: Vec<ArrayRef> = self
+                    .plan
+                    .keys
+                    .iter()
+                    .map(|&i| chunk.column(i).clone())
+                    .collect();
+                let rows = self
+                    .groups
+                    .encode(&key_columns, n)
+                    .map_err(|e| op_error(e, false))?;
+                self.assign(times.as_ref(), &rows, n)?
+            }
+        };
+        if let Some(max) = self.batch.as_ref().and_then(|b| b.max_time) {
+            self.meta.max_event_time_ms = Some(
+                self.meta
+                    .max_event_time_ms
+                    .map_or(max / 1000, |m| m.max(max / 1000)),
+            );
+        }
+
+        self.load_cold(first_new)?;
+
+        // Rows are assigned in order; only sliding windows repeat a row. With no row dropped
+        // and none repeated, pair i is row i and the input columns serve as they are.
+        let sliding = matches!(self.plan.window, Some((_, WindowKind::Sliding { .. })));
+        let identity = !sliding && self.row_of_pair.len() == n;
+        let indices = (!identity).then(|| UInt32Array::from(self.row_of_pair.clone()));
+        let total = self.groups.len();
+        for (acc, f) in self.accs.iter_mut().zip(&self.plan.functions) {
+            let mut inputs: Vec<ArrayRef> = Vec::with_capacity(f.inputs.len());
+            for &c in &f.inputs {
+                let column = chunk.column(c);
+                inputs.push(match &indices {
+                    Some(idx) => {
+                        take(column.as_ref(), idx, None).map_err(|e| op_error(e, false))?
+                    }
+                    None => column.clone(),
+                });
+            }
+            if inputs.is_empty() {
+                // `count` of rows: only the number of pairs matters.
+                inputs.push(Arc::new(arrow::array::NullArray::new(
+                    self.group_of_row.len(),
+                )));
+            }
+            acc.update(&inputs, &self.group_of_row, total)
+                .map_err(agg_error)?;
+        }
+        // Mark what the chunk changed: the fast path knows each touched group once; otherwise
+        // every pair names one.
+        match self.chunk_touched.take() {
+            Some(touched) => {
+                for &g in &touched {
+                    self.mark_dirty(g);
+                }
+            }
+            None => {
+                let pairs = std::mem::take(&mut self.group_of_row);
+                for &g in &pairs {
+                    self.mark_dirty(g);
+                }
+                self.group_of_row = pairs;
+            }
+        }
+        if !dead.is_empty() {
+            self.flush_accumulators()?;
+            self.remove_groups(&dead);
+        }
         Ok(Vec::new())
     }
 
@@ -897,121 +1011,23 @@ impl Operator for AggregateOperator {
         chunk: RecordBatch,
         ctx: &BatchContext,
     ) -> Result<Vec<RecordBatch>, OperatorError> {
-        self.begin(ctx);
-        let n = chunk.num_rows();
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let first_new = self.groups.len();
-        if let Some(b) = self.batch.as_mut() {
-            b.rows += n as u64;
-        }
-        let times = match self.plan.window {
-            Some((i, _)) => {
-                let column = chunk.column(i);
-                let column = match column.data_type() {
-                    DataType::Timestamp(TimeUnit::Microsecond, _) => column.clone(),
-                    _ => cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None))
-                        .map_err(|e| op_error(e, false))?,
-                };
-                Some(column.as_primitive::<TimestampMicrosecondType>().clone())
-            }
-            None => None,
-        };
-        let key_columns: Vec<ArrayRef> = self
-            .plan
-            .keys
-            .iter()
-            .map(|&i| chunk.column(i).clone())
-            .collect();
-        let dead = if self.local_keys.is_some() {
-            let mut local = self.local_keys.take().unwrap_or_default();
-            let distinct = match key_columns.first() {
-                Some(column) => {
-                    local.build(column).map_err(|e| op_error(e, false))?;
-                    let distinct = local.distinct(column).map_err(|e| op_error(e, false))?;
-                    self.groups.encode(&[distinct], local.first_row.len())
-                }
-                None => {
-                    local.id_of_row.clear();
-                    local.id_of_row.resize(n, 0);
-                    self.groups.encode(&[], 1)
-                }
-            }
-            .map_err(|e| op_error(e, false))?;
-            let keys = ChunkKeys::Local {
-                ids: &local.id_of_row,
-                distinct: &distinct,
-            };
-            let result = self.assign(times.as_ref(), &keys, n);
-            self.local_keys = Some(local);
-            result?
-        } else {
-            let rows = self
-                .groups
-                .encode(&key_columns, n)
-                .map_err(|e| op_error(e, false))?;
-            self.assign(times.as_ref(), &ChunkKeys::PerRow(&rows), n)?
-        };
-        if let Some(max) = self.batch.as_ref().and_then(|b| b.max_time) {
-            self.meta.max_event_time_ms = Some(
-                self.meta
-                    .max_event_time_ms
-                    .map_or(max / 1000, |m| m.max(max / 1000)),
-            );
-        }
-
-        self.load_cold(first_new)?;
-
-        // Rows are assigned in order; only sliding windows repeat a row. With no row dropped
-        // and none repeated, pair i is row i and the input columns serve as they are.
-        let sliding = matches!(self.plan.window, Some((_, WindowKind::Sliding { .. })));
-        let identity = !sliding && self.row_of_pair.len() == n;
-        let indices = (!identity).then(|| UInt32Array::from(self.row_of_pair.clone()));
-        let total = self.groups.len();
-        for (acc, f) in self.accs.iter_mut().zip(&self.plan.functions) {
-            let mut inputs: Vec<ArrayRef> = Vec::with_capacity(f.inputs.len());
-            for &c in &f.inputs {
-                let column = chunk.column(c);
-                inputs.push(match &indices {
-                    Some(idx) => {
-                        take(column.as_ref(), idx, None).map_err(|e| op_error(e, false))?
-                    }
-                    None => column.clone(),
-                });
-            }
-            if inputs.is_empty() {
-                // `count` of rows: only the number of pairs matters.
-                inputs.push(Arc::new(arrow::array::NullArray::new(
-                    self.group_of_row.len(),
-                )));
-            }
-            acc.update(&inputs, &self.group_of_row, total)
-                .map_err(agg_error)?;
-        }
-        // Mark what the chunk changed: the fast path knows each touched group once; otherwise
-        // every pair names one.
-        match self.chunk_touched.take() {
-            Some(touched) => {
-                for &g in &touched {
-                    self.mark_dirty(g);
-                }
-            }
-            None => {
-                let pairs = std::mem::take(&mut self.group_of_row);
-                for &g in &pairs {
-                    self.mark_dirty(g);
-                }
-                self.group_of_row = pairs;
-            }
-        }
-        if !dead.is_empty() {
-            self.flush_accumulators()?;
-            self.remove_groups(&dead);
-        }
-        Ok(Vec::new())
+        self.process_chunk(chunk, None, ctx)
     }
 
+    fn chunk_preparer(&self) -> Option<Arc<dyn PrepareChunk>> {
+        self.grouper.clone().map(|g| g as Arc<dyn PrepareChunk>)
+    }
+
+    fn process_prepared(
+        &mut self,
+        chunk: RecordBatch,
+        prepared: PreparedChunk,
+        ctx: &BatchContext,
+    ) -> Result<Vec<RecordBatch>, OperatorError> {
+        // Anything but a grouped chunk (a bug) is grouped again here.
+        let grouped = prepared.downcast::<GroupedChunk>().ok().map(|g| *g);
+        self.process_chunk(chunk, grouped, ctx)
+    }
     fn finish_batch(&mut self, ctx: &BatchContext) -> Result<Vec<RecordBatch>, OperatorError> {
         self.begin(ctx);
         self.flush_accumulators()?;
@@ -1150,76 +1166,7 @@ impl Operator for AggregateOperator {
     }
 }
 
-/// How a chunk's rows find their group key.
-enum ChunkKeys<'a> {
-    /// One row-format key per row.
-    PerRow(&'a Rows),
-    /// A local id per row into a few distinct keys.
-    Local {
-        /// Local id of each row.
-        ids: &'a [u32],
-        /// The distinct keys in row format, by local id.
-        distinct: &'a Rows,
-    },
-}
-
-/// Per chunk: (window start, local id) → group, so that a row with a key and window already
-/// seen in the chunk costs one array lookup.
-struct GroupCache {
-    windows: Vec<(i64, Vec<u32>)>,
-    last: usize,
-    width: usize,
-    /// Groups the chunk reached through the cache, each once.
-    touched: Vec<u32>,
-}
-
 const NO_GROUP: u32 = u32::MAX;
-
-impl GroupCache {
-    fn new(keys: &ChunkKeys<'_>) -> GroupCache {
-        let width = match keys {
-            ChunkKeys::PerRow(_) => 0,
-            ChunkKeys::Local { distinct, .. } => distinct.num_rows(),
-        };
-        GroupCache {
-            windows: Vec::new(),
-            last: 0,
-            width,
-            touched: Vec::new(),
-        }
-    }
-
-    fn group(
-        &mut self,
-        groups: &mut GroupTable,
-        keys: &ChunkKeys<'_>,
-        start: i64,
-        end: i64,
-        i: usize,
-    ) -> u32 {
-        match keys {
-            ChunkKeys::PerRow(rows) => groups.intern(start, end, rows.row(i)).0,
-            ChunkKeys::Local { ids, distinct } => {
-                let id = ids[i] as usize;
-                if self.windows.get(self.last).is_none_or(|w| w.0 != start) {
-                    self.last = match self.windows.iter().position(|w| w.0 == start) {
-                        Some(at) => at,
-                        None => {
-                            self.windows.push((start, vec![NO_GROUP; self.width]));
-                            self.windows.len() - 1
-                        }
-                    };
-                }
-                let slot = &mut self.windows[self.last].1[id];
-                if *slot == NO_GROUP {
-                    *slot = groups.intern(start, end, distinct.row(id)).0;
-                    self.touched.push(*slot);
-                }
-                *slot
-            }
-        }
-    }
-}
 
 fn micros(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)

@@ -50,6 +50,9 @@ pub(super) struct Harness {
     store: SharedStore,
     pub(super) batch_id: u64,
     pub(super) watermark_ms: Option<i64>,
+    /// Groups every chunk of a batch through the operator's `chunk_preparer` before processing
+    /// any, as the lanes do, and hands them to `process_prepared`.
+    pub(super) prepare_apart: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -81,6 +84,7 @@ impl Harness {
             store,
             batch_id: 0,
             watermark_ms: None,
+            prepare_apart: false,
             _dir: dir,
         })
     }
@@ -147,8 +151,22 @@ impl Harness {
             watermark_ms: self.watermark_ms,
         };
         let mut out = Vec::new();
-        for rows in chunks {
-            out.extend(self.op.process(chunk(rows), &ctx)?);
+        let chunks: Vec<RecordBatch> = chunks.iter().map(|rows| chunk(rows)).collect();
+        match self.op.chunk_preparer().filter(|_| self.prepare_apart) {
+            Some(preparer) => {
+                let prepared = chunks
+                    .iter()
+                    .map(|c| preparer.prepare(c))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for (c, p) in chunks.into_iter().zip(prepared) {
+                    out.extend(self.op.process_prepared(c, p, &ctx)?);
+                }
+            }
+            None => {
+                for c in chunks {
+                    out.extend(self.op.process(c, &ctx)?);
+                }
+            }
         }
         out.extend(self.op.finish_batch(&ctx)?);
         let mut ws = WriteSet::default();

@@ -1,0 +1,271 @@
+//! The part of grouping that depends on one chunk alone: its keys' local dictionary, each row's
+//! window, and the distinct (window, key) cells the chunk reaches, in the order it first
+//! reaches them. It reads nothing of the operator's state, so the lanes run it on several
+//! chunks at once; the operator then interns a chunk's few cells and updates its accumulators
+//! on the pipeline's thread, chunk after chunk, exactly as one thread alone would.
+//!
+//! It serves aggregations keyed by one simple column (or none) in tumbling, sliding or no
+//! windows; session windows and composite keys take the operator's per-row path.
+
+use super::assign::{for_each_sliding_start, tumbling_start};
+use super::local_keys::{self, LocalKeys};
+use super::resolve::AggregatePlan;
+use crate::config::WindowKind;
+use arrow::array::{Array, ArrayRef, AsArray, TimestampMicrosecondArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+
+/// Groups chunks of one aggregation: what it needs of the plan, nothing of the state.
+#[derive(Debug, Clone)]
+pub struct ChunkGrouper {
+    /// The grouping column; `None` when the aggregation has no `group_by`.
+    key: Option<usize>,
+    /// The event-time column and its (tumbling or sliding) windows, in µs: (column, size, slide).
+    window: Option<(usize, i64, i64)>,
+}
+
+/// A (window, key) pair a chunk reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cell {
+    /// Window start, µs (`i64::MIN` without windows).
+    pub start: i64,
+    /// Window end, µs (`i64::MAX` without windows).
+    pub end: i64,
+    /// Local id of the key: its row in [`GroupedChunk::distinct`].
+    pub key: u32,
+}
+
+/// Event-time figures of one chunk's rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkTimes {
+    /// Earliest and latest event time, µs, of the rows that have one.
+    pub range: Option<(i64, i64)>,
+    /// Sum of those event times.
+    pub sum: i128,
+    /// How many rows have an event time.
+    pub timed_rows: u64,
+    /// How many rows have none (they are dropped).
+    pub untimed_rows: u64,
+}
+
+/// One chunk, grouped.
+#[derive(Debug)]
+pub struct GroupedChunk {
+    /// The distinct keys, by local id; `None` without a `group_by`.
+    pub distinct: Option<ArrayRef>,
+    /// The distinct cells, in the order the chunk first reaches them.
+    pub cells: Vec<Cell>,
+    /// The cell of each pair (a row in one of its windows), pairs in row order.
+    pub cell_of_pair: Vec<u32>,
+    /// The row of each pair, when pairs are not the rows one for one (sliding windows, rows
+    /// without an event time).
+    pub row_of_pair: Option<Vec<u32>>,
+    /// Event-time figures (without windows: nothing).
+    pub times: ChunkTimes,
+}
+
+const NO_CELL: u32 = u32::MAX;
+
+impl ChunkGrouper {
+    /// A grouper for `plan`, or `None` when its chunks need the per-row path.
+    pub fn for_plan(plan: &AggregatePlan) -> Option<ChunkGrouper> {
+        let key = match (plan.keys.as_slice(), plan.key_types.as_slice()) {
+            ([], []) => None,
+            ([k], [t]) if local_keys::supports(t) => Some(*k),
+            _ => return None,
+        };
+        let micros = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        let window = match plan.window {
+            None => None,
+            Some((column, WindowKind::Tumbling { size })) => {
+                Some((column, micros(size), micros(size)))
+            }
+            Some((column, WindowKind::Sliding { size, slide })) => {
+                Some((column, micros(size), micros(slide)))
+            }
+            Some((_, WindowKind::Session { .. })) => return None,
+        };
+        Some(ChunkGrouper { key, window })
+    }
+
+    /// Groups `chunk`.
+    pub fn group(&self, chunk: &RecordBatch) -> Result<GroupedChunk, ArrowError> {
+        let n = chunk.num_rows();
+        let mut local = LocalKeys::default();
+        let distinct = match self.key {
+            Some(k) => {
+                let column = chunk.column(k);
+                local.build(column)?;
+                Some(local.distinct(column)?)
+            }
+            None => {
+                local.id_of_row.resize(n, 0);
+                None
+            }
+        };
+        let width = distinct.as_ref().map_or(1, |d| d.len());
+        let ids = &local.id_of_row;
+        let mut cells = Cells::new(width);
+        let mut cell_of_pair = Vec::with_capacity(n);
+        let Some((column, size, slide)) = self.window else {
+            cell_of_pair.extend(ids.iter().map(|&id| cells.of(i64::MIN, i64::MAX, id)));
+            return Ok(GroupedChunk {
+                distinct,
+                cells: cells.list,
+                cell_of_pair,
+                row_of_pair: None,
+                times: ChunkTimes::default(),
+            });
+        };
+        let column = chunk.column(column);
+        let column = match column.data_type() {
+            DataType::Timestamp(TimeUnit::Microsecond, _) => column.clone(),
+            _ => cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None))?,
+        };
+        let times = column.as_primitive::<TimestampMicrosecondType>();
+        let values = &times.values()[..n];
+        let no_nulls = times.null_count() == 0;
+        let figures = ChunkTimes::of(times);
+        let mut row_of_pair = (!no_nulls || size != slide).then(|| Vec::with_capacity(n));
+        if size == slide {
+            // The window of the previous row: most rows fall in it, and checking is much
+            // cheaper than the division that finds a window.
+            let (mut start, mut end) = (i64::MAX, i64::MIN);
+            for (i, (&ts, &id)) in values.iter().zip(ids).enumerate() {
+                if !no_nulls && times.is_null(i) {
+                    continue;
+                }
+                if ts < start || ts >= end {
+                    start = tumbling_start(ts, size);
+                    end = start.saturating_add(size);
+                }
+                cell_of_pair.push(cells.of(start, end, id));
+                if let Some(rows) = row_of_pair.as_mut() {
+                    rows.push(i as u32);
+                }
+            }
+        } else {
+            let rows = row_of_pair.get_or_insert_with(Vec::new);
+            for (i, (&ts, &id)) in values.iter().zip(ids).enumerate() {
+                if !no_nulls && times.is_null(i) {
+                    continue;
+                }
+                for_each_sliding_start(ts, size, slide, |start| {
+                    cell_of_pair.push(cells.of(start, start.saturating_add(size), id));
+                    rows.push(i as u32);
+                });
+            }
+        }
+        Ok(GroupedChunk {
+            distinct,
+            cells: cells.list,
+            cell_of_pair,
+            row_of_pair,
+            times: figures,
+        })
+    }
+}
+
+impl ChunkTimes {
+    /// Figures of an event-time column.
+    pub fn of(times: &TimestampMicrosecondArray) -> ChunkTimes {
+        match times.nulls() {
+            None => ChunkTimes::of_all(times.values()),
+            Some(valid) => ChunkTimes::of_valid(times.values(), |i| valid.is_valid(i)),
+        }
+    }
+
+    /// Figures of a column without nulls, in passes the compiler vectorises.
+    fn of_all(values: &[i64]) -> ChunkTimes {
+        let (Some(&min), Some(&max)) = (values.iter().min(), values.iter().max()) else {
+            return ChunkTimes::default();
+        };
+        // Offsets from the minimum fit in i64 for any chunk spanning less than ~290 000 years.
+        let offsets: i64 = values
+            .iter()
+            .map(|v| v.wrapping_sub(min))
+            .fold(0i64, i64::wrapping_add);
+        ChunkTimes {
+            range: Some((min, max)),
+            sum: i128::from(min) * values.len() as i128 + i128::from(offsets),
+            timed_rows: values.len() as u64,
+            untimed_rows: 0,
+        }
+    }
+
+    fn of_valid(values: &[i64], valid: impl Fn(usize) -> bool) -> ChunkTimes {
+        let mut figures = ChunkTimes::default();
+        for (i, &ts) in values.iter().enumerate() {
+            if valid(i) {
+                figures.range = Some(
+                    figures
+                        .range
+                        .map_or((ts, ts), |(lo, hi)| (lo.min(ts), hi.max(ts))),
+                );
+                figures.sum += i128::from(ts);
+                figures.timed_rows += 1;
+            } else {
+                figures.untimed_rows += 1;
+            }
+        }
+        figures
+    }
+}
+
+/// (window start, local id) → cell, so that a row whose key and window the chunk has already
+/// reached costs one array lookup.
+struct Cells {
+    windows: Vec<(i64, Vec<u32>)>,
+    last: usize,
+    width: usize,
+    list: Vec<Cell>,
+}
+
+impl Cells {
+    fn new(width: usize) -> Cells {
+        Cells {
+            windows: Vec::new(),
+            last: 0,
+            width,
+            list: Vec::new(),
+        }
+    }
+
+    #[inline]
+    fn of(&mut self, start: i64, end: i64, key: u32) -> u32 {
+        if self.windows.get(self.last).is_none_or(|w| w.0 != start) {
+            self.last = match self.windows.iter().position(|w| w.0 == start) {
+                Some(at) => at,
+                None => {
+                    self.windows.push((start, vec![NO_CELL; self.width]));
+                    self.windows.len() - 1
+                }
+            };
+        }
+        let slot = &mut self.windows[self.last].1[key as usize];
+        if *slot == NO_CELL {
+            *slot = self.list.len() as u32;
+            self.list.push(Cell { start, end, key });
+        }
+        *slot
+    }
+}
+
+impl crate::engine::PrepareChunk for ChunkGrouper {
+    fn prepare(
+        &self,
+        chunk: &RecordBatch,
+    ) -> Result<crate::engine::PreparedChunk, crate::engine::OperatorError> {
+        match self.group(chunk) {
+            Ok(grouped) => Ok(Box::new(grouped)),
+            Err(err) => Err(crate::engine::OperatorError {
+                stage: "aggregate".into(),
+                message: err.to_string(),
+                class: crate::engine::ErrorClass::Internal,
+                retryable: false,
+            }),
+        }
+    }
+}
