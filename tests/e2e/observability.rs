@@ -392,10 +392,17 @@ fn plugin_costs_show_a_memory_high_water_mark_near_what_it_allocated_and_one_dea
         &plugin_pipeline("loops", "endless_loop", "timeout = \"200ms\""),
     );
     daemon.wait_batches("hog", 3);
-    // The loop fails every call. Its counters are read in one scrape while calls may end
-    // between two of them, so wait for a scrape that shows it called at least twice with as many
-    // deadline expiries as calls (two per call, or none, never get there).
+    // Counters are read in one scrape while calls may end between two of them, so wait for a
+    // scrape between calls of both pipelines: the loop called at least twice with as many
+    // deadline expiries as calls (two per call, or none, never get there), and the hog's calls,
+    // rows and call durations counted alike (100 rows a call).
     let loops = [("pipeline", "loops"), ("plugin", "endless_loop")];
+    let hog = [
+        ("pipeline", "hog"),
+        ("stage", "transform #1"),
+        ("plugin", "memory_hog"),
+    ];
+    let hog_rows = [("pipeline", "hog"), ("direction", "in")];
     let end = std::time::Instant::now() + SOON;
     let scrape = loop {
         let scrape = scrape(&addr)?;
@@ -405,21 +412,20 @@ fn plugin_costs_show_a_memory_high_water_mark_near_what_it_allocated_and_one_dea
             "weir_plugin_failures_total",
             &[("pipeline", "loops"), ("kind", "deadline")],
         );
-        if calls.is_some_and(|n| n >= 2.0) && expired == calls {
+        let hog_calls = value(&scrape, "weir_plugin_calls_total", &hog);
+        let hog_in = value(&scrape, "weir_plugin_rows_total", &hog_rows);
+        let hog_timed = value(&scrape, "weir_plugin_call_duration_seconds", &hog);
+        let hog_between_calls = hog_in == hog_calls.map(|c| 100.0 * c) && hog_timed == hog_calls;
+        if calls.is_some_and(|n| n >= 2.0) && expired == calls && hog_between_calls {
             break scrape;
         }
         assert!(
             std::time::Instant::now() < end,
-            "calls {calls:?}, deadline expiries {expired:?}"
+            "loop: calls {calls:?}, deadline expiries {expired:?}; hog: calls {hog_calls:?}, rows in {hog_in:?}, timed calls {hog_timed:?}"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
 
-    let hog = [
-        ("pipeline", "hog"),
-        ("stage", "transform #1"),
-        ("plugin", "memory_hog"),
-    ];
     let high_water = value(&scrape, "weir_plugin_memory_high_water_bytes", &hog)
         .ok_or("no memory high-water mark")?;
     let held = HELD_MIB * 1024.0 * 1024.0;
