@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
+/// Batches allocate and free column buffers of megabytes each; glibc hands those back to the
+/// kernel and faults them in again on the next batch, mimalloc keeps them for reuse.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn log_filter(flag: Option<&str>) -> EnvFilter {
     let filter = flag
         .map(str::to_string)

@@ -109,19 +109,32 @@ impl ReleaseSchedule {
     /// `event_time_ms` of every row in `[from, to)`. At a constant rate this steps from row to
     /// row with integer arithmetic (no division per row); it is the sources' hot path.
     pub fn event_times_ms(&self, from: u64, to: u64) -> impl Iterator<Item = i64> + '_ {
-        // round(row * 1000 / rate) = (row * 2000 + rate) div (2 * rate), stepped by 2000 a row.
+        // round(row * 1000 / rate) = (row * 2000 + rate) div (2 * rate), stepped by 2000 a row,
+        // in u64 when the whole range fits well inside it (any real rate and stream; anything
+        // else takes the per-row formula).
         let steady = self.ramp_up_seconds == 0 && self.rows_per_second > 0;
         let d = u128::from(self.rows_per_second) * 2;
         let n = u128::from(from) * 2000 + u128::from(self.rows_per_second);
-        let (mut q, mut r) = if steady { (n / d, n % d) } else { (0, 0) };
-        let (step_q, step_r) = if steady { (2000 / d, 2000 % d) } else { (0, 0) };
+        let (q, r) = if steady { (n / d, n % d) } else { (0, 0) };
+        let rows = u128::from(to.saturating_sub(from));
+        let narrow = steady && d < 1 << 62 && q + rows * (2000 / d.max(1) + 1) < 1 << 62;
+        let (mut q, mut r, d, step_q, step_r) = if narrow {
+            (
+                q as u64,
+                r as u64,
+                d as u64,
+                (2000 / d) as u64,
+                (2000 % d) as u64,
+            )
+        } else {
+            (0, 0, 1, 0, 0)
+        };
         (from..to).map(move |row| {
-            if !steady {
+            if !narrow {
                 return self.event_time_ms(row);
             }
-            let value = self
-                .start_ms
-                .saturating_add(i64::try_from(q).unwrap_or(i64::MAX));
+            // q < 2^62: exact as an i64.
+            let value = self.start_ms.saturating_add(q as i64);
             q += step_q;
             r += step_r;
             if r >= d {
@@ -183,6 +196,10 @@ mod tests {
             (1999, 0),
             (2000, 0),
             (3001, 0),
+            (1_000_000, 0),
+            (1_000_000_000, 0),
+            // Beyond what u64 stepping takes: the per-row formula.
+            (u64::MAX / 3, 0),
             (10, 4),
         ] {
             let s = ReleaseSchedule {
@@ -190,7 +207,7 @@ mod tests {
                 ramp_up_seconds: ramp,
                 start_ms: 1_000,
             };
-            for from in [0, 1, 17, 5000] {
+            for from in [0, 1, 17, 5000, 1 << 40, u64::MAX / 4000] {
                 let stepped: Vec<i64> = s.event_times_ms(from, from + 3000).collect();
                 let one_by_one: Vec<i64> =
                     (from..from + 3000).map(|r| s.event_time_ms(r)).collect();

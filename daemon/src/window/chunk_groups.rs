@@ -110,7 +110,22 @@ impl ChunkGrouper {
         let mut cells = Cells::new(width);
         let mut cell_of_pair = Vec::with_capacity(n);
         let Some((column, size, slide)) = self.window else {
-            cell_of_pair.extend(ids.iter().map(|&id| cells.of(i64::MIN, i64::MAX, id)));
+            // One window: a key's cell is one lookup.
+            let mut cell_of_key = vec![NO_CELL; width];
+            let mut list = Vec::new();
+            cell_of_pair.extend(ids.iter().map(|&id| {
+                let slot = &mut cell_of_key[id as usize];
+                if *slot == NO_CELL {
+                    *slot = list.len() as u32;
+                    list.push(Cell {
+                        start: i64::MIN,
+                        end: i64::MAX,
+                        key: id,
+                    });
+                }
+                *slot
+            }));
+            cells.list = list;
             return Ok(GroupedChunk {
                 distinct,
                 cells: cells.list,
@@ -132,7 +147,7 @@ impl ChunkGrouper {
         if size == slide {
             // The window of the previous row: most rows fall in it, and checking is much
             // cheaper than the division that finds a window.
-            let (mut start, mut end) = (i64::MAX, i64::MIN);
+            let (mut start, mut end, mut base) = (i64::MAX, i64::MIN, 0);
             for (i, (&ts, &id)) in values.iter().zip(ids).enumerate() {
                 if !no_nulls && times.is_null(i) {
                     continue;
@@ -140,8 +155,9 @@ impl ChunkGrouper {
                 if ts < start || ts >= end {
                     start = tumbling_start(ts, size);
                     end = start.saturating_add(size);
+                    base = cells.window(start);
                 }
-                cell_of_pair.push(cells.of(start, end, id));
+                cell_of_pair.push(cells.of(base, start, end, id));
                 if let Some(rows) = row_of_pair.as_mut() {
                     rows.push(i as u32);
                 }
@@ -153,7 +169,8 @@ impl ChunkGrouper {
                     continue;
                 }
                 for_each_sliding_start(ts, size, slide, |start| {
-                    cell_of_pair.push(cells.of(start, start.saturating_add(size), id));
+                    let base = cells.window(start);
+                    cell_of_pair.push(cells.of(base, start, start.saturating_add(size), id));
                     rows.push(i as u32);
                 });
             }
@@ -215,9 +232,11 @@ impl ChunkTimes {
 }
 
 /// (window start, local id) → cell, so that a row whose key and window the chunk has already
-/// reached costs one array lookup.
+/// reached costs one array lookup: a flat table, one row of `width` slots per window.
 struct Cells {
-    windows: Vec<(i64, Vec<u32>)>,
+    starts: Vec<i64>,
+    slots: Vec<u32>,
+    /// The window found last, as its row's first slot.
     last: usize,
     width: usize,
     list: Vec<Cell>,
@@ -226,25 +245,36 @@ struct Cells {
 impl Cells {
     fn new(width: usize) -> Cells {
         Cells {
-            windows: Vec::new(),
+            starts: Vec::new(),
+            slots: Vec::new(),
             last: 0,
             width,
             list: Vec::new(),
         }
     }
 
+    /// The first slot of window `start`'s row (made on first use).
     #[inline]
-    fn of(&mut self, start: i64, end: i64, key: u32) -> u32 {
-        if self.windows.get(self.last).is_none_or(|w| w.0 != start) {
-            self.last = match self.windows.iter().position(|w| w.0 == start) {
-                Some(at) => at,
-                None => {
-                    self.windows.push((start, vec![NO_CELL; self.width]));
-                    self.windows.len() - 1
-                }
-            };
+    fn window(&mut self, start: i64) -> usize {
+        if self.starts.get(self.last / self.width.max(1)) == Some(&start) {
+            return self.last;
         }
-        let slot = &mut self.windows[self.last].1[key as usize];
+        let row = match self.starts.iter().position(|&s| s == start) {
+            Some(row) => row,
+            None => {
+                self.starts.push(start);
+                self.slots.resize(self.slots.len() + self.width, NO_CELL);
+                self.starts.len() - 1
+            }
+        };
+        self.last = row * self.width;
+        self.last
+    }
+
+    /// The cell of `key` in the window whose row starts at `base`.
+    #[inline]
+    fn of(&mut self, base: usize, start: i64, end: i64, key: u32) -> u32 {
+        let slot = &mut self.slots[base + key as usize];
         if *slot == NO_CELL {
             *slot = self.list.len() as u32;
             self.list.push(Cell { start, end, key });

@@ -70,6 +70,13 @@ impl LocalKeys {
                 let values_len = dict.values().len();
                 self.first_row.extend(0..values_len as u32);
                 let keys = dict.keys();
+                if keys.null_count() == 0 {
+                    // Keys are checked against the values when the array is made.
+                    self.id_of_row
+                        .extend(keys.values().iter().map(|&k| k.max(0) as u32));
+                    self.dictionary = true;
+                    return Ok(());
+                }
                 for i in 0..n {
                     let id = if keys.is_valid(i) {
                         u32::try_from(keys.value(i)).unwrap_or(0)

@@ -9,13 +9,16 @@ use super::{
 };
 use crate::config::{ColumnSpec, ColumnType, DatagenSpec, Generator, Scalar, TemplatePart};
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, DictionaryArray, Float64Array, Int32Array, Int64Array, StringBuilder,
+    TimestampMicrosecondArray,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use columns::ColumnRows;
 use std::fmt::Write as _;
 use std::sync::Arc;
+
+mod columns;
 
 /// The datagen source.
 #[derive(Debug)]
@@ -201,34 +204,25 @@ impl DatagenSource {
         to: u64,
         values: &ArrayRef,
     ) -> Result<ArrayRef, SourceError> {
-        let Generator::Values {
-            values: choices,
-            cumulative_weights,
-            random,
-        } = &col.generator
-        else {
-            return Ok(arrow::array::new_null_array(
-                &arrow_type(col),
-                (to - from) as usize,
-            ));
-        };
         let seed = self.spec.seed;
-        let null_key = key ^ NULL_SALT;
-        let keys: arrow::array::Int32Array = (from..to)
-            .map(|row| {
-                if col.null_fraction > 0.0 && unit(mix(seed, null_key, row)) < col.null_fraction {
-                    return None;
-                }
-                let draw = RowDraw {
-                    row,
-                    hash: mix(seed, key, row),
-                };
-                Some(choose(choices.len(), cumulative_weights.as_deref(), *random, draw) as i32)
-            })
-            .collect();
-        Ok(Arc::new(arrow::array::DictionaryArray::<
-            arrow::datatypes::Int32Type,
-        >::try_new(keys, values.clone())?))
+        let rows = ColumnRows {
+            seed,
+            key,
+            from,
+            to,
+        };
+        let nulls = columns::validity(
+            col.null_fraction,
+            ColumnRows {
+                key: key ^ NULL_SALT,
+                ..rows
+            },
+        );
+        let keys = Int32Array::new(columns::choices(&col.generator, rows).into(), nulls);
+        Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(
+            keys,
+            values.clone(),
+        )?))
     }
 
     fn column(
@@ -241,9 +235,23 @@ impl DatagenSource {
     ) -> ArrayRef {
         let seed = self.spec.seed;
         let len = (to - from) as usize;
-        let null_key = key ^ NULL_SALT;
+        let rows = ColumnRows {
+            seed,
+            key,
+            from,
+            to,
+        };
+        let nulls = columns::validity(
+            col.null_fraction,
+            ColumnRows {
+                key: key ^ NULL_SALT,
+                ..rows
+            },
+        );
         let is_null = |row: u64| {
-            col.null_fraction > 0.0 && unit(mix(seed, null_key, row)) < col.null_fraction
+            nulls
+                .as_ref()
+                .is_some_and(|n| n.is_null((row - from) as usize))
         };
         let draw = |row: u64| RowDraw {
             row,
@@ -255,56 +263,35 @@ impl DatagenSource {
                     Generator::EventTime { jitter_ms } => jitter_ms,
                     _ => 0,
                 };
-                let mut b = TimestampMicrosecondBuilder::with_capacity(len).with_timezone("UTC");
-                for (row, due) in (from..to).zip(schedule.event_times_ms(from, to)) {
-                    if is_null(row) {
-                        b.append_null();
-                    } else {
-                        let late = if jitter_ms > 0 {
-                            let n = u64::try_from(jitter_ms).unwrap_or(0).saturating_add(1);
-                            i64::try_from(below(mix(seed, key, row), n)).unwrap_or(i64::MAX)
-                        } else {
-                            0
-                        };
-                        b.append_value(due.saturating_sub(late).saturating_mul(1000));
-                    }
+                let mut values = Vec::with_capacity(len);
+                let due = schedule.event_times_ms(from, to);
+                if jitter_ms > 0 {
+                    let n = u64::try_from(jitter_ms).unwrap_or(0).saturating_add(1);
+                    values.extend((from..to).zip(due).map(|(row, due)| {
+                        let late = i64::try_from(below(mix(seed, key, row), n)).unwrap_or(i64::MAX);
+                        due.saturating_sub(late).saturating_mul(1000)
+                    }));
+                } else {
+                    values.extend(due.map(|due| due.saturating_mul(1000)));
                 }
-                Arc::new(b.finish())
+                Arc::new(TimestampMicrosecondArray::new(values.into(), nulls).with_timezone("UTC"))
             }
-            ColumnType::Int => {
-                let mut b = Int32Builder::with_capacity(len);
-                for row in from..to {
-                    if is_null(row) {
-                        b.append_null();
-                    } else {
-                        // Validation keeps int ranges and values inside i32; wrap the row index.
-                        b.append_value(int_value(&col.generator, draw(row)) as i32);
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            ColumnType::Long => {
-                let mut b = Int64Builder::with_capacity(len);
-                for row in from..to {
-                    if is_null(row) {
-                        b.append_null();
-                    } else {
-                        b.append_value(int_value(&col.generator, draw(row)));
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            ColumnType::Double => {
-                let mut b = Float64Builder::with_capacity(len);
-                for row in from..to {
-                    if is_null(row) {
-                        b.append_null();
-                    } else {
-                        b.append_value(float_value(&col.generator, draw(row)));
-                    }
-                }
-                Arc::new(b.finish())
-            }
+            // Validation keeps int ranges and values inside i32; wrap the row index.
+            ColumnType::Int => Arc::new(Int32Array::new(
+                columns::int_values(&col.generator, rows)
+                    .into_iter()
+                    .map(|v| v as i32)
+                    .collect(),
+                nulls,
+            )),
+            ColumnType::Long => Arc::new(Int64Array::new(
+                columns::int_values(&col.generator, rows).into(),
+                nulls,
+            )),
+            ColumnType::Double => Arc::new(Float64Array::new(
+                columns::float_values(&col.generator, rows).into(),
+                nulls,
+            )),
             ColumnType::Boolean => {
                 let mut b = BooleanBuilder::with_capacity(len);
                 for row in from..to {
