@@ -115,6 +115,8 @@ pub struct AggregateOperator {
     last_progress: Option<StateOperatorProgress>,
     group_of_row: Vec<u32>,
     row_of_pair: Vec<u32>,
+    /// The chunk's pairs are its rows one for one (`row_of_pair` is then left empty).
+    pairs_are_rows: bool,
     /// Groups chunks apart from the state when the key is one simple column (or none) and
     /// windows are not sessions; `None`: keys go through the row format row by row.
     grouper: Option<Arc<ChunkGrouper>>,
@@ -236,6 +238,7 @@ impl AggregateOperator {
             last_progress: None,
             group_of_row: Vec::new(),
             row_of_pair: Vec::new(),
+            pairs_are_rows: false,
             grouper: None,
             chunk_touched: None,
             cold: BTreeMap::new(),
@@ -549,6 +552,7 @@ impl AggregateOperator {
     ) -> Result<Vec<u32>, OperatorError> {
         self.group_of_row.clear();
         self.row_of_pair.clear();
+        self.pairs_are_rows = false;
         let batch = self.batch.get_or_insert_with(BatchState::default);
         let late = batch.late;
         self.chunk_touched = None;
@@ -604,7 +608,7 @@ impl AggregateOperator {
     /// the order the chunk reached them (the order the per-row path creates groups in), drops
     /// the pairs of windows the watermark has closed, and fills `group_of_row` /
     /// `row_of_pair`.
-    fn apply_grouped(&mut self, grouped: GroupedChunk, n: usize) -> Result<(), OperatorError> {
+    fn apply_grouped(&mut self, grouped: GroupedChunk) -> Result<(), OperatorError> {
         let batch = self.batch.get_or_insert_with(BatchState::default);
         batch.absorb(&grouped.times);
         let late = batch.late;
@@ -629,6 +633,7 @@ impl AggregateOperator {
         }
         self.group_of_row.clear();
         self.row_of_pair.clear();
+        self.pairs_are_rows = false;
         let group = |c: u32| group_of_cell.get(c as usize).copied().unwrap_or(NO_GROUP);
         let row = |pair: usize| match &grouped.row_of_pair {
             Some(rows) => rows.get(pair).copied().unwrap_or(u32::MAX),
@@ -639,7 +644,7 @@ impl AggregateOperator {
                 .extend(grouped.cell_of_pair.iter().map(|&c| group(c)));
             match &grouped.row_of_pair {
                 Some(rows) => self.row_of_pair.extend_from_slice(rows),
-                None => self.row_of_pair.extend(0..n as u32),
+                None => self.pairs_are_rows = true,
             }
         } else {
             for (pair, &c) in grouped.cell_of_pair.iter().enumerate() {
@@ -679,7 +684,7 @@ impl AggregateOperator {
         };
         let dead = match grouped {
             Some(grouped) => {
-                self.apply_grouped(grouped, n)?;
+                self.apply_grouped(grouped)?;
                 Vec::new()
             }
             None => {
@@ -721,7 +726,7 @@ impl AggregateOperator {
         // Rows are assigned in order; only sliding windows repeat a row. With no row dropped
         // and none repeated, pair i is row i and the input columns serve as they are.
         let sliding = matches!(self.plan.window, Some((_, WindowKind::Sliding { .. })));
-        let identity = !sliding && self.row_of_pair.len() == n;
+        let identity = self.pairs_are_rows || (!sliding && self.row_of_pair.len() == n);
         let indices = (!identity).then(|| UInt32Array::from(self.row_of_pair.clone()));
         let total = self.groups.len();
         for (acc, f) in self.accs.iter_mut().zip(&self.plan.functions) {

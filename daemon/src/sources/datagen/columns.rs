@@ -57,23 +57,33 @@ impl ColumnRows {
                 (self.from..self.to).for_each(|row| f(below(self.hash(row), n as u64) as usize))
             }
             (Some(cum), random) => {
-                // Below 2^53 a row index is exact as a double, and so is adding one to it.
-                let exact = self.to < (1 << 53);
-                let mut row_f = self.from as f64;
-                for row in self.from..self.to {
-                    let u = if random {
-                        unit(self.hash(row))
-                    } else if exact {
-                        let x = row_f * GOLDEN;
-                        row_f += 1.0;
-                        fract_of_non_negative(x)
+                // The first weight above u is the number of weights at or below it (they never
+                // decrease): counted without a branch, over a fixed row of eight when it fits.
+                let mut padded = [f64::INFINITY; 8];
+                let fixed = cum.len() <= padded.len();
+                if fixed {
+                    padded[..cum.len()].copy_from_slice(cum);
+                }
+                let index = |u: f64| {
+                    let below_u = if fixed {
+                        padded.iter().map(|c| usize::from(u >= *c)).sum::<usize>()
                     } else {
-                        fract_of_non_negative(row as f64 * GOLDEN)
+                        cum.iter().filter(|c| u >= **c).count()
                     };
-                    // The first weight above u, counted without a branch per weight (the
-                    // cumulative weights never decrease).
-                    let below_u = cum.iter().filter(|c| u >= **c).count();
-                    f(below_u.min(n - 1));
+                    below_u.min(n - 1)
+                };
+                if random {
+                    (self.from..self.to).for_each(|row| f(index(unit(self.hash(row)))));
+                } else if self.to < (1 << 53) {
+                    // Below 2^53 a row index is exact as a double, and so is adding one to it.
+                    let mut row_f = self.from as f64;
+                    for _ in self.from..self.to {
+                        f(index(fract_of_non_negative(row_f * GOLDEN)));
+                        row_f += 1.0;
+                    }
+                } else {
+                    (self.from..self.to)
+                        .for_each(|row| f(index(fract_of_non_negative(row as f64 * GOLDEN))));
                 }
             }
         }
@@ -104,15 +114,18 @@ pub(super) fn validity(null_fraction: f64, rows: ColumnRows) -> Option<NullBuffe
 
 /// The choice (an index into `values`) of every row of a `values` generator.
 pub(super) fn choices(g: &Generator, rows: ColumnRows) -> Vec<i32> {
-    let mut out = Vec::with_capacity(rows.len());
+    let mut out = vec![0; rows.len()];
     if let Generator::Values {
         values,
         cumulative_weights,
         random,
     } = g
     {
+        let mut slots = out.iter_mut();
         rows.for_each_choice(values.len(), cumulative_weights.as_deref(), *random, |i| {
-            out.push(i as i32)
+            if let Some(slot) = slots.next() {
+                *slot = i as i32;
+            }
         });
     }
     out
@@ -263,6 +276,18 @@ mod tests {
                         Scalar::Int(-9),
                     ],
                     cumulative_weights: weights.clone(),
+                    random,
+                },
+                Generator::Values {
+                    // A weight of zero: its value is never chosen.
+                    values: ints(&[1, 2, 3, 4]),
+                    cumulative_weights: Some(vec![0.25, 0.25, 0.75, 1.0]),
+                    random,
+                },
+                Generator::Values {
+                    // More weights than the fixed row of eight.
+                    values: ints(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
+                    cumulative_weights: Some((1..=10).map(|i| f64::from(i) / 10.0).collect()),
                     random,
                 },
                 Generator::FloatRange {
