@@ -7,13 +7,18 @@
 //! - `words`: datagen lines of six random words → `word_split` → null: CPU-bound in the plugin.
 //! - `t1`: Spark's stateless shape (keep the even values, double them) with the example
 //!   plugins: `compute` → `filter` → `compute`, over a `long` column.
-//! - `t2`: the seed's windowed average (datagen → aggregation → null), where only the source's
-//!   chunks are made in parallel.
+//! - `t2`: the seed's windowed average (datagen → aggregation → null): the source's chunks and
+//!   the aggregation's grouping of them run on the tasks, the aggregation's updates in order.
+//!
+//! It allocates with mimalloc, as the `weir` binary does.
 //!
 //! `./scripts/build-plugins && cargo bench -p weir --bench parallelism` (a plain binary, not a
 //! test; `-- --quick` for a short run, `-- NAME` for one pipeline).
 
 mod common;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use common::rust_plugins;
 use std::path::Path;
