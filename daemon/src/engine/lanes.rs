@@ -6,7 +6,9 @@
 //! chunk and carry it through all those stages. Results are put back in chunk order, and the
 //! chunks are the source's, whatever the width, so the output is the same byte for byte at
 //! any parallelism. The first stateful stage (the aggregation) and everything after it then
-//! runs on the pipeline's own thread, as before.
+//! runs on the pipeline's own thread; that stage may hand the lanes the part of its work that
+//! reads only the chunk (`Operator::chunk_preparer`: the aggregation's grouping), which the lanes
+//! do after the replicable stages, and it takes the prepared chunks in chunk order.
 //!
 //! A batch of one chunk (a quiet pipeline: a few rows per trigger) runs on the pipeline's
 //! thread alone and borrows nothing, so its latency is what it was. A larger batch borrows its
