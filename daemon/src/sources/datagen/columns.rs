@@ -4,7 +4,7 @@
 //! Every value is bit for bit what the row-at-a-time functions in `mod.rs` give (the tests
 //! compare them), so replay and the stored checkpoints do not notice the difference.
 
-use super::{GOLDEN, below, float_steps, mix, unit};
+use super::{GOLDEN, NULL_SALT, below, float_steps, mix, unit};
 use crate::config::{Generator, Scalar};
 use arrow::buffer::{BooleanBuffer, NullBuffer};
 
@@ -101,13 +101,18 @@ fn fract_of_non_negative(x: f64) -> f64 {
     }
 }
 
-/// Which rows are null: `None` when none is.
+/// Which rows are null (drawn from the column's key salted apart from its values): `None`
+/// when none is.
 pub(super) fn validity(null_fraction: f64, rows: ColumnRows) -> Option<NullBuffer> {
     if null_fraction <= 0.0 {
         return None;
     }
+    let salted = ColumnRows {
+        key: rows.key ^ NULL_SALT,
+        ..rows
+    };
     let valid = BooleanBuffer::collect_bool(rows.len(), |i| {
-        unit(rows.hash(rows.from + i as u64)) >= null_fraction
+        unit(salted.hash(rows.from + i as u64)) >= null_fraction
     });
     Some(NullBuffer::new(valid)).filter(|n| n.null_count() > 0)
 }
@@ -376,7 +381,7 @@ mod tests {
             panic!("a quarter of 20 000 rows are null");
         };
         for (i, row) in (rows.from..rows.to).enumerate() {
-            let null = unit(mix(rows.seed, rows.key, row)) < 0.25;
+            let null = unit(mix(rows.seed, rows.key ^ NULL_SALT, row)) < 0.25;
             assert_eq!(nulls.is_null(i), null, "row {row}");
         }
         let share = nulls.null_count() as f64 / 20_000.0;

@@ -211,13 +211,7 @@ impl DatagenSource {
             from,
             to,
         };
-        let nulls = columns::validity(
-            col.null_fraction,
-            ColumnRows {
-                key: key ^ NULL_SALT,
-                ..rows
-            },
-        );
+        let nulls = columns::validity(col.null_fraction, rows);
         let keys = Int32Array::new(columns::choices(&col.generator, rows).into(), nulls);
         Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(
             keys,
@@ -241,13 +235,7 @@ impl DatagenSource {
             from,
             to,
         };
-        let nulls = columns::validity(
-            col.null_fraction,
-            ColumnRows {
-                key: key ^ NULL_SALT,
-                ..rows
-            },
-        );
+        let nulls = columns::validity(col.null_fraction, rows);
         let is_null = |row: u64| {
             nulls
                 .as_ref()
