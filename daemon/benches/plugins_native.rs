@@ -9,8 +9,8 @@
 //!   is one `update` from fresh states through the host (states encoded and returned); the
 //!   native time is `Aggregate::update` on states in memory, nothing encoded.
 //!
-//! `./scripts/build-plugins && cargo bench -p weir --bench plugins_native` (a plain binary,
-//! not a test).
+//! `./scripts/build-plugins && cargo bench -p weir --features native-plugins-bench --bench
+//! plugins_native` (a plain binary, not a test; the feature links the plugin crates natively).
 
 mod common;
 
