@@ -358,8 +358,9 @@ fn run_engine(
         let handle = pipeline.spawn();
         let monitor = handle.monitor.clone();
         let mut handle = Some(handle);
-        // The monitor keeps only the last RECENT_BATCHES batches: gather them by batch id every
-        // second, so a long run reports every batch.
+        // The monitor keeps only the last RECENT_BATCHES (100) batches: gather them by batch id
+        // every second, so a long run reports every batch (both runs here make fewer than 100
+        // batches a second).
         let mut seen = std::collections::BTreeMap::new();
         let mut gathered = Instant::now();
         if tokio::time::timeout(limit, async {
