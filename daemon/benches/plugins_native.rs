@@ -248,53 +248,100 @@ fn main() {
         ("value", doubles(1, 200.0, 10)),
         ("weight", doubles(2, 10.0, 20)),
     ]);
-    let rows = [
-        transform::<compute::Compute>(
-            &host,
+    // Plugin names on the command line pick which rows run (all when none is given); cargo
+    // passes `--bench` itself.
+    let chosen: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |name: &str| chosen.is_empty() || chosen.iter().any(|c| c == name);
+    let runs: Vec<(&str, Box<dyn Fn() -> Row + '_>)> = vec![
+        (
             "compute",
-            serde_json::json!({ "output": "vw", "left": "value", "op": "*", "right": "weight" }),
-            &numbers,
-        ),
-        transform::<filter::Filter>(
-            &host,
-            "filter",
-            serde_json::json!({ "column": "value", "op": ">=", "value": 100 }),
-            &numbers,
-        ),
-        transform::<word_split::WordSplit>(
-            &host,
-            "word_split",
-            serde_json::json!({ "column": "line", "output": "word" }),
-            &batch(vec![("id", ids()), ("line", lines())]),
-        ),
-        transform::<json_parse::JsonParse>(
-            &host,
-            "json_parse",
-            serde_json::json!({
-                "column": "json",
-                "fields": ["user:string", "amount:double", "n:long", "ok:boolean"],
+            Box::new(|| {
+                transform::<weir_plugin_sdk::Mapped<compute::Compute>>(
+                    &host,
+                    "compute",
+                    serde_json::json!({ "output": "vw", "left": "value", "op": "*", "right": "weight" }),
+                    &numbers,
+                )
             }),
-            &batch(vec![("id", ids()), ("json", jsons())]),
         ),
-        aggregate::<weighted_avg::WeightedAvg>(
-            &host,
+        (
+            "filter",
+            Box::new(|| {
+                transform::<weir_plugin_sdk::Filtered<filter::Comparison>>(
+                    &host,
+                    "filter",
+                    serde_json::json!({ "column": "value", "op": ">=", "value": 100 }),
+                    &numbers,
+                )
+            }),
+        ),
+        (
+            "word_split",
+            Box::new(|| {
+                transform::<word_split::WordSplit>(
+                    &host,
+                    "word_split",
+                    serde_json::json!({ "column": "line", "output": "word" }),
+                    &batch(vec![("id", ids()), ("line", lines())]),
+                )
+            }),
+        ),
+        (
+            "json_parse",
+            Box::new(|| {
+                transform::<json_parse::JsonParse>(
+                    &host,
+                    "json_parse",
+                    serde_json::json!({
+                        "column": "json",
+                        "fields": ["user:string", "amount:double", "n:long", "ok:boolean"],
+                    }),
+                    &batch(vec![("id", ids()), ("json", jsons())]),
+                )
+            }),
+        ),
+        (
             "weighted_avg",
-            serde_json::json!({}),
-            numbers.columns().to_vec(),
+            Box::new(|| {
+                aggregate::<weighted_avg::WeightedAvg>(
+                    &host,
+                    "weighted_avg",
+                    serde_json::json!({}),
+                    numbers.columns().to_vec(),
+                )
+            }),
         ),
-        aggregate::<percentile::Percentile>(
-            &host,
+        (
             "percentile",
-            serde_json::json!({ "percentile": "p95" }),
-            vec![numbers.column(0).clone()],
+            Box::new(|| {
+                aggregate::<percentile::Percentile>(
+                    &host,
+                    "percentile",
+                    serde_json::json!({ "percentile": "p95" }),
+                    vec![numbers.column(0).clone()],
+                )
+            }),
         ),
-        aggregate::<top_k::TopK>(
-            &host,
+        (
             "top_k",
-            serde_json::json!({ "k": 3 }),
-            vec![single_words()],
+            Box::new(|| {
+                aggregate::<top_k::TopK>(
+                    &host,
+                    "top_k",
+                    serde_json::json!({ "k": 3 }),
+                    vec![single_words()],
+                )
+            }),
         ),
     ];
+    let rows: Vec<Row> = runs
+        .iter()
+        .filter(|(name, _)| wanted(name))
+        .map(|(_, run)| run())
+        .collect();
     println!("{ROWS} rows a call; aggregates over {GROUPS} groups");
     println!("| plugin | rows out | component | native | component / native speed |");
     println!("| --- | ---: | ---: | ---: | ---: |");

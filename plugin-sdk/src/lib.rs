@@ -2,8 +2,10 @@
 //! build them into WebAssembly components (`wasm32-wasip2`) that weir loads from its plugins
 //! folder.
 //!
-//! A transform is a type implementing [`Transform`] registered with [`export_transform!`]; an
-//! aggregate is a type implementing [`Aggregate`] registered with [`export_aggregate!`]. The
+//! A transform is a type implementing [`Transform`] registered with [`export_transform!`]
+//! (or, faster, a [`Map`] with [`export_map!`] or a [`Filter`] with [`export_filter!`]: they
+//! name the columns they read, and only those cross into the plugin); an aggregate is a type
+//! implementing [`Aggregate`] registered with [`export_aggregate!`]. The
 //! crate's README has a complete example and the build command.
 //!
 //! The contract with the host is `wit/plugin.wit` (version [`CONTRACT_VERSION`]); the
@@ -27,7 +29,11 @@ pub mod columns;
 #[cfg(feature = "guest")]
 mod error;
 #[cfg(feature = "guest")]
+mod narrow;
+#[cfg(feature = "guest")]
 pub mod rows;
+#[cfg(feature = "guest")]
+mod slot;
 #[cfg(feature = "guest")]
 mod transform;
 
@@ -36,13 +42,14 @@ pub use aggregate::{Aggregate, Signature};
 #[cfg(feature = "guest")]
 pub use error::{Config, Error};
 #[cfg(feature = "guest")]
+pub use narrow::{Filter, Filtered, Map, Mapped, Plan};
+#[cfg(feature = "guest")]
 pub use transform::Transform;
 
 /// The Arrow crates this SDK was built against; use these in a plugin so types match.
 pub use {arrow_array, arrow_buffer, arrow_schema};
 
 /// Arrow's selection kernels (`filter`, `take`, `concat`, `zip`), for flat-maps and filters.
-#[cfg(feature = "guest")]
 pub use arrow_select;
 
 /// Arrow's arithmetic and boolean kernels: `numeric::{add, sub, mul, div, rem}` (checked,
@@ -68,7 +75,7 @@ pub use arrow_ord;
 pub use arrow_string;
 
 /// The version of `wit/plugin.wit` this SDK implements (the WIT package version).
-pub const CONTRACT_VERSION: &str = "1.1.0";
+pub const CONTRACT_VERSION: &str = "1.2.0";
 
 /// Glue the export macros expand to. Not part of the API.
 #[cfg(feature = "guest")]
@@ -82,10 +89,19 @@ pub mod __private {
     pub use crate::bindings::aggregate::__export_aggregate_world;
     pub use crate::bindings::transform as transform_bindings;
     pub use crate::bindings::transform::__export_transform_world;
+    pub use crate::narrow::{
+        filter_init, filter_output_schema, filter_process, filter_reads, map_init,
+        map_output_schema, map_process, map_reads,
+    };
     pub use crate::transform::{
         init as transform_init, output_schema as transform_output_schema,
         process as transform_process,
     };
+
+    /// A plain transform reads every column.
+    pub fn transform_reads<T>() -> Option<Vec<u32>> {
+        None
+    }
 }
 
 /// Exports a [`Transform`] as this component's `transformer`. Invoke it once, at the crate
@@ -98,6 +114,53 @@ pub mod __private {
 #[macro_export]
 macro_rules! export_transform {
     ($plugin:ty) => {
+        $crate::__export_transformer!(
+            $plugin,
+            transform_init,
+            transform_output_schema,
+            transform_process,
+            transform_reads
+        );
+    };
+}
+
+/// Exports a [`Map`] as this component's `transformer`: the host sends it only the columns
+/// its plan reads and takes back only those it writes. Invoke it once, at the crate root.
+///
+/// ```text
+/// weir_plugin_sdk::export_map!(Compute);
+/// ```
+#[macro_export]
+macro_rules! export_map {
+    ($plugin:ty) => {
+        $crate::__export_transformer!($plugin, map_init, map_output_schema, map_process, map_reads);
+    };
+}
+
+/// Exports a [`Filter`] as this component's `transformer`: the host sends it only the columns
+/// it reads and takes back one bit a row. Invoke it once, at the crate root.
+///
+/// ```text
+/// weir_plugin_sdk::export_filter!(Filter);
+/// ```
+#[macro_export]
+macro_rules! export_filter {
+    ($plugin:ty) => {
+        $crate::__export_transformer!(
+            $plugin,
+            filter_init,
+            filter_output_schema,
+            filter_process,
+            filter_reads
+        );
+    };
+}
+
+/// The `transformer` export of the three macros above, given the glue functions of one kind.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_transformer {
+    ($plugin:ty, $init:ident, $output_schema:ident, $process:ident, $reads:ident) => {
         #[doc(hidden)]
         #[allow(dead_code)]
         struct __WeirTransformExport;
@@ -113,13 +176,16 @@ macro_rules! export_transform {
                 }
             }
             fn init(config: String) -> Result<(), String> {
-                $crate::__private::transform_init::<$plugin>(&config)
+                $crate::__private::$init::<$plugin>(&config)
             }
             fn output_schema(input: Vec<u8>) -> Result<Vec<u8>, String> {
-                $crate::__private::transform_output_schema::<$plugin>(&input)
+                $crate::__private::$output_schema::<$plugin>(&input)
             }
             fn process(rows: u32, columns: Vec<Vec<u8>>) -> Result<(u32, Vec<Vec<u8>>), String> {
-                $crate::__private::transform_process::<$plugin>(rows, columns)
+                $crate::__private::$process::<$plugin>(rows, columns)
+            }
+            fn reads() -> Option<Vec<u32>> {
+                $crate::__private::$reads::<$plugin>()
             }
         }
 

@@ -2,11 +2,9 @@
 //! output rows per input row (map, filter, flat-map).
 
 use crate::error::{Config, Error};
-use crate::wire;
+use crate::{slot, wire};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use std::any::Any;
-use std::cell::RefCell;
 
 /// A transform stage. Implement it and register the type with
 /// [`export_transform!`](crate::export_transform).
@@ -32,40 +30,20 @@ struct Instance<T> {
     schemas: Option<(SchemaRef, SchemaRef)>,
 }
 
-thread_local! {
-    // A component instance is single-threaded; this holds the one plugin value it serves.
-    static INSTANCE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
-}
-
-fn with_instance<T: Transform, R>(
-    f: impl FnOnce(&mut Instance<T>) -> Result<R, Error>,
-) -> Result<R, String> {
-    INSTANCE.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let instance = slot
-            .as_mut()
-            .and_then(|b| b.downcast_mut::<Instance<T>>())
-            .ok_or_else(|| "the host called the plugin before init".to_string())?;
-        f(instance).map_err(|e| e.to_string())
-    })
-}
-
 #[doc(hidden)]
 pub fn init<T: Transform>(config: &str) -> Result<(), String> {
     let config = Config::from_json(config).map_err(|e| e.to_string())?;
     let plugin = T::new(&config).map_err(|e| e.to_string())?;
-    INSTANCE.with(|cell| {
-        *cell.borrow_mut() = Some(Box::new(Instance {
-            plugin,
-            schemas: None,
-        }));
+    slot::put(Instance {
+        plugin,
+        schemas: None,
     });
     Ok(())
 }
 
 #[doc(hidden)]
 pub fn output_schema<T: Transform>(input: &[u8]) -> Result<Vec<u8>, String> {
-    with_instance::<T, _>(|instance| {
+    slot::with(|instance: &mut Instance<T>| {
         let input = wire::schema_from_bytes(input)?;
         let output = instance.plugin.output_schema(&input)?;
         let bytes = wire::schema_to_bytes(&output)?;
@@ -79,7 +57,7 @@ pub fn process<T: Transform>(
     rows: u32,
     columns: Vec<Vec<u8>>,
 ) -> Result<(u32, Vec<Vec<u8>>), String> {
-    with_instance::<T, _>(|instance| {
+    slot::with(|instance: &mut Instance<T>| {
         let (input, output) = instance
             .schemas
             .clone()

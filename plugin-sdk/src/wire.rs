@@ -13,7 +13,15 @@
 //!
 //! A column a transform returns unchanged does not cross back: its header alone says "input
 //! column *k*" (has validity = `u32::MAX`, offset = *k*, nothing after it), and the host keeps
-//! the column it sent. Only top-level columns of a transform's output may be sent that way. Decoding validates everything
+//! the column it sent. Only top-level columns of a transform's output may be sent that way;
+//! *k* indexes the input schema, so it may name a column the host did not send (a plugin that
+//! declared which columns it reads is sent only those).
+//!
+//! A transform's output may begin with a selection: a header (has validity = `u32::MAX - 1`,
+//! length = the input's row count, validity bit offset = the first bit, one buffer) and a
+//! bitmap with bit *i* set to keep input row *i*. References in that output then stand for
+//! the input columns with only the selected rows, which the host picks itself with Arrow's
+//! filter kernel: a filter sends back one bit a row instead of its kept rows. Decoding validates everything
 //! (lengths, offsets, UTF-8) with Arrow's own checks, so malformed input is an error, never
 //! undefined behaviour.
 
@@ -21,12 +29,16 @@ use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions, make_array};
 use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer};
 use arrow_data::{ArrayData, BufferSpec};
 use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
+use arrow_select::filter::{FilterBuilder, FilterPredicate};
 use std::sync::Arc;
 
 const HEADER_LEN: usize = 24;
 
 /// The "has validity" value of a header that stands for an input column returned unchanged.
 const SAME_AS_INPUT: u32 = u32::MAX;
+
+/// The "has validity" value of the header of a selection of the input's rows.
+const SELECTION: u32 = u32::MAX - 1;
 
 /// The encoding broke its rules (a bug or a hostile peer on the other side).
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +195,79 @@ pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, WireError> {
     encode_owned(&batch_data(batch), &names(&schema))
 }
 
+/// One column of a transform's output, as the guest sends it.
+#[derive(Debug, Clone, Copy)]
+pub enum OutputColumn<'a> {
+    /// Input column `k` (an index into the input schema), kept by the host.
+    Input(usize),
+    /// New data.
+    Data(&'a ArrayRef),
+}
+
+/// The header alone that stands for input column `index`, with `rows` rows.
+fn reference(rows: usize, index: usize, column: &str) -> Result<Vec<u8>, WireError> {
+    let fields = [
+        u32_of(rows, "length", column)?,
+        u32_of(index, "input column", column)?,
+        0,
+        SAME_AS_INPUT,
+        0,
+        0,
+    ];
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    for value in fields {
+        header.extend_from_slice(&value.to_le_bytes());
+    }
+    Ok(header)
+}
+
+/// Encodes a transform's output of `rows` rows into owned buffers: `columns` are its columns
+/// in order, each named (for messages) and either new data or a reference to an input column.
+pub fn encode_output(
+    rows: usize,
+    columns: &[(&str, OutputColumn<'_>)],
+) -> Result<Vec<Vec<u8>>, WireError> {
+    let mut out = Vec::new();
+    for (name, column) in columns {
+        match column {
+            OutputColumn::Input(index) => out.push(reference(rows, *index, name)?),
+            OutputColumn::Data(array) => out.extend(encode_owned(
+                std::slice::from_ref(&array.to_data()),
+                &[name],
+            )?),
+        }
+    }
+    Ok(out)
+}
+
+/// Encodes a filter's output: the selection `keep` (bit i set: keep input row i), then the
+/// `input_columns` columns of the input as references, so no row crosses back.
+pub fn encode_selection(
+    keep: &BooleanBuffer,
+    input_columns: usize,
+) -> Result<Vec<Vec<u8>>, WireError> {
+    let kept = keep.count_set_bits();
+    let fields = [
+        u32_of(keep.len(), "length", "(selection)")?,
+        0,
+        u32_of(keep.offset(), "selection offset", "(selection)")?,
+        SELECTION,
+        1,
+        0,
+    ];
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    for value in fields {
+        header.extend_from_slice(&value.to_le_bytes());
+    }
+    let mut out = Vec::with_capacity(2 + input_columns);
+    out.push(header);
+    out.push(keep.inner().as_slice().to_vec());
+    for index in 0..input_columns {
+        out.push(reference(kept, index, "(selected)")?);
+    }
+    Ok(out)
+}
+
 /// Encodes a transform's output into owned buffers, each column that is one of `inputs`
 /// unchanged (the same buffers, offset, length and type) as a reference to it instead of a
 /// copy.
@@ -192,35 +277,23 @@ pub fn encode_batch_reusing(
 ) -> Result<Vec<Vec<u8>>, WireError> {
     let schema = batch.schema();
     let input_data: Vec<ArrayData> = inputs.iter().map(|c| c.to_data()).collect();
-    let mut out = Vec::new();
-    for (column, field) in batch.columns().iter().zip(schema.fields()) {
-        let data = column.to_data();
-        let same = input_data
-            .iter()
-            .position(|input| input.data_type() == data.data_type() && input.ptr_eq(&data));
-        match same {
-            Some(index) => {
-                let fields = [
-                    u32_of(data.len(), "length", field.name())?,
-                    u32_of(index, "input column", field.name())?,
-                    0,
-                    SAME_AS_INPUT,
-                    0,
-                    0,
-                ];
-                let mut header = Vec::with_capacity(HEADER_LEN);
-                for value in fields {
-                    header.extend_from_slice(&value.to_le_bytes());
-                }
-                out.push(header);
-            }
-            None => out.extend(encode_owned(
-                std::slice::from_ref(&data),
-                &[field.name().as_str()],
-            )?),
-        }
-    }
-    Ok(out)
+    let columns: Vec<(&str, OutputColumn<'_>)> = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            let data = column.to_data();
+            let same = input_data
+                .iter()
+                .position(|input| input.data_type() == data.data_type() && input.ptr_eq(&data));
+            let column = match same {
+                Some(index) => OutputColumn::Input(index),
+                None => OutputColumn::Data(column),
+            };
+            (field.name().as_str(), column)
+        })
+        .collect();
+    encode_output(batch.num_rows(), &columns)
 }
 
 fn read_header(bytes: &[u8], column: &str) -> Result<[usize; 6], WireError> {
@@ -258,13 +331,21 @@ fn child_types(data_type: &DataType) -> Vec<DataType> {
     }
 }
 
-/// Decodes one array; `inputs` are the columns a header may refer to (top level of a
-/// transform's output), empty elsewhere.
+/// What a header of a transform's output may refer to: the input's columns, and the
+/// selection of their rows the output began with, if it did.
+#[derive(Default)]
+struct Inputs<'a> {
+    columns: &'a [ArrayRef],
+    selection: Option<FilterPredicate>,
+}
+
+/// Decodes one array; `inputs` are what a header may refer to (top level of a transform's
+/// output), empty elsewhere.
 fn decode_array(
     data_type: &DataType,
     column: &str,
     buffers: &mut impl Iterator<Item = Vec<u8>>,
-    inputs: &[ArrayRef],
+    inputs: &Inputs<'_>,
 ) -> Result<ArrayData, WireError> {
     let truncated = || WireError::Truncated(column.to_string());
     let head = buffers.next().ok_or_else(truncated)?;
@@ -274,10 +355,22 @@ fn decode_array(
         message,
     };
     if has_nulls == SAME_AS_INPUT as usize {
-        let Some(input) = inputs.get(offset) else {
+        let Some(input) = inputs.columns.get(offset) else {
             return Err(invalid(format!(
                 "refers to input column {offset}, which does not exist here"
             )));
+        };
+        let input = match &inputs.selection {
+            Some(selection) => {
+                selection
+                    .filter(input.as_ref())
+                    .map_err(|source| WireError::Arrow {
+                        column: column.to_string(),
+                        data_type: data_type.clone(),
+                        source,
+                    })?
+            }
+            None => input.clone(),
         };
         if input.data_type() != data_type || input.len() != len {
             return Err(invalid(format!(
@@ -287,6 +380,11 @@ fn decode_array(
             )));
         }
         return Ok(input.to_data());
+    }
+    if has_nulls == SELECTION as usize {
+        return Err(invalid(
+            "a selection may only begin a transform's output".into(),
+        ));
     }
     let nulls = if has_nulls == 1 {
         let bitmap = Buffer::from_vec(buffers.next().ok_or_else(truncated)?);
@@ -341,7 +439,12 @@ fn decode_array(
     }
     let mut children = Vec::with_capacity(child_types.len());
     for child_type in &child_types {
-        children.push(decode_array(child_type, column, buffers, &[])?);
+        children.push(decode_array(
+            child_type,
+            column,
+            buffers,
+            &Inputs::default(),
+        )?);
     }
     ArrayData::builder(data_type.clone())
         .len(len)
@@ -364,16 +467,15 @@ pub fn decode_arrays(
     types: &[(&str, &DataType)],
     buffers: Vec<Vec<u8>>,
 ) -> Result<Vec<ArrayRef>, WireError> {
-    decode_arrays_reusing(types, buffers, &[])
+    decode_arrays_reusing(types, buffers.into_iter(), &Inputs::default())
 }
 
 /// [`decode_arrays`] where a column may be a reference to one of `inputs`.
 fn decode_arrays_reusing(
     types: &[(&str, &DataType)],
-    buffers: Vec<Vec<u8>>,
-    inputs: &[ArrayRef],
+    mut iter: impl Iterator<Item = Vec<u8>>,
+    inputs: &Inputs<'_>,
 ) -> Result<Vec<ArrayRef>, WireError> {
-    let mut iter = buffers.into_iter();
     let mut out = Vec::with_capacity(types.len());
     for (name, data_type) in types {
         out.push(make_array(decode_array(
@@ -385,6 +487,60 @@ fn decode_arrays_reusing(
         return Err(WireError::Trailing(rest));
     }
     Ok(out)
+}
+
+/// Whether `buffer` is the header of a selection.
+fn is_selection(buffer: &[u8]) -> bool {
+    buffer.len() == HEADER_LEN && buffer[12..16] == SELECTION.to_le_bytes()
+}
+
+/// The selection a transform's output began with (`head` its header, `bitmap` its bits), as a
+/// predicate for the `inputs` it selects from; it must keep `rows` rows.
+fn selection(
+    head: &[u8],
+    bitmap: Vec<u8>,
+    inputs: &[ArrayRef],
+    rows: usize,
+) -> Result<FilterPredicate, WireError> {
+    let invalid = |message: String| WireError::Invalid {
+        column: "(selection)".into(),
+        message,
+    };
+    let [len, _, bit_offset, _, n_buffers, n_children] = read_header(head, "(selection)")?;
+    if n_buffers != 1 || n_children != 0 {
+        return Err(invalid(format!(
+            "{n_buffers} buffers and {n_children} children; a selection is one bitmap"
+        )));
+    }
+    if let Some(input) = inputs.iter().find(|c| c.len() != len) {
+        return Err(invalid(format!(
+            "selects from {len} rows but the input has {}",
+            input.len()
+        )));
+    }
+    let needed = bit_offset
+        .checked_add(len)
+        .ok_or_else(|| invalid("bit offset overflows".into()))?;
+    if bitmap.len().saturating_mul(8) < needed {
+        return Err(invalid(format!(
+            "bitmap of {} bytes is too short for {needed} bits",
+            bitmap.len()
+        )));
+    }
+    let keep = BooleanBuffer::new(Buffer::from_vec(bitmap), bit_offset, len);
+    let kept = keep.count_set_bits();
+    if kept != rows {
+        return Err(WireError::RowCount {
+            rows,
+            column: "(selection)".into(),
+            len: kept,
+        });
+    }
+    Ok(
+        FilterBuilder::new(&arrow_array::BooleanArray::new(keep, None))
+            .optimize()
+            .build(),
+    )
 }
 
 /// Decodes a batch of `schema` with `rows` rows.
@@ -409,7 +565,22 @@ pub fn decode_batch_reusing(
         .iter()
         .map(|f| (f.name().as_str(), f.data_type()))
         .collect();
-    let columns = decode_arrays_reusing(&types, buffers, inputs)?;
+    let mut iter = buffers.into_iter().peekable();
+    let selection = match iter.peek() {
+        Some(first) if is_selection(first) => {
+            let head = iter.next().unwrap_or_default();
+            let bitmap = iter
+                .next()
+                .ok_or_else(|| WireError::Truncated("(selection)".into()))?;
+            Some(selection(&head, bitmap, inputs, rows)?)
+        }
+        _ => None,
+    };
+    let inputs = Inputs {
+        columns: inputs,
+        selection,
+    };
+    let columns = decode_arrays_reusing(&types, iter, &inputs)?;
     for (column, (name, _)) in columns.iter().zip(&types) {
         if column.len() != rows {
             return Err(WireError::RowCount {
@@ -619,6 +790,55 @@ mod tests {
         assert!(decode_batch_reusing(&schema, rows, buffers.clone(), &shifted).is_err());
         let fewer = &inputs[..1];
         assert!(decode_batch_reusing(&schema, rows, buffers, fewer).is_err());
+    }
+
+    #[test]
+    fn a_selection_crosses_as_one_bit_a_row_and_decodes_to_the_selected_rows_of_each_input() {
+        let input = sample();
+        let inputs = input.columns().to_vec();
+        let keep = BooleanBuffer::from(vec![true, false, false, true]);
+        let buffers = encode_selection(&keep, inputs.len()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            buffers.len(),
+            2 + inputs.len(),
+            "selection, bitmap, references"
+        );
+        assert_eq!(buffers[1].len(), 1, "four rows are one byte of bits");
+        assert!(buffers[2..].iter().all(|b| b.len() == HEADER_LEN));
+        let decoded = decode_batch_reusing(&input.schema(), 2, buffers, &inputs)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let expected = arrow_select::filter::filter_record_batch(
+            &input,
+            &BooleanArray::new(keep.clone(), None),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(decoded, expected);
+    }
+
+    #[test]
+    fn a_selection_with_the_wrong_row_count_or_input_length_or_not_first_is_an_error() {
+        let input = sample();
+        let inputs = input.columns().to_vec();
+        let schema = input.schema();
+        let keep = BooleanBuffer::from(vec![true, false, false, true]);
+        let buffers = encode_selection(&keep, inputs.len()).unwrap_or_else(|e| panic!("{e}"));
+        // Announces 3 rows where the selection keeps 2.
+        assert!(matches!(
+            decode_batch_reusing(&schema, 3, buffers.clone(), &inputs),
+            Err(WireError::RowCount { .. })
+        ));
+        // Selects from 4 rows of an input that has 3.
+        let shorter: Vec<ArrayRef> = inputs.iter().map(|c| c.slice(0, 3)).collect();
+        assert!(decode_batch_reusing(&schema, 2, buffers.clone(), &shorter).is_err());
+        // A bitmap shorter than its rows.
+        let mut short = buffers.clone();
+        short[1] = Vec::new();
+        assert!(decode_batch_reusing(&schema, 2, short, &inputs).is_err());
+        // A selection in the place of a column.
+        let mut late = buffers[2..].to_vec();
+        late.insert(1, buffers[0].clone());
+        late.insert(2, buffers[1].clone());
+        assert!(decode_batch_reusing(&schema, 2, late, &inputs).is_err());
     }
 
     #[test]

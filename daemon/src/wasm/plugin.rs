@@ -324,7 +324,8 @@ mod tests {
         assert!(contract_compatible(CONTRACT_VERSION));
         assert!(contract_compatible("1.0.7"));
         assert!(contract_compatible("1.1.0"));
-        assert!(!contract_compatible("1.2.0"));
+        assert!(contract_compatible("1.2.0"));
+        assert!(!contract_compatible("1.3.0"));
         assert!(!contract_compatible("2.0.0"));
         assert!(!contract_compatible("0.9.0"));
         assert!(!contract_compatible(""));

@@ -20,6 +20,15 @@ struct Funcs {
     init: ComponentExportIndex,
     output_schema: ComponentExportIndex,
     process: ComponentExportIndex,
+    /// `reads`, which a plugin built for contract 1.2 or later has.
+    reads: Option<ComponentExportIndex>,
+}
+
+/// What a fresh instance declared: its output schema, and the input columns it reads (`None`:
+/// all of them).
+struct Declared {
+    output: SchemaRef,
+    reads: Option<Vec<usize>>,
 }
 
 /// The stage id of the `index`-th (from 1) `[[transform]]`.
@@ -37,7 +46,11 @@ pub struct WasmTransform {
     config: String,
     limits: Limits,
     input_schema: Vec<u8>,
+    input_columns: usize,
     output: SchemaRef,
+    /// The input columns the plugin reads, as indices in increasing order (`None`: all); only
+    /// these are sent to it.
+    reads: Option<Vec<usize>>,
     funcs: Funcs,
     live: Option<Live>,
     costs: Arc<PluginCosts>,
@@ -77,6 +90,7 @@ impl WasmTransform {
                 .func("output-schema")
                 .map_err(|f| call_error(&plugin, f))?,
             process: plugin.func("process").map_err(|f| call_error(&plugin, f))?,
+            reads: plugin.func("reads").ok(),
         };
         let input_schema = wire::schema_to_bytes(input).map_err(|err| PluginError::Misuse {
             plugin: plugin.name.clone(),
@@ -92,14 +106,17 @@ impl WasmTransform {
             config: config.to_string(),
             limits,
             input_schema,
+            input_columns: input.fields().len(),
             output: input.clone(),
+            reads: None,
             funcs,
             live: None,
             costs: Arc::new(PluginCosts::new(&plugin.name, limits.memory_bytes)),
             plugin,
         };
-        let (live, output) = stage.start()?;
-        stage.output = output;
+        let (live, declared) = stage.start()?;
+        stage.output = declared.output;
+        stage.reads = declared.reads;
         stage.live = Some(live);
         Ok(stage)
     }
@@ -115,7 +132,9 @@ impl WasmTransform {
             config: self.config.clone(),
             limits: self.limits,
             input_schema: self.input_schema.clone(),
+            input_columns: self.input_columns,
             output: self.output.clone(),
+            reads: self.reads.clone(),
             funcs: self.funcs,
             live: None,
             costs: self.costs.clone(),
@@ -127,8 +146,8 @@ impl WasmTransform {
         &self.plugin
     }
 
-    /// A fresh instance, initialised and told its input schema; returns the schema it declared.
-    fn start(&self) -> Result<(Live, SchemaRef), PluginError> {
+    /// A fresh instance, initialised and told its input schema; returns what it declared.
+    fn start(&self) -> Result<(Live, Declared), PluginError> {
         let plugin = &self.plugin;
         let fail = |f| call_error(plugin, f);
         let mut live = plugin
@@ -156,18 +175,37 @@ impl WasmTransform {
                 "its output schema is not readable: {err}"
             )))
         })?;
-        Ok((live, output))
+        let reads = match &self.funcs.reads {
+            Some(reads) => {
+                let (reads,): (Option<Vec<u32>>,) = live.call(reads, ()).map_err(fail)?;
+                reads
+                    .map(|reads| checked_reads(&reads, self.input_columns))
+                    .transpose()
+                    .map_err(|message| fail(CallFailure::BadOutput(message)))?
+            }
+            None => None,
+        };
+        Ok((live, Declared { output, reads }))
     }
 
     fn fresh(&mut self) -> Result<&mut Live, PluginError> {
         if self.live.is_none() {
-            let (live, output) = self.start()?;
-            if wire::plain(&output) != wire::plain(&self.output) {
+            let (live, declared) = self.start()?;
+            if wire::plain(&declared.output) != wire::plain(&self.output) {
                 return Err(call_error(
                     &self.plugin,
                     CallFailure::BadOutput(format!(
-                        "a fresh instance declared {output:?} where the first declared {:?}",
-                        self.output
+                        "a fresh instance declared {:?} where the first declared {:?}",
+                        declared.output, self.output
+                    )),
+                ));
+            }
+            if declared.reads != self.reads {
+                return Err(call_error(
+                    &self.plugin,
+                    CallFailure::BadOutput(format!(
+                        "a fresh instance reads columns {:?} where the first read {:?}",
+                        declared.reads, self.reads
                     )),
                 ));
             }
@@ -188,9 +226,34 @@ impl WasmTransform {
             plugin: self.plugin.name.clone(),
             message: "a batch of more than 2^32 rows".into(),
         })?;
-        let data = wire::batch_data(batch);
-        let schema = batch.schema();
-        let names = wire::names(&schema);
+        // Only the columns the plugin reads cross; its output refers to the others by index.
+        let (data, names) = match &self.reads {
+            Some(reads) => {
+                let schema = batch.schema();
+                reads
+                    .iter()
+                    .map(|&i| {
+                        let column = batch.columns().get(i)?;
+                        Some((column.to_data(), schema.fields().get(i)?.name().clone()))
+                    })
+                    .collect::<Option<(Vec<_>, Vec<_>)>>()
+                    .ok_or_else(|| PluginError::Misuse {
+                        plugin: self.plugin.name.clone(),
+                        message: format!(
+                            "a batch of {} columns where the plugin reads {reads:?}",
+                            batch.num_columns()
+                        ),
+                    })?
+            }
+            None => (
+                wire::batch_data(batch),
+                wire::names(&batch.schema())
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+            ),
+        };
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let headers = wire::encode_headers(&data, &names).map_err(|err| PluginError::Misuse {
             plugin: self.plugin.name.clone(),
             message: err.to_string(),
@@ -215,6 +278,18 @@ impl WasmTransform {
         costs.rows_out.inc_by(out.num_rows() as u64);
         Ok(out)
     }
+}
+
+/// The columns a plugin said it reads, checked: indices of the input's `columns`, in
+/// increasing order.
+fn checked_reads(reads: &[u32], columns: usize) -> Result<Vec<usize>, String> {
+    let reads: Vec<usize> = reads.iter().map(|&i| i as usize).collect();
+    if reads.windows(2).any(|w| w[0] >= w[1]) || reads.last().is_some_and(|&i| i >= columns) {
+        return Err(format!(
+            "it reads input columns {reads:?}, not increasing indices of the input's {columns}"
+        ));
+    }
+    Ok(reads)
 }
 
 impl Operator for WasmTransform {
@@ -302,6 +377,121 @@ mod tests {
         assert_eq!(instances_for_four_calls(80)?, 4);
         // 8 MiB: the instance that checked the schema serves every call.
         assert_eq!(instances_for_four_calls(8)?, 1);
+        Ok(())
+    }
+
+    /// Rows with a text column no example plugin reads, then `value` and `weight`.
+    fn three_columns() -> Result<RecordBatch, arrow::error::ArrowError> {
+        use arrow::array::{Float64Array, StringArray};
+        let rows = 1000;
+        RecordBatch::try_from_iter([
+            (
+                "note",
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| format!("row {i}")),
+                )) as arrow::array::ArrayRef,
+            ),
+            (
+                "value",
+                Arc::new(Float64Array::from_iter(
+                    (0..rows).map(|i| (i % 7 != 0).then_some((i % 200) as f64)),
+                )),
+            ),
+            (
+                "weight",
+                Arc::new(Float64Array::from_iter_values(
+                    (0..rows).map(|i| (i % 10) as f64),
+                )),
+            ),
+        ])
+    }
+
+    fn stage(
+        dir: std::path::PathBuf,
+        plugin: &str,
+        config: serde_json::Value,
+        input: &SchemaRef,
+    ) -> Result<WasmTransform, Box<dyn std::error::Error>> {
+        let host = PluginHost::new(dir, None)?;
+        Ok(WasmTransform::new(
+            host.load(plugin)?,
+            "test",
+            1,
+            &config,
+            input,
+            Limits::default(),
+        )?)
+    }
+
+    #[test]
+    fn a_map_is_sent_only_the_columns_it_reads_and_its_output_keeps_the_others_as_they_were()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let input = three_columns()?;
+        let config =
+            serde_json::json!({ "output": "vw", "left": "value", "op": "*", "right": "weight" });
+        let mut stage = stage(
+            super::super::testing::plugins_dir(),
+            "compute",
+            config,
+            &input.schema(),
+        )?;
+        assert_eq!(stage.reads, Some(vec![1, 2]), "value and weight, not note");
+        let out = stage.call(&input)?;
+        let schema = out.schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["note", "value", "weight", "vw"]);
+        for i in 0..3 {
+            assert!(
+                out.column(i).to_data().ptr_eq(&input.column(i).to_data()),
+                "column {i} is the input's own"
+            );
+        }
+        let expected = arrow::compute::kernels::numeric::mul(input.column(1), input.column(2))?;
+        assert_eq!(out.column(3).as_ref(), expected.as_ref());
+        Ok(())
+    }
+
+    #[test]
+    fn a_filter_returns_a_selection_and_the_host_keeps_those_rows_of_every_column()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let input = three_columns()?;
+        let config = serde_json::json!({ "column": "value", "op": ">=", "value": 100 });
+        let mut stage = stage(
+            super::super::testing::plugins_dir(),
+            "filter",
+            config,
+            &input.schema(),
+        )?;
+        assert_eq!(stage.reads, Some(vec![1]));
+        let out = stage.call(&input)?;
+        let keep = arrow::compute::kernels::cmp::gt_eq(
+            input.column(1),
+            &arrow::array::Float64Array::new_scalar(100.0),
+        )?;
+        let expected = arrow::compute::filter_record_batch(&input, &keep)?;
+        assert_eq!(out, expected);
+        assert!(
+            out.num_rows() > 300 && out.num_rows() < 500,
+            "{}",
+            out.num_rows()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_plugin_built_for_contract_1_1_is_sent_every_column_and_runs()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let input = three_columns()?;
+        let mut stage = stage(
+            super::super::testing::plugins_dir().join("fixtures"),
+            "contract_1_1",
+            serde_json::json!({}),
+            &input.schema(),
+        )?;
+        assert_eq!(stage.plugin().contract, "1.1.0");
+        assert_eq!(stage.reads, None);
+        // It echoes what it was sent: the whole batch.
+        assert_eq!(stage.call(&input)?, input);
         Ok(())
     }
 }

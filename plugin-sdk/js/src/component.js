@@ -34,6 +34,9 @@ export const transformer = {
   init: (config) => guarded(() => void transform().init(config)),
   outputSchema: (input) => guarded(() => transform().outputSchema(input)),
   process: (rows, columns) => guarded(() => transform().process(rows, columns)),
+  // Every column is sent: the SDK decodes the columns a plugin reads on demand, so it cannot
+  // say beforehand which those are.
+  reads: () => undefined,
 };
 
 export const aggregator = {

@@ -39,3 +39,8 @@ class Transformer:
             return _instance().process(rows, columns)
         except CallError as err:
             raise Err(str(err)) from None
+
+    def reads(self):
+        # Every column is sent: the Python SDK decodes only the columns a plugin reads, on
+        # demand, so it cannot say beforehand which those are.
+        return None

@@ -1,7 +1,8 @@
 //! `compute`: adds a column computed from two operands, each a numeric column or a constant:
 //! `output = left op right`. Integer operands with + - * % give a long (wrapping on
 //! overflow); anything with a double, or `/`, gives a double. A null operand, or an integer
-//! division by zero, gives null. Written on the SDK's whole-column fast path (`columns`).
+//! division by zero, gives null. Written on the SDK's whole-column fast path (`columns`) as a
+//! `Map`: only the operand columns enter the plugin and only the new column comes back.
 //!
 //! ```toml
 //! [[transform]]
@@ -13,9 +14,9 @@
 use std::sync::Arc;
 use weir_plugin_sdk::arrow_array::types::{Float64Type, Int64Type};
 use weir_plugin_sdk::arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
-use weir_plugin_sdk::arrow_schema::{DataType, SchemaRef};
+use weir_plugin_sdk::arrow_schema::{DataType, Field, SchemaRef};
 use weir_plugin_sdk::columns::{self, Operand as Side};
-use weir_plugin_sdk::{Config, Error, Transform, rows};
+use weir_plugin_sdk::{Config, Error, Map, Plan};
 
 #[derive(serde::Deserialize)]
 #[serde(untagged)]
@@ -103,7 +104,7 @@ fn float_side<'a>(column: &'a Option<Float64Array>, operand: &Operand) -> Side<'
     }
 }
 
-impl Transform for Compute {
+impl Map for Compute {
     fn new(config: &Config) -> Result<Self, Error> {
         let s: Settings = config.parse()?;
         let op = match s.op.as_str() {
@@ -121,22 +122,39 @@ impl Transform for Compute {
         })
     }
 
-    fn output_schema(&mut self, input: &SchemaRef) -> Result<SchemaRef, Error> {
+    fn plan(&mut self, input: &SchemaRef) -> Result<Plan, Error> {
         self.integer = is_integer(input, &self.s.left)?
             && is_integer(input, &self.s.right)?
             && !matches!(self.op, Op::Div);
-        if self.integer {
-            rows::with_column::<i64>(input, &self.s.output)
-        } else {
-            rows::with_column::<f64>(input, &self.s.output)
+        if input.column_with_name(&self.s.output).is_some() {
+            return Err(Error::new(format!(
+                "the input already has a column `{}`",
+                self.s.output
+            )));
         }
+        let data_type = if self.integer {
+            DataType::Int64
+        } else {
+            DataType::Float64
+        };
+        let reads = [&self.s.left, &self.s.right]
+            .into_iter()
+            .filter_map(|operand| match operand {
+                Operand::Column(name) => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        Ok(Plan {
+            reads,
+            writes: vec![Field::new(&self.s.output, data_type, true)],
+        })
     }
 
     /// One loop over whole columns per batch (`columns`), not a closure per row.
-    fn process(&mut self, batch: RecordBatch) -> Result<RecordBatch, Error> {
+    fn map(&mut self, batch: &RecordBatch) -> Result<Vec<ArrayRef>, Error> {
         let (s, rows) = (&self.s, batch.num_rows());
         let out: ArrayRef = if self.integer {
-            let (l, r) = (int_column(&batch, &s.left)?, int_column(&batch, &s.right)?);
+            let (l, r) = (int_column(batch, &s.left)?, int_column(batch, &s.right)?);
             let (l, r) = (int_side(&l, &s.left), int_side(&r, &s.right));
             Arc::new(match self.op {
                 Op::Add => columns::map_i64(rows, l, r, i64::wrapping_add),
@@ -147,8 +165,8 @@ impl Transform for Compute {
             })
         } else {
             let (l, r) = (
-                float_column(&batch, &s.left)?,
-                float_column(&batch, &s.right)?,
+                float_column(batch, &s.left)?,
+                float_column(batch, &s.right)?,
             );
             let (l, r) = (float_side(&l, &s.left), float_side(&r, &s.right));
             Arc::new(match self.op {
@@ -159,11 +177,11 @@ impl Transform for Compute {
                 Op::Rem => columns::map_f64(rows, l, r, |a, b| a % b),
             })
         };
-        columns::with_column(&batch, &s.output, out)
+        Ok(vec![out])
     }
 }
 
-weir_plugin_sdk::export_transform!(Compute);
+weir_plugin_sdk::export_map!(Compute);
 
 #[cfg(test)]
 mod tests {
@@ -172,6 +190,7 @@ mod tests {
     use weir_plugin_sdk::arrow_array::cast::AsArray;
     use weir_plugin_sdk::arrow_array::types::{Float64Type, Int64Type};
     use weir_plugin_sdk::arrow_array::{Array, ArrayRef, Float64Array, Int64Array};
+    use weir_plugin_sdk::{Mapped, Transform};
 
     fn batch() -> RecordBatch {
         RecordBatch::try_from_iter([
@@ -187,8 +206,8 @@ mod tests {
         .unwrap()
     }
 
-    fn plugin(config: &str) -> Compute {
-        let mut p = Compute::new(&Config::from_json(config).unwrap()).unwrap();
+    fn plugin(config: &str) -> Mapped<Compute> {
+        let mut p = Mapped::<Compute>::new(&Config::from_json(config).unwrap()).unwrap();
         p.output_schema(&batch().schema()).unwrap();
         p
     }
@@ -212,7 +231,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_columns_at_load() {
-        let mut p = Compute::new(
+        let mut p = Mapped::<Compute>::new(
             &Config::from_json(r#"{"output":"x","left":"nope","op":"+","right":1}"#).unwrap(),
         )
         .unwrap();

@@ -1,6 +1,7 @@
 //! `filter`: keeps the rows whose numeric column compares true against a constant; nulls never
-//! pass. Written on the SDK's whole-column fast path (`columns`): one comparison loop into a
-//! bitmap, then Arrow's filter kernel over every column.
+//! pass. Written on the SDK's whole-column fast path (`columns`) as a `Filter`: only the
+//! compared column enters the plugin, one comparison loop makes a bitmap, and the host keeps
+//! the rows it selects with Arrow's filter kernel (no row crosses back).
 //!
 //! ```toml
 //! [[transform]]
@@ -8,9 +9,9 @@
 //! config = { column = "value", op = ">=", value = 10 }
 //! ```
 
-use weir_plugin_sdk::arrow_array::RecordBatch;
+use weir_plugin_sdk::arrow_array::{BooleanArray, RecordBatch};
 use weir_plugin_sdk::arrow_schema::SchemaRef;
-use weir_plugin_sdk::{Config, Error, Transform, columns};
+use weir_plugin_sdk::{Config, Error, Filter, columns};
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,24 +49,24 @@ impl Op {
     }
 }
 
-/// The plugin.
-pub struct Filter {
+/// The plugin: keeps rows where `column op value`.
+pub struct Comparison {
     column: String,
     op: Op,
     value: f64,
 }
 
-impl Transform for Filter {
+impl Filter for Comparison {
     fn new(config: &Config) -> Result<Self, Error> {
         let s: Settings = config.parse()?;
-        Ok(Filter {
+        Ok(Comparison {
             op: Op::parse(&s.op)?,
             column: s.column,
             value: s.value,
         })
     }
 
-    fn output_schema(&mut self, input: &SchemaRef) -> Result<SchemaRef, Error> {
+    fn reads(&mut self, input: &SchemaRef) -> Result<Vec<String>, Error> {
         let field = input
             .field_with_name(&self.column)
             .map_err(|_| Error::new(format!("the input has no column `{}`", self.column)))?;
@@ -76,26 +77,25 @@ impl Transform for Filter {
                 field.data_type()
             )));
         }
-        Ok(input.clone())
+        Ok(vec![self.column.clone()])
     }
 
-    fn process(&mut self, batch: RecordBatch) -> Result<RecordBatch, Error> {
-        let values = columns::as_f64(columns::column(&batch, &self.column)?)?;
+    fn keep(&mut self, batch: &RecordBatch) -> Result<BooleanArray, Error> {
+        let values = columns::as_f64(columns::column(batch, &self.column)?)?;
         let c = self.value;
         // One monomorphic loop per operator, so the comparison vectorises.
-        let keep = match self.op {
+        Ok(match self.op {
             Op::Lt => columns::compare_f64(&values, |v| v < c),
             Op::Le => columns::compare_f64(&values, |v| v <= c),
             Op::Gt => columns::compare_f64(&values, |v| v > c),
             Op::Ge => columns::compare_f64(&values, |v| v >= c),
             Op::Eq => columns::compare_f64(&values, |v| v == c),
             Op::Ne => columns::compare_f64(&values, |v| v != c),
-        };
-        columns::filter(&batch, &keep)
+        })
     }
 }
 
-weir_plugin_sdk::export_transform!(Filter);
+weir_plugin_sdk::export_filter!(Comparison);
 
 #[cfg(test)]
 mod tests {
@@ -104,9 +104,14 @@ mod tests {
     use weir_plugin_sdk::arrow_array::cast::AsArray;
     use weir_plugin_sdk::arrow_array::types::Int64Type;
     use weir_plugin_sdk::arrow_array::{ArrayRef, Int64Array};
+    use weir_plugin_sdk::{Filtered, Transform};
+
+    fn plugin(config: &str) -> Result<Filtered<Comparison>, Error> {
+        Filtered::<Comparison>::new(&Config::from_json(config)?)
+    }
 
     fn run(config: &str, values: Vec<Option<i64>>) -> Vec<i64> {
-        let mut plugin = Filter::new(&Config::from_json(config).unwrap()).unwrap();
+        let mut plugin = plugin(config).unwrap();
         let batch =
             RecordBatch::try_from_iter([("value", Arc::new(Int64Array::from(values)) as ArrayRef)])
                 .unwrap();
@@ -146,8 +151,7 @@ mod tests {
             Arc::new(Float64Array::from(values)) as ArrayRef,
         )])
         .unwrap();
-        let config = Config::from_json(r#"{"column":"value","op":">=","value":50}"#).unwrap();
-        let mut plugin = Filter::new(&config).unwrap();
+        let mut plugin = plugin(r#"{"column":"value","op":">=","value":50}"#).unwrap();
         plugin.output_schema(&batch.schema()).unwrap();
         let by_plugin = plugin.process(batch.clone()).unwrap();
         let keep = gt_eq(
@@ -162,13 +166,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_operators_and_keys() {
-        assert!(
-            Filter::new(&Config::from_json(r#"{"column":"v","op":"~","value":1}"#).unwrap())
-                .is_err()
-        );
-        assert!(
-            Filter::new(&Config::from_json(r#"{"column":"v","op":"<","value":1,"x":1}"#).unwrap())
-                .is_err()
-        );
+        assert!(plugin(r#"{"column":"v","op":"~","value":1}"#).is_err());
+        assert!(plugin(r#"{"column":"v","op":"<","value":1,"x":1}"#).is_err());
     }
 }
