@@ -361,7 +361,7 @@ fn broken_plugins_are_refused_at_load_naming_plugin_and_pipeline() -> TestResult
         ),
         (
             "wrong_contract",
-            "wrong_contract.wasm was built for plugin contract 2.0.0, but this weir speaks contract 1.1.0",
+            "wrong_contract.wasm was built for plugin contract 2.0.0, but this weir speaks contract 1.2.0",
         ),
         ("no_such_plugin", "plugin `no_such_plugin` not found"),
     ];
@@ -418,7 +418,7 @@ fn weir_plugins_lists_a_folder_with_load_errors() -> TestResult {
             .find(|l| l.starts_with(&format!("{name} ")))
             .unwrap_or_else(|| panic!("{name} missing from:\n{stdout}"));
         let cols: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(&cols[1..4], &["1.0.0", kind, "1.1.0"], "{line}");
+        assert_eq!(&cols[1..4], &["1.0.0", kind, "1.2.0"], "{line}");
         let size = std::fs::metadata(plugins_dir().join(format!("{name}.wasm")))?.len();
         assert_eq!(cols[4], size.to_string(), "{line}");
     }

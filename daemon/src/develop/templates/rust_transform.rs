@@ -1,4 +1,7 @@
 //! {name}: a weir transform plugin.
+//!
+//! A plugin that only adds or replaces columns is faster as a `Map`, one that only drops rows
+//! as a `Filter` (the SDK's README shows both): weir then sends it only the columns it reads.
 
 use weir_plugin_sdk::arrow_array::RecordBatch;
 use weir_plugin_sdk::arrow_schema::SchemaRef;
