@@ -2,13 +2,24 @@
 // `null`, or, on the fast path, a typed array of the values with a validity bitmap.
 //
 // Columns are decoded only when the plugin reads them, and a column it passes through unchanged
-// goes back to the host as the very buffers it came in (no decoding, no encoding): a transform
-// that adds one column to a batch of twenty pays for the columns it reads and the one it writes.
+// goes back to the host as a reference to the column it sent (no decoding, no encoding, no
+// copy): a transform that adds one column to a batch of twenty pays for the columns it reads
+// and the one it writes.
 // `filter` copies the kept rows' bytes from the buffers without decoding them either.
 
 import * as types from "./schema.js";
 import { Field, Schema } from "./schema.js";
-import { Bitmap, decodeColumn, encodeColumn, encodeTyped, filterColumn, setNulls, typedArrayOf, typedColumn } from "./wire.js";
+import {
+  Bitmap,
+  decodeColumn,
+  encodeColumn,
+  encodeTyped,
+  filterColumn,
+  inputReference,
+  setNulls,
+  typedArrayOf,
+  typedColumn,
+} from "./wire.js";
 
 /** A batch built with columns that do not fit together (lengths, names, types). */
 export class BatchError extends Error {
@@ -18,13 +29,14 @@ export class BatchError extends Error {
 }
 
 // A column: its field, and its values as an array and/or as a typed array and validity and/or
-// its buffers as they arrived.
+// its buffers as they arrived (and then `input`, its position in the input).
 class Column {
-  constructor(field, { values = null, typed = null, parts = null } = {}) {
+  constructor(field, { values = null, typed = null, parts = null, input = null } = {}) {
     this.field = field;
     this.values = values;
     this.typed = typed;
     this.parts = parts;
+    this.input = input;
   }
 
   get() {
@@ -107,7 +119,7 @@ export class Batch {
   static fromWire(schema, rows, parts) {
     const fields = schema.fields;
     const columns = new Array(fields.length);
-    for (let i = 0; i < fields.length; i++) columns[i] = new Column(fields[i], { parts: parts[i] });
+    for (let i = 0; i < fields.length; i++) columns[i] = new Column(fields[i], { parts: parts[i], input: i });
     return new Batch(columns, rows);
   }
 
@@ -298,7 +310,9 @@ export class Batch {
         );
       }
       let parts;
-      if (column.parts !== null) parts = column.parts;
+      // An input column, unchanged (a filtered one is a new column): the host has it.
+      if (column.input !== null) parts = [inputReference(this.#rows, column.input)];
+      else if (column.parts !== null) parts = column.parts;
       else if (column.values === null) parts = encodeTyped(field, column.typed.values, column.typed.valid);
       else parts = encodeColumn(field, column.values);
       for (let j = 0; j < parts.length; j++) buffers.push(parts[j]);

@@ -65,6 +65,28 @@ export function readHeader(header, name = "?") {
   return [u32(header, 0), u32(header, 4), u32(header, 8), u32(header, 12), u32(header, 16), u32(header, 20)];
 }
 
+// The "has validity" value of a header that stands for an input column returned unchanged.
+const SAME_AS_INPUT = 0xffffffff;
+
+/** The header alone that stands for input column `index` (of `rows` rows) in a transform's
+ * output: the host keeps the column it sent, so it does not cross back. */
+export function inputReference(rows, index) {
+  const out = header(rows, false, 0);
+  out[4] = index & 0xff;
+  out[5] = (index >>> 8) & 0xff;
+  out[6] = (index >>> 16) & 0xff;
+  out[7] = index >>> 24;
+  out.fill(0xff, 12, 16);
+  return out;
+}
+
+/** The input column a column's `parts` stand for, or `null` when they are data. */
+export function isInputReference(parts) {
+  if (parts.length !== 1 || parts[0].length !== HEADER_SIZE) return null;
+  const [, index, , hasValidity] = readHeader(parts[0]);
+  return hasValidity === SAME_AS_INPUT ? index : null;
+}
+
 function header(length, hasValidity, buffers) {
   const out = new Uint8Array(HEADER_SIZE);
   out[0] = length & 0xff;
@@ -105,6 +127,12 @@ export function splitColumns(schema, buffers, rows = null) {
     if (at >= buffers.length) throw new WireError(`the batch ended before column \`${field.name}\``);
     const head = asBytes(buffers[at]);
     const [length, , , hasValidity, nBuffers, nChildren] = readHeader(head, field.name);
+    if (hasValidity === SAME_AS_INPUT) {
+      // A reference to an input column (in a transform's output): the header alone.
+      out.push([head]);
+      at += 1;
+      continue;
+    }
     if (rows !== null && length !== rows) {
       throw new WireError(`column \`${field.name}\` has ${length} rows, the batch ${rows}`);
     }

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import { Aggregate, Batch, PluginError, Transform, exportPlugin, float64, int64, utf8 } from "weir-plugin";
 import { AggregateCalls, CallError, TransformCalls } from "weir-plugin/calls";
 import { Field, Schema } from "weir-plugin/schema";
-import { decodeColumn, encodeColumn, splitColumns } from "weir-plugin/wire";
+import { decodeColumn, encodeColumn, inputReference, isInputReference, splitColumns } from "weir-plugin/wire";
 
 const INPUT = new Schema([new Field("sensor", utf8), new Field("fahrenheit", float64), new Field("n", int64)]);
 
@@ -61,7 +61,15 @@ function run(plugin, config, columns) {
   const output = Schema.fromBytes(calls.outputSchema(INPUT.toBytes()));
   const [rows, buffers] = calls.process(columns[0].length, wire(columns));
   const parts = splitColumns(output, buffers);
-  return [output, rows, output.fields.map((f, i) => decodeColumn(f, parts[i]))];
+  // As the host does: a reference stands for the input column it names.
+  return [
+    output,
+    rows,
+    output.fields.map((f, i) => {
+      const input = isInputReference(parts[i]);
+      return input === null ? decodeColumn(f, parts[i]) : columns[input];
+    }),
+  ];
 }
 
 const COLUMNS = [
@@ -81,15 +89,24 @@ test("a ten-line transform adds its column and passes the others through", () =>
   }
 });
 
-test("untouched columns go back as the buffers that came in", () => {
+test("untouched columns go back as references to the columns sent", () => {
   exportPlugin(Celsius);
   const calls = new TransformCalls();
   calls.init("");
   calls.outputSchema(INPUT.toBytes());
-  const sent = wire(COLUMNS);
-  const [, back] = calls.process(4, sent);
-  assert.equal(back.length, sent.length + 3);
-  sent.forEach((buffer, i) => assert.equal(back[i], buffer));
+  const [, back] = calls.process(4, wire(COLUMNS));
+  assert.equal(back.length, 3 + 3, "three references, then celsius: header, validity, values");
+  for (let i = 0; i < 3; i++) assert.deepEqual(back[i], inputReference(4, i));
+  assert.deepEqual(back.slice(0, 3).map((b) => b.length), [24, 24, 24]);
+});
+
+test("filtered and replaced columns go back as data, not references", () => {
+  exportPlugin(Hot);
+  const calls = new TransformCalls();
+  calls.init('{"above": 40}');
+  const output = Schema.fromBytes(calls.outputSchema(INPUT.toBytes()));
+  const [, back] = calls.process(4, wire(COLUMNS));
+  assert.ok(splitColumns(output, back).every((parts) => isInputReference(parts) === null));
 });
 
 test("a filter keeps the rows its config asks for", () => {

@@ -5,7 +5,7 @@ import unittest
 from weir_plugin import Aggregate, Batch, PluginError, Transform, export, float64, int64, utf8
 from weir_plugin.calls import AggregateCalls, CallError, TransformCalls
 from weir_plugin.schema import Field, Schema
-from weir_plugin.wire import decode_column, encode_column, split_columns
+from weir_plugin.wire import decode_column, encode_column, input_reference, is_input_reference, split_columns
 
 INPUT = Schema([Field("sensor", utf8), Field("fahrenheit", float64), Field("n", int64)])
 
@@ -50,7 +50,11 @@ def run(plugin_class, config, columns):
     output = Schema.from_bytes(calls.output_schema(INPUT.to_bytes()))
     rows, buffers = calls.process(len(columns[0]), wire(columns))
     parts = split_columns(output, buffers)
-    return output, rows, [decode_column(f, p) for f, p in zip(output.fields, parts)]
+    # As the host does: a reference stands for the input column it names.
+    return output, rows, [
+        columns[is_input_reference(p)] if is_input_reference(p) is not None else decode_column(f, p)
+        for f, p in zip(output.fields, parts)
+    ]
 
 
 COLUMNS = [["a", "b", None, "d"], [212.0, None, 32.0, 50.0], [1, 2, 3, None]]
@@ -65,14 +69,24 @@ class Transforms(unittest.TestCase):
         self.assertEqual(columns[:3], COLUMNS)
         self.assertEqual(columns[3], [100.0, None, 0.0, 10.0])
 
-    def test_untouched_columns_go_back_as_the_buffers_that_came_in(self):
+    def test_untouched_columns_go_back_as_references_to_the_columns_sent(self):
         export(Celsius)
         calls = TransformCalls()
         calls.init("")
         calls.output_schema(INPUT.to_bytes())
-        sent = wire(COLUMNS)
-        _, back = calls.process(4, sent)
-        self.assertEqual(back[: len(sent)], sent)
+        _, back = calls.process(4, wire(COLUMNS))
+        references = [input_reference(4, i)[0] for i in range(3)]
+        self.assertEqual(back[:3], references)
+        self.assertEqual([len(b) for b in back[:3]], [24, 24, 24])
+        self.assertEqual(len(back), 3 + 3, "then celsius: header, validity, values")
+
+    def test_filtered_and_replaced_columns_go_back_as_data_not_references(self):
+        export(Hot)
+        calls = TransformCalls()
+        calls.init('{"above": 40}')
+        output = Schema.from_bytes(calls.output_schema(INPUT.to_bytes()))
+        _, back = calls.process(4, wire(COLUMNS))
+        self.assertTrue(all(is_input_reference(p) is None for p in split_columns(output, back)))
 
     def test_a_filter_keeps_the_rows_its_config_asks_for(self):
         _, rows, columns = run(Hot, '{"above": 40}', COLUMNS)

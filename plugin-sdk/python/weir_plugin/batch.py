@@ -2,13 +2,14 @@
 ``None``.
 
 Columns are decoded only when the plugin reads them, and a column it passes through unchanged
-goes back to the host as the very buffers it came in (no decoding, no encoding): a transform
-that adds one column to a batch of twenty pays for the columns it reads and the one it writes.
+goes back to the host as a reference to the column it sent (no decoding, no encoding, no copy):
+a transform that adds one column to a batch of twenty pays for the columns it reads and the one
+it writes.
 """
 
 from . import schema as types
 from .schema import Field, Schema
-from .wire import decode_column, encode_column, select
+from .wire import decode_column, encode_column, input_reference, select
 
 __all__ = ["Batch", "BatchError"]
 
@@ -18,14 +19,16 @@ class BatchError(ValueError):
 
 
 class _Column:
-    """A column: its field, and its values as a list and/or its buffers as they arrived."""
+    """A column: its field, and its values as a list and/or its buffers as they arrived (and
+    then its position in the input, ``input``)."""
 
-    __slots__ = ("field", "values", "parts")
+    __slots__ = ("field", "values", "parts", "input")
 
-    def __init__(self, field, values=None, parts=None):
+    def __init__(self, field, values=None, parts=None, input=None):
         self.field = field
         self.values = values
         self.parts = parts
+        self.input = input
 
     def get(self):
         if self.values is None:
@@ -66,7 +69,10 @@ class Batch:
 
     @classmethod
     def _from_wire(cls, schema, rows, parts):
-        return cls([_Column(f, parts=p) for f, p in zip(schema.fields, parts)], rows)
+        return cls(
+            [_Column(f, parts=p, input=i) for i, (f, p) in enumerate(zip(schema.fields, parts))],
+            rows,
+        )
 
     @classmethod
     def from_pydict(cls, columns, schema=None):
@@ -178,6 +184,7 @@ class Batch:
                     Field(mapping.get(c.field.name, c.field.name), c.field.type, c.field.nullable),
                     values=c.values,
                     parts=c.parts,
+                    input=c.input,
                 )
                 for c in self._columns
             ],
@@ -207,7 +214,10 @@ class Batch:
                     f"process returned column `{column.field.name}` as {column.field.type!r} "
                     f"but output_schema declared `{field.name}` as {field.type!r}"
                 )
-            if column.parts is not None:
+            if column.input is not None:
+                # An input column, unchanged (a filtered one is a new column): the host has it.
+                buffers.extend(input_reference(self._rows, column.input))
+            elif column.parts is not None:
                 buffers.extend(column.parts)
             else:
                 buffers.extend(encode_column(field, column.values))

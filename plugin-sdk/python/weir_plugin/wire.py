@@ -12,7 +12,8 @@ import struct
 from array import array
 from itertools import chain, compress
 
-__all__ = ["WireError", "split_columns", "decode_column", "encode_column"]
+__all__ = ["WireError", "split_columns", "decode_column", "encode_column", "input_reference",
+           "is_input_reference"]
 
 
 class WireError(ValueError):
@@ -20,6 +21,24 @@ class WireError(ValueError):
 
 
 _HEADER = struct.Struct("<6I")
+
+# The "has validity" value of a header that stands for an input column returned unchanged.
+_SAME_AS_INPUT = 0xFFFFFFFF
+
+
+def is_input_reference(parts):
+    """The input column a column's ``parts`` stand for, or ``None`` when they are data."""
+    if len(parts) == 1 and len(parts[0]) == _HEADER.size:
+        _, index, _, has_validity, _, _ = _HEADER.unpack(parts[0])
+        if has_validity == _SAME_AS_INPUT:
+            return index
+    return None
+
+
+def input_reference(rows, index):
+    """The header alone that stands for input column ``index`` (of ``rows`` rows) in a
+    transform's output: the host keeps the column it sent, so it does not cross back."""
+    return [_HEADER.pack(rows, index, 0, _SAME_AS_INPUT, 0, 0)]
 
 # memoryview / array type codes of fixed-width types (both sides little-endian).
 _FIXED = {
@@ -58,6 +77,11 @@ def split_columns(schema, buffers):
         if len(header) != _HEADER.size:
             raise WireError(f"column `{field.name}`: a header of {len(header)} bytes")
         _, _, _, has_validity, n_buffers, n_children = _HEADER.unpack(header)
+        if has_validity == _SAME_AS_INPUT:
+            # A reference to an input column (in a transform's output): the header alone.
+            out.append([header])
+            at += 1
+            continue
         if n_children:
             raise WireError(f"column `{field.name}`: nested columns are not handled yet")
         end = at + 1 + has_validity + n_buffers
