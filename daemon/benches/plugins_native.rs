@@ -281,7 +281,7 @@ fn main() {
         (
             "word_split",
             Box::new(|| {
-                transform::<word_split::WordSplit>(
+                transform::<weir_plugin_sdk::FlatMapped<word_split::WordSplit>>(
                     &host,
                     "word_split",
                     serde_json::json!({ "column": "line", "output": "word" }),
@@ -292,7 +292,7 @@ fn main() {
         (
             "json_parse",
             Box::new(|| {
-                transform::<json_parse::JsonParse>(
+                transform::<weir_plugin_sdk::Mapped<json_parse::JsonParse>>(
                     &host,
                     "json_parse",
                     serde_json::json!({

@@ -42,7 +42,7 @@ pub use aggregate::{Aggregate, Signature};
 #[cfg(feature = "guest")]
 pub use error::{Config, Error};
 #[cfg(feature = "guest")]
-pub use narrow::{Filter, Filtered, Map, Mapped, Plan};
+pub use narrow::{Filter, Filtered, FlatMap, FlatMapOutput, FlatMapped, Map, Mapped, Plan};
 #[cfg(feature = "guest")]
 pub use transform::Transform;
 
@@ -90,8 +90,9 @@ pub mod __private {
     pub use crate::bindings::transform as transform_bindings;
     pub use crate::bindings::transform::__export_transform_world;
     pub use crate::narrow::{
-        filter_init, filter_output_schema, filter_process, filter_reads, map_init,
-        map_output_schema, map_process, map_reads,
+        filter_init, filter_output_schema, filter_process, filter_reads, flat_map_init,
+        flat_map_output_schema, flat_map_process, flat_map_reads, map_init, map_output_schema,
+        map_process, map_reads,
     };
     pub use crate::transform::{
         init as transform_init, output_schema as transform_output_schema,
@@ -156,7 +157,27 @@ macro_rules! export_filter {
     };
 }
 
-/// The `transformer` export of the three macros above, given the glue functions of one kind.
+/// Exports a [`FlatMap`] as this component's `transformer`: the host sends it only the
+/// columns it reads, takes back the input row of each output row and the columns it wrote, and
+/// repeats the other columns itself. Invoke it once, at the crate root.
+///
+/// ```text
+/// weir_plugin_sdk::export_flat_map!(WordSplit);
+/// ```
+#[macro_export]
+macro_rules! export_flat_map {
+    ($plugin:ty) => {
+        $crate::__export_transformer!(
+            $plugin,
+            flat_map_init,
+            flat_map_output_schema,
+            flat_map_process,
+            flat_map_reads
+        );
+    };
+}
+
+/// The `transformer` export of the four macros above, given the glue functions of one kind.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_transformer {

@@ -2,11 +2,12 @@
 //! columns, and takes back only what it wrote (a map's new columns, a filter's one bit a row).
 //! Every other column stays in the host and never crosses the boundary, either way.
 //!
-//! A [`Map`] adds or replaces columns and keeps every row (`compute`, `json_parse`); a
-//! [`Filter`] keeps some rows and changes nothing else (`filter`). Anything else (a flat-map,
-//! a transform that drops columns) is a [`Transform`](crate::Transform), which sees every
-//! column. [`Mapped`] and [`Filtered`] run either kind natively, as a `Transform`, for tests
-//! and benchmarks.
+//! A [`Map`] adds, replaces or drops columns and keeps every row (`compute`, `json_parse`); a
+//! [`Filter`] keeps some rows and changes nothing else (`filter`); a [`FlatMap`] makes any
+//! number of rows from each input row (`word_split`), and says which input row each output
+//! row comes from, so the host repeats the columns it did not read. Anything else is a
+//! [`Transform`](crate::Transform), which sees every column. [`Mapped`], [`Filtered`] and
+//! [`FlatMapped`] run them natively, as a `Transform`, for tests and benchmarks.
 
 use crate::error::{Config, Error};
 use crate::slot;
@@ -17,14 +18,16 @@ use arrow_buffer::BooleanBuffer;
 use arrow_schema::{Field, FieldRef, Schema, SchemaRef};
 use std::sync::Arc;
 
-/// What a [`Map`] reads and writes, for one input schema.
-#[derive(Debug, Clone)]
+/// What a [`Map`] or a [`FlatMap`] reads and writes, for one input schema.
+#[derive(Debug, Clone, Default)]
 pub struct Plan {
-    /// The input columns `map` reads, by name (it is given these alone, in input order).
+    /// The input columns it reads, by name (it is given these alone, in input order).
     pub reads: Vec<String>,
-    /// The columns `map` returns, in order. One named like an input column replaces it where
-    /// it stands; the others are added after the input's columns.
+    /// The columns it returns, in order. One named like an input column replaces it where it
+    /// stands; the others are added after the input's columns.
     pub writes: Vec<Field>,
+    /// Input columns left out of the output, by name.
+    pub drops: Vec<String>,
 }
 
 /// A transform that adds or replaces columns and keeps every row, reading only the columns it
@@ -53,6 +56,33 @@ pub trait Map: Sized + 'static {
     /// The written columns for one batch: `batch` holds only the columns the plan reads, and
     /// the result has one array per written field, each of `batch.num_rows()` rows.
     fn map(&mut self, batch: &RecordBatch) -> Result<Vec<ArrayRef>, Error>;
+}
+
+/// What a [`FlatMap`] returns for one batch.
+#[derive(Debug, Clone, Default)]
+pub struct FlatMapOutput {
+    /// For each output row, the input row it comes from (any order, repeats allowed): the
+    /// columns the plugin did not write are the input's at these rows.
+    pub input_rows: Vec<u32>,
+    /// The written columns, one per field of the plan's `writes`, each with one value per
+    /// output row.
+    pub columns: Vec<ArrayRef>,
+}
+
+/// A transform that makes any number of output rows from each input row (split, unnest,
+/// repeat), reading only the columns it names: it returns the input row of each output row
+/// and its written columns, and the host repeats the others itself. Register it with
+/// [`export_flat_map!`](crate::export_flat_map).
+pub trait FlatMap: Sized + 'static {
+    /// Builds the plugin from the stage's `config` table (called once per instance).
+    fn new(config: &Config) -> Result<Self, Error>;
+
+    /// What it reads, writes and drops for batches of `input`. Called at load: reject inputs
+    /// you cannot handle here, naming the column.
+    fn plan(&mut self, input: &SchemaRef) -> Result<Plan, Error>;
+
+    /// The output of one batch: `batch` holds only the columns the plan reads.
+    fn flat_map(&mut self, batch: &RecordBatch) -> Result<FlatMapOutput, Error>;
 }
 
 /// A transform that keeps some rows and changes nothing else, reading only the columns it
@@ -85,7 +115,7 @@ fn indices(input: &Schema, names: &[String]) -> Result<Vec<usize>, Error> {
     for name in names {
         let index = input.index_of(name).map_err(|_| {
             Error::new(format!(
-                "the plugin reads column `{name}`, which the input does not have"
+                "the plugin names column `{name}`, which the input does not have"
             ))
         })?;
         out.push(index);
@@ -114,6 +144,7 @@ impl MapLayout {
     pub(crate) fn new(input: &SchemaRef, plan: Plan) -> Result<MapLayout, Error> {
         let reads = indices(input, &plan.reads)?;
         let read_schema = Arc::new(input.project(&reads)?);
+        let dropped = indices(input, &plan.drops)?;
         let mut fields: Vec<FieldRef> = input.fields().iter().cloned().collect();
         let mut sources: Vec<Source> = (0..fields.len()).map(Source::Input).collect();
         let mut writes = Vec::with_capacity(plan.writes.len());
@@ -137,6 +168,16 @@ impl MapLayout {
             }
             writes.push(field);
         }
+        for &k in dropped.iter().rev() {
+            if let Source::Written(_) = sources[k] {
+                return Err(Error::new(format!(
+                    "the plan both writes and drops column `{}`",
+                    fields[k].name()
+                )));
+            }
+            fields.remove(k);
+            sources.remove(k);
+        }
         Ok(MapLayout {
             reads,
             read_schema,
@@ -146,11 +187,11 @@ impl MapLayout {
         })
     }
 
-    /// Checks what `map` returned for a batch of `rows` rows against the plan.
+    /// Checks the written columns returned for `rows` output rows against the plan.
     pub(crate) fn check(&self, written: &[ArrayRef], rows: usize) -> Result<(), Error> {
         if written.len() != self.writes.len() {
             return Err(Error::new(format!(
-                "map returned {} columns but the plan writes {}",
+                "the plugin returned {} columns but the plan writes {}",
                 written.len(),
                 self.writes.len()
             )));
@@ -158,7 +199,7 @@ impl MapLayout {
         for (array, field) in written.iter().zip(&self.writes) {
             if array.data_type() != field.data_type() {
                 return Err(Error::new(format!(
-                    "map returned column `{}` as {} but the plan declared {}",
+                    "the plugin returned column `{}` as {} but the plan declared {}",
                     field.name(),
                     array.data_type(),
                     field.data_type()
@@ -166,14 +207,14 @@ impl MapLayout {
             }
             if array.len() != rows {
                 return Err(Error::new(format!(
-                    "map returned {} rows in column `{}` for a batch of {rows}",
+                    "the plugin returned {} rows in column `{}` where {rows} were due",
                     array.len(),
                     field.name()
                 )));
             }
             if !field.is_nullable() && array.null_count() > 0 {
                 return Err(Error::new(format!(
-                    "map returned nulls in column `{}`, declared not nullable",
+                    "the plugin returned nulls in column `{}`, declared not nullable",
                     field.name()
                 )));
             }
@@ -258,20 +299,97 @@ impl<M: Map> Transform for Mapped<M> {
         let read = project(&batch, &layout.reads, &layout.read_schema)?;
         let written = self.map.map(&read)?;
         layout.check(&written, batch.num_rows())?;
-        let columns = layout
-            .sources
-            .iter()
-            .map(|source| match source {
-                Source::Input(k) => batch.column(*k).clone(),
+        layout.assemble(batch.num_rows(), &written, |k| Ok(batch.column(k).clone()))
+    }
+}
+
+impl MapLayout {
+    /// The output batch of `rows` rows: written columns from `written`, the others from
+    /// `input(k)` for input column k.
+    fn assemble(
+        &self,
+        rows: usize,
+        written: &[ArrayRef],
+        mut input: impl FnMut(usize) -> Result<ArrayRef, Error>,
+    ) -> Result<RecordBatch, Error> {
+        let mut columns = Vec::with_capacity(self.sources.len());
+        for source in &self.sources {
+            columns.push(match source {
+                Source::Input(k) => input(*k)?,
                 Source::Written(j) => written[*j].clone(),
-            })
-            .collect();
-        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            });
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
         Ok(RecordBatch::try_new_with_options(
-            layout.output.clone(),
+            self.output.clone(),
             columns,
             &options,
         )?)
+    }
+
+    /// The output's columns as the guest sends them: references to input columns, the
+    /// written columns as data.
+    fn wire_columns<'a>(&'a self, written: &'a [ArrayRef]) -> Vec<(&'a str, OutputColumn<'a>)> {
+        self.output
+            .fields()
+            .iter()
+            .zip(&self.sources)
+            .map(|(field, source)| {
+                let column = match source {
+                    Source::Input(k) => OutputColumn::Input(*k),
+                    Source::Written(j) => OutputColumn::Data(&written[*j]),
+                };
+                (field.name().as_str(), column)
+            })
+            .collect()
+    }
+}
+
+/// Checks a flat-map's input rows against an input of `rows` rows.
+fn check_input_rows(input_rows: &[u32], rows: usize) -> Result<(), Error> {
+    match input_rows.iter().find(|&&r| r as usize >= rows) {
+        Some(row) => Err(Error::new(format!(
+            "flat_map returned input row {row} for a batch of {rows} rows"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A [`FlatMap`] run natively as a [`Transform`]: what the component and the host do
+/// together, without the boundary.
+pub struct FlatMapped<F: FlatMap> {
+    flat_map: F,
+    layout: Option<MapLayout>,
+}
+
+impl<F: FlatMap> Transform for FlatMapped<F> {
+    fn new(config: &Config) -> Result<Self, Error> {
+        Ok(FlatMapped {
+            flat_map: F::new(config)?,
+            layout: None,
+        })
+    }
+
+    fn output_schema(&mut self, input: &SchemaRef) -> Result<SchemaRef, Error> {
+        let layout = MapLayout::new(input, self.flat_map.plan(input)?)?;
+        let output = layout.output.clone();
+        self.layout = Some(layout);
+        Ok(output)
+    }
+
+    fn process(&mut self, batch: RecordBatch) -> Result<RecordBatch, Error> {
+        let layout = self
+            .layout
+            .as_ref()
+            .ok_or_else(|| Error::new("process called before output_schema"))?;
+        let read = project(&batch, &layout.reads, &layout.read_schema)?;
+        let out = self.flat_map.flat_map(&read)?;
+        check_input_rows(&out.input_rows, batch.num_rows())?;
+        layout.check(&out.columns, out.input_rows.len())?;
+        let rows = arrow_array::UInt32Array::from(out.input_rows);
+        layout.assemble(rows.len(), &out.columns, |k| {
+            Ok(arrow_select::take::take(batch.column(k), &rows, None)?)
+        })
     }
 }
 
@@ -356,20 +474,71 @@ pub fn map_process<M: Map>(
         let batch = wire::decode_batch(&layout.read_schema, rows as usize, columns)?;
         let written = instance.map.map(&batch)?;
         layout.check(&written, rows as usize)?;
-        let output: Vec<(&str, OutputColumn<'_>)> = layout
-            .output
-            .fields()
-            .iter()
-            .zip(&layout.sources)
-            .map(|(field, source)| {
-                let column = match source {
-                    Source::Input(k) => OutputColumn::Input(*k),
-                    Source::Written(j) => OutputColumn::Data(&written[*j]),
-                };
-                (field.name().as_str(), column)
-            })
-            .collect();
+        let output = layout.wire_columns(&written);
         Ok((rows, wire::encode_output(rows as usize, &output)?))
+    })
+}
+
+/// A [`FlatMap`] in a component, between the host's calls.
+struct FlatMapInstance<F> {
+    flat_map: F,
+    layout: Option<MapLayout>,
+}
+
+#[doc(hidden)]
+pub fn flat_map_init<F: FlatMap>(config: &str) -> Result<(), String> {
+    let config = Config::from_json(config).map_err(|e| e.to_string())?;
+    let flat_map = F::new(&config).map_err(|e| e.to_string())?;
+    slot::put(FlatMapInstance {
+        flat_map,
+        layout: None,
+    });
+    Ok(())
+}
+
+#[doc(hidden)]
+pub fn flat_map_output_schema<F: FlatMap>(input: &[u8]) -> Result<Vec<u8>, String> {
+    slot::with(|instance: &mut FlatMapInstance<F>| {
+        let input = wire::schema_from_bytes(input)?;
+        let layout = MapLayout::new(&input, instance.flat_map.plan(&input)?)?;
+        let bytes = wire::schema_to_bytes(&layout.output)?;
+        instance.layout = Some(layout);
+        Ok(bytes)
+    })
+}
+
+#[doc(hidden)]
+pub fn flat_map_reads<F: FlatMap>() -> Option<Vec<u32>> {
+    slot::with(|instance: &mut FlatMapInstance<F>| {
+        Ok(instance.layout.as_ref().map(|layout| as_u32(&layout.reads)))
+    })
+    .ok()
+    .flatten()
+}
+
+#[doc(hidden)]
+pub fn flat_map_process<F: FlatMap>(
+    rows: u32,
+    columns: Vec<Vec<u8>>,
+) -> Result<(u32, Vec<Vec<u8>>), String> {
+    slot::with(|instance: &mut FlatMapInstance<F>| {
+        let layout = instance
+            .layout
+            .as_ref()
+            .ok_or_else(|| Error::new("the host called process before output-schema"))?;
+        let batch = wire::decode_batch(&layout.read_schema, rows as usize, columns)?;
+        let out = instance.flat_map.flat_map(&batch)?;
+        check_input_rows(&out.input_rows, rows as usize)?;
+        let produced = out.input_rows.len();
+        layout.check(&out.columns, produced)?;
+        let produced_u32 = u32::try_from(produced)
+            .map_err(|_| Error::new("flat_map returned more than 2^32 rows"))?;
+        let mut buffers = wire::encode_input_rows(&out.input_rows)?;
+        buffers.extend(wire::encode_output(
+            produced,
+            &layout.wire_columns(&out.columns),
+        )?);
+        Ok((produced_u32, buffers))
     })
 }
 

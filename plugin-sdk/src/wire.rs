@@ -21,7 +21,10 @@
 //! length = the input's row count, validity bit offset = the first bit, one buffer) and a
 //! bitmap with bit *i* set to keep input row *i*. References in that output then stand for
 //! the input columns with only the selected rows, which the host picks itself with Arrow's
-//! filter kernel: a filter sends back one bit a row instead of its kept rows. Decoding validates everything
+//! filter kernel: a filter sends back one bit a row instead of its kept rows. It may instead
+//! begin with the input row of each output row (has validity = `u32::MAX - 2`, length = the
+//! output's row count, one buffer of little-endian `u32`): references then stand for the input
+//! columns taken at those rows, which is how a flat-map repeats the columns it does not read. Decoding validates everything
 //! (lengths, offsets, UTF-8) with Arrow's own checks, so malformed input is an error, never
 //! undefined behaviour.
 
@@ -39,6 +42,9 @@ const SAME_AS_INPUT: u32 = u32::MAX;
 
 /// The "has validity" value of the header of a selection of the input's rows.
 const SELECTION: u32 = u32::MAX - 1;
+
+/// The "has validity" value of the header of the input row of each output row.
+const INPUT_ROWS: u32 = u32::MAX - 2;
 
 /// The encoding broke its rules (a bug or a hostile peer on the other side).
 #[derive(Debug, thiserror::Error)]
@@ -268,6 +274,28 @@ pub fn encode_selection(
     Ok(out)
 }
 
+/// The first entry of a flat-map's output: the input row each output row comes from, so that
+/// references in the rest of it stand for the input's columns at those rows.
+pub fn encode_input_rows(input_rows: &[u32]) -> Result<Vec<Vec<u8>>, WireError> {
+    let fields = [
+        u32_of(input_rows.len(), "length", "(input rows)")?,
+        0,
+        0,
+        INPUT_ROWS,
+        1,
+        0,
+    ];
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    for value in fields {
+        header.extend_from_slice(&value.to_le_bytes());
+    }
+    let mut rows = Vec::with_capacity(input_rows.len() * 4);
+    for row in input_rows {
+        rows.extend_from_slice(&row.to_le_bytes());
+    }
+    Ok(vec![header, rows])
+}
+
 /// Encodes a transform's output into owned buffers, each column that is one of `inputs`
 /// unchanged (the same buffers, offset, length and type) as a reference to it instead of a
 /// copy.
@@ -331,12 +359,20 @@ fn child_types(data_type: &DataType) -> Vec<DataType> {
     }
 }
 
-/// What a header of a transform's output may refer to: the input's columns, and the
-/// selection of their rows the output began with, if it did.
+/// Which of the input's rows the references of a transform's output stand for.
+enum Rows {
+    /// The rows a selection keeps.
+    Selected(FilterPredicate),
+    /// These rows, in this order (repeats allowed).
+    Taken(arrow_array::UInt32Array),
+}
+
+/// What a header of a transform's output may refer to: the input's columns, and the rows of
+/// them the output began by choosing, if it did.
 #[derive(Default)]
 struct Inputs<'a> {
     columns: &'a [ArrayRef],
-    selection: Option<FilterPredicate>,
+    rows: Option<Rows>,
 }
 
 /// Decodes one array; `inputs` are what a header may refer to (top level of a transform's
@@ -360,15 +396,15 @@ fn decode_array(
                 "refers to input column {offset}, which does not exist here"
             )));
         };
-        let input = match &inputs.selection {
-            Some(selection) => {
-                selection
-                    .filter(input.as_ref())
-                    .map_err(|source| WireError::Arrow {
-                        column: column.to_string(),
-                        data_type: data_type.clone(),
-                        source,
-                    })?
+        let arrow = |source| WireError::Arrow {
+            column: column.to_string(),
+            data_type: data_type.clone(),
+            source,
+        };
+        let input = match &inputs.rows {
+            Some(Rows::Selected(selection)) => selection.filter(input.as_ref()).map_err(arrow)?,
+            Some(Rows::Taken(rows)) => {
+                arrow_select::take::take(input.as_ref(), rows, None).map_err(arrow)?
             }
             None => input.clone(),
         };
@@ -381,9 +417,9 @@ fn decode_array(
         }
         return Ok(input.to_data());
     }
-    if has_nulls == SELECTION as usize {
+    if has_nulls == SELECTION as usize || has_nulls == INPUT_ROWS as usize {
         return Err(invalid(
-            "a selection may only begin a transform's output".into(),
+            "a selection or a list of input rows may only begin a transform's output".into(),
         ));
     }
     let nulls = if has_nulls == 1 {
@@ -489,9 +525,60 @@ fn decode_arrays_reusing(
     Ok(out)
 }
 
-/// Whether `buffer` is the header of a selection.
-fn is_selection(buffer: &[u8]) -> bool {
-    buffer.len() == HEADER_LEN && buffer[12..16] == SELECTION.to_le_bytes()
+/// The "has validity" field of `buffer` when it is a header.
+fn marker(buffer: &[u8]) -> Option<u32> {
+    if buffer.len() != HEADER_LEN {
+        return None;
+    }
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&buffer[12..16]);
+    Some(u32::from_le_bytes(word))
+}
+
+/// The input rows a flat-map's output began with (`head` its header, `bytes` the rows), checked
+/// against the `inputs` they index; there must be `rows` of them.
+fn input_rows(
+    head: &[u8],
+    bytes: &[u8],
+    inputs: &[ArrayRef],
+    rows: usize,
+) -> Result<arrow_array::UInt32Array, WireError> {
+    let invalid = |message: String| WireError::Invalid {
+        column: "(input rows)".into(),
+        message,
+    };
+    let [len, _, _, _, n_buffers, n_children] = read_header(head, "(input rows)")?;
+    if n_buffers != 1 || n_children != 0 {
+        return Err(invalid(format!(
+            "{n_buffers} buffers and {n_children} children; input rows are one buffer"
+        )));
+    }
+    if len != rows || bytes.len() != len.saturating_mul(4) {
+        return Err(invalid(format!(
+            "{len} rows in {} bytes for an output of {rows} rows",
+            bytes.len()
+        )));
+    }
+    let input_len = inputs.first().map_or(0, |c| c.len());
+    if let Some(input) = inputs.iter().find(|c| c.len() != input_len) {
+        return Err(invalid(format!(
+            "input columns of {input_len} and {} rows",
+            input.len()
+        )));
+    }
+    // Copied into `u32`s (a buffer from the other side need not be aligned for them), and
+    // checked: Arrow's take would panic on a row out of range.
+    let mut out = Vec::with_capacity(len);
+    for chunk in bytes.chunks_exact(4) {
+        let row = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        if row as usize >= input_len && !inputs.is_empty() {
+            return Err(invalid(format!(
+                "input row {row} of an input of {input_len} rows"
+            )));
+        }
+        out.push(row);
+    }
+    Ok(arrow_array::UInt32Array::from(out))
 }
 
 /// The selection a transform's output began with (`head` its header, `bitmap` its bits), as a
@@ -566,19 +653,26 @@ pub fn decode_batch_reusing(
         .map(|f| (f.name().as_str(), f.data_type()))
         .collect();
     let mut iter = buffers.into_iter().peekable();
-    let selection = match iter.peek() {
-        Some(first) if is_selection(first) => {
+    let chosen = match iter.peek().and_then(|first| marker(first)) {
+        Some(SELECTION) => {
             let head = iter.next().unwrap_or_default();
             let bitmap = iter
                 .next()
                 .ok_or_else(|| WireError::Truncated("(selection)".into()))?;
-            Some(selection(&head, bitmap, inputs, rows)?)
+            Some(Rows::Selected(selection(&head, bitmap, inputs, rows)?))
+        }
+        Some(INPUT_ROWS) => {
+            let head = iter.next().unwrap_or_default();
+            let bytes = iter
+                .next()
+                .ok_or_else(|| WireError::Truncated("(input rows)".into()))?;
+            Some(Rows::Taken(input_rows(&head, &bytes, inputs, rows)?))
         }
         _ => None,
     };
     let inputs = Inputs {
         columns: inputs,
-        selection,
+        rows: chosen,
     };
     let columns = decode_arrays_reusing(&types, iter, &inputs)?;
     for (column, (name, _)) in columns.iter().zip(&types) {
@@ -839,6 +933,68 @@ mod tests {
         late.insert(1, buffers[0].clone());
         late.insert(2, buffers[1].clone());
         assert!(decode_batch_reusing(&schema, 2, late, &inputs).is_err());
+    }
+
+    #[test]
+    fn input_rows_cross_as_four_bytes_a_row_and_references_decode_to_the_inputs_taken_there() {
+        let input = sample();
+        let inputs = input.columns().to_vec();
+        let rows = [3u32, 0, 0, 2, 3];
+        let mut buffers = encode_input_rows(&rows).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(buffers[1].len(), 4 * rows.len());
+        let added: ArrayRef = Arc::new(Int32Array::from(vec![1, 2, 3, 4, 5]));
+        let mut fields: Vec<Field> = input
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("added", DataType::Int32, false));
+        let schema = Arc::new(Schema::new(fields));
+        let mut columns: Vec<(String, OutputColumn<'_>)> = (0..inputs.len())
+            .map(|k| (format!("c{k}"), OutputColumn::Input(k)))
+            .collect();
+        columns.push(("added".into(), OutputColumn::Data(&added)));
+        let named: Vec<(&str, OutputColumn<'_>)> =
+            columns.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+        buffers.extend(encode_output(rows.len(), &named).unwrap_or_else(|e| panic!("{e}")));
+        let decoded = decode_batch_reusing(&schema, rows.len(), buffers, &inputs)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let taken = arrow_select::take::take_record_batch(
+            &input,
+            &arrow_array::UInt32Array::from(rows.to_vec()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        for k in 0..inputs.len() {
+            assert_eq!(decoded.column(k), taken.column(k), "column {k}");
+        }
+        assert_eq!(decoded.column(inputs.len()), &added);
+    }
+
+    #[test]
+    fn input_rows_out_of_range_or_of_the_wrong_count_are_errors() {
+        let input = sample();
+        let inputs = input.columns().to_vec();
+        let schema = input.schema();
+        let refs = |rows: usize| -> Vec<Vec<u8>> {
+            let named: Vec<(&str, OutputColumn<'_>)> = (0..inputs.len())
+                .map(|k| ("c", OutputColumn::Input(k)))
+                .collect();
+            encode_output(rows, &named).unwrap_or_else(|e| panic!("{e}"))
+        };
+        // Row 4 of an input of 4 rows.
+        let mut out = encode_input_rows(&[0, 4]).unwrap_or_else(|e| panic!("{e}"));
+        out.extend(refs(2));
+        assert!(decode_batch_reusing(&schema, 2, out, &inputs).is_err());
+        // Two input rows for an output announced as three.
+        let mut out = encode_input_rows(&[0, 1]).unwrap_or_else(|e| panic!("{e}"));
+        out.extend(refs(3));
+        assert!(decode_batch_reusing(&schema, 3, out, &inputs).is_err());
+        // A buffer that is not whole rows.
+        let mut out = encode_input_rows(&[0, 1]).unwrap_or_else(|e| panic!("{e}"));
+        out[1].pop();
+        out.extend(refs(2));
+        assert!(decode_batch_reusing(&schema, 2, out, &inputs).is_err());
     }
 
     #[test]

@@ -479,6 +479,39 @@ mod tests {
     }
 
     #[test]
+    fn a_flat_map_returns_each_output_rows_input_row_and_the_host_repeats_the_unread_columns()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use arrow::array::{AsArray, StringArray};
+        let input = RecordBatch::try_from_iter([
+            (
+                "id",
+                Arc::new(Int64Array::from(vec![7, 8, 9])) as arrow::array::ArrayRef,
+            ),
+            (
+                "line",
+                Arc::new(StringArray::from(vec![Some("a b"), None, Some("c")])),
+            ),
+        ])?;
+        let config = serde_json::json!({ "column": "line", "output": "word" });
+        let mut stage = stage(
+            super::super::testing::plugins_dir(),
+            "word_split",
+            config,
+            &input.schema(),
+        )?;
+        assert_eq!(stage.reads, Some(vec![1]), "the line alone");
+        let out = stage.call(&input)?;
+        let ids: Vec<i64> = out
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec();
+        let words: Vec<&str> = out.column(1).as_string::<i32>().iter().flatten().collect();
+        assert_eq!((ids, words), (vec![7, 7, 9], vec!["a", "b", "c"]));
+        Ok(())
+    }
+
+    #[test]
     fn a_plugin_built_for_contract_1_1_is_sent_every_column_and_runs()
     -> Result<(), Box<dyn std::error::Error>> {
         let input = three_columns()?;

@@ -147,6 +147,7 @@ impl Map for Compute {
         Ok(Plan {
             reads,
             writes: vec![Field::new(&self.s.output, data_type, true)],
+            drops: Vec::new(),
         })
     }
 

@@ -16,8 +16,8 @@ use weir_plugin_sdk::arrow_array::builder::{
 };
 use weir_plugin_sdk::arrow_array::cast::AsArray;
 use weir_plugin_sdk::arrow_array::{ArrayRef, RecordBatch};
-use weir_plugin_sdk::arrow_schema::{DataType, Field, Schema, SchemaRef};
-use weir_plugin_sdk::{Config, Error, Transform};
+use weir_plugin_sdk::arrow_schema::{DataType, Field, SchemaRef};
+use weir_plugin_sdk::{Config, Error, Map, Plan};
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,10 +96,9 @@ impl Builder {
 pub struct JsonParse {
     settings: Settings,
     fields: Vec<(String, Kind)>,
-    output: Option<SchemaRef>,
 }
 
-impl Transform for JsonParse {
+impl Map for JsonParse {
     fn new(config: &Config) -> Result<Self, Error> {
         let settings: Settings = config.parse()?;
         let mut fields = Vec::new();
@@ -125,14 +124,12 @@ impl Transform for JsonParse {
                 "`fields` is empty: name at least one field to extract",
             ));
         }
-        Ok(JsonParse {
-            settings,
-            fields,
-            output: None,
-        })
+        Ok(JsonParse { settings, fields })
     }
 
-    fn output_schema(&mut self, input: &SchemaRef) -> Result<SchemaRef, Error> {
+    /// Reads the text column alone; writes the fields (and the errors column); drops the
+    /// text unless `keep` (or a field takes its name, and so its place).
+    fn plan(&mut self, input: &SchemaRef) -> Result<Plan, Error> {
         let column = &self.settings.column;
         let field = input
             .field_with_name(column)
@@ -143,28 +140,27 @@ impl Transform for JsonParse {
                 field.data_type()
             )));
         }
-        let mut fields: Vec<Field> = input
-            .fields()
+        let mut writes: Vec<Field> = self
+            .fields
             .iter()
-            .filter(|f| self.settings.keep || f.name() != column)
-            .map(|f| f.as_ref().clone())
+            .map(|(name, kind)| Field::new(name, kind.data_type(), true))
             .collect();
-        for (name, kind) in &self.fields {
-            fields.push(Field::new(name, kind.data_type(), true));
-        }
         if let Some(errors) = &self.settings.errors {
-            fields.push(Field::new(errors, DataType::Boolean, false));
+            writes.push(Field::new(errors, DataType::Boolean, false));
         }
-        let schema = Arc::new(Schema::new(fields));
-        self.output = Some(schema.clone());
-        Ok(schema)
+        let replaced = writes.iter().any(|f| f.name() == column);
+        Ok(Plan {
+            reads: vec![column.clone()],
+            writes,
+            drops: if self.settings.keep || replaced {
+                Vec::new()
+            } else {
+                vec![column.clone()]
+            },
+        })
     }
 
-    fn process(&mut self, batch: RecordBatch) -> Result<RecordBatch, Error> {
-        let schema = self
-            .output
-            .clone()
-            .ok_or_else(|| Error::new("process before output_schema"))?;
+    fn map(&mut self, batch: &RecordBatch) -> Result<Vec<ArrayRef>, Error> {
         let index = batch.schema().index_of(&self.settings.column)?;
         let texts = batch.column(index).as_string::<i32>();
         let rows = batch.num_rows();
@@ -182,28 +178,22 @@ impl Transform for JsonParse {
                 builder.push(object.and_then(|o| o.get(name)));
             }
         }
-        let mut columns: Vec<ArrayRef> = batch
-            .columns()
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| self.settings.keep || *i != index)
-            .map(|(_, c)| c.clone())
-            .collect();
-        columns.extend(builders.into_iter().map(Builder::finish));
+        let mut columns: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
         if self.settings.errors.is_some() {
             columns.push(Arc::new(errors.finish()));
         }
-        Ok(RecordBatch::try_new(schema, columns)?)
+        Ok(columns)
     }
 }
 
-weir_plugin_sdk::export_transform!(JsonParse);
+weir_plugin_sdk::export_map!(JsonParse);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use weir_plugin_sdk::arrow_array::types::{Float64Type, Int64Type};
     use weir_plugin_sdk::arrow_array::{Array, StringArray};
+    use weir_plugin_sdk::{Mapped, Transform};
 
     #[test]
     fn extracts_typed_fields_with_nulls_for_missing_and_bad_rows() {
@@ -211,7 +201,7 @@ mod tests {
             r#"{"column":"json","fields":["user:string","amount:double","n:long"],"errors":"bad"}"#,
         )
         .unwrap();
-        let mut plugin = JsonParse::new(&config).unwrap();
+        let mut plugin = Mapped::<JsonParse>::new(&config).unwrap();
         let input = RecordBatch::try_from_iter([(
             "json",
             Arc::new(StringArray::from(vec![
@@ -241,6 +231,6 @@ mod tests {
     #[test]
     fn rejects_unknown_types() {
         let config = Config::from_json(r#"{"column":"j","fields":["a:date"]}"#).unwrap();
-        assert!(JsonParse::new(&config).is_err());
+        assert!(Mapped::<JsonParse>::new(&config).is_err());
     }
 }

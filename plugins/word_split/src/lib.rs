@@ -1,5 +1,6 @@
 //! `word_split`: lines → words. Each input row becomes one row per whitespace-separated word
-//! of `column`, the other columns repeated; a null or blank line yields no rows.
+//! of `column`, the other columns repeated; a null or blank line yields no rows. A `FlatMap`:
+//! only the text enters the plugin, and weir repeats the other columns itself.
 //!
 //! ```toml
 //! [[transform]]
@@ -10,9 +11,9 @@
 use std::sync::Arc;
 use weir_plugin_sdk::arrow_array::builder::StringBuilder;
 use weir_plugin_sdk::arrow_array::cast::AsArray;
-use weir_plugin_sdk::arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
-use weir_plugin_sdk::arrow_schema::{DataType, Field, Schema, SchemaRef};
-use weir_plugin_sdk::{Config, Error, Transform};
+use weir_plugin_sdk::arrow_array::{Array, RecordBatch};
+use weir_plugin_sdk::arrow_schema::{DataType, Field, SchemaRef};
+use weir_plugin_sdk::{Config, Error, FlatMap, FlatMapOutput, Plan};
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,18 +37,16 @@ fn default_output() -> String {
 /// The plugin.
 pub struct WordSplit {
     settings: Settings,
-    output: Option<SchemaRef>,
 }
 
-impl Transform for WordSplit {
+impl FlatMap for WordSplit {
     fn new(config: &Config) -> Result<Self, Error> {
         Ok(WordSplit {
             settings: config.parse()?,
-            output: None,
         })
     }
 
-    fn output_schema(&mut self, input: &SchemaRef) -> Result<SchemaRef, Error> {
+    fn plan(&mut self, input: &SchemaRef) -> Result<Plan, Error> {
         let column = &self.settings.column;
         let field = input
             .field_with_name(column)
@@ -58,23 +57,21 @@ impl Transform for WordSplit {
                 field.data_type()
             )));
         }
-        let mut fields: Vec<Field> = input
-            .fields()
-            .iter()
-            .filter(|f| f.name() != column)
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new(&self.settings.output, DataType::Utf8, false));
-        let schema = Arc::new(Schema::new(fields));
-        self.output = Some(schema.clone());
-        Ok(schema)
+        // The text column gives way to the words (replaced where it stood when they share a
+        // name).
+        let output = &self.settings.output;
+        Ok(Plan {
+            reads: vec![column.clone()],
+            writes: vec![Field::new(output, DataType::Utf8, false)],
+            drops: if output == column {
+                Vec::new()
+            } else {
+                vec![column.clone()]
+            },
+        })
     }
 
-    fn process(&mut self, batch: RecordBatch) -> Result<RecordBatch, Error> {
-        let schema = self
-            .output
-            .clone()
-            .ok_or_else(|| Error::new("process before output_schema"))?;
+    fn flat_map(&mut self, batch: &RecordBatch) -> Result<FlatMapOutput, Error> {
         let column = &self.settings.column;
         let index = batch.schema().index_of(column)?;
         let lines = batch.column(index).as_string::<i32>();
@@ -93,29 +90,26 @@ impl Transform for WordSplit {
                 source_row.push(row as u32);
             }
         }
-        let take = UInt32Array::from(source_row);
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
-        for (i, c) in batch.columns().iter().enumerate() {
-            if i != index {
-                columns.push(weir_plugin_sdk::arrow_select::take::take(c, &take, None)?);
-            }
-        }
-        columns.push(Arc::new(words.finish()));
-        Ok(RecordBatch::try_new(schema, columns)?)
+        Ok(FlatMapOutput {
+            input_rows: source_row,
+            columns: vec![Arc::new(words.finish())],
+        })
     }
 }
 
-weir_plugin_sdk::export_transform!(WordSplit);
+weir_plugin_sdk::export_flat_map!(WordSplit);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_plugin_sdk::arrow_array::{Int64Array, StringArray};
+    use weir_plugin_sdk::arrow_array::{ArrayRef, Int64Array, StringArray};
+    use weir_plugin_sdk::arrow_schema::Schema;
+    use weir_plugin_sdk::{FlatMapped, Transform};
 
     #[test]
     fn splits_lines_into_words_keeping_other_columns() {
         let config = Config::from_json(r#"{"column":"line","lowercase":true}"#).unwrap();
-        let mut plugin = WordSplit::new(&config).unwrap();
+        let mut plugin = FlatMapped::<WordSplit>::new(&config).unwrap();
         let input = RecordBatch::try_from_iter([
             (
                 "id",
@@ -147,7 +141,7 @@ mod tests {
 
     #[test]
     fn rejects_a_missing_or_non_string_column() {
-        let mut plugin = WordSplit::new(&Config::from_json("{}").unwrap()).unwrap();
+        let mut plugin = FlatMapped::<WordSplit>::new(&Config::from_json("{}").unwrap()).unwrap();
         let schema = Arc::new(Schema::new(vec![Field::new("line", DataType::Int64, true)]));
         let err = plugin.output_schema(&schema).err().unwrap();
         assert!(err.message().contains("needs a string"), "{err}");
