@@ -143,6 +143,48 @@ fn word_split_produces_the_words_of_its_input() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn weir_run_loads_and_reports_only_the_plugins_its_files_name() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    // A folder with the plugin the pipeline names, one it does not name, and a broken file.
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins)?;
+    for name in ["word_split", "compute"] {
+        std::fs::copy(
+            plugins_dir().join(format!("{name}.wasm")),
+            plugins.join(format!("{name}.wasm")),
+        )?;
+    }
+    std::fs::write(plugins.join("broken.wasm"), b"not a component")?;
+    let out = dir.path().join("words");
+    let words = pipeline_file(
+        dir.path(),
+        "words.toml",
+        &format!(
+            "name = \"words\"\ntrigger = \"available_now\"\n{}\n[[transform]]\nplugin = \"word_split\"\nconfig = {{ column = \"line\", output = \"word\" }}\n\n{}",
+            lines_source(100),
+            file_sink(&out)
+        ),
+    );
+    let state = dir.path().join("state");
+    let mut weir = Weir::start(&[
+        "run",
+        "--state-dir",
+        &state.to_string_lossy(),
+        "--plugins-dir",
+        &plugins.to_string_lossy(),
+        &words.to_string_lossy(),
+    ]);
+    let status = weir.wait_exit(Duration::from_secs(60));
+    let stderr = weir.stderr();
+    assert!(status.success(), "weir failed:\n{stderr}");
+    assert!(stderr.contains("plugin word_split.wasm loaded"), "{stderr}");
+    assert!(!stderr.contains("compute.wasm"), "{stderr}");
+    assert!(!stderr.contains("broken.wasm"), "{stderr}");
+    assert!(!rows_in(&out)?.is_empty());
+    Ok(())
+}
+
 /// A pipeline `name` running fixture `plugin` (with extra `[[transform]]` keys) to `out`.
 fn hostile(dir: &Path, name: &str, plugin: &str, extra: &str) -> PathBuf {
     let out = dir.join(format!("out-{name}"));

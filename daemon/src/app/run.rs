@@ -90,12 +90,22 @@ pub async fn run(files: Vec<PathBuf>, options: RunOptions) -> Result<RunSummary,
     let mut sigint = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
 
-    let snapshot = folders::read_files(&files, Some(options.plugins.plugins_dir()));
-    // Several pipelines printing to one terminal name themselves in the console banner.
-    let console_pipelines = snapshot
+    let mut snapshot = folders::read_files(&files, Some(options.plugins.plugins_dir()));
+    let parsed: Vec<_> = snapshot
         .pipelines
         .iter()
         .filter_map(|f| parse_pipeline(&f.path, &f.text).ok())
+        .collect();
+    // A run loads (and reports) only the plugins its files name: the other files in the
+    // folder would cost a compile each on a first start and change nothing it does.
+    let named: std::collections::BTreeSet<&str> =
+        parsed.iter().flat_map(|p| p.plugin_names()).collect();
+    snapshot
+        .plugins
+        .retain(|name, _| named.contains(name.as_str()));
+    // Several pipelines printing to one terminal name themselves in the console banner.
+    let console_pipelines = parsed
+        .iter()
         .filter(|p| {
             p.sinks
                 .iter()

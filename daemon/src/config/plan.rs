@@ -87,6 +87,20 @@ pub struct PipelinePlan {
     pub parallelism: Parallelism,
 }
 
+impl PipelinePlan {
+    /// The plugins it names (transform stages and aggregate functions), each once.
+    pub fn plugin_names(&self) -> std::collections::BTreeSet<&str> {
+        let transforms = self.transforms.iter().map(|t| t.plugin.as_str());
+        let functions = self.aggregate.iter().flat_map(|a| {
+            a.functions.iter().filter_map(|f| match &f.kind {
+                super::aggregate::FunctionKind::Plugin { name, .. } => Some(name.as_str()),
+                super::aggregate::FunctionKind::Builtin(_) => None,
+            })
+        });
+        transforms.chain(functions).collect()
+    }
+}
+
 pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics> {
     let mut c = Checker {
         file,
