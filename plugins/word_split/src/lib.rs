@@ -75,25 +75,63 @@ impl FlatMap for WordSplit {
         let column = &self.settings.column;
         let index = batch.schema().index_of(column)?;
         let lines = batch.column(index).as_string::<i32>();
-        let mut words = StringBuilder::with_capacity(lines.len() * 4, lines.value_data().len());
-        let mut source_row = Vec::with_capacity(lines.len() * 4);
+        // A line of n bytes holds at most (n + 1) / 2 words: reserving that bound once costs
+        // only address space (pages never written are never touched), where growing the
+        // buffers as words come copies them, in a component a copy in its own memory.
+        let bytes = lines.value_data().len();
+        let most = bytes / 2 + lines.len();
+        let mut words = StringBuilder::with_capacity(most, bytes);
+        let mut source_row = Vec::with_capacity(most);
         let mut lower = String::new();
+        let lowercase = self.settings.lowercase;
+        let mut emit = |row: usize, word: &str| {
+            if lowercase {
+                lower.clear();
+                lower.extend(word.chars().flat_map(char::to_lowercase));
+                words.append_value(&lower);
+            } else {
+                words.append_value(word);
+            }
+            source_row.push(row as u32);
+        };
         for (row, line) in lines.iter().enumerate() {
-            for word in line.unwrap_or("").split_whitespace() {
-                if self.settings.lowercase {
-                    lower.clear();
-                    lower.extend(word.chars().flat_map(char::to_lowercase));
-                    words.append_value(&lower);
-                } else {
-                    words.append_value(word);
-                }
-                source_row.push(row as u32);
+            let line = line.unwrap_or("");
+            if line.is_ascii() {
+                split_ascii(line, |word| emit(row, word));
+            } else {
+                line.split_whitespace().for_each(|word| emit(row, word));
             }
         }
         Ok(FlatMapOutput {
             input_rows: source_row,
             columns: vec![Arc::new(words.finish())],
         })
+    }
+}
+
+/// Whether an ASCII byte is whitespace as `char::is_whitespace` has it (tab, line feed,
+/// vertical tab, form feed, carriage return, space; `u8::is_ascii_whitespace` leaves out the
+/// vertical tab).
+fn is_ascii_space(byte: u8) -> bool {
+    matches!(byte, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
+}
+
+/// `split_whitespace` for an ASCII line: one pass over its bytes, with no character decoding
+/// (the loop Cranelift compiles the step per byte of, in the component).
+fn split_ascii(line: &str, mut each: impl FnMut(&str)) {
+    let mut start = None;
+    for (at, &byte) in line.as_bytes().iter().enumerate() {
+        match (is_ascii_space(byte), start) {
+            (true, Some(from)) => {
+                each(line.get(from..at).unwrap_or_default());
+                start = None;
+            }
+            (false, None) => start = Some(at),
+            _ => {}
+        }
+    }
+    if let Some(from) = start {
+        each(line.get(from..).unwrap_or_default());
     }
 }
 
@@ -137,6 +175,24 @@ mod tests {
             .values()
             .to_vec();
         assert_eq!(ids, [1, 1, 4, 4]);
+    }
+
+    #[test]
+    fn the_ascii_split_finds_the_words_split_whitespace_finds() {
+        for line in [
+            "",
+            " ",
+            "a",
+            " a ",
+            "hello world",
+            "\ttab\u{b}vt\u{c}ff\r\ncr  two",
+            "x\u{1f}y",
+        ] {
+            let mut got = Vec::new();
+            split_ascii(line, |w| got.push(w.to_string()));
+            let want: Vec<String> = line.split_whitespace().map(String::from).collect();
+            assert_eq!(got, want, "{line:?}");
+        }
     }
 
     #[test]
