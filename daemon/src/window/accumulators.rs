@@ -69,6 +69,17 @@ pub trait GroupsAccumulator: Send {
         group_of_row: &[u32],
         total_groups: usize,
     ) -> Result<(), AggregateError>;
+    /// Adds `rows` rows to each listed group, for an accumulator that counts rows and nothing
+    /// else (the others say so: the operator only calls this when every function counts rows).
+    fn update_row_counts(
+        &mut self,
+        _gained: &[(u32, u64)],
+        _total_groups: usize,
+    ) -> Result<(), AggregateError> {
+        Err(AggregateError::internal(
+            "row counts given to an aggregate that does not count rows (a bug)",
+        ))
+    }
     /// Makes room for `total_groups` groups (new ones start empty).
     fn resize(&mut self, total_groups: usize);
     /// Applies rows that `update` buffered (accumulators that work per batch rather than per
@@ -183,6 +194,26 @@ impl GroupsAccumulator for Count {
                     self.counts[g as usize] += 1;
                 }
             }
+        }
+        Ok(())
+    }
+    fn update_row_counts(
+        &mut self,
+        gained: &[(u32, u64)],
+        total: usize,
+    ) -> Result<(), AggregateError> {
+        if self.of_column {
+            return Err(AggregateError::internal(
+                "row counts given to a count of non-null values (a bug)",
+            ));
+        }
+        self.counts.resize(total, 0);
+        for &(g, rows) in gained {
+            let count = self
+                .counts
+                .get_mut(g as usize)
+                .ok_or_else(|| AggregateError::internal("a row count for no group (a bug)"))?;
+            *count += rows as i64;
         }
         Ok(())
     }

@@ -10,7 +10,7 @@
 use super::assign::{for_each_sliding_start, tumbling_start};
 use super::local_keys::{self, LocalKeys};
 use super::resolve::AggregatePlan;
-use crate::config::WindowKind;
+use crate::config::{BuiltinFunction, FunctionKind, WindowKind};
 use arrow::array::{Array, ArrayRef, AsArray, TimestampMicrosecondArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
@@ -24,6 +24,9 @@ pub struct ChunkGrouper {
     key: Option<usize>,
     /// The event-time column and its (tumbling or sliding) windows, in µs: (column, size, slide).
     window: Option<(usize, i64, i64)>,
+    /// Every output function counts rows: a chunk's cells then need only how many pairs each
+    /// holds, which the lanes count, and the pipeline's thread adds one number per cell.
+    rows_only: bool,
 }
 
 /// A (window, key) pair a chunk reaches.
@@ -64,6 +67,8 @@ pub struct GroupedChunk {
     pub row_of_pair: Option<Vec<u32>>,
     /// Event-time figures (without windows: nothing).
     pub times: ChunkTimes,
+    /// How many pairs each cell holds, by cell; counted only when every function counts rows.
+    pub pairs_of_cell: Option<Vec<u64>>,
 }
 
 const NO_CELL: u32 = u32::MAX;
@@ -87,11 +92,33 @@ impl ChunkGrouper {
             }
             Some((_, WindowKind::Session { .. })) => return None,
         };
-        Some(ChunkGrouper { key, window })
+        let rows_only = plan.functions.iter().all(|f| {
+            f.inputs.is_empty() && matches!(f.kind, FunctionKind::Builtin(BuiltinFunction::Count))
+        });
+        Some(ChunkGrouper {
+            key,
+            window,
+            rows_only,
+        })
     }
 
     /// Groups `chunk`.
     pub fn group(&self, chunk: &RecordBatch) -> Result<GroupedChunk, ArrowError> {
+        let mut grouped = self.pairs(chunk)?;
+        if self.rows_only {
+            let mut pairs = vec![0u64; grouped.cells.len()];
+            for &cell in &grouped.cell_of_pair {
+                if let Some(count) = pairs.get_mut(cell as usize) {
+                    *count += 1;
+                }
+            }
+            grouped.pairs_of_cell = Some(pairs);
+        }
+        Ok(grouped)
+    }
+
+    /// The chunk's keys, cells and pairs.
+    fn pairs(&self, chunk: &RecordBatch) -> Result<GroupedChunk, ArrowError> {
         let n = chunk.num_rows();
         let mut local = LocalKeys::default();
         let distinct = match self.key {
@@ -132,6 +159,7 @@ impl ChunkGrouper {
                 cell_of_pair,
                 row_of_pair: None,
                 times: ChunkTimes::default(),
+                pairs_of_cell: None,
             });
         };
         let column = chunk.column(column);
@@ -181,6 +209,7 @@ impl ChunkGrouper {
             cell_of_pair,
             row_of_pair,
             times: figures,
+            pairs_of_cell: None,
         })
     }
 }

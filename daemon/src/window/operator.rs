@@ -127,6 +127,9 @@ pub struct AggregateOperator {
     last_used: Vec<u64>,
     /// The groups the last chunk touched, each once, when the fast path knows them.
     chunk_touched: Option<Vec<u32>>,
+    /// The rows each group gained from the last chunk, when every function counts rows and
+    /// the lanes counted them per cell: the accumulators then add one number per group.
+    gained_rows: Option<Vec<(u32, u64)>>,
 }
 
 impl std::fmt::Debug for AggregateOperator {
@@ -241,6 +244,7 @@ impl AggregateOperator {
             pairs_are_rows: false,
             grouper: None,
             chunk_touched: None,
+            gained_rows: None,
             cold: BTreeMap::new(),
             cold_groups: 0,
             last_used: Vec::new(),
@@ -634,6 +638,18 @@ impl AggregateOperator {
         self.group_of_row.clear();
         self.row_of_pair.clear();
         self.pairs_are_rows = false;
+        if let Some(pairs) = &grouped.pairs_of_cell {
+            let mut gained = Vec::with_capacity(touched.len());
+            for (&g, &count) in group_of_cell.iter().zip(pairs) {
+                match g {
+                    NO_GROUP => batch.dropped += count,
+                    g => gained.push((g, count)),
+                }
+            }
+            self.gained_rows = Some(gained);
+            self.chunk_touched = Some(touched);
+            return Ok(());
+        }
         let group = |c: u32| group_of_cell.get(c as usize).copied().unwrap_or(NO_GROUP);
         let row = |pair: usize| match &grouped.row_of_pair {
             Some(rows) => rows.get(pair).copied().unwrap_or(u32::MAX),
@@ -727,9 +743,21 @@ impl AggregateOperator {
         // and none repeated, pair i is row i and the input columns serve as they are.
         let sliding = matches!(self.plan.window, Some((_, WindowKind::Sliding { .. })));
         let identity = self.pairs_are_rows || (!sliding && self.row_of_pair.len() == n);
-        let indices = (!identity).then(|| UInt32Array::from(self.row_of_pair.clone()));
         let total = self.groups.len();
-        for (acc, f) in self.accs.iter_mut().zip(&self.plan.functions) {
+        let gained = self.gained_rows.take();
+        if let Some(gained) = &gained {
+            for acc in &mut self.accs {
+                acc.update_row_counts(gained, total).map_err(agg_error)?;
+            }
+        }
+        let indices =
+            (!identity && gained.is_none()).then(|| UInt32Array::from(self.row_of_pair.clone()));
+        let per_pair = if gained.is_some() {
+            &[][..]
+        } else {
+            &self.plan.functions[..]
+        };
+        for (acc, f) in self.accs.iter_mut().zip(per_pair) {
             let mut inputs: Vec<ArrayRef> = Vec::with_capacity(f.inputs.len());
             for &c in &f.inputs {
                 let column = chunk.column(c);
