@@ -117,9 +117,65 @@ pub(super) fn validity(null_fraction: f64, rows: ColumnRows) -> Option<NullBuffe
     Some(NullBuffer::new(valid)).filter(|n| n.null_count() > 0)
 }
 
+/// 2^52: from here up every double is whole, and below it adding and taking away 2^52 rounds a
+/// non-negative double to a whole number.
+const TWO_POW_52: f64 = 4_503_599_627_370_496.0;
+
+/// `fract_of_non_negative`, exactly (both subtract the exact integer part), written with adds,
+/// compares and selects only, so that a loop of it runs on vector lanes.
+fn fract_by_rounding(x: f64) -> f64 {
+    let nearest = (x + TWO_POW_52) - TWO_POW_52;
+    let floor = if nearest > x { nearest - 1.0 } else { nearest };
+    if x < TWO_POW_52 { x - floor } else { 0.0 }
+}
+
+/// The weighted choices of rows `from..from + out.len()` in order (the golden-ratio sequence),
+/// for at most eight weights: the same values as `for_each_choice` gives, in a loop with no
+/// call and no carried sum, which the compiler vectorises.
+fn golden_choices(from: u64, cumulative: &[f64], out: &mut [i32]) {
+    // One compare per weight, their count known to the compiler.
+    fn of<const N: usize>(from: u64, cumulative: &[f64], out: &mut [i32]) {
+        let mut weights = [f64::INFINITY; N];
+        let given = cumulative.len().min(N);
+        weights[..given].copy_from_slice(&cumulative[..given]);
+        let last = N.saturating_sub(1) as i32;
+        let base = from as f64;
+        for (offset, slot) in out.iter_mut().enumerate() {
+            // Exact: both are whole numbers whose sum is below 2^53 (the caller checks).
+            let row = base + offset as i32 as f64;
+            let u = fract_by_rounding(row * GOLDEN);
+            let below_u: i32 = weights.iter().map(|c| i32::from(u >= *c)).sum();
+            *slot = below_u.min(last);
+        }
+    }
+    match cumulative.len() {
+        1 => of::<1>(from, cumulative, out),
+        2 => of::<2>(from, cumulative, out),
+        3 => of::<3>(from, cumulative, out),
+        4 => of::<4>(from, cumulative, out),
+        5 => of::<5>(from, cumulative, out),
+        6 => of::<6>(from, cumulative, out),
+        7 => of::<7>(from, cumulative, out),
+        _ => of::<8>(from, cumulative, out),
+    }
+}
+
 /// The choice (an index into `values`) of every row of a `values` generator.
 pub(super) fn choices(g: &Generator, rows: ColumnRows) -> Vec<i32> {
     let mut out = vec![0; rows.len()];
+    if let Generator::Values {
+        values,
+        cumulative_weights: Some(cumulative),
+        random: false,
+    } = g
+        && cumulative.len() <= 8
+        && cumulative.len() == values.len()
+        && rows.to < (1 << 53)
+        && rows.len() < i32::MAX as usize
+    {
+        golden_choices(rows.from, cumulative, &mut out);
+        return out;
+    }
     if let Generator::Values {
         values,
         cumulative_weights,
@@ -315,11 +371,13 @@ mod tests {
     }
 
     /// Row ranges from the start, across a chunk boundary, and far along the stream.
-    fn ranges() -> [(u64, u64); 3] {
+    fn ranges() -> [(u64, u64); 4] {
         [
             (0, 3000),
             (65_536 * 3 - 17, 65_536 * 3 + 4000),
             (1 << 40, (1 << 40) + 3000),
+            // Where row × the golden ratio crosses 2^52.
+            (7_287_592_000_000_000, 7_287_592_000_003_000),
         ]
     }
 
@@ -406,6 +464,22 @@ mod tests {
                 x.fract().to_bits(),
                 "{row}"
             );
+            assert_eq!(fract_by_rounding(x).to_bits(), x.fract().to_bits(), "{row}");
+        }
+        // Halves (which rounding to nearest takes to an even neighbour) and the edge at 2^52.
+        for x in [
+            0.0,
+            0.5,
+            1.5,
+            2.5,
+            3.5,
+            0.999_999_999_999_999_9,
+            TWO_POW_52 - 1.5,
+            TWO_POW_52 - 0.5,
+            TWO_POW_52,
+            TWO_POW_52 + 2.0,
+        ] {
+            assert_eq!(fract_by_rounding(x).to_bits(), x.fract().to_bits(), "{x}");
         }
     }
 }
