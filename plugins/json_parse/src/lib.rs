@@ -10,6 +10,9 @@
 //! config = { column = "json", fields = ["user:string", "amount:double", "n:long"] }
 //! ```
 
+mod fields;
+
+use fields::FieldValue;
 use std::sync::Arc;
 use weir_plugin_sdk::arrow_array::builder::{
     BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
@@ -67,18 +70,30 @@ impl Builder {
         }
     }
 
-    fn push(&mut self, value: Option<&serde_json::Value>) {
-        use serde_json::Value;
+    fn push(&mut self, value: Option<&FieldValue>) {
         match self {
             Builder::String(b) => match value {
-                Some(Value::String(s)) => b.append_value(s),
-                Some(Value::Null) | None => b.append_null(),
+                Some(FieldValue::Str(s)) => b.append_value(s),
+                Some(FieldValue::Null) | None => b.append_null(),
                 // A number or object where text was wanted: keep its JSON text.
-                Some(other) => b.append_value(other.to_string()),
+                Some(FieldValue::Number(n)) => {
+                    b.append_value(serde_json::Value::Number(n.clone()).to_string())
+                }
+                Some(FieldValue::Bool(v)) => b.append_value(if *v { "true" } else { "false" }),
+                Some(FieldValue::Nested(v)) => b.append_value(v.to_string()),
             },
-            Builder::Long(b) => b.append_option(value.and_then(Value::as_i64)),
-            Builder::Double(b) => b.append_option(value.and_then(Value::as_f64)),
-            Builder::Boolean(b) => b.append_option(value.and_then(Value::as_bool)),
+            Builder::Long(b) => b.append_option(match value {
+                Some(FieldValue::Number(n)) => n.as_i64(),
+                _ => None,
+            }),
+            Builder::Double(b) => b.append_option(match value {
+                Some(FieldValue::Number(n)) => n.as_f64(),
+                _ => None,
+            }),
+            Builder::Boolean(b) => b.append_option(match value {
+                Some(FieldValue::Bool(v)) => Some(*v),
+                _ => None,
+            }),
         }
     }
 
@@ -96,6 +111,10 @@ impl Builder {
 pub struct JsonParse {
     settings: Settings,
     fields: Vec<(String, Kind)>,
+    /// The distinct names of `fields` (a name may be asked for twice, as two types).
+    names: Vec<String>,
+    /// Each field's place in `names`.
+    name_of_field: Vec<usize>,
 }
 
 impl Map for JsonParse {
@@ -124,7 +143,20 @@ impl Map for JsonParse {
                 "`fields` is empty: name at least one field to extract",
             ));
         }
-        Ok(JsonParse { settings, fields })
+        let mut names: Vec<String> = Vec::new();
+        let mut name_of_field = Vec::with_capacity(fields.len());
+        for (name, _) in &fields {
+            name_of_field.push(names.iter().position(|n| n == name).unwrap_or_else(|| {
+                names.push(name.clone());
+                names.len() - 1
+            }));
+        }
+        Ok(JsonParse {
+            settings,
+            fields,
+            names,
+            name_of_field,
+        })
     }
 
     /// Reads the text column alone; writes the fields (and the errors column); drops the
@@ -170,12 +202,18 @@ impl Map for JsonParse {
             .map(|(_, kind)| Builder::new(*kind, rows))
             .collect();
         let mut errors = BooleanBuilder::with_capacity(rows);
+        let mut slots: Vec<Option<FieldValue>> = self.names.iter().map(|_| None).collect();
         for text in texts.iter() {
-            let parsed = text.and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
-            let object = parsed.as_ref().and_then(|v| v.as_object());
-            errors.append_value(text.is_some() && object.is_none());
-            for ((name, _), builder) in self.fields.iter().zip(builders.iter_mut()) {
-                builder.push(object.and_then(|o| o.get(name)));
+            let object = match text {
+                Some(text) => fields::read(text, &self.names, &mut slots),
+                None => {
+                    slots.iter_mut().for_each(|slot| *slot = None);
+                    false
+                }
+            };
+            errors.append_value(text.is_some() && !object);
+            for (&name, builder) in self.name_of_field.iter().zip(builders.iter_mut()) {
+                builder.push(slots.get(name).and_then(Option::as_ref));
             }
         }
         let mut columns: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
