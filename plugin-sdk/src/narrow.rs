@@ -427,38 +427,95 @@ impl<F: Filter> Transform for Filtered<F> {
     }
 }
 
-/// A [`Map`] in a component, between the host's calls.
-struct MapInstance<M> {
-    map: M,
+/// What the component glue of a [`Map`] and of a [`FlatMap`] share: making the plugin and
+/// planning its columns. (Two wrappers, since one type may implement both traits.)
+trait Planned: Sized + 'static {
+    fn make(config: &Config) -> Result<Self, Error>;
+    fn plan_columns(&mut self, input: &SchemaRef) -> Result<Plan, Error>;
+}
+
+/// A [`Map`], to the glue.
+struct AsMap<M>(M);
+
+impl<M: Map> Planned for AsMap<M> {
+    fn make(config: &Config) -> Result<Self, Error> {
+        M::new(config).map(AsMap)
+    }
+    fn plan_columns(&mut self, input: &SchemaRef) -> Result<Plan, Error> {
+        self.0.plan(input)
+    }
+}
+
+/// A [`FlatMap`], to the glue.
+struct AsFlatMap<F>(F);
+
+impl<F: FlatMap> Planned for AsFlatMap<F> {
+    fn make(config: &Config) -> Result<Self, Error> {
+        F::new(config).map(AsFlatMap)
+    }
+    fn plan_columns(&mut self, input: &SchemaRef) -> Result<Plan, Error> {
+        self.0.plan(input)
+    }
+}
+
+/// A [`Map`] or [`FlatMap`] in a component, between the host's calls.
+struct PlannedInstance<P> {
+    plugin: P,
     layout: Option<MapLayout>,
 }
 
-#[doc(hidden)]
-pub fn map_init<M: Map>(config: &str) -> Result<(), String> {
+fn planned_init<P: Planned>(config: &str) -> Result<(), String> {
     let config = Config::from_json(config).map_err(|e| e.to_string())?;
-    let map = M::new(&config).map_err(|e| e.to_string())?;
-    slot::put(MapInstance { map, layout: None });
+    let plugin = P::make(&config).map_err(|e| e.to_string())?;
+    slot::put(PlannedInstance::<P> {
+        plugin,
+        layout: None,
+    });
     Ok(())
 }
 
-#[doc(hidden)]
-pub fn map_output_schema<M: Map>(input: &[u8]) -> Result<Vec<u8>, String> {
-    slot::with(|instance: &mut MapInstance<M>| {
+fn planned_output_schema<P: Planned>(input: &[u8]) -> Result<Vec<u8>, String> {
+    slot::with(|instance: &mut PlannedInstance<P>| {
         let input = wire::schema_from_bytes(input)?;
-        let layout = MapLayout::new(&input, instance.map.plan(&input)?)?;
+        let layout = MapLayout::new(&input, instance.plugin.plan_columns(&input)?)?;
         let bytes = wire::schema_to_bytes(&layout.output)?;
         instance.layout = Some(layout);
         Ok(bytes)
     })
 }
 
-#[doc(hidden)]
-pub fn map_reads<M: Map>() -> Option<Vec<u32>> {
-    slot::with(|instance: &mut MapInstance<M>| {
+fn planned_reads<P: Planned>() -> Option<Vec<u32>> {
+    slot::with(|instance: &mut PlannedInstance<P>| {
         Ok(instance.layout.as_ref().map(|layout| as_u32(&layout.reads)))
     })
     .ok()
     .flatten()
+}
+
+/// A planned instance's layout and plugin, once the host has asked for the output schema.
+fn planned_layout<P: Planned>(
+    instance: &mut PlannedInstance<P>,
+) -> Result<(&MapLayout, &mut P), Error> {
+    let layout = instance
+        .layout
+        .as_ref()
+        .ok_or_else(|| Error::new("the host called process before output-schema"))?;
+    Ok((layout, &mut instance.plugin))
+}
+
+#[doc(hidden)]
+pub fn map_init<M: Map>(config: &str) -> Result<(), String> {
+    planned_init::<AsMap<M>>(config)
+}
+
+#[doc(hidden)]
+pub fn map_output_schema<M: Map>(input: &[u8]) -> Result<Vec<u8>, String> {
+    planned_output_schema::<AsMap<M>>(input)
+}
+
+#[doc(hidden)]
+pub fn map_reads<M: Map>() -> Option<Vec<u32>> {
+    planned_reads::<AsMap<M>>()
 }
 
 #[doc(hidden)]
@@ -466,54 +523,29 @@ pub fn map_process<M: Map>(
     rows: u32,
     columns: Vec<Vec<u8>>,
 ) -> Result<(u32, Vec<Vec<u8>>), String> {
-    slot::with(|instance: &mut MapInstance<M>| {
-        let layout = instance
-            .layout
-            .as_ref()
-            .ok_or_else(|| Error::new("the host called process before output-schema"))?;
+    slot::with(|instance: &mut PlannedInstance<AsMap<M>>| {
+        let (layout, AsMap(map)) = planned_layout(instance)?;
         let batch = wire::decode_batch(&layout.read_schema, rows as usize, columns)?;
-        let written = instance.map.map(&batch)?;
+        let written = map.map(&batch)?;
         layout.check(&written, rows as usize)?;
         let output = layout.wire_columns(&written);
         Ok((rows, wire::encode_output(rows as usize, &output)?))
     })
 }
 
-/// A [`FlatMap`] in a component, between the host's calls.
-struct FlatMapInstance<F> {
-    flat_map: F,
-    layout: Option<MapLayout>,
-}
-
 #[doc(hidden)]
 pub fn flat_map_init<F: FlatMap>(config: &str) -> Result<(), String> {
-    let config = Config::from_json(config).map_err(|e| e.to_string())?;
-    let flat_map = F::new(&config).map_err(|e| e.to_string())?;
-    slot::put(FlatMapInstance {
-        flat_map,
-        layout: None,
-    });
-    Ok(())
+    planned_init::<AsFlatMap<F>>(config)
 }
 
 #[doc(hidden)]
 pub fn flat_map_output_schema<F: FlatMap>(input: &[u8]) -> Result<Vec<u8>, String> {
-    slot::with(|instance: &mut FlatMapInstance<F>| {
-        let input = wire::schema_from_bytes(input)?;
-        let layout = MapLayout::new(&input, instance.flat_map.plan(&input)?)?;
-        let bytes = wire::schema_to_bytes(&layout.output)?;
-        instance.layout = Some(layout);
-        Ok(bytes)
-    })
+    planned_output_schema::<AsFlatMap<F>>(input)
 }
 
 #[doc(hidden)]
 pub fn flat_map_reads<F: FlatMap>() -> Option<Vec<u32>> {
-    slot::with(|instance: &mut FlatMapInstance<F>| {
-        Ok(instance.layout.as_ref().map(|layout| as_u32(&layout.reads)))
-    })
-    .ok()
-    .flatten()
+    planned_reads::<AsFlatMap<F>>()
 }
 
 #[doc(hidden)]
@@ -521,13 +553,10 @@ pub fn flat_map_process<F: FlatMap>(
     rows: u32,
     columns: Vec<Vec<u8>>,
 ) -> Result<(u32, Vec<Vec<u8>>), String> {
-    slot::with(|instance: &mut FlatMapInstance<F>| {
-        let layout = instance
-            .layout
-            .as_ref()
-            .ok_or_else(|| Error::new("the host called process before output-schema"))?;
+    slot::with(|instance: &mut PlannedInstance<AsFlatMap<F>>| {
+        let (layout, AsFlatMap(flat_map)) = planned_layout(instance)?;
         let batch = wire::decode_batch(&layout.read_schema, rows as usize, columns)?;
-        let out = instance.flat_map.flat_map(&batch)?;
+        let out = flat_map.flat_map(&batch)?;
         check_input_rows(&out.input_rows, rows as usize)?;
         let produced = out.input_rows.len();
         layout.check(&out.columns, produced)?;
