@@ -82,6 +82,28 @@ fn committed_files(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// `words.toml` in `dir`: `rows` generated lines through `word_split` into a file sink at `out`.
+fn words_pipeline(dir: &Path, rows: u64, out: &Path) -> PathBuf {
+    pipeline_file(
+        dir,
+        "words.toml",
+        &format!(
+            "name = \"words\"\ntrigger = \"available_now\"\n{}\n[[transform]]\nplugin = \"word_split\"\nconfig = {{ column = \"line\", output = \"word\" }}\n\n{}",
+            lines_source(rows),
+            file_sink(out)
+        ),
+    )
+}
+
+/// `weir run` of `files` with the state in `state` and the plugins of `plugins`.
+fn weir_run(state: &Path, plugins: &Path, files: &[&Path]) -> Weir {
+    let (state, plugins) = (state.to_string_lossy(), plugins.to_string_lossy());
+    let files: Vec<_> = files.iter().map(|f| f.to_string_lossy()).collect();
+    let mut args = vec!["run", "--state-dir", &state, "--plugins-dir", &plugins];
+    args.extend(files.iter().map(|f| f.as_ref()));
+    Weir::start(&args)
+}
+
 #[test]
 fn word_split_produces_the_words_of_its_input() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -96,26 +118,8 @@ fn word_split_produces_the_words_of_its_input() -> TestResult {
             file_sink(&lines_out)
         ),
     );
-    let words = pipeline_file(
-        dir.path(),
-        "words.toml",
-        &format!(
-            "name = \"words\"\ntrigger = \"available_now\"\n{}\n[[transform]]\nplugin = \"word_split\"\nconfig = {{ column = \"line\", output = \"word\" }}\n\n{}",
-            lines_source(5000),
-            file_sink(&words_out)
-        ),
-    );
-    let state = dir.path().join("state");
-    let plugins = plugins_dir();
-    let mut weir = Weir::start(&[
-        "run",
-        "--state-dir",
-        &state.to_string_lossy(),
-        "--plugins-dir",
-        &plugins.to_string_lossy(),
-        &lines.to_string_lossy(),
-        &words.to_string_lossy(),
-    ]);
+    let words = words_pipeline(dir.path(), 5000, &words_out);
+    let mut weir = weir_run(&dir.path().join("state"), &plugins_dir(), &[&lines, &words]);
     let status = weir.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "weir failed:\n{}", weir.stderr());
 
@@ -157,24 +161,8 @@ fn weir_run_loads_and_reports_only_the_plugins_its_files_name() -> TestResult {
     }
     std::fs::write(plugins.join("broken.wasm"), b"not a component")?;
     let out = dir.path().join("words");
-    let words = pipeline_file(
-        dir.path(),
-        "words.toml",
-        &format!(
-            "name = \"words\"\ntrigger = \"available_now\"\n{}\n[[transform]]\nplugin = \"word_split\"\nconfig = {{ column = \"line\", output = \"word\" }}\n\n{}",
-            lines_source(100),
-            file_sink(&out)
-        ),
-    );
-    let state = dir.path().join("state");
-    let mut weir = Weir::start(&[
-        "run",
-        "--state-dir",
-        &state.to_string_lossy(),
-        "--plugins-dir",
-        &plugins.to_string_lossy(),
-        &words.to_string_lossy(),
-    ]);
+    let words = words_pipeline(dir.path(), 100, &out);
+    let mut weir = weir_run(&dir.path().join("state"), &plugins, &[&words]);
     let status = weir.wait_exit(Duration::from_secs(60));
     let stderr = weir.stderr();
     assert!(status.success(), "weir failed:\n{stderr}");
