@@ -271,33 +271,21 @@ pub(crate) fn project(
 }
 
 /// A [`Map`] run natively as a [`Transform`]: what the component does, without the boundary.
-pub struct Mapped<M: Map> {
-    map: M,
-    layout: Option<MapLayout>,
-}
+pub struct Mapped<M: Map>(PlannedInstance<AsMap<M>>);
 
 impl<M: Map> Transform for Mapped<M> {
     fn new(config: &Config) -> Result<Self, Error> {
-        Ok(Mapped {
-            map: M::new(config)?,
-            layout: None,
-        })
+        PlannedInstance::make(config).map(Mapped)
     }
 
     fn output_schema(&mut self, input: &SchemaRef) -> Result<SchemaRef, Error> {
-        let layout = MapLayout::new(input, self.map.plan(input)?)?;
-        let output = layout.output.clone();
-        self.layout = Some(layout);
-        Ok(output)
+        self.0.plan(input)
     }
 
     fn process(&mut self, batch: RecordBatch) -> Result<RecordBatch, Error> {
-        let layout = self
-            .layout
-            .as_ref()
-            .ok_or_else(|| Error::new("process called before output_schema"))?;
+        let (layout, AsMap(map)) = self.0.planned()?;
         let read = project(&batch, &layout.reads, &layout.read_schema)?;
-        let written = self.map.map(&read)?;
+        let written = map.map(&read)?;
         layout.check(&written, batch.num_rows())?;
         layout.assemble(batch.num_rows(), &written, |k| Ok(batch.column(k).clone()))
     }
@@ -357,33 +345,21 @@ fn check_input_rows(input_rows: &[u32], rows: usize) -> Result<(), Error> {
 
 /// A [`FlatMap`] run natively as a [`Transform`]: what the component and the host do
 /// together, without the boundary.
-pub struct FlatMapped<F: FlatMap> {
-    flat_map: F,
-    layout: Option<MapLayout>,
-}
+pub struct FlatMapped<F: FlatMap>(PlannedInstance<AsFlatMap<F>>);
 
 impl<F: FlatMap> Transform for FlatMapped<F> {
     fn new(config: &Config) -> Result<Self, Error> {
-        Ok(FlatMapped {
-            flat_map: F::new(config)?,
-            layout: None,
-        })
+        PlannedInstance::make(config).map(FlatMapped)
     }
 
     fn output_schema(&mut self, input: &SchemaRef) -> Result<SchemaRef, Error> {
-        let layout = MapLayout::new(input, self.flat_map.plan(input)?)?;
-        let output = layout.output.clone();
-        self.layout = Some(layout);
-        Ok(output)
+        self.0.plan(input)
     }
 
     fn process(&mut self, batch: RecordBatch) -> Result<RecordBatch, Error> {
-        let layout = self
-            .layout
-            .as_ref()
-            .ok_or_else(|| Error::new("process called before output_schema"))?;
+        let (layout, AsFlatMap(flat_map)) = self.0.planned()?;
         let read = project(&batch, &layout.reads, &layout.read_schema)?;
-        let out = self.flat_map.flat_map(&read)?;
+        let out = flat_map.flat_map(&read)?;
         check_input_rows(&out.input_rows, batch.num_rows())?;
         layout.check(&out.columns, out.input_rows.len())?;
         let rows = arrow_array::UInt32Array::from(out.input_rows);
@@ -458,29 +434,49 @@ impl<F: FlatMap> Planned for AsFlatMap<F> {
     }
 }
 
-/// A [`Map`] or [`FlatMap`] in a component, between the host's calls.
+/// A [`Map`] or [`FlatMap`] and its layout once planned: in a component between the host's
+/// calls, or natively behind [`Mapped`] and [`FlatMapped`].
 struct PlannedInstance<P> {
     plugin: P,
     layout: Option<MapLayout>,
 }
 
+impl<P: Planned> PlannedInstance<P> {
+    fn make(config: &Config) -> Result<Self, Error> {
+        Ok(PlannedInstance {
+            plugin: P::make(config)?,
+            layout: None,
+        })
+    }
+
+    /// Plans the columns for `input`; the output schema.
+    fn plan(&mut self, input: &SchemaRef) -> Result<SchemaRef, Error> {
+        let layout = MapLayout::new(input, self.plugin.plan_columns(input)?)?;
+        let output = layout.output.clone();
+        self.layout = Some(layout);
+        Ok(output)
+    }
+
+    /// The layout and the plugin, once planned.
+    fn planned(&mut self) -> Result<(&MapLayout, &mut P), Error> {
+        let layout = self
+            .layout
+            .as_ref()
+            .ok_or_else(|| Error::new("process called before the output schema"))?;
+        Ok((layout, &mut self.plugin))
+    }
+}
+
 fn planned_init<P: Planned>(config: &str) -> Result<(), String> {
     let config = Config::from_json(config).map_err(|e| e.to_string())?;
-    let plugin = P::make(&config).map_err(|e| e.to_string())?;
-    slot::put(PlannedInstance::<P> {
-        plugin,
-        layout: None,
-    });
+    slot::put(PlannedInstance::<P>::make(&config).map_err(|e| e.to_string())?);
     Ok(())
 }
 
 fn planned_output_schema<P: Planned>(input: &[u8]) -> Result<Vec<u8>, String> {
     slot::with(|instance: &mut PlannedInstance<P>| {
         let input = wire::schema_from_bytes(input)?;
-        let layout = MapLayout::new(&input, instance.plugin.plan_columns(&input)?)?;
-        let bytes = wire::schema_to_bytes(&layout.output)?;
-        instance.layout = Some(layout);
-        Ok(bytes)
+        Ok(wire::schema_to_bytes(instance.plan(&input)?.as_ref())?)
     })
 }
 
@@ -490,17 +486,6 @@ fn planned_reads<P: Planned>() -> Option<Vec<u32>> {
     })
     .ok()
     .flatten()
-}
-
-/// A planned instance's layout and plugin, once the host has asked for the output schema.
-fn planned_layout<P: Planned>(
-    instance: &mut PlannedInstance<P>,
-) -> Result<(&MapLayout, &mut P), Error> {
-    let layout = instance
-        .layout
-        .as_ref()
-        .ok_or_else(|| Error::new("the host called process before output-schema"))?;
-    Ok((layout, &mut instance.plugin))
 }
 
 #[doc(hidden)]
@@ -524,7 +509,7 @@ pub fn map_process<M: Map>(
     columns: Vec<Vec<u8>>,
 ) -> Result<(u32, Vec<Vec<u8>>), String> {
     slot::with(|instance: &mut PlannedInstance<AsMap<M>>| {
-        let (layout, AsMap(map)) = planned_layout(instance)?;
+        let (layout, AsMap(map)) = instance.planned()?;
         let batch = wire::decode_batch(&layout.read_schema, rows as usize, columns)?;
         let written = map.map(&batch)?;
         layout.check(&written, rows as usize)?;
@@ -554,7 +539,7 @@ pub fn flat_map_process<F: FlatMap>(
     columns: Vec<Vec<u8>>,
 ) -> Result<(u32, Vec<Vec<u8>>), String> {
     slot::with(|instance: &mut PlannedInstance<AsFlatMap<F>>| {
-        let (layout, AsFlatMap(flat_map)) = planned_layout(instance)?;
+        let (layout, AsFlatMap(flat_map)) = instance.planned()?;
         let batch = wire::decode_batch(&layout.read_schema, rows as usize, columns)?;
         let out = flat_map.flat_map(&batch)?;
         check_input_rows(&out.input_rows, rows as usize)?;
