@@ -103,6 +103,15 @@ fn u32_of(value: usize, what: &str, column: &str) -> Result<u32, WireError> {
     })
 }
 
+/// A header's six fields as bytes.
+fn header_bytes(fields: [u32; 6]) -> [u8; HEADER_LEN] {
+    let mut out = [0u8; HEADER_LEN];
+    for (chunk, value) in out.chunks_exact_mut(4).zip(fields) {
+        chunk.copy_from_slice(&value.to_le_bytes());
+    }
+    out
+}
+
 fn header(data: &ArrayData, column: &str) -> Result<[u8; HEADER_LEN], WireError> {
     let (null_offset, has_nulls) = match data.nulls() {
         Some(nulls) if nulls.null_count() > 0 => (nulls.offset(), 1),
@@ -116,11 +125,7 @@ fn header(data: &ArrayData, column: &str) -> Result<[u8; HEADER_LEN], WireError>
         u32_of(data.buffers().len(), "buffer count", column)?,
         u32_of(data.child_data().len(), "child count", column)?,
     ];
-    let mut out = [0u8; HEADER_LEN];
-    for (chunk, value) in out.chunks_exact_mut(4).zip(fields) {
-        chunk.copy_from_slice(&value.to_le_bytes());
-    }
-    Ok(out)
+    Ok(header_bytes(fields))
 }
 
 /// Headers of one array tree, kept alive while borrowed slices of them are sent.
@@ -220,11 +225,7 @@ fn reference(rows: usize, index: usize, column: &str) -> Result<Vec<u8>, WireErr
         0,
         0,
     ];
-    let mut header = Vec::with_capacity(HEADER_LEN);
-    for value in fields {
-        header.extend_from_slice(&value.to_le_bytes());
-    }
-    Ok(header)
+    Ok(header_bytes(fields).to_vec())
 }
 
 /// Encodes a transform's output of `rows` rows into owned buffers: `columns` are its columns
@@ -261,12 +262,8 @@ pub fn encode_selection(
         1,
         0,
     ];
-    let mut header = Vec::with_capacity(HEADER_LEN);
-    for value in fields {
-        header.extend_from_slice(&value.to_le_bytes());
-    }
     let mut out = Vec::with_capacity(2 + input_columns);
-    out.push(header);
+    out.push(header_bytes(fields).to_vec());
     out.push(keep.inner().as_slice().to_vec());
     for index in 0..input_columns {
         out.push(reference(kept, index, "(selected)")?);
@@ -285,15 +282,11 @@ pub fn encode_input_rows(input_rows: &[u32]) -> Result<Vec<Vec<u8>>, WireError> 
         1,
         0,
     ];
-    let mut header = Vec::with_capacity(HEADER_LEN);
-    for value in fields {
-        header.extend_from_slice(&value.to_le_bytes());
-    }
-    let mut rows = Vec::with_capacity(input_rows.len() * 4);
-    for row in input_rows {
-        rows.extend_from_slice(&row.to_le_bytes());
-    }
-    Ok(vec![header, rows])
+    let rows = input_rows
+        .iter()
+        .flat_map(|row| row.to_le_bytes())
+        .collect();
+    Ok(vec![header_bytes(fields).to_vec(), rows])
 }
 
 /// Encodes a transform's output into owned buffers, each column that is one of `inputs`

@@ -677,6 +677,37 @@ impl AggregateOperator {
         Ok(())
     }
 
+    /// Updates every accumulator with the chunk's pairs (`group_of_row` / `row_of_pair`).
+    fn update_per_pair(&mut self, chunk: &RecordBatch, total: usize) -> Result<(), OperatorError> {
+        // Rows are assigned in order; only sliding windows repeat a row. With no row dropped
+        // and none repeated, pair i is row i and the input columns serve as they are.
+        let sliding = matches!(self.plan.window, Some((_, WindowKind::Sliding { .. })));
+        let identity =
+            self.pairs_are_rows || (!sliding && self.row_of_pair.len() == chunk.num_rows());
+        let indices = (!identity).then(|| UInt32Array::from(self.row_of_pair.clone()));
+        for (acc, f) in self.accs.iter_mut().zip(&self.plan.functions) {
+            let mut inputs: Vec<ArrayRef> = Vec::with_capacity(f.inputs.len());
+            for &c in &f.inputs {
+                let column = chunk.column(c);
+                inputs.push(match &indices {
+                    Some(idx) => {
+                        take(column.as_ref(), idx, None).map_err(|e| op_error(e, false))?
+                    }
+                    None => column.clone(),
+                });
+            }
+            if inputs.is_empty() {
+                // `count` of rows: only the number of pairs matters.
+                inputs.push(Arc::new(arrow::array::NullArray::new(
+                    self.group_of_row.len(),
+                )));
+            }
+            acc.update(&inputs, &self.group_of_row, total)
+                .map_err(agg_error)?;
+        }
+        Ok(())
+    }
+
     /// One chunk, grouped on a lane already or not.
     fn process_chunk(
         &mut self,
@@ -739,43 +770,14 @@ impl AggregateOperator {
 
         self.load_cold(first_new)?;
 
-        // Rows are assigned in order; only sliding windows repeat a row. With no row dropped
-        // and none repeated, pair i is row i and the input columns serve as they are.
-        let sliding = matches!(self.plan.window, Some((_, WindowKind::Sliding { .. })));
-        let identity = self.pairs_are_rows || (!sliding && self.row_of_pair.len() == n);
         let total = self.groups.len();
-        let gained = self.gained_rows.take();
-        if let Some(gained) = &gained {
-            for acc in &mut self.accs {
-                acc.update_row_counts(gained, total).map_err(agg_error)?;
+        match self.gained_rows.take() {
+            Some(gained) => {
+                for acc in &mut self.accs {
+                    acc.update_row_counts(&gained, total).map_err(agg_error)?;
+                }
             }
-        }
-        let indices =
-            (!identity && gained.is_none()).then(|| UInt32Array::from(self.row_of_pair.clone()));
-        let per_pair = if gained.is_some() {
-            &[][..]
-        } else {
-            &self.plan.functions[..]
-        };
-        for (acc, f) in self.accs.iter_mut().zip(per_pair) {
-            let mut inputs: Vec<ArrayRef> = Vec::with_capacity(f.inputs.len());
-            for &c in &f.inputs {
-                let column = chunk.column(c);
-                inputs.push(match &indices {
-                    Some(idx) => {
-                        take(column.as_ref(), idx, None).map_err(|e| op_error(e, false))?
-                    }
-                    None => column.clone(),
-                });
-            }
-            if inputs.is_empty() {
-                // `count` of rows: only the number of pairs matters.
-                inputs.push(Arc::new(arrow::array::NullArray::new(
-                    self.group_of_row.len(),
-                )));
-            }
-            acc.update(&inputs, &self.group_of_row, total)
-                .map_err(agg_error)?;
+            None => self.update_per_pair(&chunk, total)?,
         }
         // Mark what the chunk changed: the fast path knows each touched group once; otherwise
         // every pair names one.
