@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir::config::parse_pipeline;
-use weir::engine::{BatchContext, Operator};
+use weir::engine::{BatchContext, BatchProgress, Operator};
 use weir::state::{RocksStore, SharedStore, WriteSet};
 use weir::window::{AggregateOperator, UserAggregates, resolve};
 
@@ -387,28 +387,81 @@ fn run_engine(
     })
 }
 
-/// Batch latency through the whole engine when input arrives at 1000 rows a second.
-fn latency_at_1k_rows_per_second(seconds: u64) -> (usize, [f64; 4]) {
+/// Batch latency through the whole engine when input arrives at 1000 rows a second: the
+/// batches' count, p50, p90, p99 and slowest latency, and the slowest batches themselves (so a
+/// slow one can be attributed to a phase: plan, read, operators, sinks, commit).
+fn latency_at_1k_rows_per_second(seconds: u64) -> LatencyRun {
     let (batches, _) = run_engine(
         "rows_per_second = 1000",
         weir::config::Trigger::BackToBack,
         Duration::from_secs(seconds),
     );
-    let mut latencies: Vec<f64> = batches
-        .iter()
+    let mut with_rows: Vec<BatchProgress> = batches
+        .into_iter()
         .filter(|b| b.num_input_rows > 0)
+        .collect();
+    with_rows.sort_by(|a, b| {
+        a.duration_ms
+            .trigger_execution
+            .total_cmp(&b.duration_ms.trigger_execution)
+    });
+    let latencies: Vec<f64> = with_rows
+        .iter()
         .map(|b| b.duration_ms.trigger_execution)
         .collect();
-    latencies.sort_by(f64::total_cmp);
-    let slowest = latencies.last().copied().unwrap_or(0.0);
-    (
-        latencies.len(),
-        [
-            percentile(&latencies, 50.0),
-            percentile(&latencies, 90.0),
-            percentile(&latencies, 99.0),
-            slowest,
-        ],
+    // What weir itself spends: the batch without its two synced writes, whose time is mostly
+    // the disk's (the slow batches measured on this VM were slow in the plan's sync,
+    // BENCHMARKS.md).
+    let mut own: Vec<f64> = with_rows
+        .iter()
+        .map(|b| {
+            let d = &b.duration_ms;
+            d.trigger_execution - d.wal_commit - d.commit_offsets
+        })
+        .collect();
+    own.sort_by(f64::total_cmp);
+    LatencyRun {
+        batches: latencies.len(),
+        percentiles: spread(&latencies),
+        without_syncs: spread(&own),
+        slowest_batches: with_rows.into_iter().rev().take(5).collect(),
+    }
+}
+
+/// p50, p90, p99 and the largest of sorted values.
+fn spread(sorted: &[f64]) -> [f64; 4] {
+    [
+        percentile(sorted, 50.0),
+        percentile(sorted, 90.0),
+        percentile(sorted, 99.0),
+        sorted.last().copied().unwrap_or(0.0),
+    ]
+}
+
+/// What one latency run measured.
+struct LatencyRun {
+    batches: usize,
+    /// p50, p90, p99 and the slowest, in ms.
+    percentiles: [f64; 4],
+    /// The same for each batch less its two synced writes (the plan and the commit).
+    without_syncs: [f64; 4],
+    /// The slowest batches, slowest first.
+    slowest_batches: Vec<BatchProgress>,
+}
+
+/// One line per batch: its id and where its time went, in ms.
+fn phases(batch: &BatchProgress) -> String {
+    let d = &batch.duration_ms;
+    format!(
+        "batch {:>4}: {:7.2} ms = latest offset {:.2} + plan (synced) {:.2} + read {:.2} + operators {:.2} + sinks {:.2} + commit (synced) {:.2}",
+        batch.batch_id,
+        d.trigger_execution,
+        d.latest_offset,
+        d.wal_commit,
+        d.get_batch,
+        d.process,
+        d.add_batch,
+        d.commit_offsets
     )
 }
 
@@ -578,8 +631,18 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(if quick { 5 } else { 30 });
-    let (n, [p50, p90, p99, slowest]) = latency_at_1k_rows_per_second(seconds);
+    let run = latency_at_1k_rows_per_second(seconds);
+    let [p50, p90, p99, slowest] = run.percentiles;
     println!(
-        "1000 rows/s through the engine (3 sensors, windowed avg, plan + commit synced): {n} batches, latency p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms, slowest {slowest:.2} ms"
+        "1000 rows/s through the engine (3 sensors, windowed avg, plan + commit synced): {} batches, latency p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms, slowest {slowest:.2} ms",
+        run.batches
     );
+    let [p50, p90, p99, slowest] = run.without_syncs;
+    println!(
+        "  less the two synced writes (weir's own work): p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms, slowest {slowest:.2} ms"
+    );
+    println!("  the slowest batches:");
+    for batch in &run.slowest_batches {
+        println!("  {}", phases(batch));
+    }
 }
