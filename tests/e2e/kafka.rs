@@ -463,7 +463,7 @@ pub(crate) fn wait_until(what: &str, deadline: Duration, mut done: impl FnMut() 
     }
 }
 
-fn values_in(out: &Path) -> Vec<String> {
+pub(crate) fn values_in(out: &Path) -> Vec<String> {
     let mut v: Vec<String> = parts(out)
         .into_iter()
         .flat_map(|(_, rows)| rows)

@@ -21,6 +21,7 @@ mod full_disk;
 mod js_plugins;
 mod kafka;
 mod kafka_examples;
+mod kafka_group;
 mod latency;
 mod malformed;
 mod observability;

@@ -104,7 +104,9 @@ pub struct KafkaSourceSpec {
     pub include_timestamp: bool,
     /// What to do with a record that cannot be decoded.
     pub on_error: OnError,
-    /// The consumer group whose offsets show the pipeline's progress to lag tools.
+    /// The consumer group this pipeline's daemons share the partitions through (Kafka's group
+    /// protocol). `None`: this daemon reads every partition, and commits its offsets to
+    /// `weir-<pipeline>` for lag tools only.
     pub group_id: Option<String>,
     /// Commit each batch's end offsets to the consumer group after the batch commits.
     pub commit_offsets: bool,
@@ -245,12 +247,13 @@ pub(super) struct RawKafkaSource {
     /// `fail` (default), `skip` or `dead_letter`.
     #[serde(default)]
     pub on_error: Option<Spanned<OnError>>,
-    /// The consumer group offsets are committed to (default `weir-<pipeline>`).
+    /// The consumer group whose members share the partitions; without it, this daemon reads
+    /// every partition and commits to `weir-<pipeline>` for lag tools.
     #[serde(default)]
     pub group_id: Option<Spanned<String>>,
     /// Commit each batch's end offsets to the group after the batch commits (default true).
     #[serde(default)]
-    pub commit_offsets: Option<bool>,
+    pub commit_offsets: Option<Spanned<bool>>,
     /// Longest a batch's records may take to arrive (default "60s").
     #[serde(default)]
     pub fetch_timeout: Option<Spanned<HumanDuration>>,
@@ -693,6 +696,22 @@ pub(super) fn check_kafka_source(
         );
     }
     let group_id = column_name(c, "group_id", &raw.group_id);
+    if let (Some(group), Some(_)) = (&raw.group_id, &raw.assign) {
+        c.error_hint(
+            group.span(),
+            "group_id shares the topics' partitions among the daemons in the group; `assign` fixes them",
+            "use subscribe or subscribe_pattern with group_id, or leave group_id out to read exactly the assigned partitions",
+        );
+    }
+    if let (Some(_), Some(flag)) = (&raw.group_id, &raw.commit_offsets)
+        && !*flag.get_ref()
+    {
+        c.error_hint(
+            flag.span(),
+            "commit_offsets = false cannot go with group_id",
+            "the group's committed offsets are how a partition moves to another daemon of the group without being read twice",
+        );
+    }
     let fetch_timeout = match &raw.fetch_timeout {
         Some(d) if d.get_ref().0 < Duration::from_secs(1) => {
             c.error(d.span(), "fetch_timeout must be at least 1s");
@@ -722,7 +741,7 @@ pub(super) fn check_kafka_source(
         include_timestamp,
         on_error: raw.on_error.map_or(OnError::Fail, Spanned::into_inner),
         group_id,
-        commit_offsets: raw.commit_offsets.unwrap_or(true),
+        commit_offsets: raw.commit_offsets.as_ref().is_none_or(|b| *b.get_ref()),
         fetch_timeout: fetch_timeout?,
         options,
     })
@@ -913,6 +932,57 @@ mod tests {
             s.starting_offsets,
             StartingOffsets::Timestamp(1_767_225_600_000)
         );
+    }
+
+    #[test]
+    fn group_id_is_refused_beside_assign_commit_offsets_false_an_aggregation_and_an_exactly_once_sink_each_at_its_line()
+     {
+        let Ok(SourceSpec::Kafka(s)) = source("subscribe = [\"a\"]\ngroup_id = \"g\"") else {
+            panic!("{:?}", source("subscribe = [\"a\"]\ngroup_id = \"g\""));
+        };
+        assert_eq!(s.group_id.as_deref(), Some("g"));
+        assert!(s.commit_offsets);
+
+        let err = source("assign = { a = [0] }\ngroup_id = \"g\"").unwrap_err();
+        assert!(
+            err.contains("/x/p.toml:6:12: error: group_id shares the topics' partitions among the daemons in the group; `assign` fixes them"),
+            "{err}"
+        );
+        let err =
+            source("subscribe = [\"a\"]\ngroup_id = \"g\"\ncommit_offsets = false").unwrap_err();
+        assert!(
+            err.contains("/x/p.toml:7:18: error: commit_offsets = false cannot go with group_id"),
+            "{err}"
+        );
+
+        let head = "name = \"p\"\noutput_mode = \"update\"\n[source]\ntype = \"kafka\"\nbootstrap_servers = \"b:9092\"\nsubscribe = [\"a\"]\ngroup_id = \"g\"\nformat = \"json\"\n[[source.column]]\nname = \"k\"\ntype = \"string\"\n";
+        let aggregated = format!(
+            "{head}[aggregate]\ngroup_by = [\"k\"]\nfunctions = [{{ fn = \"count\" }}]\n[[sink]]\ntype = \"null\"\n"
+        );
+        let err = parse_pipeline(Path::new("/x/p.toml"), &aggregated)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/x/p.toml:12:1: error: [aggregate] cannot run on partitions shared through consumer group \"g\""),
+            "{err}"
+        );
+        let exactly_once = format!(
+            "{head}[[sink]]\ntype = \"kafka\"\nbootstrap_servers = \"b:9092\"\ntopic = \"out\"\nexactly_once = true\n"
+        );
+        let err = parse_pipeline(Path::new("/x/p.toml"), &exactly_once)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/x/p.toml:16:16: error: exactly_once = true cannot go with partitions shared through consumer group \"g\""),
+            "{err}"
+        );
+        // At least once to Kafka, or without a group, both are fine.
+        let at_least_once = exactly_once.replace("exactly_once = true", "exactly_once = false");
+        assert!(parse_pipeline(Path::new("/x/p.toml"), &at_least_once).is_ok());
+        let alone = aggregated.replace("group_id = \"g\"\n", "");
+        assert!(parse_pipeline(Path::new("/x/p.toml"), &alone).is_ok());
     }
 
     #[test]

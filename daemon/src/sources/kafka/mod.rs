@@ -10,6 +10,7 @@
 //! `{"topic": {"partition": next offset}}`; see `offsets.rs`.
 
 mod decode;
+mod membership;
 mod offsets;
 
 use super::bad_records::{BadRecords, MalformedCounts};
@@ -19,16 +20,18 @@ use crate::kafka::{WeirContext, client_config};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use decode::PartitionRecords;
+use membership::{Membership, Partition};
 use offsets::PartitionOffsets;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 pub use decode::schema;
 
 /// How long one metadata or offsets request to the broker may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait between attempts while the broker cannot be reached.
 const MAX_BROKER_BACKOFF: Duration = Duration::from_secs(5);
 /// How often an idle source asks for new records.
@@ -73,6 +76,13 @@ pub struct KafkaSource {
     lost_records: u64,
     /// Records the last `latest_offset` left for later batches.
     backlog: Option<u64>,
+    /// With `group_id`: this daemon's member of the group that shares the partitions.
+    membership: Option<Membership>,
+    /// "joining consumer group …" until the group has given this daemon its partitions.
+    group_status: Option<String>,
+    /// Partitions the group gave back to this daemon while its offsets still held a position
+    /// for them: each is compared with the group's committed offset before it is read again.
+    returning: BTreeSet<Partition>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -84,7 +94,7 @@ impl std::fmt::Debug for KafkaSource {
     }
 }
 
-fn broker_error(what: &str, err: KafkaError) -> SourceError {
+pub(super) fn broker_error(what: &str, err: KafkaError) -> SourceError {
     SourceError::Unavailable(format!("{what}: {err}"))
 }
 
@@ -125,7 +135,15 @@ impl KafkaSource {
             ),
             _ => None,
         };
+        // An explicit `group_id` shares the partitions with the other daemons in the group.
+        let membership = match &spec.group_id {
+            Some(group) => Some(Membership::new(&spec, group, &ctx.pipeline)?),
+            None => None,
+        };
         Ok(KafkaSource {
+            membership,
+            group_status: None,
+            returning: BTreeSet::new(),
             schema: decode::schema(&spec),
             bad: BadRecords::new(spec.on_error, "kafka", ctx),
             spec,
@@ -261,9 +279,16 @@ impl KafkaSource {
         new: &[(String, i32)],
         first: bool,
     ) -> Result<PartitionOffsets, SourceError> {
-        let mut fixed = PartitionOffsets::new();
+        // In a group, a partition goes on where its last owner left it.
+        let mut fixed = match &self.membership {
+            Some(member) => member.group_offsets(new)?,
+            None => PartitionOffsets::new(),
+        };
         let mut wanted = Vec::with_capacity(new.len());
         for (topic, partition) in new {
+            if offsets::get(&fixed, topic, *partition).is_some() {
+                continue;
+            }
             let at = if !first {
                 EARLIEST
             } else {
@@ -304,8 +329,21 @@ impl KafkaSource {
         let started = (!start.is_null())
             .then(|| offsets::parse(start))
             .transpose()?;
-        let partitions = self.discover()?;
-        let known = started.clone().unwrap_or_default();
+        let mut partitions = self.discover()?;
+        let mut known = started.clone().unwrap_or_default();
+        if self.membership.is_some() {
+            match self.follow_group(&mut partitions, &mut known)? {
+                true => self.group_status = None,
+                false => {
+                    self.group_status = self
+                        .spec
+                        .group_id
+                        .as_ref()
+                        .map(|group| format!("joining consumer group {group}"));
+                    return Ok(start.clone());
+                }
+            }
+        }
         let new: Vec<(String, i32)> = partitions
             .iter()
             .filter(|(t, p)| offsets::get(&known, t, *p).is_none())
@@ -384,6 +422,58 @@ impl KafkaSource {
             self.waiting_since = None;
         }
         Ok(end)
+    }
+
+    /// Narrows this batch's partitions and known offsets to what the group gives this daemon:
+    /// revoked partitions leave the offsets (a partition that comes back later starts where
+    /// the group says), and a partition that came back while the offsets still held it is left
+    /// out of this batch when the group has moved on past it, so that the next batch registers
+    /// it at the group's offset instead of reading what another daemon has read. `false`
+    /// before the group's first assignment.
+    fn follow_group(
+        &mut self,
+        partitions: &mut Vec<Partition>,
+        known: &mut PartitionOffsets,
+    ) -> Result<bool, SourceError> {
+        let Some(member) = self.membership.as_mut() else {
+            return Ok(true);
+        };
+        let mut topics: Vec<String> = partitions.iter().map(|(t, _)| t.clone()).collect();
+        topics.dedup();
+        member.follow(&topics)?;
+        let Some(assigned) = member.assigned() else {
+            return Ok(false);
+        };
+        self.returning.extend(member.take_arrived());
+        partitions.retain(|p| assigned.contains(p));
+        for (topic, parts) in known.iter_mut() {
+            parts.retain(|partition, _| assigned.contains(&(topic.clone(), *partition)));
+        }
+        known.retain(|_, parts| !parts.is_empty());
+        // Arrivals the offsets do not hold are new partitions: registered at the group's
+        // offset by `starts_of`.
+        self.returning.retain(|(t, p)| {
+            assigned.contains(&(t.clone(), *p)) && offsets::get(known, t, *p).is_some()
+        });
+        let returning: Vec<Partition> = self.returning.iter().cloned().collect();
+        let group = member.group_offsets(&returning)?;
+        for (topic, partition) in returning {
+            let ours = offsets::get(known, &topic, partition);
+            match offsets::get(&group, &topic, partition) {
+                Some(theirs) if ours.is_some_and(|o| theirs > o) => {
+                    tracing::info!(pipeline = %self.pipeline, "{topic}/{partition} was read up to offset {theirs} by another member of the group; this daemon goes on from there");
+                    if let Some(parts) = known.get_mut(&topic) {
+                        parts.remove(&partition);
+                    }
+                    partitions.retain(|(t, p)| !(t == &topic && *p == partition));
+                }
+                _ => {
+                    self.returning.remove(&(topic, partition));
+                }
+            }
+        }
+        known.retain(|_, parts| !parts.is_empty());
+        Ok(true)
     }
 
     /// Reads `[start, end)` of every partition, in topic and partition order.
@@ -599,7 +689,13 @@ impl Source for KafkaSource {
     }
 
     fn committed(&mut self, end: &SourceOffset) -> Result<(), SourceError> {
-        if !self.spec.commit_offsets || end.is_null() {
+        if end.is_null() {
+            return Ok(());
+        }
+        if let Some(member) = &self.membership {
+            return member.committed(&offsets::parse(end)?);
+        }
+        if !self.spec.commit_offsets {
             return Ok(());
         }
         let end = offsets::parse(end)?;
@@ -632,7 +728,7 @@ impl Source for KafkaSource {
     }
 
     fn status(&self) -> Option<String> {
-        self.status.clone()
+        self.status.clone().or_else(|| self.group_status.clone())
     }
 }
 

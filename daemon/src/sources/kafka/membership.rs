@@ -1,0 +1,331 @@
+//! The pipeline's membership of its consumer group (`group_id`): the daemons running the same
+//! pipeline split the topics' partitions through Kafka's own group protocol (cooperative-sticky
+//! unless `partition.assignment.strategy` says otherwise; `group.instance.id` in the options is
+//! static membership), and a partition's position moves with it through the group's committed
+//! offsets.
+//!
+//! The member is a consumer of its own that never reads a record: it subscribes, pauses what it
+//! is given, commits, and is polled only between batches — in `latest_offset`, on the pipeline's
+//! thread — so the rebalance callbacks run when no batch of this pipeline is in flight. The
+//! records are read by the source's reader, which assigns exact ranges as without a group.
+//!
+//! Hand-over: when a partition is revoked, the member commits, synchronously and inside the
+//! callback (so before the group can give the partition to anyone else), the end of the last
+//! batch this daemon committed for it; the next owner starts there. A clean rebalance therefore
+//! neither skips nor repeats a record. A daemon that dies leaves its last asynchronous commit,
+//! and the batch it had planned is replayed when it comes back: at least once, not exactly once,
+//! until outputs and offsets commit in one Kafka transaction.
+
+use super::offsets::{self, PartitionOffsets};
+use super::{REQUEST_TIMEOUT, broker_error};
+use crate::config::KafkaSourceSpec;
+use crate::kafka::{WeirContext, client_config};
+use crate::sources::SourceError;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A topic and partition.
+pub(super) type Partition = (String, i32);
+
+/// Most events one poll serves: the member has nothing to read, so this only bounds a poll that
+/// keeps finding events.
+const MAX_EVENTS_PER_POLL: usize = 64;
+
+/// This daemon's member of the pipeline's consumer group.
+pub(super) struct Membership {
+    consumer: BaseConsumer<MemberContext>,
+    /// The topics subscribed to, sorted.
+    subscribed: Vec<String>,
+}
+
+impl Membership {
+    /// A member of `group` for `spec`; it joins at its first [`Membership::follow`].
+    pub fn new(spec: &KafkaSourceSpec, group: &str, pipeline: &str) -> Result<Self, SourceError> {
+        let mut config = client_config(
+            &spec.bootstrap_servers,
+            &spec.options,
+            &[
+                ("group.id", group),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                // The member reads nothing (it pauses what it is given); where a fetch would
+                // start does not matter.
+                ("auto.offset.reset", "latest"),
+            ],
+        );
+        if !spec.options.contains_key("partition.assignment.strategy") {
+            // Partitions that stay with their member are not stopped by a rebalance.
+            config.set("partition.assignment.strategy", "cooperative-sticky");
+        }
+        if !spec.options.contains_key("client.id") {
+            config.set("client.id", format!("weir-{pipeline}-member"));
+        }
+        let consumer: BaseConsumer<MemberContext> = config
+            .create_with_context(MemberContext {
+                weir: WeirContext::new(pipeline, "group member"),
+                pipeline: pipeline.to_string(),
+                group: group.to_string(),
+                state: Mutex::new(MemberState::default()),
+            })
+            .map_err(|err| SourceError::Config(format!("kafka source: {err}")))?;
+        Ok(Membership {
+            consumer,
+            subscribed: Vec::new(),
+        })
+    }
+
+    /// Subscribes to `topics` (the ones the source wants that exist now) if they changed, and
+    /// serves the group's events: joins, rebalances, commit results.
+    pub fn follow(&mut self, topics: &[String]) -> Result<(), SourceError> {
+        if topics != self.subscribed.as_slice() {
+            if topics.is_empty() {
+                self.consumer.unsubscribe();
+            } else {
+                let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+                self.consumer
+                    .subscribe(&names)
+                    .map_err(|err| broker_error("subscribing", err))?;
+            }
+            self.subscribed = topics.to_vec();
+        }
+        for _ in 0..MAX_EVENTS_PER_POLL {
+            match self.consumer.poll(Duration::ZERO) {
+                None => break,
+                // Paused partitions deliver nothing; a record fetched before the pause is
+                // read by the reader, not here.
+                Some(Ok(_)) => {}
+                Some(Err(err)) => {
+                    tracing::debug!(pipeline = %self.consumer.context().pipeline, "kafka group member: {err}")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The partitions the group gives this daemon, or `None` before its first assignment.
+    pub fn assigned(&self) -> Option<BTreeSet<Partition>> {
+        self.consumer
+            .context()
+            .with_state(|s| s.assigned.clone())
+            .flatten()
+    }
+
+    /// The partitions assigned since the last call (all of them after a start).
+    pub fn take_arrived(&self) -> BTreeSet<Partition> {
+        self.consumer
+            .context()
+            .with_state(|s| std::mem::take(&mut s.arrived))
+            .unwrap_or_default()
+    }
+
+    /// Where the group says each of `partitions` goes on: the offset its last owner committed.
+    /// Partitions the group has no offset for are left out.
+    pub fn group_offsets(&self, partitions: &[Partition]) -> Result<PartitionOffsets, SourceError> {
+        let mut out = PartitionOffsets::new();
+        if partitions.is_empty() {
+            return Ok(out);
+        }
+        let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+        for (topic, partition) in partitions {
+            tpl.add_partition(topic, *partition);
+        }
+        let found = self
+            .consumer
+            .committed_offsets(tpl, REQUEST_TIMEOUT)
+            .map_err(|err| broker_error("reading the group's offsets", err))?;
+        for elem in found.elements() {
+            if let Offset::Offset(at) = elem.offset()
+                && at >= 0
+            {
+                out.entry(elem.topic().to_string())
+                    .or_default()
+                    .insert(elem.partition(), at);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records the end of a committed batch for the partitions this daemon still owns and
+    /// commits it to the group (asynchronously; a revocation commits it again, synchronously).
+    pub fn committed(&self, end: &PartitionOffsets) -> Result<(), SourceError> {
+        let owned = self
+            .consumer
+            .context()
+            .with_state(|s| {
+                let assigned = s.assigned.clone().unwrap_or_default();
+                let mut owned = PartitionOffsets::new();
+                for (topic, parts) in end {
+                    for (partition, offset) in parts {
+                        if assigned.contains(&(topic.clone(), *partition)) {
+                            owned
+                                .entry(topic.clone())
+                                .or_default()
+                                .insert(*partition, *offset);
+                        }
+                    }
+                }
+                for (topic, parts) in &owned {
+                    s.committed
+                        .entry(topic.clone())
+                        .or_default()
+                        .extend(parts.iter().map(|(p, o)| (*p, *o)));
+                }
+                owned
+            })
+            .unwrap_or_default();
+        let tpl = partition_list(&owned)?;
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        self.consumer
+            .commit(&tpl, CommitMode::Async)
+            .map_err(|err| broker_error("committing offsets to the consumer group", err))
+    }
+}
+
+fn partition_list(offsets: &PartitionOffsets) -> Result<TopicPartitionList, SourceError> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, parts) in offsets {
+        for (partition, offset) in parts {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .map_err(|err| broker_error("committing offsets", err))?;
+        }
+    }
+    Ok(tpl)
+}
+
+#[derive(Debug, Default)]
+struct MemberState {
+    /// What the group gives this member; `None` before the first assignment.
+    assigned: Option<BTreeSet<Partition>>,
+    /// Assigned since the source last took them.
+    arrived: BTreeSet<Partition>,
+    /// The end of the last batch this daemon committed, for the partitions it owns.
+    committed: PartitionOffsets,
+}
+
+/// The member's callbacks: librdkafka's log and errors as the other clients', and the
+/// rebalance: commit what leaves, pause and record what arrives.
+struct MemberContext {
+    weir: WeirContext,
+    pipeline: String,
+    group: String,
+    state: Mutex<MemberState>,
+}
+
+impl MemberContext {
+    fn with_state<T>(&self, f: impl FnOnce(&mut MemberState) -> T) -> Option<T> {
+        self.state.lock().ok().map(|mut s| f(&mut s))
+    }
+}
+
+fn names(tpl: &TopicPartitionList) -> Vec<Partition> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+fn list(partitions: &[Partition]) -> String {
+    partitions
+        .iter()
+        .map(|(t, p)| format!("{t}/{p}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl ClientContext for MemberContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.weir.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.weir.error(error, reason);
+    }
+}
+
+impl ConsumerContext for MemberContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let leaving = names(tpl);
+        if consumer.assignment_lost() {
+            tracing::warn!(pipeline = %self.pipeline, group = %self.group, "the consumer group took {} from this daemon without a hand-over (its session expired): the next owner starts at the group's last committed offsets", list(&leaving));
+            return;
+        }
+        let handed_over = self
+            .with_state(|s| {
+                let mut out = PartitionOffsets::new();
+                for (topic, partition) in &leaving {
+                    if let Some(at) = offsets::get(&s.committed, topic, *partition) {
+                        out.entry(topic.clone()).or_default().insert(*partition, at);
+                    }
+                }
+                out
+            })
+            .unwrap_or_default();
+        let committed = partition_list(&handed_over).and_then(|tpl| {
+            if tpl.count() == 0 {
+                return Ok(());
+            }
+            consumer
+                .commit(&tpl, CommitMode::Sync)
+                .map_err(|err| broker_error("handing over offsets", err))
+        });
+        if let Err(err) = committed {
+            tracing::warn!(pipeline = %self.pipeline, group = %self.group, "{err}: the next owner of {} may read again records this daemon has written", list(&leaving));
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let arriving = names(tpl);
+                // The member reads nothing: the reader assigns the ranges it plans.
+                if let Err(err) = consumer.pause(tpl) {
+                    tracing::debug!(pipeline = %self.pipeline, "pausing the group member's partitions: {err}");
+                }
+                let now = self.with_state(|s| {
+                    let assigned = s.assigned.get_or_insert_with(BTreeSet::new);
+                    for p in &arriving {
+                        assigned.insert(p.clone());
+                        s.arrived.insert(p.clone());
+                    }
+                    assigned.len()
+                });
+                tracing::info!(pipeline = %self.pipeline, group = %self.group, "consumer group gave this daemon {}; it reads {} partition(s)", list(&arriving), now.unwrap_or(0));
+            }
+            Rebalance::Revoke(tpl) => {
+                let leaving = names(tpl);
+                let now = self.with_state(|s| {
+                    let assigned = s.assigned.get_or_insert_with(BTreeSet::new);
+                    for (topic, partition) in &leaving {
+                        assigned.remove(&(topic.clone(), *partition));
+                        s.arrived.remove(&(topic.clone(), *partition));
+                        if let Some(parts) = s.committed.get_mut(topic) {
+                            parts.remove(partition);
+                        }
+                    }
+                    assigned.len()
+                });
+                tracing::info!(pipeline = %self.pipeline, group = %self.group, "consumer group moved {} to another member; this daemon reads {} partition(s)", list(&leaving), now.unwrap_or(0));
+            }
+            Rebalance::Error(err) => {
+                tracing::warn!(pipeline = %self.pipeline, group = %self.group, "consumer group rebalance failed: {err}");
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(err) = result {
+            tracing::warn!(pipeline = %self.pipeline, group = %self.group, "committing offsets to the consumer group failed (a partition that moves now may be read again by its next owner): {err}");
+        }
+    }
+}

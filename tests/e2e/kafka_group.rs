@@ -1,0 +1,184 @@
+//! Daemons sharing a Kafka topic's partitions through a consumer group (`group_id`), against
+//! the test broker: partitions move as daemons come and go, and each moves at the offset its
+//! last owner committed, so the daemons' outputs together hold every record once.
+
+use crate::harness::{TestResult, Weir, pipeline_file};
+use crate::kafka::{values_in, wait_until};
+use crate::kafka_broker::{Broker, Record};
+use std::path::Path;
+use std::time::Duration;
+
+const TOPIC: &str = "shared";
+const PARTITIONS: i32 = 4;
+
+/// `weir run` of the shared pipeline with its own state and output folders under `dir`.
+fn member(broker: &Broker, dir: &Path) -> Weir {
+    let file = pipeline_file(
+        dir,
+        "shared.toml",
+        &format!(
+            r#"name = "shared-lines"
+
+[source]
+type = "kafka"
+bootstrap_servers = "{}"
+subscribe = ["{TOPIC}"]
+group_id = "weir-shared-lines"
+starting_offsets = "earliest"
+format = "text"
+
+[source.options]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+
+[[sink]]
+type = "file"
+path = "{}"
+format = "json"
+"#,
+            broker.bootstrap,
+            dir.join("out").display()
+        ),
+    );
+    Weir::start(&[
+        "run",
+        "--state-dir",
+        &dir.join("state").to_string_lossy(),
+        &file.to_string_lossy(),
+    ])
+}
+
+/// Produces lines `from..to`, round robin over the partitions.
+fn produce_lines(broker: &Broker, from: usize, to: usize) {
+    let lines: Vec<(i32, String)> = (from..to)
+        .map(|i| ((i % PARTITIONS as usize) as i32, format!("line-{i:04}")))
+        .collect();
+    let records: Vec<Record<'_>> = lines
+        .iter()
+        .map(|(p, v)| (*p, None, v.as_bytes(), None))
+        .collect();
+    broker.produce(TOPIC, &records);
+}
+
+/// Asserts that `written` holds lines `0..n` each exactly once, naming the doubled and the
+/// missing ones.
+fn assert_every_line_once(written: &[String], n: usize) {
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for line in written {
+        *counts.entry(line.as_str()).or_default() += 1;
+    }
+    let doubled: Vec<&str> = counts
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(l, _)| *l)
+        .collect();
+    let expected: Vec<String> = (0..n).map(|i| format!("line-{i:04}")).collect();
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|l| !counts.contains_key(l.as_str()))
+        .collect();
+    assert!(
+        doubled.is_empty() && missing.is_empty() && counts.len() == n,
+        "every one of {n} lines once: written twice {doubled:?}, missing {missing:?}, {} lines in all",
+        written.len()
+    );
+}
+
+/// Every line either daemon wrote, sorted (a line written twice appears twice).
+fn written(a: &Path, b: &Path) -> Vec<String> {
+    let mut all = values_in(&a.join("out"));
+    all.extend(values_in(&b.join("out")));
+    all.sort();
+    all
+}
+
+/// Waits until `weir` has logged `count` rebalances that gave it partitions.
+fn wait_for_assignments(weir: &Weir, count: usize) {
+    weir.wait_for(
+        &format!("{count} assignment(s) from the consumer group"),
+        Duration::from_secs(60),
+        |_, err| err.matches("consumer group gave this daemon").count() >= count,
+    );
+}
+
+#[test]
+fn daemons_sharing_a_group_split_the_partitions_and_hand_them_over_as_they_come_and_go_writing_every_record_once()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, PARTITIONS as u32);
+    let a_dir = tempfile::tempdir()?;
+    let b_dir = tempfile::tempdir()?;
+    let (a, b) = (a_dir.path(), b_dir.path());
+
+    // A alone reads every partition.
+    let weir_a = member(&broker, a);
+    wait_for_assignments(&weir_a, 1);
+    produce_lines(&broker, 0, 100);
+    wait_until(
+        "A reads the first 100 lines",
+        Duration::from_secs(60),
+        || written(a, b).len() >= 100,
+    );
+
+    // B joins: the group moves some partitions from A to B.
+    let mut weir_b = member(&broker, b);
+    wait_for_assignments(&weir_b, 1);
+    weir_a.wait_for(
+        "A handing partitions over",
+        Duration::from_secs(60),
+        |_, err| err.contains("to another member"),
+    );
+    produce_lines(&broker, 100, 300);
+    wait_until("A and B read 300 lines", Duration::from_secs(60), || {
+        written(a, b).len() >= 300
+    });
+    assert_every_line_once(&written(a, b), 300);
+    let b_lines = values_in(&b.join("out"));
+    assert!(
+        !b_lines.is_empty() && b_lines.len() < 200,
+        "B reads a share of the partitions: {} of the 200 lines after it joined",
+        b_lines.len()
+    );
+
+    // B stops: its partitions go back to A at B's offsets.
+    weir_b.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        weir_b.wait_exit(Duration::from_secs(60)).success(),
+        "{}",
+        weir_b.stderr()
+    );
+    weir_a.wait_for(
+        "A taking B's partitions back",
+        Duration::from_secs(60),
+        |_, err| err.matches("consumer group gave this daemon").count() >= 2,
+    );
+    produce_lines(&broker, 300, 400);
+    wait_until(
+        "A reads the next 100 lines",
+        Duration::from_secs(60),
+        || written(a, b).len() >= 400,
+    );
+    assert_every_line_once(&written(a, b), 400);
+
+    // B comes back with offsets in its checkpoint for partitions A has read on since: it goes
+    // on from the group's offsets, not from its own.
+    let weir_b = member(&broker, b);
+    wait_for_assignments(&weir_b, 1);
+    weir_a.wait_for(
+        "A handing partitions over again",
+        Duration::from_secs(60),
+        |_, err| err.matches("to another member").count() >= 2,
+    );
+    produce_lines(&broker, 400, 600);
+    wait_until("A and B read 600 lines", Duration::from_secs(60), || {
+        written(a, b).len() >= 600
+    });
+    assert_every_line_once(&written(a, b), 600);
+    assert!(
+        values_in(&b.join("out")).len() > b_lines.len(),
+        "B read again after it came back"
+    );
+    drop(weir_b);
+    drop(weir_a);
+    Ok(())
+}
