@@ -394,6 +394,7 @@ pub fn open(prepared: &Prepared, env: &Environment) -> Result<Pipeline, Assemble
     let source = sources::build(&plan.source, &ctx)?;
     let operators = build_stages(prepared, &env.store, source.schema())?;
     let label = env.label_console.then_some(plan.name.as_str());
+    let group_link = source.group_link();
     let mut sinks = Vec::with_capacity(plan.sinks.len());
     for (index, spec) in plan.sinks.iter().enumerate() {
         let ctx = sinks::SinkContext {
@@ -401,6 +402,7 @@ pub fn open(prepared: &Prepared, env: &Environment) -> Result<Pipeline, Assemble
             index: index + 1,
             console_label: label,
             checkpoint_id: &checkpoint_id,
+            group_link: group_link.as_ref(),
         };
         sinks.push((spec.kind(), sinks::build(spec, ctx)?));
     }

@@ -8,13 +8,13 @@
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{ConsumerContext, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::ProducerContext;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A librdkafka configuration: weir's settings over the pipeline's `options`.
 pub fn client_config(
@@ -132,5 +132,58 @@ impl ProducerContext for WeirContext {
                 *first = Some(err.to_string());
             }
         }
+    }
+}
+
+/// What a Kafka source that shares its partitions through a consumer group (`group_id`) hands
+/// to the pipeline's exactly-once Kafka sinks for the batch being written: the offsets its
+/// partitions reach with this batch, and its group member's metadata (member id and
+/// generation). The sinks commit both in the batch's transaction, so the group's offsets move
+/// only with the output, and a daemon whose partitions have moved to another member (an older
+/// generation) is fenced by the broker instead of writing them twice.
+#[derive(Debug, Default)]
+pub struct GroupLink {
+    /// Set when an exactly-once sink is built on the link: the offsets move in its transactions.
+    transactional: AtomicBool,
+    batch: Mutex<Option<Arc<GroupBatch>>>,
+}
+
+/// One batch's group offsets (see [`GroupLink`]).
+pub struct GroupBatch {
+    /// Next offset to read, per topic and partition this daemon read in the batch.
+    pub offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// The member that owned them when the batch was read.
+    pub metadata: ConsumerGroupMetadata,
+}
+
+impl std::fmt::Debug for GroupBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupBatch")
+            .field("offsets", &self.offsets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupLink {
+    /// An exactly-once sink commits the source's offsets in its transactions from now on.
+    pub fn commit_in_transactions(&self) {
+        self.transactional.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the offsets move in the sinks' transactions.
+    pub fn transactional(&self) -> bool {
+        self.transactional.load(Ordering::SeqCst)
+    }
+
+    /// The source's offsets for the batch being written (`None`: nothing to commit).
+    pub fn set(&self, batch: Option<GroupBatch>) {
+        if let Ok(mut current) = self.batch.lock() {
+            *current = batch.map(Arc::new);
+        }
+    }
+
+    /// What the source read for the batch being written.
+    pub fn current(&self) -> Option<Arc<GroupBatch>> {
+        self.batch.lock().ok().and_then(|b| b.clone())
     }
 }

@@ -733,13 +733,13 @@ fn an_exactly_once_sink_restarted_after_kafkas_commit_does_not_write_that_batch_
     };
     let texts = || -> Vec<String> { broker.read_all("out").iter().map(|c| c.text()).collect() };
 
-    let mut first = KafkaSink::new(spec.clone(), "p", 1, "c0ffee00");
+    let mut first = KafkaSink::new(spec.clone(), "p", 1, "c0ffee00", None);
     first.write_batch(0, &schema, &rows(&["a1", "a2"])?)?;
     first.write_batch(1, &schema, &rows(&["b1"])?)?;
     // weir stops after Kafka committed batch 1 and before its own commit: batch 1 is replayed
     // by a new process, with a new producer.
     drop(first);
-    let mut second = KafkaSink::new(spec.clone(), "p", 1, "c0ffee00");
+    let mut second = KafkaSink::new(spec.clone(), "p", 1, "c0ffee00", None);
     second.write_batch(1, &schema, &rows(&["b1"])?)?;
     second.write_batch(2, &schema, &rows(&["c1"])?)?;
     // An empty batch commits a transaction too, so its replay is recognised as well.
@@ -748,7 +748,7 @@ fn an_exactly_once_sink_restarted_after_kafkas_commit_does_not_write_that_batch_
     assert_eq!(texts(), vec!["a1", "a2", "b1", "c1"]);
 
     // After `weir state reset` (a new checkpoint id) batch ids start from 0 again: written.
-    let mut third = KafkaSink::new(spec, "p", 1, "0badcafe");
+    let mut third = KafkaSink::new(spec, "p", 1, "0badcafe", None);
     third.write_batch(0, &schema, &rows(&["after reset"])?)?;
     assert_eq!(texts(), vec!["a1", "a2", "b1", "c1", "after reset"]);
     Ok(())

@@ -1,6 +1,8 @@
 //! Daemons sharing a Kafka topic's partitions through a consumer group (`group_id`), against
 //! the test broker: partitions move as daemons come and go, and each moves at the offset its
-//! last owner committed, so the daemons' outputs together hold every record once.
+//! last owner committed, so the daemons' outputs together hold every record once — in files
+//! (offsets handed over by the member), and in a Kafka topic written exactly once (offsets
+//! committed in the sink's transactions).
 
 use crate::harness::{TestResult, Weir, pipeline_file};
 use crate::kafka::{values_in, wait_until};
@@ -10,9 +12,30 @@ use std::time::Duration;
 
 const TOPIC: &str = "shared";
 const PARTITIONS: i32 = 4;
+/// The exactly-once output topic.
+const OUT_TOPIC: &str = "shared-out";
+
+/// Where the daemons write the lines.
+#[derive(Clone, Copy)]
+enum Output {
+    /// Each daemon its own folder of JSON files.
+    Files,
+    /// One Kafka topic, `exactly_once = true`, read by a `read_committed` consumer.
+    KafkaExactlyOnce,
+}
 
 /// `weir run` of the shared pipeline with its own state and output folders under `dir`.
-fn member(broker: &Broker, dir: &Path) -> Weir {
+fn member(broker: &Broker, dir: &Path, output: Output) -> Weir {
+    let sink = match output {
+        Output::Files => format!(
+            "type = \"file\"\npath = \"{}\"\nformat = \"json\"",
+            dir.join("out").display()
+        ),
+        Output::KafkaExactlyOnce => format!(
+            "type = \"kafka\"\nbootstrap_servers = \"{}\"\ntopic = \"{OUT_TOPIC}\"\nexactly_once = true",
+            broker.bootstrap
+        ),
+    };
     let file = pipeline_file(
         dir,
         "shared.toml",
@@ -32,12 +55,9 @@ format = "text"
 "heartbeat.interval.ms" = "500"
 
 [[sink]]
-type = "file"
-path = "{}"
-format = "json"
+{sink}
 "#,
             broker.bootstrap,
-            dir.join("out").display()
         ),
     );
     Weir::start(&[
@@ -85,9 +105,20 @@ fn assert_every_line_once(written: &[String], n: usize) {
 }
 
 /// Every line either daemon wrote, sorted (a line written twice appears twice).
-fn written(a: &Path, b: &Path) -> Vec<String> {
-    let mut all = values_in(&a.join("out"));
-    all.extend(values_in(&b.join("out")));
+fn written(broker: &Broker, output: Output, a: &Path, b: &Path) -> Vec<String> {
+    let mut all = match output {
+        Output::Files => {
+            let mut all = values_in(&a.join("out"));
+            all.extend(values_in(&b.join("out")));
+            all
+        }
+        Output::KafkaExactlyOnce => broker
+            .read_all(OUT_TOPIC)
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<serde_json::Value>(r.value.as_deref()?).ok())
+            .filter_map(|row| Some(row["value"].as_str()?.to_string()))
+            .collect(),
+    };
     all.sort();
     all
 }
@@ -102,26 +133,39 @@ fn wait_for_assignments(weir: &Weir, count: usize) {
 }
 
 #[test]
-fn daemons_sharing_a_group_split_the_partitions_and_hand_them_over_as_they_come_and_go_writing_every_record_once()
+fn daemons_sharing_a_group_split_the_partitions_and_hand_them_over_as_they_come_and_go_writing_every_record_once_to_files()
 -> TestResult {
+    daemons_come_and_go(Output::Files)
+}
+
+#[test]
+fn daemons_sharing_a_group_write_every_record_once_to_an_exactly_once_kafka_sink_as_they_come_and_go()
+-> TestResult {
+    daemons_come_and_go(Output::KafkaExactlyOnce)
+}
+
+/// A alone, then B joins, B stops, B comes back; between each step lines are produced and the
+/// daemons' output together must hold every line once.
+fn daemons_come_and_go(output: Output) -> TestResult {
     let broker = Broker::start();
     broker.create_topic(TOPIC, PARTITIONS as u32);
+    broker.create_topic(OUT_TOPIC, 1);
     let a_dir = tempfile::tempdir()?;
     let b_dir = tempfile::tempdir()?;
     let (a, b) = (a_dir.path(), b_dir.path());
 
     // A alone reads every partition.
-    let weir_a = member(&broker, a);
+    let weir_a = member(&broker, a, output);
     wait_for_assignments(&weir_a, 1);
     produce_lines(&broker, 0, 100);
     wait_until(
         "A reads the first 100 lines",
         Duration::from_secs(60),
-        || written(a, b).len() >= 100,
+        || written(&broker, output, a, b).len() >= 100,
     );
 
     // B joins: the group moves some partitions from A to B.
-    let mut weir_b = member(&broker, b);
+    let mut weir_b = member(&broker, b, output);
     wait_for_assignments(&weir_b, 1);
     weir_a.wait_for(
         "A handing partitions over",
@@ -130,15 +174,18 @@ fn daemons_sharing_a_group_split_the_partitions_and_hand_them_over_as_they_come_
     );
     produce_lines(&broker, 100, 300);
     wait_until("A and B read 300 lines", Duration::from_secs(60), || {
-        written(a, b).len() >= 300
+        written(&broker, output, a, b).len() >= 300
     });
-    assert_every_line_once(&written(a, b), 300);
+    assert_every_line_once(&written(&broker, output, a, b), 300);
+    // Files say who wrote what: B wrote a share (the output topic does not say).
     let b_lines = values_in(&b.join("out"));
-    assert!(
-        !b_lines.is_empty() && b_lines.len() < 200,
-        "B reads a share of the partitions: {} of the 200 lines after it joined",
-        b_lines.len()
-    );
+    if let Output::Files = output {
+        assert!(
+            !b_lines.is_empty() && b_lines.len() < 200,
+            "B reads a share of the partitions: {} of the 200 lines after it joined",
+            b_lines.len()
+        );
+    }
 
     // B stops: its partitions go back to A at B's offsets.
     weir_b.signal(nix::sys::signal::Signal::SIGTERM);
@@ -156,13 +203,13 @@ fn daemons_sharing_a_group_split_the_partitions_and_hand_them_over_as_they_come_
     wait_until(
         "A reads the next 100 lines",
         Duration::from_secs(60),
-        || written(a, b).len() >= 400,
+        || written(&broker, output, a, b).len() >= 400,
     );
-    assert_every_line_once(&written(a, b), 400);
+    assert_every_line_once(&written(&broker, output, a, b), 400);
 
     // B comes back with offsets in its checkpoint for partitions A has read on since: it goes
     // on from the group's offsets, not from its own.
-    let weir_b = member(&broker, b);
+    let weir_b = member(&broker, b, output);
     wait_for_assignments(&weir_b, 1);
     weir_a.wait_for(
         "A handing partitions over again",
@@ -171,13 +218,15 @@ fn daemons_sharing_a_group_split_the_partitions_and_hand_them_over_as_they_come_
     );
     produce_lines(&broker, 400, 600);
     wait_until("A and B read 600 lines", Duration::from_secs(60), || {
-        written(a, b).len() >= 600
+        written(&broker, output, a, b).len() >= 600
     });
-    assert_every_line_once(&written(a, b), 600);
-    assert!(
-        values_in(&b.join("out")).len() > b_lines.len(),
-        "B read again after it came back"
-    );
+    assert_every_line_once(&written(&broker, output, a, b), 600);
+    if let Output::Files = output {
+        assert!(
+            values_in(&b.join("out")).len() > b_lines.len(),
+            "B read again after it came back"
+        );
+    }
     drop(weir_b);
     drop(weir_a);
     Ok(())

@@ -119,12 +119,6 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
     let transform_value = doc.get_mut().remove("transform");
     let aggregate_value = doc.get_mut().remove("aggregate");
     let aggregate_span = aggregate_value.as_ref().map(|v| v.span());
-    let group_id_span = source_value
-        .as_ref()
-        .and_then(|v| super::tagged::key_span(v, "group_id"));
-    let exactly_once_span = sink_value
-        .as_ref()
-        .and_then(|v| super::tagged::key_span(v, "exactly_once"));
     let doc_start = 0..0;
 
     let head: Option<RawHead> = c.ok(RawHead::deserialize(toml::de::Deserializer::from(doc))
@@ -217,19 +211,15 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
         );
     }
 
-    if let Some(group_span) = group_id_span
-        && let Some(SourceSpec::Kafka(kafka)) = &source
+    if let Some(SourceSpec::Kafka(kafka)) = &source
         && let Some(group) = &kafka.group_id
     {
         check_shared_partitions(
             &mut c,
             group,
-            group_span,
             aggregate_span
                 .clone()
                 .filter(|_| matches!(aggregate, Some(Some(_)))),
-            sinks.as_deref().unwrap_or_default(),
-            exactly_once_span,
         );
     }
 
@@ -258,32 +248,17 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
 }
 
 /// What a pipeline whose Kafka partitions are shared through a consumer group (`group_id`)
-/// cannot do yet: keep state (it would stay behind on the daemon a partition left), or write
-/// Kafka exactly once (every daemon would open transactions under the same id and fence the
-/// others).
+/// cannot do yet: keep state (it would stay behind on the daemon a partition left).
 fn check_shared_partitions(
     c: &mut Checker<'_>,
     group: &str,
-    group_span: std::ops::Range<usize>,
     aggregate_span: Option<std::ops::Range<usize>>,
-    sinks: &[SinkSpec],
-    exactly_once_span: Option<std::ops::Range<usize>>,
 ) {
     if let Some(span) = aggregate_span {
         c.error_hint(
             span,
             format!("[aggregate] cannot run on partitions shared through consumer group \"{group}\""),
             "a window's state would stay on the daemon a partition left, so each daemon would emit partial results; leave group_id out to read every partition on this daemon (its offsets still go to weir-<pipeline> for lag tools)",
-        );
-    }
-    let exactly_once = sinks
-        .iter()
-        .any(|s| matches!(s, SinkSpec::Kafka(k) if k.exactly_once));
-    if exactly_once {
-        c.error_hint(
-            exactly_once_span.unwrap_or(group_span),
-            format!("exactly_once = true cannot go with partitions shared through consumer group \"{group}\""),
-            "every daemon of the group would open its transactions under the same transactional id and fence the others; write at least once (exactly_once = false) or leave group_id out",
         );
     }
 }

@@ -39,16 +39,6 @@ pub(super) struct Tagged<'i> {
     pub body: Spanned<DeValue<'i>>,
 }
 
-/// The span of `key`'s value in a table section, or in the first table of an array of tables
-/// (`[[sink]]`) that has it.
-pub(super) fn key_span(value: &Spanned<DeValue<'_>>, key: &str) -> Option<Range<usize>> {
-    match value.get_ref() {
-        DeValue::Table(table) => table.get(key).map(Spanned::span),
-        DeValue::Array(tables) => tables.iter().find_map(|t| key_span(t, key)),
-        _ => None,
-    }
-}
-
 /// Reads and removes the `type` key of a section.
 pub(super) fn split_type<'i>(
     section: &str,

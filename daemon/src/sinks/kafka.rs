@@ -12,10 +12,17 @@
 //! group's committed offset then says which batch Kafka has. A batch weir replays after a crash
 //! between Kafka's commit and its own is recognised and not written again; one killed before
 //! Kafka's commit was aborted and is written once. See ARCHITECTURE.md.
+//!
+//! When the source shares Kafka partitions through a consumer group (`group_id`), every daemon
+//! of the group runs this sink: each takes a transactional id of its own (the configured or
+//! default one, then `-<checkpoint id>`: stable across its restarts, so a restart fences its
+//! previous run), and each transaction also commits the source's offsets for the batch with
+//! the group member's metadata, so the offsets move only with the output and a daemon whose
+//! partitions have moved on is fenced by the broker.
 
 use super::SinkError;
 use crate::config::{KafkaDestination, KafkaSinkSpec, KafkaValue};
-use crate::kafka::{WeirContext, client_config};
+use crate::kafka::{GroupLink, WeirContext, client_config};
 use arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
@@ -25,6 +32,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest a batch's records may take to be acknowledged, and a transaction to commit.
@@ -44,6 +52,8 @@ pub struct KafkaSink {
     last_in_kafka: Option<Option<u64>>,
     /// Reused between batches: the JSON lines of a chunk's values.
     json: Vec<u8>,
+    /// With exactly once on shared partitions: the source's offsets to commit with each batch.
+    group: Option<Arc<GroupLink>>,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -260,11 +270,20 @@ impl KafkaSink {
         pipeline: &str,
         index: usize,
         checkpoint_id: &str,
+        group: Option<Arc<GroupLink>>,
     ) -> KafkaSink {
-        let transactional_id = spec
+        let configured = spec
             .transactional_id
             .clone()
             .unwrap_or_else(|| format!("weir-{pipeline}-sink-{index}"));
+        let group = group.filter(|_| spec.exactly_once);
+        let transactional_id = match &group {
+            Some(link) => {
+                link.commit_in_transactions();
+                format!("{configured}-{checkpoint_id}")
+            }
+            None => configured,
+        };
         let marker_group = format!("{transactional_id}.{checkpoint_id}");
         KafkaSink {
             spec,
@@ -275,6 +294,7 @@ impl KafkaSink {
             marker: None,
             last_in_kafka: None,
             json: Vec::new(),
+            group,
         }
     }
 
@@ -541,10 +561,29 @@ impl KafkaSink {
                 .marker_consumer()?
                 .group_metadata()
                 .ok_or_else(|| SinkError::Unavailable("no consumer group metadata".into()))?;
+            let source = self.group.as_ref().and_then(|link| link.current());
             let producer = self.producer()?;
             producer
                 .send_offsets_to_transaction(&marker, &metadata, REQUEST_TIMEOUT)
                 .map_err(|err| unavailable("recording the batch in the transaction", err))?;
+            if let Some(source) = source.filter(|b| !b.offsets.is_empty()) {
+                let mut offsets = TopicPartitionList::new();
+                for (topic, parts) in &source.offsets {
+                    for (partition, next) in parts {
+                        offsets
+                            .add_partition_offset(topic, *partition, Offset::Offset(*next))
+                            .map_err(|err| unavailable("naming the source's offsets", err))?;
+                    }
+                }
+                producer
+                    .send_offsets_to_transaction(&offsets, &source.metadata, REQUEST_TIMEOUT)
+                    .map_err(|err| {
+                        unavailable(
+                            "committing the source's offsets with the batch (this daemon's partitions may have moved to another member of the group)",
+                            err,
+                        )
+                    })?;
+            }
             producer
                 .commit_transaction(DELIVERY_TIMEOUT)
                 .map_err(|err| unavailable("committing the transaction", err))

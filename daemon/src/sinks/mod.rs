@@ -72,6 +72,9 @@ pub struct SinkContext<'a> {
     /// The checkpoint's id: it goes into the names of what a sink writes, so a state reset
     /// starts afresh.
     pub checkpoint_id: &'a str,
+    /// The source's consumer group offsets, when it shares Kafka partitions: an exactly-once
+    /// Kafka sink commits them in its transactions.
+    pub group_link: Option<&'a std::sync::Arc<crate::kafka::GroupLink>>,
 }
 
 /// Why rows of `schema` cannot go to a sink of `spec`, each with where in the pipeline file
@@ -104,6 +107,7 @@ pub fn build(spec: &SinkSpec, ctx: SinkContext<'_>) -> Result<Box<dyn Sink>, Sin
             ctx.pipeline,
             ctx.index,
             checkpoint_id,
+            ctx.group_link.cloned(),
         )),
     })
 }

@@ -234,6 +234,12 @@ pub trait Source: Send {
     /// independently); by default it makes them one after the other.
     fn spread_over(&mut self, _spread: crate::cores::Spread) {}
 
+    /// What a Kafka source sharing its partitions through a consumer group hands to the
+    /// pipeline's exactly-once Kafka sinks (its offsets and group generation per batch).
+    fn group_link(&self) -> Option<std::sync::Arc<crate::kafka::GroupLink>> {
+        None
+    }
+
     /// When new data may be there after `at`.
     fn wakeup(&self, _at: &SourceOffset) -> Wakeup {
         Wakeup::Poll(Duration::from_millis(10))

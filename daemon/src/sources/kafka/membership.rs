@@ -13,8 +13,12 @@
 //! callback (so before the group can give the partition to anyone else), the end of the last
 //! batch this daemon committed for it; the next owner starts there. A clean rebalance therefore
 //! neither skips nor repeats a record. A daemon that dies leaves its last asynchronous commit,
-//! and the batch it had planned is replayed when it comes back: at least once, not exactly once,
-//! until outputs and offsets commit in one Kafka transaction.
+//! and the batch it had planned is replayed when it comes back: at least once.
+//!
+//! With an exactly-once Kafka sink the offsets move only in the sink's transactions
+//! ([`crate::kafka::GroupLink`]): the member then commits nothing itself, and is also polled
+//! when a batch is read, so that a batch reads only what the group gives this daemon at that
+//! moment, under the generation its transaction is fenced by.
 
 use super::offsets::{self, PartitionOffsets};
 use super::{REQUEST_TIMEOUT, broker_error};
@@ -23,12 +27,15 @@ use crate::kafka::{WeirContext, client_config};
 use crate::sources::SourceError;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// A topic and partition.
 pub(super) type Partition = (String, i32);
@@ -71,6 +78,7 @@ impl Membership {
                 weir: WeirContext::new(pipeline, "group member"),
                 pipeline: pipeline.to_string(),
                 group: group.to_string(),
+                transactional: AtomicBool::new(false),
                 state: Mutex::new(MemberState::default()),
             })
             .map_err(|err| SourceError::Config(format!("kafka source: {err}")))?;
@@ -94,6 +102,12 @@ impl Membership {
             }
             self.subscribed = topics.to_vec();
         }
+        self.poll();
+        Ok(())
+    }
+
+    /// Serves the group's events that have arrived.
+    fn poll(&self) {
         for _ in 0..MAX_EVENTS_PER_POLL {
             match self.consumer.poll(Duration::ZERO) {
                 None => break,
@@ -105,7 +119,49 @@ impl Membership {
                 }
             }
         }
-        Ok(())
+    }
+
+    /// The offsets move in an exactly-once sink's transactions: the member commits nothing.
+    pub fn commit_only_in_transactions(&self) {
+        self.consumer
+            .context()
+            .transactional
+            .store(true, Ordering::SeqCst);
+    }
+
+    /// Serves the group's events and returns what it gives this daemon now, waiting up to
+    /// `patience` for a first assignment (subscribing to `topics` if nothing is subscribed:
+    /// a batch replayed after a restart is read before any plan has subscribed).
+    pub fn current_assignment(
+        &mut self,
+        topics: &[String],
+        patience: Duration,
+    ) -> Result<BTreeSet<Partition>, SourceError> {
+        if self.subscribed.is_empty() {
+            self.follow(topics)?;
+        }
+        let deadline = Instant::now() + patience;
+        loop {
+            self.poll();
+            if let Some(assigned) = self.assigned() {
+                return Ok(assigned);
+            }
+            if Instant::now() >= deadline {
+                return Err(SourceError::Unavailable(format!(
+                    "consumer group {} gave this daemon no partitions within {patience:?}",
+                    self.consumer.context().group
+                )));
+            }
+            // Waits for the group's next event (the member has nothing to read).
+            if let Some(Err(err)) = self.consumer.poll(Duration::from_millis(100)) {
+                tracing::debug!(pipeline = %self.consumer.context().pipeline, "kafka group member: {err}");
+            }
+        }
+    }
+
+    /// The member's id and generation, which fence a transaction's offsets.
+    pub fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        self.consumer.group_metadata()
     }
 
     /// The partitions the group gives this daemon, or `None` before its first assignment.
@@ -153,7 +209,11 @@ impl Membership {
 
     /// Records the end of a committed batch for the partitions this daemon still owns and
     /// commits it to the group (asynchronously; a revocation commits it again, synchronously).
+    /// Nothing when the offsets move in transactions.
     pub fn committed(&self, end: &PartitionOffsets) -> Result<(), SourceError> {
+        if self.consumer.context().transactional.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let owned = self
             .consumer
             .context()
@@ -216,6 +276,8 @@ struct MemberContext {
     weir: WeirContext,
     pipeline: String,
     group: String,
+    /// Offsets move only in an exactly-once sink's transactions: no hand-over commit.
+    transactional: AtomicBool,
     state: Mutex<MemberState>,
 }
 
@@ -256,6 +318,10 @@ impl ConsumerContext for MemberContext {
             return;
         };
         let leaving = names(tpl);
+        if self.transactional.load(Ordering::SeqCst) {
+            // The last transaction committed these partitions' offsets with their output.
+            return;
+        }
         if consumer.assignment_lost() {
             tracing::warn!(pipeline = %self.pipeline, group = %self.group, "the consumer group took {} from this daemon without a hand-over (its session expired): the next owner starts at the group's last committed offsets", list(&leaving));
             return;

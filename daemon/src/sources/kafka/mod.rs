@@ -16,7 +16,7 @@ mod offsets;
 use super::bad_records::{BadRecords, MalformedCounts};
 use super::{ReadLimit, Source, SourceContext, SourceError, SourceOffset, Wakeup};
 use crate::config::{KafkaSourceSpec, KafkaTopics, StartingOffsets};
-use crate::kafka::{WeirContext, client_config};
+use crate::kafka::{GroupBatch, GroupLink, WeirContext, client_config};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use decode::PartitionRecords;
@@ -26,6 +26,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use decode::schema;
@@ -83,6 +84,8 @@ pub struct KafkaSource {
     /// Partitions the group gave back to this daemon while its offsets still held a position
     /// for them: each is compared with the group's committed offset before it is read again.
     returning: BTreeSet<Partition>,
+    /// With `group_id`: each batch's group offsets, for exactly-once Kafka sinks.
+    group_link: Option<Arc<GroupLink>>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -141,6 +144,7 @@ impl KafkaSource {
             None => None,
         };
         Ok(KafkaSource {
+            group_link: membership.as_ref().map(|_| Arc::new(GroupLink::default())),
             membership,
             group_status: None,
             returning: BTreeSet::new(),
@@ -438,6 +442,9 @@ impl KafkaSource {
         let Some(member) = self.membership.as_mut() else {
             return Ok(true);
         };
+        if self.group_link.as_ref().is_some_and(|l| l.transactional()) {
+            member.commit_only_in_transactions();
+        }
         let mut topics: Vec<String> = partitions.iter().map(|(t, _)| t.clone()).collect();
         topics.dedup();
         member.follow(&topics)?;
@@ -474,6 +481,73 @@ impl KafkaSource {
         }
         known.retain(|_, parts| !parts.is_empty());
         Ok(true)
+    }
+
+    /// With an exactly-once sink on shared partitions, the part of a batch's planned ranges
+    /// this daemon owns when it reads them, each starting where the group's offset is if
+    /// another member has read past the planned start since (the batch is retried or replayed
+    /// after its partitions moved and came back); the offsets it reaches and the member's
+    /// metadata go to the sinks' transaction. A partition another member has moved past the
+    /// planned end is not read, nor committed (the group's offset never moves back). Otherwise
+    /// the ranges as planned: a replay reads the same records.
+    fn owned_ranges(
+        &mut self,
+        mut from: PartitionOffsets,
+        mut until: PartitionOffsets,
+    ) -> Result<(PartitionOffsets, PartitionOffsets), SourceError> {
+        let (Some(link), Some(member)) = (self.group_link.clone(), self.membership.as_mut()) else {
+            return Ok((from, until));
+        };
+        if !link.transactional() {
+            return Ok((from, until));
+        }
+        member.commit_only_in_transactions();
+        link.set(None);
+        let topics: Vec<String> = until.keys().cloned().collect();
+        let assigned = member.current_assignment(&topics, self.spec.fetch_timeout)?;
+        for (topic, parts) in until.iter_mut() {
+            parts.retain(|partition, _| assigned.contains(&(topic.clone(), *partition)));
+        }
+        until.retain(|_, parts| !parts.is_empty());
+        let read: Vec<Partition> = until
+            .iter()
+            .flat_map(|(topic, parts)| parts.keys().map(move |p| (topic.clone(), *p)))
+            .filter(|(t, p)| offsets::get(&from, t, *p).is_some())
+            .collect();
+        let group = member.group_offsets(&read)?;
+        let mut commit = PartitionOffsets::new();
+        for (topic, partition) in read {
+            let (Some(planned), Some(end)) = (
+                offsets::get(&from, &topic, partition),
+                offsets::get(&until, &topic, partition),
+            ) else {
+                continue;
+            };
+            let start = match offsets::get(&group, &topic, partition) {
+                Some(theirs) if theirs > planned => {
+                    tracing::info!(pipeline = %self.pipeline, "{topic}/{partition}: another member of the group has read up to offset {theirs}; this batch reads on from there");
+                    theirs
+                }
+                _ => planned,
+            };
+            if start > end {
+                // Nothing left to read; `read_range` skips a range that ends where it starts.
+                from.entry(topic).or_default().insert(partition, end);
+                continue;
+            }
+            from.entry(topic.clone())
+                .or_default()
+                .insert(partition, start);
+            commit.entry(topic).or_default().insert(partition, end);
+        }
+        let metadata = member.group_metadata().ok_or_else(|| {
+            SourceError::Unavailable("the consumer group member has no generation yet".into())
+        })?;
+        link.set(Some(GroupBatch {
+            offsets: commit,
+            metadata,
+        }));
+        Ok((from, until))
     }
 
     /// Reads `[start, end)` of every partition, in topic and partition order.
@@ -666,8 +740,7 @@ impl Source for KafkaSource {
         if start.is_null() {
             return Ok(Vec::new());
         }
-        let from = offsets::parse(start)?;
-        let until = offsets::parse(end)?;
+        let (from, until) = self.owned_ranges(offsets::parse(start)?, offsets::parse(end)?)?;
         let parts = self.read_range(&from, &until)?;
         let mut out = Vec::new();
         decode::build(&self.spec, &self.schema, &parts, &mut self.bad, &mut out)?;
@@ -729,6 +802,10 @@ impl Source for KafkaSource {
 
     fn status(&self) -> Option<String> {
         self.status.clone().or_else(|| self.group_status.clone())
+    }
+
+    fn group_link(&self) -> Option<Arc<GroupLink>> {
+        self.group_link.clone()
     }
 }
 
