@@ -231,3 +231,60 @@ fn daemons_come_and_go(output: Output) -> TestResult {
     drop(weir_a);
     Ok(())
 }
+
+#[test]
+fn two_daemons_sharing_a_group_each_show_in_weir_status_the_partitions_it_reads_together_all_of_them()
+-> TestResult {
+    use crate::daemon_harness::{Daemon, READY};
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, PARTITIONS as u32);
+    let pipeline = format!(
+        r#"name = "shared-status"
+
+[source]
+type = "kafka"
+bootstrap_servers = "{}"
+subscribe = ["{TOPIC}"]
+group_id = "weir-shared-status"
+format = "text"
+
+[source.options]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+
+[[sink]]
+type = "null"
+"#,
+        broker.bootstrap
+    );
+    let roots = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let daemons: Vec<Daemon> = roots
+        .iter()
+        .map(|root| {
+            let daemon = Daemon::start(root.path(), &[]);
+            daemon.write_pipeline("shared-status.toml", &pipeline);
+            daemon
+        })
+        .collect();
+    // Each daemon's status line: `consumer group G: reads shared/0, shared/2 (2 of 4 partitions)`.
+    let mut read_by = Vec::new();
+    for daemon in &daemons {
+        let status = daemon.wait_status("its half of the partitions", READY, |s| {
+            s.to_string().contains("(2 of 4 partitions)")
+        });
+        let line = status.to_string();
+        let start = line
+            .find("consumer group weir-shared-status: reads ")
+            .map_or(0, |i| i + "consumer group weir-shared-status: reads ".len());
+        let end = line[start..].find(" (").map_or(start, |i| start + i);
+        read_by.push(line[start..end].to_string());
+    }
+    let mut all: Vec<&str> = read_by.iter().flat_map(|l| l.split(", ")).collect();
+    all.sort();
+    assert_eq!(
+        all,
+        ["shared/0", "shared/1", "shared/2", "shared/3"],
+        "the daemons' status lines: {read_by:?}"
+    );
+    Ok(())
+}

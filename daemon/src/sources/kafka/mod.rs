@@ -79,8 +79,11 @@ pub struct KafkaSource {
     backlog: Option<u64>,
     /// With `group_id`: this daemon's member of the group that shares the partitions.
     membership: Option<Membership>,
-    /// "joining consumer group …" until the group has given this daemon its partitions.
+    /// "joining consumer group …" until the group has given this daemon its partitions, then
+    /// which of them it reads.
     group_status: Option<String>,
+    /// The last `latest` waited for the group's first assignment (not for a broker).
+    joining: bool,
     /// Partitions the group gave back to this daemon while its offsets still held a position
     /// for them: each is compared with the group's committed offset before it is read again.
     returning: BTreeSet<Partition>,
@@ -147,6 +150,7 @@ impl KafkaSource {
             group_link: membership.as_ref().map(|_| Arc::new(GroupLink::default())),
             membership,
             group_status: None,
+            joining: false,
             returning: BTreeSet::new(),
             schema: decode::schema(&spec),
             bad: BadRecords::new(spec.on_error, "kafka", ctx),
@@ -336,16 +340,16 @@ impl KafkaSource {
         let mut partitions = self.discover()?;
         let mut known = started.clone().unwrap_or_default();
         if self.membership.is_some() {
-            match self.follow_group(&mut partitions, &mut known)? {
-                true => self.group_status = None,
-                false => {
-                    self.group_status = self
-                        .spec
-                        .group_id
-                        .as_ref()
-                        .map(|group| format!("joining consumer group {group}"));
-                    return Ok(start.clone());
-                }
+            if !self.follow_group(&mut partitions, &mut known)? {
+                // Waited for like a broker that is not there yet (a run under `available_now`
+                // must not end before it has partitions), without the broker's backoff.
+                let joining = format!(
+                    "joining consumer group {}",
+                    self.spec.group_id.as_deref().unwrap_or_default()
+                );
+                self.group_status = Some(joining.clone());
+                self.joining = true;
+                return Err(SourceError::Unavailable(joining));
             }
         }
         let new: Vec<(String, i32)> = partitions
@@ -452,7 +456,13 @@ impl KafkaSource {
             return Ok(false);
         };
         self.returning.extend(member.take_arrived());
+        let found = partitions.len();
         partitions.retain(|p| assigned.contains(p));
+        self.group_status = self
+            .spec
+            .group_id
+            .as_deref()
+            .map(|group| group_status(group, partitions.as_slice(), found));
         for (topic, parts) in known.iter_mut() {
             parts.retain(|partition, _| assigned.contains(&(topic.clone(), *partition)));
         }
@@ -722,6 +732,10 @@ impl Source for KafkaSource {
             }
             // A broker that cannot be reached is waited for, not a failure: the engine waits
             // for `wakeup` (backing off) with this status, and asks again.
+            Err(err @ SourceError::Unavailable(_)) if std::mem::take(&mut self.joining) => {
+                self.broker_up();
+                Err(err)
+            }
             Err(err @ SourceError::Unavailable(_)) => {
                 self.broker_down(&err);
                 Err(err)
@@ -809,6 +823,31 @@ impl Source for KafkaSource {
     }
 }
 
+/// Most partitions the status line names one by one.
+const PARTITIONS_NAMED: usize = 8;
+
+/// What `weir status` says of a source sharing partitions: the group, the partitions this
+/// daemon reads (the first few by name) and how many the topics have.
+fn group_status(group: &str, reads: &[Partition], found: usize) -> String {
+    let mut named: Vec<String> = reads
+        .iter()
+        .take(PARTITIONS_NAMED)
+        .map(|(t, p)| format!("{t}/{p}"))
+        .collect();
+    if reads.len() > PARTITIONS_NAMED {
+        named.push("…".into());
+    }
+    let list = if named.is_empty() {
+        "none".to_string()
+    } else {
+        named.join(", ")
+    };
+    format!(
+        "consumer group {group}: reads {list} ({} of {found} partitions)",
+        reads.len()
+    )
+}
+
 /// The name of a batch's dead-letter file: a hash of its offset range (the range itself is too
 /// long for a file name with many partitions), the same on replay.
 fn dead_letter_range(start: &SourceOffset, end: &SourceOffset) -> String {
@@ -816,4 +855,26 @@ fn dead_letter_range(start: &SourceOffset, end: &SourceOffset) -> String {
     let digest = sha2::Sha256::digest(format!("{start}..{end}"));
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!("kafka-{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_status;
+
+    #[test]
+    fn the_group_status_names_the_first_eight_partitions_read_and_counts_them_against_all_found() {
+        let reads: Vec<(String, i32)> = (0..10).map(|p| ("t".to_string(), p)).collect();
+        assert_eq!(
+            group_status("g", &reads[..2], 4),
+            "consumer group g: reads t/0, t/1 (2 of 4 partitions)"
+        );
+        assert_eq!(
+            group_status("g", &reads, 20),
+            "consumer group g: reads t/0, t/1, t/2, t/3, t/4, t/5, t/6, t/7, … (10 of 20 partitions)"
+        );
+        assert_eq!(
+            group_status("g", &[], 4),
+            "consumer group g: reads none (0 of 4 partitions)"
+        );
+    }
 }
