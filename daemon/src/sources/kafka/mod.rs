@@ -339,18 +339,17 @@ impl KafkaSource {
             .transpose()?;
         let mut partitions = self.discover()?;
         let mut known = started.clone().unwrap_or_default();
-        if self.membership.is_some() {
-            if !self.follow_group(&mut partitions, &mut known)? {
-                // Waited for like a broker that is not there yet (a run under `available_now`
-                // must not end before it has partitions), without the broker's backoff.
-                let joining = format!(
-                    "joining consumer group {}",
-                    self.spec.group_id.as_deref().unwrap_or_default()
-                );
-                self.group_status = Some(joining.clone());
-                self.joining = true;
-                return Err(SourceError::Unavailable(joining));
-            }
+        // Without a group this changes nothing.
+        if !self.follow_group(&mut partitions, &mut known)? {
+            // Waited for like a broker that is not there yet (a run under `available_now`
+            // must not end before it has partitions), without the broker's backoff.
+            let joining = format!(
+                "joining consumer group {}",
+                self.spec.group_id.as_deref().unwrap_or_default()
+            );
+            self.group_status = Some(joining.clone());
+            self.joining = true;
+            return Err(SourceError::Unavailable(joining));
         }
         let new: Vec<(String, i32)> = partitions
             .iter()
