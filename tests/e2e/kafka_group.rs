@@ -233,6 +233,50 @@ fn daemons_come_and_go(output: Output) -> TestResult {
 }
 
 #[test]
+fn a_daemon_killed_with_kill_9_loses_no_line_its_partitions_go_to_the_other_after_the_session_timeout()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, PARTITIONS as u32);
+    let a_dir = tempfile::tempdir()?;
+    let b_dir = tempfile::tempdir()?;
+    let (a, b) = (a_dir.path(), b_dir.path());
+    let weir_a = member(&broker, a, Output::Files);
+    wait_for_assignments(&weir_a, 1);
+    let weir_b = member(&broker, b, Output::Files);
+    wait_for_assignments(&weir_b, 1);
+    weir_a.wait_for(
+        "A handing partitions over",
+        Duration::from_secs(60),
+        |_, err| err.contains("to another member"),
+    );
+    produce_lines(&broker, 0, 200);
+    wait_until("A and B read 200 lines", Duration::from_secs(60), || {
+        written(&broker, Output::Files, a, b).len() >= 200
+    });
+
+    // B dies without a word: after the session timeout (6 s) the group gives its partitions to
+    // A, which goes on from B's last committed offsets.
+    weir_b.kill9();
+    produce_lines(&broker, 200, 400);
+    weir_a.wait_for(
+        "A taking B's partitions",
+        Duration::from_secs(60),
+        |_, err| err.matches("consumer group gave this daemon").count() >= 2,
+    );
+    let every: Vec<String> = (0..400).map(|i| format!("line-{i:04}")).collect();
+    wait_until(
+        "every one of 400 lines, at least once",
+        Duration::from_secs(60),
+        || {
+            let seen = written(&broker, Output::Files, a, b);
+            every.iter().all(|line| seen.binary_search(line).is_ok())
+        },
+    );
+    drop(weir_a);
+    Ok(())
+}
+
+#[test]
 fn two_daemons_sharing_a_group_each_show_in_weir_status_the_partitions_it_reads_together_all_of_them()
 -> TestResult {
     use crate::daemon_harness::{Daemon, READY};
