@@ -123,6 +123,16 @@ fn written(broker: &Broker, output: Output, a: &Path, b: &Path) -> Vec<String> {
     all
 }
 
+/// Waits until `weir` has logged `count` rebalances that moved partitions from it to another
+/// member.
+fn wait_for_hand_overs(weir: &Weir, count: usize) {
+    weir.wait_for(
+        &format!("{count} hand-over(s) to another member"),
+        Duration::from_secs(60),
+        |_, err| err.matches("to another member").count() >= count,
+    );
+}
+
 /// Waits until `weir` has logged `count` rebalances that gave it partitions.
 fn wait_for_assignments(weir: &Weir, count: usize) {
     weir.wait_for(
@@ -167,11 +177,7 @@ fn daemons_come_and_go(output: Output) -> TestResult {
     // B joins: the group moves some partitions from A to B.
     let mut weir_b = member(&broker, b, output);
     wait_for_assignments(&weir_b, 1);
-    weir_a.wait_for(
-        "A handing partitions over",
-        Duration::from_secs(60),
-        |_, err| err.contains("to another member"),
-    );
+    wait_for_hand_overs(&weir_a, 1);
     produce_lines(&broker, 100, 300);
     wait_until("A and B read 300 lines", Duration::from_secs(60), || {
         written(&broker, output, a, b).len() >= 300
@@ -194,11 +200,7 @@ fn daemons_come_and_go(output: Output) -> TestResult {
         "{}",
         weir_b.stderr()
     );
-    weir_a.wait_for(
-        "A taking B's partitions back",
-        Duration::from_secs(60),
-        |_, err| err.matches("consumer group gave this daemon").count() >= 2,
-    );
+    wait_for_assignments(&weir_a, 2);
     produce_lines(&broker, 300, 400);
     wait_until(
         "A reads the next 100 lines",
@@ -211,11 +213,7 @@ fn daemons_come_and_go(output: Output) -> TestResult {
     // on from the group's offsets, not from its own.
     let weir_b = member(&broker, b, output);
     wait_for_assignments(&weir_b, 1);
-    weir_a.wait_for(
-        "A handing partitions over again",
-        Duration::from_secs(60),
-        |_, err| err.matches("to another member").count() >= 2,
-    );
+    wait_for_hand_overs(&weir_a, 2);
     produce_lines(&broker, 400, 600);
     wait_until("A and B read 600 lines", Duration::from_secs(60), || {
         written(&broker, output, a, b).len() >= 600
@@ -244,11 +242,7 @@ fn a_daemon_killed_with_kill_9_loses_no_line_its_partitions_go_to_the_other_afte
     wait_for_assignments(&weir_a, 1);
     let weir_b = member(&broker, b, Output::Files);
     wait_for_assignments(&weir_b, 1);
-    weir_a.wait_for(
-        "A handing partitions over",
-        Duration::from_secs(60),
-        |_, err| err.contains("to another member"),
-    );
+    wait_for_hand_overs(&weir_a, 1);
     produce_lines(&broker, 0, 200);
     wait_until("A and B read 200 lines", Duration::from_secs(60), || {
         written(&broker, Output::Files, a, b).len() >= 200
@@ -258,11 +252,7 @@ fn a_daemon_killed_with_kill_9_loses_no_line_its_partitions_go_to_the_other_afte
     // A, which goes on from B's last committed offsets.
     weir_b.kill9();
     produce_lines(&broker, 200, 400);
-    weir_a.wait_for(
-        "A taking B's partitions",
-        Duration::from_secs(60),
-        |_, err| err.matches("consumer group gave this daemon").count() >= 2,
-    );
+    wait_for_assignments(&weir_a, 2);
     let every: Vec<String> = (0..400).map(|i| format!("line-{i:04}")).collect();
     wait_until(
         "every one of 400 lines, at least once",
@@ -277,11 +267,10 @@ fn a_daemon_killed_with_kill_9_loses_no_line_its_partitions_go_to_the_other_afte
 }
 
 #[test]
-fn two_daemons_sharing_a_group_each_show_in_weir_status_the_partitions_it_reads_together_all_of_them()
+fn two_daemons_sharing_a_group_say_the_topic_is_missing_then_each_show_in_weir_status_the_partitions_it_reads_together_all_of_them()
 -> TestResult {
     use crate::daemon_harness::{Daemon, READY};
     let broker = Broker::start();
-    broker.create_topic(TOPIC, PARTITIONS as u32);
     let pipeline = format!(
         r#"name = "shared-status"
 
@@ -310,6 +299,14 @@ type = "null"
             daemon
         })
         .collect();
+    for daemon in &daemons {
+        daemon.wait_status("the missing topic", READY, |s| {
+            s.to_string().contains(
+                "consumer group weir-shared-status: none of the topics the source subscribes to exists yet",
+            )
+        });
+    }
+    broker.create_topic(TOPIC, PARTITIONS as u32);
     // Each daemon's status line: `consumer group G: reads shared/0, shared/2 (2 of 4 partitions)`.
     let mut read_by = Vec::new();
     for daemon in &daemons {

@@ -339,14 +339,19 @@ impl KafkaSource {
             .transpose()?;
         let mut partitions = self.discover()?;
         let mut known = started.clone().unwrap_or_default();
+        let topics_exist = !partitions.is_empty();
         // Without a group this changes nothing.
         if !self.follow_group(&mut partitions, &mut known)? {
             // Waited for like a broker that is not there yet (a run under `available_now`
             // must not end before it has partitions), without the broker's backoff.
-            let joining = format!(
-                "joining consumer group {}",
-                self.spec.group_id.as_deref().unwrap_or_default()
-            );
+            let group = self.spec.group_id.as_deref().unwrap_or_default();
+            let joining = if topics_exist {
+                format!("joining consumer group {group}")
+            } else {
+                format!(
+                    "consumer group {group}: none of the topics the source subscribes to exists yet"
+                )
+            };
             self.group_status = Some(joining.clone());
             self.joining = true;
             return Err(SourceError::Unavailable(joining));
