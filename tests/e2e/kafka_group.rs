@@ -267,7 +267,7 @@ fn a_daemon_killed_with_kill_9_loses_no_line_its_partitions_go_to_the_other_afte
 }
 
 #[test]
-fn two_daemons_sharing_a_group_say_the_topic_is_missing_then_each_show_in_weir_status_the_partitions_it_reads_together_all_of_them()
+fn two_daemons_sharing_a_group_say_the_topic_is_missing_then_each_show_in_weir_status_and_metrics_the_partitions_it_reads_together_all_of_them()
 -> TestResult {
     use crate::daemon_harness::{Daemon, READY};
     let broker = Broker::start();
@@ -327,5 +327,37 @@ type = "null"
         ["shared/0", "shared/1", "shared/2", "shared/3"],
         "the daemons' status lines: {read_by:?}"
     );
+
+    // /metrics has a lag series for each partition a daemon reads, once a batch has read its
+    // half (a batch that only registers where new partitions start has no backlog yet).
+    produce_lines(&broker, 0, 8);
+    let mut scraped = Vec::new();
+    for (daemon, reads) in daemons.iter().zip(&read_by) {
+        let addr = daemon.http.clone().unwrap_or_default();
+        let mut wanted: Vec<String> = reads.split(", ").map(str::to_string).collect();
+        wanted.sort();
+        let mut seen = Vec::new();
+        wait_until(
+            "a backlog series per partition read",
+            Duration::from_secs(60),
+            || {
+                let (_, body) = crate::daemon_harness::http_get(&addr, "/metrics");
+                seen = body
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("weir_pipeline_source_partition_backlog{")
+                            && l.contains("pipeline=\"shared-status\"")
+                    })
+                    .filter_map(|l| l.split("partition=\"").nth(1)?.split('"').next())
+                    .map(str::to_string)
+                    .collect();
+                seen.sort();
+                seen == wanted
+            },
+        );
+        scraped.extend(seen);
+    }
+    scraped.sort();
+    assert_eq!(scraped, ["shared/0", "shared/1", "shared/2", "shared/3"]);
     Ok(())
 }

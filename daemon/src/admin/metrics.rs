@@ -523,6 +523,22 @@ impl Collector for WeirCollector {
                 None => Ok(()),
             },
         )?;
+        family(
+            &mut encoder,
+            "weir_pipeline_source_partition_backlog",
+            "The same per partition of a source that has partitions (Kafka: each partition this daemon reads, as topic/partition, and the records beyond the last batch's end in it).",
+            Gauge,
+            last.iter(),
+            |(p, l), put| {
+                for part in l.source_backlog.iter().flat_map(|b| &b.parts) {
+                    put(
+                        &[("pipeline", &p.name), ("partition", &part.part)],
+                        Value::Gauge(part.amount as f64),
+                    )?;
+                }
+                Ok(())
+            },
+        )?;
         self.encode_plugins(&mut encoder, &pipelines)?;
         family(
             &mut encoder,

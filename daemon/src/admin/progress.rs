@@ -82,10 +82,7 @@ pub fn spark_progress(p: &BatchProgress, query: &QueryIdentity) -> Value {
             "inputRowsPerSecond": p.input_rows_per_second,
             "processedRowsPerSecond": p.processed_rows_per_second,
             // Spark's source metrics are strings.
-            "metrics": p.source_backlog.as_ref().map_or_else(
-                || json!({}),
-                |b| json!({"backlog": b.amount.to_string(), "backlogUnit": b.unit}),
-            ),
+            "metrics": p.source_backlog.as_ref().map_or_else(|| json!({}), source_metrics),
         }],
         "sink": {
             "description": query.sinks.join(", "),
@@ -162,6 +159,21 @@ impl ProgressQuery {
     }
 }
 
+/// The source's `metrics` in Spark's progress: the backlog, and for a source with partitions
+/// (Kafka) Spark's own `minOffsetsBehindLatest`, `maxOffsetsBehindLatest` and
+/// `avgOffsetsBehindLatest` over them.
+fn source_metrics(b: &crate::sources::Backlog) -> Value {
+    let mut metrics = json!({"backlog": b.amount.to_string(), "backlogUnit": b.unit});
+    let behind = b.parts.iter().map(|p| p.amount);
+    if let (Some(min), Some(max)) = (behind.clone().min(), behind.clone().max()) {
+        let avg = behind.map(|a| a as f64).sum::<f64>() / b.parts.len() as f64;
+        metrics["minOffsetsBehindLatest"] = json!(min.to_string());
+        metrics["maxOffsetsBehindLatest"] = json!(max.to_string());
+        metrics["avgOffsetsBehindLatest"] = json!(format!("{avg:?}"));
+    }
+    metrics
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +210,7 @@ mod tests {
             source_backlog: Some(crate::sources::Backlog {
                 amount: 3,
                 unit: "files".into(),
+                parts: Vec::new(),
             }),
             state_disk_bytes: Some(4096),
             source_known_end: None,
@@ -224,6 +237,30 @@ mod tests {
         assert_eq!(v["weir"]["stateDiskBytes"], 4096);
         assert_eq!(v["sources"][0]["metrics"]["backlog"], "3");
         assert_eq!(v["sources"][0]["metrics"]["backlogUnit"], "files");
+        assert!(
+            v["sources"][0]["metrics"]
+                .get("maxOffsetsBehindLatest")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_kafka_backlog_gives_sparks_min_max_and_average_offsets_behind_latest() {
+        let parts = [("t/0", 1), ("t/1", 4), ("t/2", 0)]
+            .map(|(part, amount)| crate::sources::PartBacklog {
+                part: part.into(),
+                amount,
+            })
+            .to_vec();
+        let metrics = super::source_metrics(&crate::sources::Backlog {
+            amount: 5,
+            unit: "records".into(),
+            parts,
+        });
+        assert_eq!(metrics["backlog"], "5");
+        assert_eq!(metrics["minOffsetsBehindLatest"], "0");
+        assert_eq!(metrics["maxOffsetsBehindLatest"], "4");
+        assert_eq!(metrics["avgOffsetsBehindLatest"], "1.6666666666666667");
     }
 
     #[test]

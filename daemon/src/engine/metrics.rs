@@ -316,6 +316,7 @@ mod tests {
             source_backlog: Some(crate::sources::Backlog {
                 amount: rows,
                 unit: "records".into(),
+                parts: Vec::new(),
             }),
             state_disk_bytes: Some(8192),
             source_known_end: None,

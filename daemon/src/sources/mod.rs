@@ -192,6 +192,19 @@ pub struct Backlog {
     pub amount: u64,
     /// Of what.
     pub unit: String,
+    /// The same per partition of the input, for sources that have partitions (Kafka's
+    /// `topic/partition`: each partition's lag behind its end).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartBacklog>,
+}
+
+/// One partition's share of a [`Backlog`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartBacklog {
+    /// The partition (`topic/partition`).
+    pub part: String,
+    /// How much of the backlog is in it.
+    pub amount: u64,
 }
 
 /// How far a run with a known end has come: `done` of `total` (files of an `available_now` run

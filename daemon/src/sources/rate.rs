@@ -127,6 +127,7 @@ impl Source for RateSource {
         Some(super::Backlog {
             amount: self.backlog,
             unit: "rows".into(),
+            parts: Vec::new(),
         })
     }
 

@@ -382,6 +382,7 @@ impl Source for SocketSource {
         Some(super::Backlog {
             amount: self.backlog,
             unit: "lines".into(),
+            parts: Vec::new(),
         })
     }
 

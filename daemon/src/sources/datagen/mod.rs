@@ -572,6 +572,7 @@ impl Source for DatagenSource {
         Some(super::Backlog {
             amount: self.backlog,
             unit: "rows".into(),
+            parts: Vec::new(),
         })
     }
 

@@ -627,6 +627,7 @@ impl Source for FileSource {
         Some(super::Backlog {
             amount: amount as u64,
             unit: "files".into(),
+            parts: Vec::new(),
         })
     }
 

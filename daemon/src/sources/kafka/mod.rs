@@ -77,6 +77,8 @@ pub struct KafkaSource {
     lost_records: u64,
     /// Records the last `latest_offset` left for later batches.
     backlog: Option<u64>,
+    /// The same per partition (`topic/partition`).
+    backlog_parts: Vec<super::PartBacklog>,
     /// With `group_id`: this daemon's member of the group that shares the partitions.
     membership: Option<Membership>,
     /// "joining consumer group …" until the group has given this daemon its partitions, then
@@ -166,6 +168,7 @@ impl KafkaSource {
             waiting_since: None,
             lost_records: 0,
             backlog: None,
+            backlog_parts: Vec::new(),
         })
     }
 
@@ -410,6 +413,7 @@ impl KafkaSource {
         let available = end.clone();
         // A batch held back by `min_offsets_per_trigger` leaves all of it behind.
         self.backlog = Some(offsets::records_between(&known, &available));
+        self.backlog_parts = offsets::records_by_partition(&known, &available);
         if limit == ReadLimit::SourceLimits {
             if let Some(max) = self.spec.max_offsets_per_trigger {
                 end = offsets::rate_limit(&known, &end, max);
@@ -427,8 +431,9 @@ impl KafkaSource {
                 }
             }
         }
-        // What is there beyond this batch's end.
+        // What is there beyond this batch's end, in all and per partition.
         self.backlog = Some(offsets::records_between(&end, &available));
+        self.backlog_parts = offsets::records_by_partition(&end, &available);
         let end = offsets::to_json(&end);
         if end != *start {
             self.waiting_since = None;
@@ -815,6 +820,7 @@ impl Source for KafkaSource {
         self.backlog.map(|amount| super::Backlog {
             amount,
             unit: "records".into(),
+            parts: self.backlog_parts.clone(),
         })
     }
 

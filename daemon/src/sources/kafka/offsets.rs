@@ -41,6 +41,25 @@ pub fn records_between(start: &PartitionOffsets, end: &PartitionOffsets) -> u64 
     total
 }
 
+/// Records between `start` and `end` in each partition both know, as `topic/partition`.
+pub fn records_by_partition(
+    start: &PartitionOffsets,
+    end: &PartitionOffsets,
+) -> Vec<crate::sources::PartBacklog> {
+    let mut out = Vec::new();
+    for (topic, partitions) in end {
+        for (partition, until) in partitions {
+            if let Some(from) = get(start, topic, *partition) {
+                out.push(crate::sources::PartBacklog {
+                    part: format!("{topic}/{partition}"),
+                    amount: until.saturating_sub(from).max(0) as u64,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Caps `latest` so that at most about `limit` records are read after `start`, each partition
 /// getting a share in proportion to its backlog — Spark's `rateLimit`: a share below one record
 /// rounds up, others round down, so every partition with a backlog moves.
