@@ -6,7 +6,9 @@
 //! 3. weir: `kafka (json) → 10 s windowed average per sensor → null` under `available_now`,
 //!    through the real micro-batch loop, aggregation and RocksDB checkpoint;
 //! 4. the same pipeline from `datagen` with the same columns;
-//! 5. weir's Kafka sink: `datagen → kafka` (JSON values) at least once, and exactly once.
+//! 5. weir's Kafka sink: `datagen → kafka` (JSON values) at least once, and exactly once;
+//! 6. `kafka (json) → null` alone, then run by 1 and 2 pipelines (each its own store, as
+//!    separate daemons would be) sharing the topic's partitions through one consumer group.
 //!
 //! Run: `cargo bench -p weir --bench kafka` (`WEIR_BENCH_KAFKA_ROWS=200000` for fewer rows).
 //! The numbers in BENCHMARKS.md come from this.
@@ -220,6 +222,58 @@ fn run(toml: &str, store: &SharedStore, state_dir: &Path) -> (u64, f64) {
     })
 }
 
+/// Runs `members` copies of one pipeline at once, each with a store and state folder of its
+/// own under `root` (as separate daemons), to their end: (rows read by all, seconds from the
+/// start to the last end — the group's join included).
+fn run_members(members: usize, toml: &str, root: &Path) -> (u64, f64) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|err| panic!("runtime: {err}"));
+    let mut pipelines = Vec::new();
+    for member in 0..members {
+        let dir = root.join(format!("member-{member}"));
+        let store: SharedStore = Arc::new(
+            RocksStore::open(&dir.join("db")).unwrap_or_else(|err| panic!("rocksdb: {err}")),
+        );
+        let plan = weir::config::parse_pipeline(Path::new("/bench/p.toml"), toml)
+            .unwrap_or_else(|err| panic!("{err}"));
+        let ctx = PrepareContext {
+            plugins: None,
+            store: Some(&store),
+            limits: Default::default(),
+        };
+        let prepared = prepare(plan, ctx).unwrap_or_else(|err| panic!("{err}"));
+        let env = Environment {
+            store: store.clone(),
+            state_dir: dir,
+            label_console: false,
+        };
+        pipelines.push((prepared, env));
+    }
+    runtime.block_on(async move {
+        let started = Instant::now();
+        let mut handles = Vec::new();
+        for (prepared, env) in &pipelines {
+            let pipeline = open(prepared, env).unwrap_or_else(|err| panic!("{err}"));
+            handles.push(pipeline.spawn());
+        }
+        let monitors: Vec<_> = handles.iter().map(|h| h.monitor.clone()).collect();
+        for handle in handles {
+            if let Some(failure) = handle.join().await.failure() {
+                panic!("pipeline failed: {failure}");
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let rows = monitors
+            .iter()
+            .flat_map(|m| m.recent())
+            .map(|b| b.num_input_rows)
+            .sum();
+        (rows, seconds)
+    })
+}
+
 const COLUMNS: &str = r#"
 [[source.column]]
 name = "time"
@@ -364,6 +418,40 @@ fn main() {
         rows as f64 / secs / 1e6,
         bytes as f64 / secs / 1e6
     );
+
+    // The source decoding JSON alone, then shared through a consumer group by 1, 2 and 3
+    // pipelines with stores of their own (the partitions: see PARTITIONS).
+    let plain_json = format!(
+        "name = \"bench-json\"\ntrigger = \"available_now\"\n[source]\ntype = \"kafka\"\nbootstrap_servers = \"{}\"\nsubscribe = [\"readings\"]\nstarting_offsets = \"earliest\"\nmax_offsets_per_trigger = 300000\nformat = \"json\"\ncommit_offsets = false\n{}\n[[sink]]\ntype = \"null\"\n",
+        broker.bootstrap,
+        COLUMNS
+            .replace("{time}", "")
+            .replace("{sensor}", "")
+            .replace("{value}", "")
+    );
+    let (read, secs) = run(&plain_json, &store, state.path());
+    assert_eq!(read, rows, "weir read every record");
+    println!(
+        "weir kafka (json) -> null, no group: {:.2} M rows/s",
+        rows as f64 / secs / 1e6
+    );
+    // Three members are not run: in the one attempt (three partitions, so one each) the run
+    // did not end, and why is not known yet.
+    for members in 1..=2 {
+        let shared = plain_json
+            .replace("commit_offsets = false\n", &format!("group_id = \"bench-shared-{members}\"\n"))
+            .replace(
+                "[[sink]]",
+                "[source.options]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\n[[sink]]",
+            );
+        let root = state.path().join(format!("shared-{members}"));
+        let (read, secs) = run_members(members, &shared, &root);
+        assert_eq!(read, rows, "{members} members read every record once");
+        println!(
+            "weir kafka (json) -> null shared by {members} pipeline(s) in one consumer group: {:.2} M rows/s ({secs:.1} s, the group's join included)",
+            rows as f64 / secs / 1e6
+        );
+    }
 
     let sink_rows = rows.min(500_000);
     for (name, exactly_once) in [("bench-sink", false), ("bench-sink-eo", true)] {

@@ -398,17 +398,52 @@ impl KafkaSource {
             return Ok(offsets::to_json(&end));
         }
         if self.available_now {
-            let cap = self.frozen.get_or_insert_with(|| end.clone());
-            end = offsets::cap_at(&end, cap);
-            // Partitions the cap does not know keep their place.
+            let sharing = self.membership.is_some();
+            let cap = self.frozen.get_or_insert_with(|| {
+                if sharing {
+                    // Filled below with the partitions whose latest offset was asked for.
+                    PartitionOffsets::new()
+                } else {
+                    end.clone()
+                }
+            });
+            if sharing {
+                // A partition the group gave this daemon after the cap was taken is read up to
+                // where it was when this daemon first asked (another member read it up to its
+                // own cap).
+                for (topic, parts) in &end {
+                    for (partition, offset) in parts {
+                        if offsets::get(&known, topic, *partition).is_some() {
+                            cap.entry(topic.clone())
+                                .or_default()
+                                .entry(*partition)
+                                .or_insert(*offset);
+                        }
+                    }
+                }
+            }
+            let mut next = offsets::cap_at(&end, cap);
+            // Partitions the cap does not know keep their place; in a group, a partition that
+            // has just come is registered (and capped by the next batch).
             for (topic, parts) in &known {
                 for (partition, offset) in parts {
-                    end.entry(topic.clone())
+                    next.entry(topic.clone())
                         .or_default()
                         .entry(*partition)
                         .or_insert(*offset);
                 }
             }
+            if sharing {
+                for (topic, partition) in &new {
+                    if let Some(at) = offsets::get(&end, topic, *partition) {
+                        next.entry(topic.clone())
+                            .or_default()
+                            .entry(*partition)
+                            .or_insert(at);
+                    }
+                }
+            }
+            end = next;
         }
         let available = end.clone();
         // A batch held back by `min_offsets_per_trigger` leaves all of it behind.
