@@ -435,7 +435,7 @@ fn main() {
         "weir kafka (json) -> null, no group: {:.2} M rows/s",
         rows as f64 / secs / 1e6
     );
-    // Three members are not run: of five runs with three (three partitions, so one each), one
+    // Three members are not run: of six runs with three (three partitions, so one each), one
     // did not end, and why is not known yet.
     for members in 1..=2 {
         let shared = plain_json
