@@ -12,6 +12,7 @@ use rdkafka::consumer::{ConsumerContext, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::ProducerContext;
+use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,20 @@ pub fn client_config(
         config.set(*key, *value);
     }
     config
+}
+
+/// Next offsets per topic and partition as librdkafka's list (what commits and transactions
+/// take). Fails only on a topic name librdkafka cannot hold.
+pub fn offsets_list(
+    offsets: &BTreeMap<String, BTreeMap<i32, i64>>,
+) -> Result<TopicPartitionList, KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, parts) in offsets {
+        for (partition, offset) in parts {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+        }
+    }
+    Ok(tpl)
 }
 
 /// librdkafka's callbacks for one client of one pipeline.

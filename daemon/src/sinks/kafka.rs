@@ -22,7 +22,7 @@
 
 use super::SinkError;
 use crate::config::{KafkaDestination, KafkaSinkSpec, KafkaValue};
-use crate::kafka::{GroupLink, WeirContext, client_config};
+use crate::kafka::{GroupLink, WeirContext, client_config, offsets_list};
 use arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
@@ -567,14 +567,8 @@ impl KafkaSink {
                 .send_offsets_to_transaction(&marker, &metadata, REQUEST_TIMEOUT)
                 .map_err(|err| unavailable("recording the batch in the transaction", err))?;
             if let Some(source) = source.filter(|b| !b.offsets.is_empty()) {
-                let mut offsets = TopicPartitionList::new();
-                for (topic, parts) in &source.offsets {
-                    for (partition, next) in parts {
-                        offsets
-                            .add_partition_offset(topic, *partition, Offset::Offset(*next))
-                            .map_err(|err| unavailable("naming the source's offsets", err))?;
-                    }
-                }
+                let offsets = offsets_list(&source.offsets)
+                    .map_err(|err| unavailable("naming the source's offsets", err))?;
                 producer
                     .send_offsets_to_transaction(&offsets, &source.metadata, REQUEST_TIMEOUT)
                     .map_err(|err| {

@@ -23,7 +23,7 @@
 use super::offsets::{self, PartitionOffsets};
 use super::{REQUEST_TIMEOUT, broker_error};
 use crate::config::KafkaSourceSpec;
-use crate::kafka::{WeirContext, client_config};
+use crate::kafka::{WeirContext, client_config, offsets_list};
 use crate::sources::SourceError;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -239,7 +239,7 @@ impl Membership {
                 owned
             })
             .unwrap_or_default();
-        let tpl = partition_list(&owned)?;
+        let tpl = offsets_list(&owned).map_err(|err| broker_error("committing offsets", err))?;
         if tpl.count() == 0 {
             return Ok(());
         }
@@ -247,17 +247,6 @@ impl Membership {
             .commit(&tpl, CommitMode::Async)
             .map_err(|err| broker_error("committing offsets to the consumer group", err))
     }
-}
-
-fn partition_list(offsets: &PartitionOffsets) -> Result<TopicPartitionList, SourceError> {
-    let mut tpl = TopicPartitionList::new();
-    for (topic, parts) in offsets {
-        for (partition, offset) in parts {
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                .map_err(|err| broker_error("committing offsets", err))?;
-        }
-    }
-    Ok(tpl)
 }
 
 #[derive(Debug, Default)]
@@ -337,14 +326,16 @@ impl ConsumerContext for MemberContext {
                 out
             })
             .unwrap_or_default();
-        let committed = partition_list(&handed_over).and_then(|tpl| {
-            if tpl.count() == 0 {
-                return Ok(());
-            }
-            consumer
-                .commit(&tpl, CommitMode::Sync)
-                .map_err(|err| broker_error("handing over offsets", err))
-        });
+        let committed = offsets_list(&handed_over)
+            .map_err(|err| broker_error("handing over offsets", err))
+            .and_then(|tpl| {
+                if tpl.count() == 0 {
+                    return Ok(());
+                }
+                consumer
+                    .commit(&tpl, CommitMode::Sync)
+                    .map_err(|err| broker_error("handing over offsets", err))
+            });
         if let Err(err) = committed {
             tracing::warn!(pipeline = %self.pipeline, group = %self.group, "{err}: the next owner of {} may read again records this daemon has written", list(&leaving));
         }

@@ -16,7 +16,7 @@ mod offsets;
 use super::bad_records::{BadRecords, MalformedCounts};
 use super::{ReadLimit, Source, SourceContext, SourceError, SourceOffset, Wakeup};
 use crate::config::{KafkaSourceSpec, KafkaTopics, StartingOffsets};
-use crate::kafka::{GroupBatch, GroupLink, WeirContext, client_config};
+use crate::kafka::{GroupBatch, GroupLink, WeirContext, client_config, offsets_list};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use decode::PartitionRecords;
@@ -447,8 +447,7 @@ impl KafkaSource {
         }
         let available = end.clone();
         // A batch held back by `min_offsets_per_trigger` leaves all of it behind.
-        self.backlog = Some(offsets::records_between(&known, &available));
-        self.backlog_parts = offsets::records_by_partition(&known, &available);
+        self.set_backlog(&known, &available);
         if limit == ReadLimit::SourceLimits {
             if let Some(max) = self.spec.max_offsets_per_trigger {
                 end = offsets::rate_limit(&known, &end, max);
@@ -467,13 +466,18 @@ impl KafkaSource {
             }
         }
         // What is there beyond this batch's end, in all and per partition.
-        self.backlog = Some(offsets::records_between(&end, &available));
-        self.backlog_parts = offsets::records_by_partition(&end, &available);
+        self.set_backlog(&end, &available);
         let end = offsets::to_json(&end);
         if end != *start {
             self.waiting_since = None;
         }
         Ok(end)
+    }
+
+    /// Records the backlog between `from` and `to`: per partition, and in all.
+    fn set_backlog(&mut self, from: &PartitionOffsets, to: &PartitionOffsets) {
+        self.backlog_parts = offsets::records_by_partition(from, to);
+        self.backlog = Some(self.backlog_parts.iter().map(|p| p.amount).sum());
     }
 
     /// Narrows this batch's partitions and known offsets to what the group gives this daemon:
@@ -829,14 +833,8 @@ impl Source for KafkaSource {
         if !self.spec.commit_offsets {
             return Ok(());
         }
-        let end = offsets::parse(end)?;
-        let mut tpl = TopicPartitionList::new();
-        for (topic, parts) in &end {
-            for (partition, offset) in parts {
-                tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                    .map_err(|err| broker_error("committing offsets", err))?;
-            }
-        }
+        let tpl = offsets_list(&offsets::parse(end)?)
+            .map_err(|err| broker_error("committing offsets", err))?;
         if tpl.count() == 0 {
             return Ok(());
         }
