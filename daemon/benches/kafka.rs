@@ -435,8 +435,9 @@ fn main() {
         "weir kafka (json) -> null, no group: {:.2} M rows/s",
         rows as f64 / secs / 1e6
     );
-    // Three members are not run: of six runs with three (three partitions, so one each), one
-    // did not end, and why is not known yet.
+    // Three members are not run: Tansu 0.6.0 sometimes gives the partitions of two members
+    // that leave at once to nobody (the one left keeps its own and is not rebalanced; seen with
+    // confluent-kafka alone too), so the run whose last member is left waiting never ends.
     for members in 1..=2 {
         let shared = plain_json
             .replace("commit_offsets = false\n", &format!("group_id = \"bench-shared-{members}\"\n"))
