@@ -10,13 +10,17 @@
 //! are: the checkpoint id is written, a listening socket is bound, output folders are created.
 //! This is the only module that imports sources, sinks, wasm and window together.
 
-use crate::config::{Diagnostic, Diagnostics, FunctionKind, PipelinePlan, TransformSpec};
+use crate::config::{
+    Diagnostic, Diagnostics, FunctionKind, KafkaTopics, PipelinePlan, SourceSpec, TransformSpec,
+};
 use crate::engine::{DecodeDictionaries, Operator, Pipeline, decoded_schema};
+use crate::kafka::GroupLink;
+use crate::kafka::changelog::ChangelogTopic;
 use crate::sinks::{self, SinkError};
 use crate::sources::{self, SourceContext, SourceError};
 use crate::state::{Checkpoint, CheckpointError, SharedStore};
 use crate::wasm::{Limits, PluginAggregates, PluginCatalog, PluginError, WasmTransform};
-use crate::window::{self, AggregateOperator, OpenError, UserAggregates};
+use crate::window::{self, AggregateOperator, OpenError, TaskedAggregate, UserAggregates};
 use arrow::datatypes::SchemaRef;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -127,6 +131,10 @@ pub enum AssembleError {
         /// What went wrong (names the plugin).
         source: Box<PluginError>,
     },
+    /// An aggregation on shared partitions was built without its source's group link (a swap
+    /// of its stage: the pipeline restarts instead).
+    #[error("the aggregation on shared partitions needs its source's consumer group")]
+    NoGroupLink,
 }
 
 fn stage_limits(spec: &TransformSpec, defaults: Limits) -> Limits {
@@ -310,6 +318,7 @@ pub fn build_stages(
     prepared: &Prepared,
     store: &SharedStore,
     source_schema: SchemaRef,
+    group_link: Option<&Arc<GroupLink>>,
 ) -> Result<Vec<Box<dyn Operator>>, AssembleError> {
     let plan = &prepared.plan;
     let mut schema = source_schema.clone();
@@ -351,10 +360,46 @@ pub fn build_stages(
         )
         .map_err(AssembleError::Check)?;
         let aggregates = aggregates.map(|a| a as Arc<dyn UserAggregates + Send + Sync>);
-        let op = AggregateOperator::new(&plan.name, resolved, store.clone(), aggregates)?;
-        operators.push(Box::new(op));
+        match shared_changelog(plan) {
+            Some(changelog) => {
+                let link = group_link.ok_or(AssembleError::NoGroupLink)?;
+                operators.push(Box::new(TaskedAggregate::new(
+                    &plan.name,
+                    resolved,
+                    store.clone(),
+                    aggregates,
+                    link.clone(),
+                    changelog,
+                )));
+            }
+            None => {
+                let op = AggregateOperator::new(&plan.name, resolved, store.clone(), aggregates)?;
+                operators.push(Box::new(op));
+            }
+        }
     }
     Ok(operators)
+}
+
+/// The changelog of an aggregation run as tasks over partitions shared through a consumer
+/// group, or `None` for an aggregation of the whole input.
+fn shared_changelog(plan: &PipelinePlan) -> Option<ChangelogTopic> {
+    let SourceSpec::Kafka(kafka) = &plan.source else {
+        return None;
+    };
+    let (true, Some(group), KafkaTopics::Subscribe(topics)) =
+        (kafka.task_column, &kafka.group_id, &kafka.topics)
+    else {
+        return None;
+    };
+    Some(ChangelogTopic {
+        servers: kafka.bootstrap_servers.clone(),
+        options: kafka.options.clone(),
+        group: group.clone(),
+        pipeline: plan.name.clone(),
+        input: topics.first()?.clone(),
+        timeout: kafka.fetch_timeout,
+    })
 }
 
 /// What opening a pipeline needs from the process around it.
@@ -392,9 +437,9 @@ pub fn open(prepared: &Prepared, env: &Environment) -> Result<Pipeline, Assemble
         state_dir: env.state_dir.clone(),
     };
     let source = sources::build(&plan.source, &ctx)?;
-    let operators = build_stages(prepared, &env.store, source.schema())?;
-    let label = env.label_console.then_some(plan.name.as_str());
     let group_link = source.group_link();
+    let operators = build_stages(prepared, &env.store, source.schema(), group_link.as_ref())?;
+    let label = env.label_console.then_some(plan.name.as_str());
     let mut sinks = Vec::with_capacity(plan.sinks.len());
     for (index, spec) in plan.sinks.iter().enumerate() {
         let ctx = sinks::SinkContext {

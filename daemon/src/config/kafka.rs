@@ -110,6 +110,9 @@ pub struct KafkaSourceSpec {
     pub group_id: Option<String>,
     /// Commit each batch's end offsets to the consumer group after the batch commits.
     pub commit_offsets: bool,
+    /// Add each row's partition as a last column (`kafka::TASK_COLUMN`): set by the plan when
+    /// an aggregation runs on partitions shared through `group_id`, one task per partition.
+    pub task_column: bool,
     /// Longest a batch's records may take to arrive before the batch fails (and is retried).
     pub fetch_timeout: Duration,
     /// librdkafka properties, passed through.
@@ -742,6 +745,7 @@ pub(super) fn check_kafka_source(
         on_error: raw.on_error.map_or(OnError::Fail, Spanned::into_inner),
         group_id,
         commit_offsets: raw.commit_offsets.as_ref().is_none_or(|b| *b.get_ref()),
+        task_column: false,
         fetch_timeout: fetch_timeout?,
         options,
     })
@@ -935,7 +939,7 @@ mod tests {
     }
 
     #[test]
-    fn group_id_is_refused_beside_assign_commit_offsets_false_and_an_aggregation_each_at_its_line_and_takes_an_exactly_once_sink()
+    fn group_id_is_refused_beside_assign_and_commit_offsets_false_and_an_aggregation_on_it_needs_one_topic_no_transform_no_complete_mode_and_an_exactly_once_kafka_sink_each_at_its_line()
      {
         let Ok(SourceSpec::Kafka(s)) = source("subscribe = [\"a\"]\ngroup_id = \"g\"") else {
             panic!("{:?}", source("subscribe = [\"a\"]\ngroup_id = \"g\""));
@@ -962,19 +966,48 @@ mod tests {
         let aggregated = format!(
             "{head}[aggregate]\ngroup_by = [\"k\"]\nfunctions = [{{ fn = \"count\" }}]\n[[sink]]\ntype = \"null\"\n"
         );
-        let err = parse_pipeline(Path::new("/x/p.toml"), &aggregated)
-            .err()
-            .map(|d| d.to_string())
-            .unwrap_or_default();
+        let errors = |text: &str| {
+            parse_pipeline(Path::new("/x/p.toml"), text)
+                .err()
+                .map(|d| d.to_string())
+                .unwrap_or_default()
+        };
+        let err = errors(&aggregated);
         assert!(
-            err.contains("/x/p.toml:12:1: error: [aggregate] cannot run on partitions shared through consumer group \"g\""),
+            err.contains("/x/p.toml:12:1: error: [aggregate] on partitions shared through consumer group \"g\" needs a Kafka sink with exactly_once = true"),
             "{err}"
         );
-        // Exactly once to Kafka commits the group's offsets in the sink's transactions.
-        let exactly_once = format!(
-            "{head}[[sink]]\ntype = \"kafka\"\nbootstrap_servers = \"b:9092\"\ntopic = \"out\"\nexactly_once = true\n"
-        );
+        // Exactly once to Kafka commits the group's offsets (and a shared aggregation's
+        // changelog) in the sink's transactions.
+        let exactly_once_sink = "[[sink]]\ntype = \"kafka\"\nbootstrap_servers = \"b:9092\"\ntopic = \"out\"\nexactly_once = true\n";
+        let exactly_once = format!("{head}{exactly_once_sink}");
         assert!(parse_pipeline(Path::new("/x/p.toml"), &exactly_once).is_ok());
+        let shared = aggregated.replace("[[sink]]\ntype = \"null\"\n", exactly_once_sink);
+        match parse_pipeline(Path::new("/x/p.toml"), &shared) {
+            Ok(plan) => assert!(
+                matches!(&plan.source, SourceSpec::Kafka(k) if k.task_column),
+                "the source adds each row's partition for the aggregation's tasks"
+            ),
+            Err(err) => panic!("{err}"),
+        }
+        let err = errors(&shared.replace("subscribe = [\"a\"]", "subscribe = [\"a\", \"b\"]"));
+        assert!(
+            err.contains("/x/p.toml:12:1: error: [aggregate] on partitions shared through consumer group \"g\" needs exactly one topic in `subscribe`"),
+            "{err}"
+        );
+        let err = errors(&shared.replace("output_mode = \"update\"", "output_mode = \"complete\""));
+        assert!(
+            err.contains("/x/p.toml:12:1: error: output_mode \"complete\" cannot run on partitions shared through consumer group \"g\""),
+            "{err}"
+        );
+        let err = errors(&shared.replace(
+            "[aggregate]",
+            "[[transform]]\nplugin = \"upper\"\n[aggregate]",
+        ));
+        assert!(
+            err.contains("/x/p.toml:14:1: error: [aggregate] on partitions shared through consumer group \"g\" cannot follow a [[transform]] yet"),
+            "{err}"
+        );
         let alone = aggregated.replace("group_id = \"g\"\n", "");
         assert!(parse_pipeline(Path::new("/x/p.toml"), &alone).is_ok());
     }

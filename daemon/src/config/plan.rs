@@ -5,6 +5,7 @@
 use super::aggregate::{AggregateSpec, check_aggregate};
 use super::checker::Checker;
 use super::diagnostic::{Diagnostics, Location};
+use super::kafka::KafkaTopics;
 use super::raw::{RawHead, RawTasks, RawTrigger};
 use super::sink::{SinkSpec, check_sinks};
 use super::source::{SourceSpec, check_source};
@@ -211,16 +212,26 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
         );
     }
 
-    if let Some(SourceSpec::Kafka(kafka)) = &source
-        && let Some(group) = &kafka.group_id
+    let mut source = source;
+    if let Some(SourceSpec::Kafka(kafka)) = &mut source
+        && let Some(group) = kafka.group_id.clone()
+        && let Some(span) = aggregate_span
+            .clone()
+            .filter(|_| matches!(aggregate, Some(Some(_))))
     {
-        check_shared_partitions(
-            &mut c,
-            group,
-            aggregate_span
-                .clone()
-                .filter(|_| matches!(aggregate, Some(Some(_)))),
-        );
+        let shared = SharedAggregate {
+            group: &group,
+            topics: &kafka.topics,
+            transforms: transforms.as_ref().map_or(0, Vec::len),
+            output_mode,
+            exactly_once_kafka_sink: sinks.as_ref().is_some_and(|sinks| {
+                sinks
+                    .iter()
+                    .any(|s| matches!(s, SinkSpec::Kafka(k) if k.exactly_once))
+            }),
+        };
+        check_shared_aggregate(&mut c, &shared, span);
+        kafka.task_column = true;
     }
 
     match (name, source, sinks, transforms, aggregate) {
@@ -247,18 +258,46 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
     }
 }
 
-/// What a pipeline whose Kafka partitions are shared through a consumer group (`group_id`)
-/// cannot do yet: keep state (it would stay behind on the daemon a partition left).
-fn check_shared_partitions(
-    c: &mut Checker<'_>,
-    group: &str,
-    aggregate_span: Option<std::ops::Range<usize>>,
-) {
-    if let Some(span) = aggregate_span {
+/// What an aggregation on Kafka partitions shared through a consumer group (`group_id`) needs.
+struct SharedAggregate<'a> {
+    group: &'a str,
+    topics: &'a KafkaTopics,
+    transforms: usize,
+    output_mode: OutputMode,
+    exactly_once_kafka_sink: bool,
+}
+
+/// An aggregation on shared partitions runs one task per partition, whose state moves with
+/// the partition through a changelog topic written in the exactly-once sink's transactions
+/// (`window::tasks`). What that cannot do (yet) is refused at the `[aggregate]` table.
+fn check_shared_aggregate(c: &mut Checker<'_>, shared: &SharedAggregate<'_>, span: Range<usize>) {
+    let group = shared.group;
+    if !matches!(shared.topics, KafkaTopics::Subscribe(topics) if topics.len() == 1) {
+        c.error_hint(
+            span.clone(),
+            format!("[aggregate] on partitions shared through consumer group \"{group}\" needs exactly one topic in `subscribe`"),
+            "each partition of the topic is a task whose state moves with it; the group protocol does not keep the same partition of several topics together",
+        );
+    }
+    if shared.transforms > 0 {
+        c.error_hint(
+            span.clone(),
+            format!("[aggregate] on partitions shared through consumer group \"{group}\" cannot follow a [[transform]] yet"),
+            "the aggregation reads each row's partition from the source; aggregate the source's rows directly, or leave group_id out",
+        );
+    }
+    if shared.output_mode == OutputMode::Complete {
+        c.error_hint(
+            span.clone(),
+            format!("output_mode \"complete\" cannot run on partitions shared through consumer group \"{group}\""),
+            "each daemon holds only its partitions' groups, so none has the whole table; use \"append\" or \"update\"",
+        );
+    }
+    if !shared.exactly_once_kafka_sink {
         c.error_hint(
             span,
-            format!("[aggregate] cannot run on partitions shared through consumer group \"{group}\""),
-            "a window's state would stay on the daemon a partition left, so each daemon would emit partial results; leave group_id out to read every partition on this daemon (its offsets still go to weir-<pipeline> for lag tools)",
+            format!("[aggregate] on partitions shared through consumer group \"{group}\" needs a Kafka sink with exactly_once = true"),
+            "the state moves between daemons through a changelog topic written in that sink's transactions, with the output and the source's offsets",
         );
     }
 }

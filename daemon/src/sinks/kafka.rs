@@ -22,6 +22,7 @@
 
 use super::SinkError;
 use crate::config::{KafkaDestination, KafkaSinkSpec, KafkaValue};
+use crate::kafka::changelog::ChangelogBatch;
 use crate::kafka::{GroupLink, WeirContext, client_config, offsets_list};
 use arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use arrow::compute::cast;
@@ -481,6 +482,32 @@ impl KafkaSink {
         })
     }
 
+    /// A shared aggregation's state changes, to its changelog in the batch's transaction.
+    fn produce_changelog(&mut self, changelog: &ChangelogBatch) -> Result<(), SinkError> {
+        let producer = self.producer()?;
+        for change in &changelog.records {
+            let mut pending: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&changelog.topic)
+                .partition(change.partition)
+                .key(change.key.as_slice());
+            if let Some(value) = &change.value {
+                pending = pending.payload(value.as_slice());
+            }
+            loop {
+                match producer.send(pending) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        producer.poll(Duration::from_millis(100));
+                        pending = back;
+                    }
+                    Err((err, _)) => {
+                        return Err(unavailable("writing the aggregation's changelog", err));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn produce_chunk(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
         let columns = self.record_columns(batch)?;
         let fixed_topic = match &self.spec.destination {
@@ -555,6 +582,9 @@ impl KafkaSink {
         let written = (|| {
             for batch in batches {
                 self.produce_chunk(batch)?;
+            }
+            if let Some(changelog) = self.group.as_ref().and_then(|link| link.take_changelog()) {
+                self.produce_changelog(&changelog)?;
             }
             let marker = self.marker_partition(Offset::Offset(batch_id as i64 + 1))?;
             let metadata = self

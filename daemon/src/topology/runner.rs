@@ -543,8 +543,8 @@ impl Runner {
             return Err("no stage uses the changed plugins".into());
         }
         let store = self.settings.env.store.clone();
-        let stages =
-            blocking(|| build_stages(new, &store, source_schema)).map_err(|err| err.to_string())?;
+        let stages = blocking(|| build_stages(new, &store, source_schema, None))
+            .map_err(|err| err.to_string())?;
         let stages: Vec<(String, Box<dyn crate::engine::Operator>)> = stages
             .into_iter()
             .filter_map(|op| {

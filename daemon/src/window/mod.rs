@@ -13,11 +13,13 @@ mod local_keys;
 mod operator;
 mod persist;
 mod resolve;
+mod tasks;
 
 pub use accumulators::{AggregateError, GroupsAccumulator, UserAggregateFn};
 pub use operator::{AggregateOperator, OpenError, check_stored_state};
 pub use persist::STATE_FORMAT;
 pub use resolve::{AggregatePlan, UserAggregates, resolve, window_type};
+pub use tasks::{TaskedAggregate, task_prefix};
 
 #[cfg(test)]
 mod model_tests;

@@ -174,7 +174,21 @@ pub fn check_stored_state(
     fingerprint: &str,
     store: &SharedStore,
 ) -> Result<(), OpenError> {
-    let keys = StateKeys::new(&crate::state::pipeline_prefix(pipeline));
+    check_state_at(
+        &StateKeys::new(&crate::state::pipeline_prefix(pipeline)),
+        pipeline,
+        fingerprint,
+        store,
+    )
+}
+
+/// [`check_stored_state`] for the state under `keys` (a pipeline's, or one task's).
+fn check_state_at(
+    keys: &StateKeys,
+    pipeline: &str,
+    fingerprint: &str,
+    store: &SharedStore,
+) -> Result<(), OpenError> {
     let meta = keys.load_meta(store).map_err(|reason| OpenError::Load {
         pipeline: pipeline.to_string(),
         reason,
@@ -215,7 +229,20 @@ impl AggregateOperator {
         store: SharedStore,
         plugins: Option<Arc<dyn UserAggregates + Send + Sync>>,
     ) -> Result<AggregateOperator, OpenError> {
-        let keys = StateKeys::new(&crate::state::pipeline_prefix(pipeline));
+        let prefix = crate::state::pipeline_prefix(pipeline);
+        Self::under(pipeline, &prefix, plan, store, plugins)
+    }
+
+    /// The aggregation of `pipeline` keeping its state under `prefix` (one task's, when the
+    /// pipeline's partitions are shared: see `window::tasks`).
+    pub fn under(
+        pipeline: &str,
+        prefix: &[u8],
+        plan: AggregatePlan,
+        store: SharedStore,
+        plugins: Option<Arc<dyn UserAggregates + Send + Sync>>,
+    ) -> Result<AggregateOperator, OpenError> {
+        let keys = StateKeys::new(prefix);
         let load_error = |reason: String| OpenError::Load {
             pipeline: pipeline.to_string(),
             reason,
@@ -255,7 +282,12 @@ impl AggregateOperator {
 
     /// Checks the stored state against this aggregation's fingerprint, then loads it.
     fn restore_state(&mut self) -> Result<(), OpenError> {
-        check_stored_state(&self.pipeline, &self.plan.fingerprint, &self.store)?;
+        check_state_at(
+            &self.keys,
+            &self.pipeline,
+            &self.plan.fingerprint,
+            &self.store,
+        )?;
         self.reload().map_err(|reason| OpenError::Load {
             pipeline: self.pipeline.clone(),
             reason,

@@ -60,6 +60,13 @@ pub fn schema(spec: &KafkaSourceSpec) -> SchemaRef {
     if spec.format != KafkaFormat::Raw && spec.include_timestamp {
         fields.push(Field::new("timestamp", timestamp, true));
     }
+    if spec.task_column {
+        fields.push(Field::new(
+            crate::kafka::TASK_COLUMN,
+            DataType::Int32,
+            false,
+        ));
+    }
     Arc::new(Schema::new(fields))
 }
 
@@ -155,6 +162,15 @@ pub fn build(
     bad: &mut BadRecords,
     out: &mut Vec<RecordBatch>,
 ) -> Result<(), SourceError> {
+    // The task column is added to each chunk last, from its partition.
+    let tasked = schema.clone();
+    let schema = &if spec.task_column {
+        Arc::new(Schema::new(
+            tasked.fields()[..tasked.fields().len() - 1].to_vec(),
+        ))
+    } else {
+        tasked.clone()
+    };
     // What the JSON and CSV decoders produce: the schema without the `timestamp` column that
     // `include_timestamp` appends from the records themselves.
     let decoded_schema: SchemaRef = if spec.include_timestamp {
@@ -166,13 +182,21 @@ pub fn build(
     };
     for part in parts {
         for chunk in part.records.chunks(CHUNK_ROWS) {
-            let batch = match spec.format {
+            let mut batch = match spec.format {
                 KafkaFormat::Raw => raw_chunk(spec, schema, part, chunk)?,
                 KafkaFormat::Json | KafkaFormat::Csv => {
                     decoded_chunk(spec, schema, &decoded_schema, part, chunk, bad)?
                 }
                 KafkaFormat::Text => text_chunk(spec, schema, part, chunk, bad)?,
             };
+            if spec.task_column {
+                let mut columns = batch.columns().to_vec();
+                columns.push(Arc::new(arrow::array::Int32Array::from_value(
+                    part.partition,
+                    batch.num_rows(),
+                )));
+                batch = RecordBatch::try_new(tasked.clone(), columns)?;
+            }
             if batch.num_rows() > 0 {
                 out.push(batch);
             }

@@ -32,7 +32,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -172,6 +172,15 @@ impl Membership {
             .flatten()
     }
 
+    /// Each assigned partition's tenure: a number that changes whenever the group gives the
+    /// partition to this daemon again.
+    pub fn tenures(&self) -> BTreeMap<Partition, u64> {
+        self.consumer
+            .context()
+            .with_state(|s| s.tenures.clone())
+            .unwrap_or_default()
+    }
+
     /// The partitions assigned since the last call (all of them after a start).
     pub fn take_arrived(&self) -> BTreeSet<Partition> {
         self.consumer
@@ -257,6 +266,10 @@ struct MemberState {
     arrived: BTreeSet<Partition>,
     /// The end of the last batch this daemon committed, for the partitions it owns.
     committed: PartitionOffsets,
+    /// Assignments served so far: each arrival's tenure.
+    arrivals: u64,
+    /// The tenure of each assigned partition.
+    tenures: BTreeMap<Partition, u64>,
 }
 
 /// The member's callbacks: librdkafka's log and errors as the other clients', and the
@@ -351,9 +364,11 @@ impl ConsumerContext for MemberContext {
                 }
                 let now = self.with_state(|s| {
                     let assigned = s.assigned.get_or_insert_with(BTreeSet::new);
+                    s.arrivals += 1;
                     for p in &arriving {
                         assigned.insert(p.clone());
                         s.arrived.insert(p.clone());
+                        s.tenures.insert(p.clone(), s.arrivals);
                     }
                     assigned.len()
                 });
@@ -366,6 +381,7 @@ impl ConsumerContext for MemberContext {
                     for (topic, partition) in &leaving {
                         assigned.remove(&(topic.clone(), *partition));
                         s.arrived.remove(&(topic.clone(), *partition));
+                        s.tenures.remove(&(topic.clone(), *partition));
                         if let Some(parts) = s.committed.get_mut(topic) {
                             parts.remove(partition);
                         }

@@ -601,9 +601,19 @@ impl KafkaSource {
         let metadata = member.group_metadata().ok_or_else(|| {
             SourceError::Unavailable("the consumer group member has no generation yet".into())
         })?;
+        let tenures = member.tenures();
         link.set(Some(GroupBatch {
+            tenures: commit
+                .iter()
+                .flat_map(|(topic, parts)| parts.keys().map(move |p| (topic.clone(), *p)))
+                .map(|p| {
+                    let tenure = tenures.get(&p).copied().unwrap_or_default();
+                    (p, tenure)
+                })
+                .collect(),
             offsets: commit,
             metadata,
+            group_offsets: group,
         }));
         Ok((from, until))
     }

@@ -17,6 +17,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub mod changelog;
+
+/// The column a Kafka source adds, for an aggregation shared through a consumer group, with
+/// each row's partition: the task the row belongs to (`window::tasks`).
+pub const TASK_COLUMN: &str = "__weir_partition";
+
 /// A librdkafka configuration: weir's settings over the pipeline's `options`.
 pub fn client_config(
     servers: &str,
@@ -156,11 +162,15 @@ impl ProducerContext for WeirContext {
 /// generation). The sinks commit both in the batch's transaction, so the group's offsets move
 /// only with the output, and a daemon whose partitions have moved to another member (an older
 /// generation) is fenced by the broker instead of writing them twice.
+///
+/// A shared aggregation (`window::tasks`) adds the batch's state changes for the changelog
+/// topic, which the first exactly-once sink writes in the same transaction.
 #[derive(Debug, Default)]
 pub struct GroupLink {
     /// Set when an exactly-once sink is built on the link: the offsets move in its transactions.
     transactional: AtomicBool,
     batch: Mutex<Option<Arc<GroupBatch>>>,
+    changelog: Mutex<Option<changelog::ChangelogBatch>>,
 }
 
 /// One batch's group offsets (see [`GroupLink`]).
@@ -169,6 +179,14 @@ pub struct GroupBatch {
     pub offsets: BTreeMap<String, BTreeMap<i32, i64>>,
     /// The member that owned them when the batch was read.
     pub metadata: ConsumerGroupMetadata,
+    /// Where the group's committed offsets stood for those partitions when the batch was read
+    /// (a partition with no committed offset is absent): the point a task's state is restored
+    /// to from its changelog.
+    pub group_offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// Each partition's tenure on this daemon: a number that changes whenever the group gives
+    /// the partition to this daemon again, so a task kept across a rebalance that took its
+    /// partition away and back is known to be stale.
+    pub tenures: BTreeMap<(String, i32), u64>,
 }
 
 impl std::fmt::Debug for GroupBatch {
@@ -200,5 +218,17 @@ impl GroupLink {
     /// What the source read for the batch being written.
     pub fn current(&self) -> Option<Arc<GroupBatch>> {
         self.batch.lock().ok().and_then(|b| b.clone())
+    }
+
+    /// The batch's state changes for the changelog (`None`: none to write).
+    pub fn set_changelog(&self, batch: Option<changelog::ChangelogBatch>) {
+        if let Ok(mut current) = self.changelog.lock() {
+            *current = batch;
+        }
+    }
+
+    /// The batch's state changes, taken by the sink whose transaction writes them.
+    pub fn take_changelog(&self) -> Option<changelog::ChangelogBatch> {
+        self.changelog.lock().ok().and_then(|mut c| c.take())
     }
 }

@@ -1,0 +1,405 @@
+//! The changelog topic of an aggregation whose partitions are shared through a consumer group
+//! (`window::tasks`): every task's state changes, written by the exactly-once sink in the same
+//! transaction as the batch's output and the source's offsets, so a partition that moves to
+//! another daemon finds there exactly the state that goes with the group's offset.
+//!
+//! Topic `<group>-<pipeline>-changelog`, compacted, partitioned like the input: the changes of
+//! the task reading input partition `p` go to changelog partition `p`. A record's key is the
+//! state key under the task's prefix (a group's window and key, or the task's metadata); its
+//! value is the stored value, or none for a deletion. Two keys of weir's own:
+//!
+//! - `r`: the windows a batch evicted, a key range `[from, to)`. Ranges always start at the first
+//!   window and grow with the watermark, so the latest covers every earlier one, and compaction
+//!   keeping only the latest loses nothing.
+//! - `o`: the input offset the task's state has reached, written in every transaction for every
+//!   partition whose offsets it commits. A restore reads up to the `o` record that equals the
+//!   group's committed offset: what lies beyond it (a transaction a broker let through although
+//!   it was aborted) is not state that goes with that offset.
+
+use super::{WeirContext, client_config};
+use crate::state::{WriteOp, WriteSet};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::ops::Bound;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// Key of the record naming the input offset a transaction's changes reach.
+const REACHED: &[u8] = b"o";
+/// Key of an eviction's key range.
+const EVICTED: &[u8] = b"r";
+
+/// One change to a task's state, for the changelog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangelogRecord {
+    /// The changelog partition: the task's input partition.
+    pub partition: i32,
+    /// The state key under the task's prefix, or one of weir's own (`r`, `o`).
+    pub key: Vec<u8>,
+    /// The value; `None` deletes the key.
+    pub value: Option<Vec<u8>>,
+}
+
+/// A batch's changelog records and the topic they go to.
+#[derive(Debug, Clone, Default)]
+pub struct ChangelogBatch {
+    /// `<group>-<pipeline>-changelog`.
+    pub topic: String,
+    /// In the order they were made.
+    pub records: Vec<ChangelogRecord>,
+}
+
+/// The changelog topic of `pipeline` sharing its partitions through `group`.
+pub fn topic_name(group: &str, pipeline: &str) -> String {
+    format!("{group}-{pipeline}-changelog")
+}
+
+/// Adds to `out` the changes in `changes` to keys under `prefix` (one task's), as changelog
+/// records of `partition`. Keys outside the prefix are not the task's and are left out.
+pub fn add_changes(
+    changes: &WriteSet,
+    prefix: &[u8],
+    partition: i32,
+    out: &mut Vec<ChangelogRecord>,
+) {
+    for op in changes.ops() {
+        let (key, value) = match op {
+            WriteOp::Put(key, value) => match key.strip_prefix(prefix) {
+                Some(k) => (k.to_vec(), Some(value.clone())),
+                None => continue,
+            },
+            WriteOp::Delete(key) => match key.strip_prefix(prefix) {
+                Some(k) => (k.to_vec(), None),
+                None => continue,
+            },
+            WriteOp::DeleteRange(from, to) => {
+                let (Some(from), Some(to)) = (from.strip_prefix(prefix), to.strip_prefix(prefix))
+                else {
+                    continue;
+                };
+                (EVICTED.to_vec(), Some(encode_range(from, to)))
+            }
+        };
+        out.push(ChangelogRecord {
+            partition,
+            key,
+            value,
+        });
+    }
+}
+
+/// The record saying that `partition`'s state has reached input offset `offset`.
+pub fn reached(partition: i32, offset: i64) -> ChangelogRecord {
+    ChangelogRecord {
+        partition,
+        key: REACHED.to_vec(),
+        value: Some(offset.to_be_bytes().to_vec()),
+    }
+}
+
+fn encode_range(from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + from.len() + to.len());
+    out.extend_from_slice(&(from.len() as u32).to_be_bytes());
+    out.extend_from_slice(from);
+    out.extend_from_slice(to);
+    out
+}
+
+fn decode_range(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let rest = bytes.get(4..)?;
+    Some((rest.get(..len)?, rest.get(len..)?))
+}
+
+fn reached_offset(record: &(Vec<u8>, Option<Vec<u8>>)) -> Option<i64> {
+    if record.0 != REACHED {
+        return None;
+    }
+    let bytes: [u8; 8] = record.1.as_deref()?.try_into().ok()?;
+    Some(i64::from_be_bytes(bytes))
+}
+
+/// The state a partition's changelog records leave, in offset order: each key under the task's
+/// prefix and its value (weir's own keys are applied, not kept).
+pub fn replay(
+    records: &[(Vec<u8>, Option<Vec<u8>>)],
+) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
+    let mut state = BTreeMap::new();
+    for (key, value) in records {
+        if key == REACHED {
+            continue;
+        }
+        if key == EVICTED {
+            let Some((from, to)) = value.as_deref().and_then(decode_range) else {
+                return Err("a changelog eviction record is malformed".into());
+            };
+            let gone: Vec<Vec<u8>> = state
+                .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+                .map(|(k, _): (&Vec<u8>, _)| k.clone())
+                .collect();
+            for key in gone {
+                state.remove(&key);
+            }
+            continue;
+        }
+        match value {
+            Some(v) => {
+                state.insert(key.clone(), v.clone());
+            }
+            None => {
+                state.remove(key);
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// Of a partition's changelog records in offset order, those that go with input offset
+/// `until` (the group's committed offset): up to the last `o` record equal to it. `None` when
+/// no record says it has reached `until` yet.
+pub fn cut_at(records: &[(Vec<u8>, Option<Vec<u8>>)], until: i64) -> Option<usize> {
+    records
+        .iter()
+        .rposition(|r| reached_offset(r) == Some(until))
+        .map(|i| i + 1)
+}
+
+/// Runs a future of librdkafka's admin API (completed by librdkafka's own thread) to its end
+/// on this thread, or gives up at `deadline`.
+fn wait_for<F: Future>(future: F, deadline: Instant) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return Some(out);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Where a pipeline's changelog lives and how it is reached.
+#[derive(Debug, Clone)]
+pub struct ChangelogTopic {
+    /// `bootstrap.servers`.
+    pub servers: String,
+    /// The source's librdkafka options (security settings apply here too).
+    pub options: BTreeMap<String, String>,
+    /// The consumer group the partitions are shared through.
+    pub group: String,
+    /// The pipeline.
+    pub pipeline: String,
+    /// The input topic, partitioned as the changelog is.
+    pub input: String,
+    /// Longest one broker request may take.
+    pub timeout: Duration,
+}
+
+impl ChangelogTopic {
+    /// The changelog's name.
+    pub fn name(&self) -> String {
+        topic_name(&self.group, &self.pipeline)
+    }
+
+    /// Creates the changelog (compacted, with as many partitions as the input) unless it
+    /// exists.
+    pub fn ensure(&self) -> Result<(), String> {
+        let deadline = Instant::now() + self.timeout;
+        let consumer = self.consumer("changelog")?;
+        let metadata = consumer
+            .fetch_metadata(Some(&self.input), self.timeout)
+            .map_err(|err| format!("reading topic {}'s partitions: {err}", self.input))?;
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.input)
+            .map(|t| t.partitions().len())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("topic {} has no partitions", self.input))?;
+        let admin: AdminClient<DefaultClientContext> =
+            client_config(&self.servers, &self.options, &[])
+                .create()
+                .map_err(|err| format!("kafka admin client: {err}"))?;
+        let name = self.name();
+        let topic = NewTopic::new(
+            &name,
+            i32::try_from(partitions).unwrap_or(i32::MAX),
+            TopicReplication::Fixed(-1),
+        )
+        .set("cleanup.policy", "compact");
+        let options = AdminOptions::new().operation_timeout(Some(self.timeout));
+        let created = wait_for(admin.create_topics([&topic], &options), deadline)
+            .ok_or_else(|| format!("creating changelog topic {name}: no answer in time"))?
+            .map_err(|err| format!("creating changelog topic {name}: {err}"))?;
+        for result in created {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => {
+                    return Err(format!("creating changelog topic {name}: {code}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn consumer(&self, role: &'static str) -> Result<BaseConsumer<WeirContext>, String> {
+        let group = format!("{}-restore", self.group);
+        client_config(
+            &self.servers,
+            &self.options,
+            &[
+                ("group.id", &group),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("isolation.level", "read_committed"),
+                ("enable.partition.eof", "true"),
+                ("auto.offset.reset", "earliest"),
+            ],
+        )
+        .create_with_context(WeirContext::new(&self.pipeline, role))
+        .map_err(|err| format!("kafka changelog reader: {err}"))
+    }
+
+    /// The state of `partition`'s task that goes with input offset `until` (the group's
+    /// committed offset; `None`: nothing committed, so no state). Reads the changelog
+    /// partition from its start up to the `o` record equal to `until`, waiting up to
+    /// `patience` for it.
+    pub fn restore(
+        &self,
+        partition: i32,
+        until: Option<i64>,
+        patience: Duration,
+    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
+        let Some(until) = until else {
+            return Ok(BTreeMap::new());
+        };
+        let name = self.name();
+        let consumer = self.consumer("changelog restore")?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&name, partition, Offset::Beginning)
+            .map_err(|err| format!("changelog {name}/{partition}: {err}"))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|err| format!("reading changelog {name}/{partition}: {err}"))?;
+        let deadline = Instant::now() + patience;
+        let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut at_end = false;
+        loop {
+            if at_end && let Some(cut) = cut_at(&records, until) {
+                records.truncate(cut);
+                return replay(&records);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "changelog {name}/{partition} does not reach input offset {until} (the group's committed offset) after {} records",
+                    records.len()
+                ));
+            }
+            match consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(message)) => {
+                    records.push((
+                        message.key().unwrap_or_default().to_vec(),
+                        message.payload().map(<[u8]>::to_vec),
+                    ));
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => at_end = true,
+                Some(Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::UnknownTopicOrPartition,
+                ))) => {
+                    // Created a moment ago; its metadata has not reached every broker yet.
+                }
+                Some(Err(err)) => {
+                    return Err(format!("reading changelog {name}/{partition}: {err}"));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applied(changes: &WriteSet, prefix: &[u8]) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        let mut state = BTreeMap::new();
+        for op in changes.ops() {
+            match op {
+                WriteOp::Put(k, v) => {
+                    state.insert(k[prefix.len()..].to_vec(), v.clone());
+                }
+                WriteOp::Delete(k) => {
+                    state.remove(&k[prefix.len()..]);
+                }
+                WriteOp::DeleteRange(from, to) => {
+                    state.retain(|k: &Vec<u8>, _| {
+                        k.as_slice() < &from[prefix.len()..] || k.as_slice() >= &to[prefix.len()..]
+                    });
+                }
+            }
+        }
+        state
+    }
+
+    fn as_read(records: &[ChangelogRecord]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        records
+            .iter()
+            .map(|r| (r.key.clone(), r.value.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn replaying_a_tasks_changelog_gives_the_state_its_write_sets_left() -> Result<(), String> {
+        let prefix = b"p\0x\0t\x80\0\0\x01".to_vec();
+        let key = |k: &str| [prefix.as_slice(), k.as_bytes()].concat();
+        let mut changes = WriteSet::default();
+        changes.put(key("a1w1"), b"10".to_vec());
+        changes.put(key("a2w2"), b"20".to_vec());
+        changes.put(key("a3w3"), b"30".to_vec());
+        changes.put(key("m"), b"meta".to_vec());
+        changes.put(b"p\0x\0t\x80\0\0\x02a1".to_vec(), b"other task".to_vec());
+        changes.delete(key("a3w3"));
+        changes.delete_range(key("a"), key("a2"));
+        changes.put(key("a9w9"), b"90".to_vec());
+        let mut records = Vec::new();
+        add_changes(&changes, &prefix, 1, &mut records);
+        records.push(reached(1, 42));
+        assert!(records.iter().all(|r| r.partition == 1));
+        let state = replay(&as_read(&records))?;
+        assert_eq!(state, applied(&changes, &prefix));
+        assert_eq!(
+            state.keys().cloned().collect::<Vec<_>>(),
+            [b"a2w2".to_vec(), b"a9w9".to_vec(), b"m".to_vec()]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_restore_stops_at_the_last_record_reaching_the_groups_offset() {
+        let records = vec![
+            (b"a1".to_vec(), Some(b"1".to_vec())),
+            (REACHED.to_vec(), Some(10i64.to_be_bytes().to_vec())),
+            (b"a1".to_vec(), Some(b"2".to_vec())),
+            (REACHED.to_vec(), Some(20i64.to_be_bytes().to_vec())),
+            (b"a1".to_vec(), Some(b"garbage".to_vec())),
+        ];
+        assert_eq!(cut_at(&records, 10), Some(2));
+        assert_eq!(cut_at(&records, 20), Some(4));
+        assert_eq!(cut_at(&records, 30), None);
+    }
+
+    #[test]
+    fn a_malformed_eviction_record_is_an_error_not_a_panic() {
+        let records = vec![(EVICTED.to_vec(), Some(vec![0, 0, 0, 9, 1]))];
+        assert!(replay(&records).is_err());
+        let records = vec![(EVICTED.to_vec(), None)];
+        assert!(replay(&records).is_err());
+    }
+}

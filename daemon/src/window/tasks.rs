@@ -1,0 +1,376 @@
+//! The aggregation of a pipeline whose Kafka partitions are shared through a consumer group: one
+//! task per input partition this daemon owns, each an [`AggregateOperator`] with its own state
+//! (under `pipeline prefix | 't' | partition`), its own event-time clock and watermark (Kafka
+//! Streams' stream time per task), restored from the changelog topic whenever the group gives
+//! the partition to this daemon, and writing its changes to that changelog in the batch's
+//! transaction (see `kafka::changelog`).
+//!
+//! Rows reach it with the Kafka source's partition column ([`crate::kafka::TASK_COLUMN`]);
+//! what it owns, under which tenure, and where the group's offsets stood come from the source
+//! through the [`GroupLink`], set when the batch was read.
+
+use super::operator::AggregateOperator;
+use super::resolve::{AggregatePlan, UserAggregates};
+use crate::engine::{BatchContext, ErrorClass, Operator, OperatorError, StateOperatorProgress};
+use crate::kafka::changelog::{self, ChangelogBatch, ChangelogTopic};
+use crate::kafka::{GroupBatch, GroupLink, TASK_COLUMN};
+use crate::state::{SharedStore, WriteSet, prefix_end};
+use arrow::array::{AsArray, Int32Array};
+use arrow::compute::kernels::cmp::eq;
+use arrow::compute::{filter_record_batch, max, min};
+use arrow::datatypes::{Int32Type, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest a task's restore may wait for its changelog to reach the group's offset.
+const RESTORE_PATIENCE: Duration = Duration::from_secs(30);
+
+struct Task {
+    op: AggregateOperator,
+    tenure: u64,
+    /// The state key prefix.
+    prefix: Vec<u8>,
+    /// The task's context for the batch in flight (its own watermark).
+    ctx: Option<BatchContext>,
+}
+
+/// See the module's documentation.
+pub struct TaskedAggregate {
+    pipeline: String,
+    plan: AggregatePlan,
+    store: SharedStore,
+    plugins: Option<Arc<dyn UserAggregates + Send + Sync>>,
+    link: Arc<GroupLink>,
+    changelog: ChangelogTopic,
+    topic_ready: bool,
+    tasks: BTreeMap<i32, Task>,
+    /// The batch being run, and what the source read for it.
+    batch: Option<(u64, Option<Arc<GroupBatch>>)>,
+    /// The tasks' changes for the batch's commit, made when the batch finished.
+    pending: WriteSet,
+    last_progress: Option<StateOperatorProgress>,
+    /// Restores done since the pipeline started: (tasks, keys, milliseconds).
+    restored: (u64, u64, u64),
+}
+
+fn task_error(message: impl std::fmt::Display, retryable: bool) -> OperatorError {
+    OperatorError {
+        stage: "aggregate".into(),
+        message: message.to_string(),
+        class: if retryable {
+            ErrorClass::External
+        } else {
+            ErrorClass::Internal
+        },
+        retryable,
+    }
+}
+
+/// The state key prefix of `partition`'s task.
+pub fn task_prefix(pipeline: &str, partition: i32) -> Vec<u8> {
+    let mut prefix = crate::state::pipeline_prefix(pipeline);
+    prefix.push(b't');
+    prefix.extend_from_slice(&((partition as u32) ^ (1 << 31)).to_be_bytes());
+    prefix
+}
+
+impl TaskedAggregate {
+    /// The aggregation `plan` of `pipeline`, run as tasks over the partitions `link` reports.
+    pub fn new(
+        pipeline: &str,
+        plan: AggregatePlan,
+        store: SharedStore,
+        plugins: Option<Arc<dyn UserAggregates + Send + Sync>>,
+        link: Arc<GroupLink>,
+        changelog: ChangelogTopic,
+    ) -> TaskedAggregate {
+        TaskedAggregate {
+            pipeline: pipeline.to_string(),
+            plan,
+            store,
+            plugins,
+            link,
+            changelog,
+            topic_ready: false,
+            tasks: BTreeMap::new(),
+            batch: None,
+            pending: WriteSet::default(),
+            last_progress: None,
+            restored: (0, 0, 0),
+        }
+    }
+
+    /// Starts batch `ctx` once: drops the tasks whose partition this daemon no longer owns,
+    /// or owns again since (their state may have moved on elsewhere).
+    fn begin(&mut self, ctx: &BatchContext) {
+        if self
+            .batch
+            .as_ref()
+            .is_some_and(|(id, _)| *id == ctx.batch_id)
+        {
+            return;
+        }
+        let read = self.link.current();
+        let input = self.changelog.input.clone();
+        self.tasks.retain(|partition, task| {
+            let owned = read
+                .as_ref()
+                .and_then(|b| b.tenures.get(&(input.clone(), *partition)));
+            owned == Some(&task.tenure)
+        });
+        for task in self.tasks.values_mut() {
+            task.ctx = None;
+        }
+        self.batch = Some((ctx.batch_id, read));
+        self.pending = WriteSet::default();
+    }
+
+    /// The task of `partition`, restored from the changelog if this daemon does not hold it.
+    fn task(&mut self, partition: i32, ctx: &BatchContext) -> Result<&mut Task, OperatorError> {
+        let read = self.batch.as_ref().and_then(|(_, b)| b.clone());
+        let key = (self.changelog.input.clone(), partition);
+        let tenure = read
+            .as_ref()
+            .and_then(|b| b.tenures.get(&key).copied())
+            .ok_or_else(|| {
+                task_error(
+                    format!(
+                        "rows of {}/{partition}, a partition the consumer group does not give this daemon",
+                        key.0
+                    ),
+                    true,
+                )
+            })?;
+        if !self.tasks.contains_key(&partition) {
+            let until = read
+                .as_ref()
+                .and_then(|b| b.group_offsets.get(&key.0)?.get(&partition).copied());
+            let task = self.restore_task(partition, tenure, until)?;
+            self.tasks.insert(partition, task);
+        }
+        let task = self
+            .tasks
+            .get_mut(&partition)
+            .ok_or_else(|| task_error("a task vanished", false))?;
+        if task.ctx.is_none() {
+            task.ctx = Some(BatchContext {
+                watermark_ms: task.op.next_watermark(),
+                ..*ctx
+            });
+        }
+        Ok(task)
+    }
+
+    /// Replaces this daemon's copy of `partition`'s state with the changelog's at input
+    /// offset `until`, and opens the task on it.
+    fn restore_task(
+        &mut self,
+        partition: i32,
+        tenure: u64,
+        until: Option<i64>,
+    ) -> Result<Task, OperatorError> {
+        let started = Instant::now();
+        if !self.topic_ready {
+            self.changelog.ensure().map_err(|e| task_error(e, true))?;
+            self.topic_ready = true;
+        }
+        let state = self
+            .changelog
+            .restore(partition, until, RESTORE_PATIENCE)
+            .map_err(|e| task_error(e, true))?;
+        let prefix = task_prefix(&self.pipeline, partition);
+        let mut changes = WriteSet::default();
+        changes.delete_range(prefix.clone(), prefix_end(&prefix));
+        let keys = state.len() as u64;
+        for (key, value) in state {
+            changes.put([prefix.as_slice(), key.as_slice()].concat(), value);
+        }
+        self.store
+            .write(changes, true)
+            .map_err(|e| task_error(format!("writing restored state: {e}"), true))?;
+        let mut op = AggregateOperator::under(
+            &self.pipeline,
+            &prefix,
+            self.plan.clone(),
+            self.store.clone(),
+            self.plugins.clone(),
+        )
+        .map_err(|e| task_error(e, false))?;
+        op.restore()?;
+        let ms = started.elapsed().as_millis() as u64;
+        self.restored = (
+            self.restored.0 + 1,
+            self.restored.1 + keys,
+            self.restored.2 + ms,
+        );
+        tracing::info!(
+            pipeline = %self.pipeline,
+            "restored the state of {}/{partition} from changelog {} ({keys} keys, up to input offset {}) in {ms} ms",
+            self.changelog.input,
+            self.changelog.name(),
+            until.map_or_else(|| "none".to_string(), |o| o.to_string()),
+        );
+        Ok(Task {
+            op,
+            tenure,
+            prefix,
+            ctx: None,
+        })
+    }
+
+    /// Tasks restored since the pipeline started, the keys they restored, and the time it took
+    /// (ms).
+    pub fn restores(&self) -> (u64, u64, u64) {
+        self.restored
+    }
+
+    fn partitions_of(chunk: &RecordBatch) -> Result<Option<&Int32Array>, OperatorError> {
+        let Some(column) = chunk.column_by_name(TASK_COLUMN) else {
+            return Ok(None);
+        };
+        column
+            .as_primitive_opt::<Int32Type>()
+            .map(Some)
+            .ok_or_else(|| task_error(format!("{TASK_COLUMN} is not an int32 column"), false))
+    }
+}
+
+impl Operator for TaskedAggregate {
+    fn output_schema(&self) -> SchemaRef {
+        self.plan.output_schema.clone()
+    }
+
+    fn stage_id(&self) -> Option<String> {
+        Some("aggregate".into())
+    }
+
+    fn process(
+        &mut self,
+        chunk: RecordBatch,
+        ctx: &BatchContext,
+    ) -> Result<Vec<RecordBatch>, OperatorError> {
+        self.begin(ctx);
+        let partitions = Self::partitions_of(&chunk)?
+            .ok_or_else(|| task_error(format!("the rows have no {TASK_COLUMN} column"), false))?;
+        let (Some(low), Some(high)) = (min(partitions), max(partitions)) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        if low == high {
+            let task = self.task(low, ctx)?;
+            let task_ctx = task.ctx.unwrap_or(*ctx);
+            out.extend(task.op.process(chunk, &task_ctx)?);
+            return Ok(out);
+        }
+        // A chunk of several partitions (the Kafka source cuts chunks per partition, so only a
+        // stage that merges chunks would make one): each partition's rows go to its task.
+        let mut seen: Vec<i32> = partitions.iter().flatten().collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for partition in seen {
+            let mask = eq(partitions, &Int32Array::new_scalar(partition))
+                .map_err(|e| task_error(e, false))?;
+            let rows = filter_record_batch(&chunk, &mask).map_err(|e| task_error(e, false))?;
+            let task = self.task(partition, ctx)?;
+            let task_ctx = task.ctx.unwrap_or(*ctx);
+            out.extend(task.op.process(rows, &task_ctx)?);
+        }
+        Ok(out)
+    }
+
+    fn finish_batch(&mut self, ctx: &BatchContext) -> Result<Vec<RecordBatch>, OperatorError> {
+        self.begin(ctx);
+        let mut out = Vec::new();
+        let mut records = Vec::new();
+        let mut progress = StateOperatorProgress::default();
+        let (mut min_time, mut max_time) = (None::<i64>, None::<i64>);
+        for (&partition, task) in self.tasks.iter_mut() {
+            let task_ctx = *task.ctx.get_or_insert(BatchContext {
+                watermark_ms: task.op.next_watermark(),
+                ..*ctx
+            });
+            out.extend(task.op.finish_batch(&task_ctx)?);
+            // The changes are made now, not at the commit: the sink writes them to the
+            // changelog in the batch's transaction, before the engine commits.
+            let mut changes = WriteSet::default();
+            task.op.prepare_commit(&mut changes)?;
+            changelog::add_changes(&changes, &task.prefix, partition, &mut records);
+            self.pending.append(&mut changes);
+            if let Some(p) = task.op.state_progress() {
+                progress.num_rows_total += p.num_rows_total;
+                progress.num_rows_in_memory += p.num_rows_in_memory;
+                progress.num_rows_updated += p.num_rows_updated;
+                progress.num_rows_removed += p.num_rows_removed;
+                progress.num_rows_dropped_by_watermark += p.num_rows_dropped_by_watermark;
+                progress.memory_used_bytes += p.memory_used_bytes;
+                min_time = min_time.min(p.event_time_min_ms).or(p.event_time_min_ms);
+                max_time = max_time.max(p.event_time_max_ms);
+            }
+        }
+        progress.event_time_min_ms = min_time;
+        progress.event_time_max_ms = max_time;
+        self.last_progress = Some(progress);
+        // Every partition whose offsets the transaction commits says where its state stands,
+        // also when no row of it reached a task (all filtered or malformed).
+        let read = self.batch.as_ref().and_then(|(_, b)| b.clone());
+        if let Some(parts) = read
+            .as_ref()
+            .and_then(|b| b.offsets.get(&self.changelog.input))
+        {
+            for (&partition, &end) in parts {
+                records.push(changelog::reached(partition, end));
+            }
+        }
+        self.link.set_changelog(Some(ChangelogBatch {
+            topic: self.changelog.name(),
+            records,
+        }));
+        Ok(out)
+    }
+
+    fn prepare_commit(&mut self, changes: &mut WriteSet) -> Result<(), OperatorError> {
+        changes.append(&mut self.pending);
+        Ok(())
+    }
+
+    fn committed(&mut self) {
+        for task in self.tasks.values_mut() {
+            task.op.committed();
+        }
+    }
+
+    fn abort_batch(&mut self) {
+        for task in self.tasks.values_mut() {
+            task.op.abort_batch();
+        }
+        self.pending = WriteSet::default();
+        self.link.set_changelog(None);
+        self.batch = None;
+    }
+
+    fn next_watermark(&self) -> Option<i64> {
+        self.tasks
+            .values()
+            .filter_map(|t| t.op.next_watermark())
+            .min()
+    }
+
+    fn wants_no_data_batch(&self, _watermark_ms: Option<i64>) -> bool {
+        self.tasks
+            .values()
+            .any(|t| t.op.wants_no_data_batch(t.op.next_watermark()))
+    }
+
+    fn state_progress(&self) -> Option<StateOperatorProgress> {
+        self.last_progress.clone()
+    }
+
+    fn plugin_costs(&self) -> Vec<Arc<crate::engine::PluginCosts>> {
+        self.plugins
+            .as_ref()
+            .map(|p| p.plugin_costs())
+            .unwrap_or_default()
+    }
+}
