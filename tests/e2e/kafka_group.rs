@@ -125,7 +125,7 @@ fn written(broker: &Broker, output: Output, a: &Path, b: &Path) -> Vec<String> {
 
 /// Waits until `weir` has logged `count` rebalances that moved partitions from it to another
 /// member.
-fn wait_for_hand_overs(weir: &Weir, count: usize) {
+pub(crate) fn wait_for_hand_overs(weir: &Weir, count: usize) {
     weir.wait_for(
         &format!("{count} hand-over(s) to another member"),
         Duration::from_secs(60),
@@ -134,7 +134,7 @@ fn wait_for_hand_overs(weir: &Weir, count: usize) {
 }
 
 /// Waits until `weir` has logged `count` rebalances that gave it partitions.
-fn wait_for_assignments(weir: &Weir, count: usize) {
+pub(crate) fn wait_for_assignments(weir: &Weir, count: usize) {
     weir.wait_for(
         &format!("{count} assignment(s) from the consumer group"),
         Duration::from_secs(60),

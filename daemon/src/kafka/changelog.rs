@@ -261,6 +261,9 @@ impl ChangelogTopic {
                 ("isolation.level", "read_committed"),
                 ("enable.partition.eof", "true"),
                 ("auto.offset.reset", "earliest"),
+                // A restore holds up its batch: no waiting for a fuller fetch.
+                ("fetch.wait.max.ms", "10"),
+                ("fetch.queue.backoff.ms", "10"),
             ],
         )
         .create_with_context(WeirContext::new(&self.pipeline, role))

@@ -342,9 +342,11 @@ impl Operator for TaskedAggregate {
     }
 
     fn abort_batch(&mut self) {
-        for task in self.tasks.values_mut() {
-            task.op.abort_batch();
-        }
+        // Not reloaded from this daemon's store: the batch may have failed after its
+        // transaction committed (the store's commit failed), and then only the changelog
+        // holds the state that goes with the group's offsets. Each task restores from it
+        // when its rows next come.
+        self.tasks.clear();
         self.pending = WriteSet::default();
         self.link.set_changelog(None);
         self.batch = None;

@@ -1,0 +1,269 @@
+//! A windowed aggregation on Kafka partitions shared through a consumer group, against the
+//! test broker: each partition is a task whose window state moves with it through the
+//! changelog topic, so as daemons come and go every window reaches the exactly-once output
+//! once, with the count and sum one daemon alone would give.
+
+use crate::harness::{TestResult, Weir, pipeline_file};
+use crate::kafka_broker::{Broker, Record};
+use crate::kafka_group::{wait_for_assignments, wait_for_hand_overs};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const TOPIC: &str = "sensor-readings";
+const PARTITIONS: i64 = 4;
+const SENSORS: i64 = 8;
+const OUT_TOPIC: &str = "sensor-windows";
+const GROUP: &str = "weir-sensor-windows";
+const START_MS: i64 = 1_764_547_200_000;
+const WINDOW_MS: i64 = 10_000;
+/// Readings per phase: 40 s of event time.
+const PHASE: i64 = 400;
+
+/// Reading `i`: (partition, event time, sensor, value). Sensor `s` lives in partition
+/// `s % 4`, and each partition's readings come in event-time order.
+fn reading(i: i64) -> (i32, i64, String, i64) {
+    let sensor = i % SENSORS;
+    (
+        (sensor % PARTITIONS) as i32,
+        START_MS + i * 100,
+        format!("s{sensor}"),
+        (i * 31) % 101,
+    )
+}
+
+fn produce(broker: &Broker, from: i64, to: i64) {
+    let values: Vec<(i32, String)> = (from..to)
+        .map(|i| {
+            let (partition, t, sensor, value) = reading(i);
+            let time = chrono::DateTime::from_timestamp_millis(t)
+                .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+                .unwrap_or_default();
+            (
+                partition,
+                format!(r#"{{"time": "{time}", "sensor": "{sensor}", "value": {value}}}"#),
+            )
+        })
+        .collect();
+    let records: Vec<Record<'_>> = values
+        .iter()
+        .map(|(p, v)| (*p, None, v.as_bytes(), None))
+        .collect();
+    broker.produce(TOPIC, &records);
+}
+
+/// (window start, sensor) → (count, sum) of readings `0..n`, for the windows whose end the
+/// watermark of their partition (its latest event time less 1 s) has passed.
+fn expected(n: i64) -> BTreeMap<(i64, String), (i64, i64)> {
+    let mut latest = BTreeMap::<i32, i64>::new();
+    let mut windows = BTreeMap::<(i32, i64, String), (i64, i64)>::new();
+    for i in 0..n {
+        let (partition, t, sensor, value) = reading(i);
+        latest.insert(partition, t);
+        let start = t - (t - START_MS).rem_euclid(WINDOW_MS);
+        let w = windows.entry((partition, start, sensor)).or_default();
+        w.0 += 1;
+        w.1 += value;
+    }
+    windows
+        .into_iter()
+        .filter(|((p, start, _), _)| {
+            start + WINDOW_MS <= latest.get(p).copied().unwrap_or(0) - 1000
+        })
+        .map(|((_, start, sensor), v)| ((start, sensor), v))
+        .collect()
+}
+
+/// Every window in the output topic (read committed), with every value it was written with.
+fn written(broker: &Broker) -> BTreeMap<(i64, String), Vec<(i64, i64)>> {
+    let mut out = BTreeMap::<(i64, String), Vec<(i64, i64)>>::new();
+    for record in broker.read_all(OUT_TOPIC) {
+        let Ok(row) = serde_json::from_str::<serde_json::Value>(&record.text()) else {
+            continue;
+        };
+        let start = crate::kafka::ms(row["window"]["start"].as_str().unwrap_or_default());
+        let sensor = row["sensor"].as_str().unwrap_or_default().to_string();
+        out.entry((start, sensor)).or_default().push((
+            row["count"].as_i64().unwrap_or(-1),
+            row["sum(value)"].as_i64().unwrap_or(-1),
+        ));
+    }
+    out
+}
+
+fn assert_every_window_once(broker: &Broker, n: i64) {
+    let expected = expected(n);
+    let got = written(broker);
+    let wrong: Vec<_> = expected
+        .iter()
+        .filter(|(w, v)| got.get(*w) != Some(&vec![**v]))
+        .map(|(w, v)| (w.clone(), *v, got.get(w).cloned().unwrap_or_default()))
+        .collect();
+    let extra: Vec<_> = got.keys().filter(|w| !expected.contains_key(*w)).collect();
+    assert!(
+        wrong.is_empty() && extra.is_empty(),
+        "each of {} closed windows once with its count and sum: wrong (window, expected, written) {wrong:?}; not closed yet but written {extra:?}",
+        expected.len()
+    );
+}
+
+/// The state keys a daemon's log says it restored from the changelog.
+fn restored_keys(log: &str) -> u64 {
+    log.lines()
+        .filter_map(|line| {
+            let rest = line
+                .split("from changelog weir-sensor-windows-sensor-windows-changelog (")
+                .nth(1)?;
+            rest.split(" keys").next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// `weir run` of the shared aggregation with its own state folder under `dir`.
+fn member(broker: &Broker, dir: &Path) -> Weir {
+    let file = pipeline_file(
+        dir,
+        "windows.toml",
+        &format!(
+            r#"name = "sensor-windows"
+output_mode = "append"
+
+[source]
+type = "kafka"
+bootstrap_servers = "{servers}"
+subscribe = ["{TOPIC}"]
+group_id = "{GROUP}"
+starting_offsets = "earliest"
+format = "json"
+
+[source.options]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+
+[[source.column]]
+name = "time"
+type = "timestamp"
+
+[[source.column]]
+name = "sensor"
+type = "string"
+
+[[source.column]]
+name = "value"
+type = "long"
+
+[aggregate]
+group_by = ["sensor"]
+window = {{ column = "time", size = "10s" }}
+watermark = "1s"
+functions = [{{ fn = "count" }}, {{ fn = "sum", column = "value" }}]
+
+[[sink]]
+type = "kafka"
+bootstrap_servers = "{servers}"
+topic = "{OUT_TOPIC}"
+key_column = "sensor"
+exactly_once = true
+"#,
+            servers = broker.bootstrap,
+        ),
+    );
+    Weir::start(&[
+        "run",
+        "--state-dir",
+        &dir.join("state").to_string_lossy(),
+        &file.to_string_lossy(),
+    ])
+}
+
+/// Waits until the output holds as many windows as readings `0..n` close; names what is
+/// there and what the daemons said if it does not.
+fn wait_for_windows(broker: &Broker, what: &str, n: i64, daemons: &[&Weir]) {
+    let want = expected(n).len();
+    let end = Instant::now() + Duration::from_secs(90);
+    loop {
+        let got = written(broker).values().map(Vec::len).sum::<usize>();
+        if got >= want {
+            return;
+        }
+        if Instant::now() >= end {
+            let said: Vec<String> = daemons.iter().map(|d| d.stderr()).collect();
+            panic!(
+                "{what}: {got} of {want} windows within 90 s; the daemons said:\n{}",
+                said.join("\n-----\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn daemons_sharing_a_windowed_aggregation_move_each_partitions_open_windows_with_it_and_write_every_window_once_with_one_daemons_counts()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, PARTITIONS as u32);
+    broker.create_topic(OUT_TOPIC, 1);
+    let a_dir = tempfile::tempdir()?;
+    let b_dir = tempfile::tempdir()?;
+    let (a, b) = (a_dir.path(), b_dir.path());
+
+    // A alone: three windows close, the fourth is open in A's state.
+    let weir_a = member(&broker, a);
+    wait_for_assignments(&weir_a, 1);
+    produce(&broker, 0, PHASE);
+    wait_for_windows(
+        &broker,
+        "A closes the first three windows",
+        PHASE,
+        &[&weir_a],
+    );
+    assert_every_window_once(&broker, PHASE);
+
+    // B joins and takes partitions whose open window A has counted part of: B restores it
+    // from the changelog and the window closes with every reading counted once.
+    let mut weir_b = member(&broker, b);
+    wait_for_assignments(&weir_b, 1);
+    wait_for_hand_overs(&weir_a, 1);
+    produce(&broker, PHASE, 2 * PHASE);
+    wait_for_windows(
+        &broker,
+        "A and B close seven windows",
+        2 * PHASE,
+        &[&weir_a, &weir_b],
+    );
+    assert_every_window_once(&broker, 2 * PHASE);
+    weir_b.wait_for(
+        "B restored its partitions' open windows from the changelog",
+        Duration::from_secs(10),
+        |_, err| restored_keys(err) > 0,
+    );
+
+    // B stops: A takes its partitions back with the windows B had open.
+    weir_b.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        weir_b.wait_exit(Duration::from_secs(60)).success(),
+        "{}",
+        weir_b.stderr()
+    );
+    wait_for_assignments(&weir_a, 2);
+    produce(&broker, 2 * PHASE, 3 * PHASE);
+    wait_for_windows(&broker, "A closes eleven windows", 3 * PHASE, &[&weir_a]);
+    assert_every_window_once(&broker, 3 * PHASE);
+
+    // B comes back with state in its store that A has moved past: it restores from the
+    // changelog, not from its own copy.
+    let weir_b = member(&broker, b);
+    wait_for_assignments(&weir_b, 1);
+    wait_for_hand_overs(&weir_a, 2);
+    produce(&broker, 3 * PHASE, 4 * PHASE);
+    wait_for_windows(
+        &broker,
+        "A and B close fifteen windows",
+        4 * PHASE,
+        &[&weir_a, &weir_b],
+    );
+    assert_every_window_once(&broker, 4 * PHASE);
+    drop(weir_b);
+    drop(weir_a);
+    Ok(())
+}
