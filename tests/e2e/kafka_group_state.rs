@@ -3,6 +3,7 @@
 //! changelog topic, so as daemons come and go every window reaches the exactly-once output
 //! once, with the count and sum one daemon alone would give.
 
+use crate::daemon_harness::{Daemon, READY, http_get};
 use crate::harness::{TestResult, Weir, pipeline_file};
 use crate::kafka_broker::{Broker, Record};
 use crate::kafka_group::{wait_for_assignments, wait_for_hand_overs};
@@ -121,11 +122,19 @@ fn restored_keys(log: &str) -> u64 {
 
 /// `weir run` of the shared aggregation with its own state folder under `dir`.
 fn member(broker: &Broker, dir: &Path) -> Weir {
-    let file = pipeline_file(
-        dir,
-        "windows.toml",
-        &format!(
-            r#"name = "sensor-windows"
+    let file = pipeline_file(dir, "windows.toml", &pipeline(broker));
+    Weir::start(&[
+        "run",
+        "--state-dir",
+        &dir.join("state").to_string_lossy(),
+        &file.to_string_lossy(),
+    ])
+}
+
+/// The shared aggregation's pipeline file.
+fn pipeline(broker: &Broker) -> String {
+    format!(
+        r#"name = "sensor-windows"
 output_mode = "append"
 
 [source]
@@ -165,15 +174,8 @@ topic = "{OUT_TOPIC}"
 key_column = "sensor"
 exactly_once = true
 "#,
-            servers = broker.bootstrap,
-        ),
-    );
-    Weir::start(&[
-        "run",
-        "--state-dir",
-        &dir.join("state").to_string_lossy(),
-        &file.to_string_lossy(),
-    ])
+        servers = broker.bootstrap,
+    )
 }
 
 /// Waits until the output holds as many windows as readings `0..n` close; names what is
@@ -265,5 +267,77 @@ fn daemons_sharing_a_windowed_aggregation_move_each_partitions_open_windows_with
     assert_every_window_once(&broker, 4 * PHASE);
     drop(weir_b);
     drop(weir_a);
+    Ok(())
+}
+
+/// A daemon's `/metrics` value of `family` for the shared pipeline (0 when absent).
+fn metric(daemon: &Daemon, family: &str) -> f64 {
+    let (_, body) = http_get(&daemon.http.clone().unwrap_or_default(), "/metrics");
+    body.lines()
+        .find(|l| l.starts_with(family) && l.contains("pipeline=\"sensor-windows\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_daemon_killed_with_kill_9_leaves_its_open_windows_to_the_other_which_restores_them_from_the_changelog_and_every_window_is_written_once_with_its_counts()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, PARTITIONS as u32);
+    broker.create_topic(OUT_TOPIC, 1);
+    let roots = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let start = |root: &Path| {
+        let daemon = Daemon::start(root, &[]);
+        daemon.write_pipeline("windows.toml", &pipeline(&broker));
+        daemon
+    };
+    let a = start(roots[0].path());
+    let b = start(roots[1].path());
+    for daemon in [&a, &b] {
+        daemon.wait_status("half of the partitions", READY, |s| {
+            s.to_string().contains("(2 of 4 partitions)")
+        });
+    }
+    produce(&broker, 0, PHASE + PHASE / 2);
+    wait_for_windows(
+        &broker,
+        "A and B close five windows",
+        PHASE + PHASE / 2,
+        &[&a.weir, &b.weir],
+    );
+    assert_every_window_once(&broker, PHASE + PHASE / 2);
+    assert_eq!(
+        metric(&a, "weir_pipeline_state_restored_keys_total"),
+        0.0,
+        "A has restored nothing yet (the group had no offsets when it started)"
+    );
+
+    // B dies between batches with a window open on each of its partitions; after the session
+    // timeout A takes them and restores those windows from the changelog.
+    b.weir.kill9();
+    produce(&broker, PHASE + PHASE / 2, 3 * PHASE);
+    wait_for_windows(&broker, "A closes eleven windows", 3 * PHASE, &[&a.weir]);
+    assert_every_window_once(&broker, 3 * PHASE);
+    assert!(
+        metric(&a, "weir_pipeline_state_restored_keys_total") > 0.0,
+        "A's /metrics count the keys it restored"
+    );
+    assert!(metric(&a, "weir_pipeline_state_restores_total") >= 4.0);
+    assert!(metric(&a, "weir_pipeline_state_restore_seconds_total") > 0.0);
+
+    // B starts again on its folder and takes back a share, restoring it from the changelog.
+    let b = start(roots[1].path());
+    b.wait_status("its share again", READY, |s| {
+        s.to_string().contains("(2 of 4 partitions)")
+    });
+    produce(&broker, 3 * PHASE, 4 * PHASE);
+    wait_for_windows(
+        &broker,
+        "A and B close fifteen windows",
+        4 * PHASE,
+        &[&a.weir, &b.weir],
+    );
+    assert_every_window_once(&broker, 4 * PHASE);
+    assert!(metric(&b, "weir_pipeline_state_restored_keys_total") > 0.0);
     Ok(())
 }

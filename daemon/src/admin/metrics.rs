@@ -371,7 +371,17 @@ impl Collector for WeirCollector {
             |p, put| put(&[("pipeline", &p.name)], Value::Counter(p.restarts)),
         )?;
         type Count = fn(&PipelineMetrics) -> u64;
-        let counters: [(&str, &str, Count); 5] = [
+        let counters: [(&str, &str, Count); 7] = [
+            (
+                "weir_pipeline_state_restores",
+                "Aggregation tasks whose state was restored from the changelog topic (partitions shared through a consumer group, given to this daemon).",
+                |m| m.state_restores.get(),
+            ),
+            (
+                "weir_pipeline_state_restored_keys",
+                "State keys those restores wrote.",
+                |m| m.state_restored_keys.get(),
+            ),
             (
                 "weir_pipeline_input_rows",
                 "Rows read from the source.",
@@ -406,6 +416,19 @@ impl Collector for WeirCollector {
                 |p, put| put(&[("pipeline", &p.name)], Value::Counter(get(&p.metrics))),
             )?;
         }
+        family(
+            &mut encoder,
+            "weir_pipeline_state_restore_seconds",
+            "Time spent restoring aggregation state from the changelog topic.",
+            Counter,
+            pipelines.iter(),
+            |p, put| {
+                put(
+                    &[("pipeline", &p.name)],
+                    Value::Seconds(p.metrics.state_restore_seconds.get()),
+                )
+            },
+        )?;
         family(
             &mut encoder,
             "weir_pipeline_malformed_records",

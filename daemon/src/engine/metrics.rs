@@ -183,6 +183,14 @@ pub struct PipelineMetrics {
     pub malformed_skipped: Counter,
     /// Malformed records written to the dead-letter folder.
     pub malformed_dead_lettered: Counter,
+    /// Aggregation tasks whose state was restored from a changelog (shared partitions).
+    pub state_restores: Counter,
+    /// State keys those restores wrote.
+    pub state_restored_keys: Counter,
+    /// Time those restores took, seconds.
+    pub state_restore_seconds: Counter<f64, AtomicU64>,
+    /// What is being restored now, for the status.
+    restoring: Mutex<Option<String>>,
     /// Whole-batch durations, seconds.
     pub batch_duration: Histogram,
     /// Each phase's durations, seconds, in [`PHASES`] order.
@@ -203,6 +211,10 @@ impl Default for PipelineMetrics {
             late_rows: Counter::default(),
             malformed_skipped: Counter::default(),
             malformed_dead_lettered: Counter::default(),
+            state_restores: Counter::default(),
+            state_restored_keys: Counter::default(),
+            state_restore_seconds: Counter::default(),
+            restoring: Mutex::new(None),
             batch_duration: histogram(),
             phase_durations: [
                 histogram(),
@@ -271,6 +283,19 @@ impl PipelineMetrics {
     /// The plugin stages' costs, by stage id.
     pub fn plugins(&self) -> Vec<(String, Arc<PluginCosts>)> {
         self.plugins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Says what state is being restored now (`None`: nothing).
+    pub fn set_restoring(&self, what: Option<String>) {
+        *self.restoring.lock().unwrap_or_else(|e| e.into_inner()) = what;
+    }
+
+    /// What state is being restored now.
+    pub fn restoring(&self) -> Option<String> {
+        self.restoring
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()

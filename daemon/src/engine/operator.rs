@@ -130,6 +130,11 @@ pub trait Operator: Send {
         self.process(chunk, ctx)
     }
 
+    /// The pipeline's metrics, for a stage that reports work of its own there (the shared
+    /// aggregation's state restores). Called when the pipeline is built and when its metrics
+    /// are replaced.
+    fn watch_metrics(&mut self, _metrics: &Arc<super::PipelineMetrics>) {}
+
     /// What the plugins of this stage cost, shown per pipeline, stage and plugin.
     fn plugin_costs(&self) -> Vec<Arc<super::PluginCosts>> {
         Vec::new()

@@ -308,7 +308,7 @@ impl Pipeline {
             .enumerate()
             .map(|(i, op)| op.stage_id().unwrap_or_else(|| format!("stage #{}", i + 1)))
             .collect();
-        Pipeline {
+        let mut pipeline = Pipeline {
             name: name.to_string(),
             trigger,
             source_tasks: source.tasks(),
@@ -324,6 +324,16 @@ impl Pipeline {
             deferred: Vec::new(),
             clock: Arc::new(super::SystemClock),
             episodes: Default::default(),
+        };
+        pipeline.lend_metrics();
+        pipeline
+    }
+
+    /// Gives the stages that report into the pipeline's metrics the current ones.
+    fn lend_metrics(&mut self) {
+        let metrics = self.monitor.metrics();
+        for op in &mut self.operators {
+            op.watch_metrics(&metrics);
         }
     }
 
@@ -359,6 +369,7 @@ impl Pipeline {
         let monitor = PipelineMonitor::with_metrics(&self.name, metrics, history);
         monitor.set_identity(self.monitor.identity());
         self.monitor = Arc::new(monitor);
+        self.lend_metrics();
         self.publish_plugin_costs();
         self
     }

@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 const REACHED: &[u8] = b"o";
 /// Key of an eviction's key range.
 const EVICTED: &[u8] = b"r";
+/// A restore reports its progress every this many records.
+const PROGRESS_EVERY: usize = 10_000;
 
 /// One change to a task's state, for the changelog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,12 +275,13 @@ impl ChangelogTopic {
     /// The state of `partition`'s task that goes with input offset `until` (the group's
     /// committed offset; `None`: nothing committed, so no state). Reads the changelog
     /// partition from its start up to the `o` record equal to `until`, waiting up to
-    /// `patience` for it.
+    /// `patience` for it; `progress` hears how many records have been read, now and then.
     pub fn restore(
         &self,
         partition: i32,
         until: Option<i64>,
         patience: Duration,
+        progress: &mut dyn FnMut(usize),
     ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
         let Some(until) = until else {
             return Ok(BTreeMap::new());
@@ -308,6 +311,9 @@ impl ChangelogTopic {
             match consumer.poll(Duration::from_millis(100)) {
                 None => {}
                 Some(Ok(message)) => {
+                    if records.len().is_multiple_of(PROGRESS_EVERY) {
+                        progress(records.len());
+                    }
                     records.push((
                         message.key().unwrap_or_default().to_vec(),
                         message.payload().map(<[u8]>::to_vec),

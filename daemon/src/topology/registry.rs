@@ -414,7 +414,9 @@ impl PipelineEntry {
             file: state.file,
             run: state.run,
             engine: monitor.map(|m| m.status()),
-            source_status: monitor.and_then(|m| m.source_status()),
+            // A restore holds up its batch: said instead of the source's line meanwhile.
+            source_status: monitor
+                .and_then(|m| m.metrics().restoring().or_else(|| m.source_status())),
             batches: monitor.map_or(0, |m| *m.subscribe().borrow()),
             last_batch: monitor.and_then(|m| m.last()),
             input_rows_total: state.metrics.input_rows.get(),

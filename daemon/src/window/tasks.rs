@@ -11,7 +11,9 @@
 
 use super::operator::AggregateOperator;
 use super::resolve::{AggregatePlan, UserAggregates};
-use crate::engine::{BatchContext, ErrorClass, Operator, OperatorError, StateOperatorProgress};
+use crate::engine::{
+    BatchContext, ErrorClass, Operator, OperatorError, PipelineMetrics, StateOperatorProgress,
+};
 use crate::kafka::changelog::{self, ChangelogBatch, ChangelogTopic};
 use crate::kafka::{GroupBatch, GroupLink, TASK_COLUMN};
 use crate::state::{SharedStore, WriteSet, prefix_end};
@@ -51,8 +53,8 @@ pub struct TaskedAggregate {
     /// The tasks' changes for the batch's commit, made when the batch finished.
     pending: WriteSet,
     last_progress: Option<StateOperatorProgress>,
-    /// Restores done since the pipeline started: (tasks, keys, milliseconds).
-    restored: (u64, u64, u64),
+    /// Where restores are counted and said.
+    metrics: Option<Arc<PipelineMetrics>>,
 }
 
 fn task_error(message: impl std::fmt::Display, retryable: bool) -> OperatorError {
@@ -98,7 +100,7 @@ impl TaskedAggregate {
             batch: None,
             pending: WriteSet::default(),
             last_progress: None,
-            restored: (0, 0, 0),
+            metrics: None,
         }
     }
 
@@ -176,10 +178,23 @@ impl TaskedAggregate {
             self.changelog.ensure().map_err(|e| task_error(e, true))?;
             self.topic_ready = true;
         }
-        let state = self
+        let what = format!(
+            "restoring the state of {}/{partition} from changelog {}",
+            self.changelog.input,
+            self.changelog.name()
+        );
+        let metrics = self.metrics.clone();
+        let restored = self
             .changelog
-            .restore(partition, until, RESTORE_PATIENCE)
-            .map_err(|e| task_error(e, true))?;
+            .restore(partition, until, RESTORE_PATIENCE, &mut |records| {
+                if let Some(m) = &metrics {
+                    m.set_restoring(Some(format!("{what}: {records} records read")));
+                }
+            });
+        if let Some(m) = &metrics {
+            m.set_restoring(None);
+        }
+        let state = restored.map_err(|e| task_error(e, true))?;
         let prefix = task_prefix(&self.pipeline, partition);
         let mut changes = WriteSet::default();
         changes.delete_range(prefix.clone(), prefix_end(&prefix));
@@ -199,12 +214,13 @@ impl TaskedAggregate {
         )
         .map_err(|e| task_error(e, false))?;
         op.restore()?;
-        let ms = started.elapsed().as_millis() as u64;
-        self.restored = (
-            self.restored.0 + 1,
-            self.restored.1 + keys,
-            self.restored.2 + ms,
-        );
+        let took = started.elapsed();
+        let ms = took.as_millis();
+        if let Some(m) = &self.metrics {
+            m.state_restores.inc();
+            m.state_restored_keys.inc_by(keys);
+            m.state_restore_seconds.inc_by(took.as_secs_f64());
+        }
         tracing::info!(
             pipeline = %self.pipeline,
             "restored the state of {}/{partition} from changelog {} ({keys} keys, up to input offset {}) in {ms} ms",
@@ -218,12 +234,6 @@ impl TaskedAggregate {
             prefix,
             ctx: None,
         })
-    }
-
-    /// Tasks restored since the pipeline started, the keys they restored, and the time it took
-    /// (ms).
-    pub fn restores(&self) -> (u64, u64, u64) {
-        self.restored
     }
 
     fn partitions_of(chunk: &RecordBatch) -> Result<Option<&Int32Array>, OperatorError> {
@@ -367,6 +377,10 @@ impl Operator for TaskedAggregate {
 
     fn state_progress(&self) -> Option<StateOperatorProgress> {
         self.last_progress.clone()
+    }
+
+    fn watch_metrics(&mut self, metrics: &Arc<PipelineMetrics>) {
+        self.metrics = Some(metrics.clone());
     }
 
     fn plugin_costs(&self) -> Vec<Arc<crate::engine::PluginCosts>> {
