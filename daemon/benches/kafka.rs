@@ -8,7 +8,10 @@
 //! 4. the same pipeline from `datagen` with the same columns;
 //! 5. weir's Kafka sink: `datagen → kafka` (JSON values) at least once, and exactly once;
 //! 6. `kafka (json) → null` alone, then run by 1 and 2 pipelines (each its own store, as
-//!    separate daemons would be) sharing the topic's partitions through one consumer group.
+//!    separate daemons would be) sharing the topic's partitions through one consumer group;
+//! 7. the windowed average on shared partitions into Kafka exactly once (a task per partition,
+//!    its changelog written in the transactions), by 1 and 2 pipelines, and one task's restore
+//!    of 256 MiB of state from its changelog.
 //!
 //! Run: `cargo bench -p weir --bench kafka` (`WEIR_BENCH_KAFKA_ROWS=200000` for fewer rows).
 //! The numbers in BENCHMARKS.md come from this.
@@ -23,6 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir::assemble::{Environment, PrepareContext, open, prepare};
+use weir::kafka::changelog::ChangelogTopic;
 use weir::state::{RocksStore, SharedStore};
 
 const PARTITIONS: i32 = 3;
@@ -454,6 +458,30 @@ fn main() {
         );
     }
 
+    // A windowed aggregation on shared partitions: one task per partition, its state
+    // changes written to the changelog in each batch's transaction with the output.
+    for members in 1..=2 {
+        let out = format!("bench-agg-shared-{members}-out");
+        create_topic(&broker, &out, 1);
+        let shared = format!(
+            "name = \"bench-agg-shared\"\ntrigger = \"available_now\"\n[source]\ntype = \"kafka\"\nbootstrap_servers = \"{servers}\"\nsubscribe = [\"readings\"]\nstarting_offsets = \"earliest\"\nmax_offsets_per_trigger = 300000\nformat = \"json\"\ngroup_id = \"bench-agg-shared-{members}\"\n[source.options]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n{}{AGGREGATE}\n[[sink]]\ntype = \"kafka\"\nbootstrap_servers = \"{servers}\"\ntopic = \"{out}\"\nexactly_once = true\n",
+            COLUMNS
+                .replace("{time}", "")
+                .replace("{sensor}", "")
+                .replace("{value}", ""),
+            servers = broker.bootstrap,
+        );
+        let root = state.path().join(format!("agg-shared-{members}"));
+        let (read, secs) = run_members(members, &shared, &root);
+        assert_eq!(read, rows, "{members} members read every record once");
+        println!(
+            "weir kafka (json) -> windowed avg per partition's task -> kafka (exactly once, changelog in the transaction) shared by {members} pipeline(s): {:.2} M rows/s ({secs:.1} s, the group's join included)",
+            rows as f64 / secs / 1e6
+        );
+    }
+
+    restore_bench(&broker);
+
     let sink_rows = rows.min(500_000);
     for (name, exactly_once) in [("bench-sink", false), ("bench-sink-eo", true)] {
         let topic = format!("{name}-out");
@@ -470,4 +498,68 @@ fn main() {
             sink_rows as f64 / secs / 1e3
         );
     }
+}
+
+/// Restores one task's state of `RESTORE_KEYS` keys of 1 KiB from a changelog partition, the
+/// way a daemon does when the group gives it the partition, and prints the time per GiB.
+fn restore_bench(broker: &Broker) {
+    const RESTORE_KEYS: u64 = 256 * 1024;
+    const VALUE: usize = 1024;
+    let topic = ChangelogTopic {
+        servers: broker.bootstrap.clone(),
+        options: Default::default(),
+        group: "bench".into(),
+        pipeline: "restore".into(),
+        input: "readings".into(),
+        timeout: Duration::from_secs(30),
+    };
+    create_topic(broker, &topic.name(), 1);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .create()
+        .unwrap_or_else(|err| panic!("producer: {err}"));
+    let name = topic.name();
+    let value = vec![7u8; VALUE];
+    let send = |key: &[u8], value: &[u8]| {
+        let mut record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(&name).partition(0).key(key).payload(value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    producer.poll(Duration::from_millis(5));
+                    record = back;
+                }
+            }
+        }
+    };
+    for i in 0..RESTORE_KEYS {
+        let key = [b"a".as_slice(), &i.to_be_bytes()].concat();
+        send(&key, &value);
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .unwrap_or_else(|err| panic!("flush: {err}"));
+    // The record saying which input offset the state reaches, alone (Tansu's high watermark:
+    // see `produce`).
+    let reached = weir::kafka::changelog::reached(0, 1_000);
+    send(&reached.key, reached.value.as_deref().unwrap_or_default());
+    producer
+        .flush(Duration::from_secs(120))
+        .unwrap_or_else(|err| panic!("flush: {err}"));
+    let started = Instant::now();
+    let state = topic
+        .restore(0, Some(1_000), Duration::from_secs(300), &mut |_| {})
+        .unwrap_or_else(|err| panic!("restore: {err}"));
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(state.len() as u64, RESTORE_KEYS, "every key restored");
+    let gib = (RESTORE_KEYS as usize * (VALUE + 9)) as f64 / (1u64 << 30) as f64;
+    println!(
+        "restore of one task's state from its changelog ({RESTORE_KEYS} keys of 1 KiB, {:.0} MiB): {secs:.1} s, {:.1} s per GiB",
+        gib * 1024.0,
+        secs / gib
+    );
 }
