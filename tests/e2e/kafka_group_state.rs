@@ -341,3 +341,43 @@ fn a_daemon_killed_with_kill_9_leaves_its_open_windows_to_the_other_which_restor
     assert!(metric(&b, "weir_pipeline_state_restored_keys_total") > 0.0);
     Ok(())
 }
+
+#[test]
+fn a_daemon_restarted_on_its_folder_goes_on_from_its_own_up_to_date_state_without_reading_the_changelog_and_every_window_is_written_once()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, PARTITIONS as u32);
+    broker.create_topic(OUT_TOPIC, 1);
+    let dir = tempfile::tempdir()?;
+    let mut weir = member(&broker, dir.path());
+    wait_for_assignments(&weir, 1);
+    produce(&broker, 0, PHASE);
+    wait_for_windows(&broker, "the first three windows", PHASE, &[&weir]);
+    weir.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        weir.wait_exit(Duration::from_secs(60)).success(),
+        "{}",
+        weir.stderr()
+    );
+
+    // Started again, it is the group's only member: each partition comes back at the offset
+    // its own last commit reached, with the open windows in its own store.
+    let weir = member(&broker, dir.path());
+    wait_for_assignments(&weir, 1);
+    produce(&broker, PHASE, 2 * PHASE);
+    wait_for_windows(&broker, "seven windows", 2 * PHASE, &[&weir]);
+    assert_every_window_once(&broker, 2 * PHASE);
+    let log = weir.stderr();
+    assert_eq!(
+        log.matches("this daemon's copy of the state is up to date")
+            .count(),
+        PARTITIONS as usize,
+        "each partition's task goes on from the daemon's own store:\n{log}"
+    );
+    assert_eq!(
+        restored_keys(&log),
+        0,
+        "nothing read from the changelog:\n{log}"
+    );
+    Ok(())
+}

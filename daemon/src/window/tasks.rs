@@ -78,6 +78,12 @@ pub fn task_prefix(pipeline: &str, partition: i32) -> Vec<u8> {
     prefix
 }
 
+/// The key under a task's prefix holding the input offset its stored state reaches (the
+/// changelog's `o`, kept locally too).
+fn reached_key(prefix: &[u8]) -> Vec<u8> {
+    [prefix, b"o"].concat()
+}
+
 impl TaskedAggregate {
     /// The aggregation `plan` of `pipeline`, run as tasks over the partitions `link` reports.
     pub fn new(
@@ -165,8 +171,10 @@ impl TaskedAggregate {
         Ok(task)
     }
 
-    /// Replaces this daemon's copy of `partition`'s state with the changelog's at input
-    /// offset `until`, and opens the task on it.
+    /// Opens `partition`'s task on the state that goes with input offset `until` (the
+    /// group's committed offset): this daemon's own copy when its last commit reached exactly
+    /// there (a restart, a partition that went nowhere else), else the changelog's, written
+    /// over the copy.
     fn restore_task(
         &mut self,
         partition: i32,
@@ -174,6 +182,49 @@ impl TaskedAggregate {
         until: Option<i64>,
     ) -> Result<Task, OperatorError> {
         let started = Instant::now();
+        let prefix = task_prefix(&self.pipeline, partition);
+        let local = self
+            .store
+            .get(&reached_key(&prefix))
+            .map_err(|e| task_error(format!("reading the task's state: {e}"), true))?;
+        let up_to_date = until.is_some_and(|g| local.as_deref() == Some(&g.to_be_bytes()[..]));
+        if up_to_date {
+            tracing::info!(
+                pipeline = %self.pipeline,
+                "{}/{partition}: this daemon's copy of the state is up to date (input offset {}); nothing to restore from changelog {}",
+                self.changelog.input,
+                until.unwrap_or_default(),
+                self.changelog.name(),
+            );
+        } else {
+            self.restore_from_changelog(partition, &prefix, until, started)?;
+        }
+        let mut op = AggregateOperator::under(
+            &self.pipeline,
+            &prefix,
+            self.plan.clone(),
+            self.store.clone(),
+            self.plugins.clone(),
+        )
+        .map_err(|e| task_error(e, false))?;
+        op.restore()?;
+        Ok(Task {
+            op,
+            tenure,
+            prefix,
+            ctx: None,
+        })
+    }
+
+    /// Writes the changelog's state of `partition` at input offset `until` over this
+    /// daemon's copy under `prefix`, counted and said in the metrics.
+    fn restore_from_changelog(
+        &mut self,
+        partition: i32,
+        prefix: &[u8],
+        until: Option<i64>,
+        started: Instant,
+    ) -> Result<(), OperatorError> {
         if !self.topic_ready {
             self.changelog.ensure().map_err(|e| task_error(e, true))?;
             self.topic_ready = true;
@@ -195,27 +246,19 @@ impl TaskedAggregate {
             m.set_restoring(None);
         }
         let state = restored.map_err(|e| task_error(e, true))?;
-        let prefix = task_prefix(&self.pipeline, partition);
         let mut changes = WriteSet::default();
-        changes.delete_range(prefix.clone(), prefix_end(&prefix));
+        changes.delete_range(prefix.to_vec(), prefix_end(prefix));
         let keys = state.len() as u64;
         for (key, value) in state {
-            changes.put([prefix.as_slice(), key.as_slice()].concat(), value);
+            changes.put([prefix, key.as_slice()].concat(), value);
+        }
+        if let Some(g) = until {
+            changes.put(reached_key(prefix), g.to_be_bytes().to_vec());
         }
         self.store
             .write(changes, true)
             .map_err(|e| task_error(format!("writing restored state: {e}"), true))?;
-        let mut op = AggregateOperator::under(
-            &self.pipeline,
-            &prefix,
-            self.plan.clone(),
-            self.store.clone(),
-            self.plugins.clone(),
-        )
-        .map_err(|e| task_error(e, false))?;
-        op.restore()?;
         let took = started.elapsed();
-        let ms = took.as_millis();
         if let Some(m) = &self.metrics {
             m.state_restores.inc();
             m.state_restored_keys.inc_by(keys);
@@ -223,17 +266,13 @@ impl TaskedAggregate {
         }
         tracing::info!(
             pipeline = %self.pipeline,
-            "restored the state of {}/{partition} from changelog {} ({keys} keys, up to input offset {}) in {ms} ms",
+            "restored the state of {}/{partition} from changelog {} ({keys} keys, up to input offset {}) in {} ms",
             self.changelog.input,
             self.changelog.name(),
             until.map_or_else(|| "none".to_string(), |o| o.to_string()),
+            took.as_millis(),
         );
-        Ok(Task {
-            op,
-            tenure,
-            prefix,
-            ctx: None,
-        })
+        Ok(())
     }
 
     fn partitions_of(chunk: &RecordBatch) -> Result<Option<&Int32Array>, OperatorError> {
@@ -331,7 +370,17 @@ impl Operator for TaskedAggregate {
         {
             for (&partition, &end) in parts {
                 records.push(changelog::reached(partition, end));
+                // This daemon's copy of a task it runs reaches the same offset once committed.
+                if let Some(task) = self.tasks.get(&partition) {
+                    self.pending
+                        .put(reached_key(&task.prefix), end.to_be_bytes().to_vec());
+                }
             }
+        }
+        if !records.is_empty() && !self.topic_ready {
+            // Rows all malformed or filtered out open no task, but the offsets still move.
+            self.changelog.ensure().map_err(|e| task_error(e, true))?;
+            self.topic_ready = true;
         }
         self.link.set_changelog(Some(ChangelogBatch {
             topic: self.changelog.name(),
