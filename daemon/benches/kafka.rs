@@ -10,8 +10,8 @@
 //! 6. `kafka (json) → null` alone, then run by 1 and 2 pipelines (each its own store, as
 //!    separate daemons would be) sharing the topic's partitions through one consumer group;
 //! 7. the windowed average on shared partitions into Kafka exactly once (a task per partition,
-//!    its changelog written in the transactions), by 1 and 2 pipelines, and one task's restore
-//!    of 256 MiB of state from its changelog.
+//!    its changelog written in the transactions), by 1 and 2 pipelines, and 4 tasks' restore
+//!    of 256 MiB of state from their changelog, one at a time and 4 at a time.
 //!
 //! Run: `cargo bench -p weir --bench kafka` (`WEIR_BENCH_KAFKA_ROWS=200000` for fewer rows).
 //! The numbers in BENCHMARKS.md come from this.
@@ -500,10 +500,12 @@ fn main() {
     }
 }
 
-/// Restores one task's state of `RESTORE_KEYS` keys of 1 KiB from a changelog partition, the
-/// way a daemon does when the group gives it the partition, and prints the time per GiB.
+/// Restores the state of 4 tasks, `RESTORE_KEYS` keys of 1 KiB each, from their changelog
+/// partitions, the way a daemon does when the group gives it partitions: one task at a time,
+/// then 4 at a time; prints the time per GiB of each.
 fn restore_bench(broker: &Broker) {
-    const RESTORE_KEYS: u64 = 256 * 1024;
+    const RESTORE_KEYS: u64 = 64 * 1024;
+    const TASKS: i32 = 4;
     const VALUE: usize = 1024;
     let topic = ChangelogTopic {
         servers: broker.bootstrap.clone(),
@@ -513,7 +515,7 @@ fn restore_bench(broker: &Broker) {
         input: "readings".into(),
         timeout: Duration::from_secs(30),
     };
-    create_topic(broker, &topic.name(), 1);
+    create_topic(broker, &topic.name(), TASKS);
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &broker.bootstrap)
         .set("enable.idempotence", "true")
@@ -523,9 +525,11 @@ fn restore_bench(broker: &Broker) {
         .unwrap_or_else(|err| panic!("producer: {err}"));
     let name = topic.name();
     let value = vec![7u8; VALUE];
-    let send = |key: &[u8], value: &[u8]| {
-        let mut record: BaseRecord<'_, [u8], [u8]> =
-            BaseRecord::to(&name).partition(0).key(key).payload(value);
+    let send = |partition: i32, key: &[u8], value: &[u8]| {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&name)
+            .partition(partition)
+            .key(key)
+            .payload(value);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -536,30 +540,42 @@ fn restore_bench(broker: &Broker) {
             }
         }
     };
-    for i in 0..RESTORE_KEYS {
-        let key = [b"a".as_slice(), &i.to_be_bytes()].concat();
-        send(&key, &value);
+    for partition in 0..TASKS {
+        for i in 0..RESTORE_KEYS {
+            let key = [b"a".as_slice(), &i.to_be_bytes()].concat();
+            send(partition, &key, &value);
+        }
     }
     producer
         .flush(Duration::from_secs(120))
         .unwrap_or_else(|err| panic!("flush: {err}"));
-    // The record saying which input offset the state reaches, alone (Tansu's high watermark:
-    // see `produce`).
-    let reached = weir::kafka::changelog::reached(0, 1_000);
-    send(&reached.key, reached.value.as_deref().unwrap_or_default());
-    producer
-        .flush(Duration::from_secs(120))
-        .unwrap_or_else(|err| panic!("flush: {err}"));
-    let started = Instant::now();
-    let state = topic
-        .restore(0, Some(1_000), Duration::from_secs(300), &mut |_| {})
-        .unwrap_or_else(|err| panic!("restore: {err}"));
-    let secs = started.elapsed().as_secs_f64();
-    assert_eq!(state.len() as u64, RESTORE_KEYS, "every key restored");
-    let gib = (RESTORE_KEYS as usize * (VALUE + 9)) as f64 / (1u64 << 30) as f64;
-    println!(
-        "restore of one task's state from its changelog ({RESTORE_KEYS} keys of 1 KiB, {:.0} MiB): {secs:.1} s, {:.1} s per GiB",
-        gib * 1024.0,
-        secs / gib
-    );
+    // The records saying which input offset each state reaches, each alone (Tansu's high
+    // watermark: see `produce`).
+    for partition in 0..TASKS {
+        let reached = weir::kafka::changelog::reached(partition, 1_000);
+        send(
+            partition,
+            &reached.key,
+            reached.value.as_deref().unwrap_or_default(),
+        );
+        producer
+            .flush(Duration::from_secs(120))
+            .unwrap_or_else(|err| panic!("flush: {err}"));
+    }
+    let wanted: Vec<(i32, Option<i64>)> = (0..TASKS).map(|p| (p, Some(1_000))).collect();
+    let gib = (TASKS as usize * RESTORE_KEYS as usize * (VALUE + 9)) as f64 / (1u64 << 30) as f64;
+    for threads in [1, 4] {
+        let started = Instant::now();
+        let restored = topic.restore_many(&wanted, threads, Duration::from_secs(300), &|_| {});
+        let secs = started.elapsed().as_secs_f64();
+        for (_, _, state) in restored {
+            let state = state.unwrap_or_else(|err| panic!("restore: {err}"));
+            assert_eq!(state.len() as u64, RESTORE_KEYS, "every key restored");
+        }
+        println!(
+            "restore of {TASKS} tasks' state from their changelog ({RESTORE_KEYS} keys of 1 KiB each, {:.0} MiB in all), {threads} at a time: {secs:.1} s, {:.1} s per GiB",
+            gib * 1024.0,
+            secs / gib
+        );
+    }
 }

@@ -26,6 +26,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,9 @@ const REACHED: &[u8] = b"o";
 const EVICTED: &[u8] = b"r";
 /// A restore reports its progress every this many records.
 const PROGRESS_EVERY: usize = 10_000;
+
+/// A task's state: each key under its prefix and the value.
+pub type TaskState = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// One change to a task's state, for the changelog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,6 +276,46 @@ impl ChangelogTopic {
         .map_err(|err| format!("kafka changelog reader: {err}"))
     }
 
+    /// [`ChangelogTopic::restore`] of several partitions, `threads` at a time (each reads
+    /// with a consumer of its own); `progress` hears the records read by all of them so far.
+    /// The results are in the order of `wanted`.
+    pub fn restore_many(
+        &self,
+        wanted: &[(i32, Option<i64>)],
+        threads: usize,
+        patience: Duration,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Vec<(i32, Option<i64>, Result<TaskState, String>)> {
+        let read = AtomicUsize::new(0);
+        let mut out = Vec::with_capacity(wanted.len());
+        for group in wanted.chunks(threads.max(1)) {
+            std::thread::scope(|scope| {
+                let running: Vec<_> = group
+                    .iter()
+                    .map(|&(partition, until)| {
+                        let read = &read;
+                        let thread = scope.spawn(move || {
+                            let mut seen = 0;
+                            self.restore(partition, until, patience, &mut |n| {
+                                let total = read.fetch_add(n - seen, Ordering::Relaxed) + n - seen;
+                                seen = n;
+                                progress(total);
+                            })
+                        });
+                        (partition, until, thread)
+                    })
+                    .collect();
+                for (partition, until, thread) in running {
+                    let state = thread
+                        .join()
+                        .unwrap_or_else(|_| Err("a restore's thread panicked".into()));
+                    out.push((partition, until, state));
+                }
+            });
+        }
+        out
+    }
+
     /// The state of `partition`'s task that goes with input offset `until` (the group's
     /// committed offset; `None`: nothing committed, so no state). Reads the changelog
     /// partition from its start up to the `o` record equal to `until`, waiting up to
@@ -282,7 +326,7 @@ impl ChangelogTopic {
         until: Option<i64>,
         patience: Duration,
         progress: &mut dyn FnMut(usize),
-    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
+    ) -> Result<TaskState, String> {
         let Some(until) = until else {
             return Ok(BTreeMap::new());
         };

@@ -28,6 +28,17 @@ use std::time::{Duration, Instant};
 
 /// Longest a task's restore may wait for its changelog to reach the group's offset.
 const RESTORE_PATIENCE: Duration = Duration::from_secs(30);
+/// Changelog partitions read at once when several partitions arrive together (each with a
+/// consumer of its own: a restore is bounded by the fetch, not by a core; BENCHMARKS.md).
+const RESTORE_THREADS: usize = 4;
+
+/// A partition the group has given this daemon, for which no task runs here yet.
+struct Arrival {
+    partition: i32,
+    tenure: u64,
+    /// The group's committed offset when the batch was read.
+    until: Option<i64>,
+}
 
 struct Task {
     op: AggregateOperator,
@@ -111,14 +122,15 @@ impl TaskedAggregate {
     }
 
     /// Starts batch `ctx` once: drops the tasks whose partition this daemon no longer owns,
-    /// or owns again since (their state may have moved on elsewhere).
-    fn begin(&mut self, ctx: &BatchContext) {
+    /// or owns again since (their state may have moved on elsewhere), and opens a task for
+    /// every partition it owns and does not run yet.
+    fn begin(&mut self, ctx: &BatchContext) -> Result<(), OperatorError> {
         if self
             .batch
             .as_ref()
             .is_some_and(|(id, _)| *id == ctx.batch_id)
         {
-            return;
+            return Ok(());
         }
         let read = self.link.current();
         let input = self.changelog.input.clone();
@@ -131,8 +143,26 @@ impl TaskedAggregate {
         for task in self.tasks.values_mut() {
             task.ctx = None;
         }
-        self.batch = Some((ctx.batch_id, read));
+        self.batch = Some((ctx.batch_id, read.clone()));
         self.pending = WriteSet::default();
+        let mut arriving = Vec::new();
+        if let Some(b) = &read {
+            for ((topic, partition), tenure) in &b.tenures {
+                if *topic != input || self.tasks.contains_key(partition) {
+                    continue;
+                }
+                arriving.push(Arrival {
+                    partition: *partition,
+                    tenure: *tenure,
+                    until: b
+                        .group_offsets
+                        .get(&input)
+                        .and_then(|parts| parts.get(partition))
+                        .copied(),
+                });
+            }
+        }
+        self.open_tasks(arriving)
     }
 
     /// The task of `partition`, restored from the changelog if this daemon does not hold it.
@@ -155,8 +185,11 @@ impl TaskedAggregate {
             let until = read
                 .as_ref()
                 .and_then(|b| b.group_offsets.get(&key.0)?.get(&partition).copied());
-            let task = self.restore_task(partition, tenure, until)?;
-            self.tasks.insert(partition, task);
+            self.open_tasks(vec![Arrival {
+                partition,
+                tenure,
+                until,
+            }])?;
         }
         let task = self
             .tasks
@@ -171,106 +204,128 @@ impl TaskedAggregate {
         Ok(task)
     }
 
-    /// Opens `partition`'s task on the state that goes with input offset `until` (the
-    /// group's committed offset): this daemon's own copy when its last commit reached exactly
+    /// Opens the tasks of the partitions arriving at this daemon, each on the state that goes
+    /// with the group's offset: this daemon's own copy when its last commit reached exactly
     /// there (a restart, a partition that went nowhere else), else the changelog's, written
     /// over the copy.
-    fn restore_task(
-        &mut self,
-        partition: i32,
-        tenure: u64,
-        until: Option<i64>,
-    ) -> Result<Task, OperatorError> {
-        let started = Instant::now();
-        let prefix = task_prefix(&self.pipeline, partition);
-        let local = self
-            .store
-            .get(&reached_key(&prefix))
-            .map_err(|e| task_error(format!("reading the task's state: {e}"), true))?;
-        let up_to_date = until.is_some_and(|g| local.as_deref() == Some(&g.to_be_bytes()[..]));
-        if up_to_date {
-            tracing::info!(
-                pipeline = %self.pipeline,
-                "{}/{partition}: this daemon's copy of the state is up to date (input offset {}); nothing to restore from changelog {}",
-                self.changelog.input,
-                until.unwrap_or_default(),
-                self.changelog.name(),
-            );
-        } else {
-            self.restore_from_changelog(partition, &prefix, until, started)?;
+    fn open_tasks(&mut self, arriving: Vec<Arrival>) -> Result<(), OperatorError> {
+        if arriving.is_empty() {
+            return Ok(());
         }
-        let mut op = AggregateOperator::under(
-            &self.pipeline,
-            &prefix,
-            self.plan.clone(),
-            self.store.clone(),
-            self.plugins.clone(),
-        )
-        .map_err(|e| task_error(e, false))?;
-        op.restore()?;
-        Ok(Task {
-            op,
-            tenure,
-            prefix,
-            ctx: None,
-        })
+        let mut stale = Vec::new();
+        for a in &arriving {
+            let prefix = task_prefix(&self.pipeline, a.partition);
+            let local = self
+                .store
+                .get(&reached_key(&prefix))
+                .map_err(|e| task_error(format!("reading the task's state: {e}"), true))?;
+            if a.until
+                .is_some_and(|g| local.as_deref() == Some(&g.to_be_bytes()[..]))
+            {
+                tracing::info!(
+                    pipeline = %self.pipeline,
+                    "{}/{}: this daemon's copy of the state is up to date (input offset {}); nothing to restore from changelog {}",
+                    self.changelog.input,
+                    a.partition,
+                    a.until.unwrap_or_default(),
+                    self.changelog.name(),
+                );
+            } else {
+                stale.push(a);
+            }
+        }
+        if !stale.is_empty() {
+            self.restore_from_changelog(&stale)?;
+        }
+        for a in arriving {
+            let prefix = task_prefix(&self.pipeline, a.partition);
+            let mut op = AggregateOperator::under(
+                &self.pipeline,
+                &prefix,
+                self.plan.clone(),
+                self.store.clone(),
+                self.plugins.clone(),
+            )
+            .map_err(|e| task_error(e, false))?;
+            op.restore()?;
+            self.tasks.insert(
+                a.partition,
+                Task {
+                    op,
+                    tenure: a.tenure,
+                    prefix,
+                    ctx: None,
+                },
+            );
+        }
+        Ok(())
     }
 
-    /// Writes the changelog's state of `partition` at input offset `until` over this
-    /// daemon's copy under `prefix`, counted and said in the metrics.
-    fn restore_from_changelog(
-        &mut self,
-        partition: i32,
-        prefix: &[u8],
-        until: Option<i64>,
-        started: Instant,
-    ) -> Result<(), OperatorError> {
+    /// Writes the changelog's state of each of `stale` over this daemon's copy, in one synced
+    /// write; the partitions are read [`RESTORE_THREADS`] at a time. Counted and said in the
+    /// metrics (the records read so far, all partitions together).
+    fn restore_from_changelog(&mut self, stale: &[&Arrival]) -> Result<(), OperatorError> {
+        let started = Instant::now();
         if !self.topic_ready {
             self.changelog.ensure().map_err(|e| task_error(e, true))?;
             self.topic_ready = true;
         }
+        let metrics = self.metrics.clone();
+        let wanted: Vec<(i32, Option<i64>)> =
+            stale.iter().map(|a| (a.partition, a.until)).collect();
         let what = format!(
-            "restoring the state of {}/{partition} from changelog {}",
+            "restoring the state of {} partition(s) of {} from changelog {}",
+            wanted.len(),
             self.changelog.input,
             self.changelog.name()
         );
-        let metrics = self.metrics.clone();
-        let restored = self
-            .changelog
-            .restore(partition, until, RESTORE_PATIENCE, &mut |records| {
-                if let Some(m) = &metrics {
-                    m.set_restoring(Some(format!("{what}: {records} records read")));
-                }
-            });
+        let restored =
+            self.changelog
+                .restore_many(&wanted, RESTORE_THREADS, RESTORE_PATIENCE, &|n| {
+                    if let Some(m) = &metrics {
+                        m.set_restoring(Some(format!("{what}: {n} records read")));
+                    }
+                });
         if let Some(m) = &metrics {
             m.set_restoring(None);
         }
-        let state = restored.map_err(|e| task_error(e, true))?;
         let mut changes = WriteSet::default();
-        changes.delete_range(prefix.to_vec(), prefix_end(prefix));
-        let keys = state.len() as u64;
-        for (key, value) in state {
-            changes.put([prefix, key.as_slice()].concat(), value);
-        }
-        if let Some(g) = until {
-            changes.put(reached_key(prefix), g.to_be_bytes().to_vec());
+        let mut keys = 0u64;
+        for (partition, until, state) in restored {
+            let state = state.map_err(|e| task_error(e, true))?;
+            let prefix = task_prefix(&self.pipeline, partition);
+            changes.delete_range(prefix.clone(), prefix_end(&prefix));
+            tracing::info!(
+                pipeline = %self.pipeline,
+                "restored the state of {}/{partition} from changelog {} ({} keys, up to input offset {})",
+                self.changelog.input,
+                self.changelog.name(),
+                state.len(),
+                until.map_or_else(|| "none".to_string(), |o| o.to_string()),
+            );
+            keys += state.len() as u64;
+            for (key, value) in state {
+                changes.put([prefix.as_slice(), key.as_slice()].concat(), value);
+            }
+            if let Some(g) = until {
+                changes.put(reached_key(&prefix), g.to_be_bytes().to_vec());
+            }
         }
         self.store
             .write(changes, true)
             .map_err(|e| task_error(format!("writing restored state: {e}"), true))?;
         let took = started.elapsed();
         if let Some(m) = &self.metrics {
-            m.state_restores.inc();
+            m.state_restores.inc_by(stale.len() as u64);
             m.state_restored_keys.inc_by(keys);
             m.state_restore_seconds.inc_by(took.as_secs_f64());
         }
         tracing::info!(
             pipeline = %self.pipeline,
-            "restored the state of {}/{partition} from changelog {} ({keys} keys, up to input offset {}) in {} ms",
-            self.changelog.input,
+            "restored {} task(s) from changelog {} in {} ms",
+            stale.len(),
             self.changelog.name(),
-            until.map_or_else(|| "none".to_string(), |o| o.to_string()),
-            took.as_millis(),
+            took.as_millis()
         );
         Ok(())
     }
@@ -300,7 +355,7 @@ impl Operator for TaskedAggregate {
         chunk: RecordBatch,
         ctx: &BatchContext,
     ) -> Result<Vec<RecordBatch>, OperatorError> {
-        self.begin(ctx);
+        self.begin(ctx)?;
         let partitions = Self::partitions_of(&chunk)?
             .ok_or_else(|| task_error(format!("the rows have no {TASK_COLUMN} column"), false))?;
         let (Some(low), Some(high)) = (min(partitions), max(partitions)) else {
@@ -330,7 +385,7 @@ impl Operator for TaskedAggregate {
     }
 
     fn finish_batch(&mut self, ctx: &BatchContext) -> Result<Vec<RecordBatch>, OperatorError> {
-        self.begin(ctx);
+        self.begin(ctx)?;
         let mut out = Vec::new();
         let mut records = Vec::new();
         let mut progress = StateOperatorProgress::default();
