@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 const TOPIC: &str = "sensor-readings";
-const PARTITIONS: i64 = 4;
-const SENSORS: i64 = 8;
+const PARTITIONS: i64 = 6;
+const SENSORS: i64 = 12;
 const OUT_TOPIC: &str = "sensor-windows";
 const GROUP: &str = "weir-sensor-windows";
 const START_MS: i64 = 1_764_547_200_000;
@@ -22,7 +22,7 @@ const WINDOW_MS: i64 = 10_000;
 const PHASE: i64 = 400;
 
 /// Reading `i`: (partition, event time, sensor, value). Sensor `s` lives in partition
-/// `s % 4`, and each partition's readings come in event-time order.
+/// `s % 6`, and each partition's readings come in event-time order.
 fn reading(i: i64) -> (i32, i64, String, i64) {
     let sensor = i % SENSORS;
     (
@@ -295,7 +295,7 @@ fn a_daemon_killed_with_kill_9_leaves_its_open_windows_to_the_other_which_restor
     let b = start(roots[1].path());
     for daemon in [&a, &b] {
         daemon.wait_status("half of the partitions", READY, |s| {
-            s.to_string().contains("(2 of 4 partitions)")
+            s.to_string().contains("(3 of 6 partitions)")
         });
     }
     produce(&broker, 0, PHASE + PHASE / 2);
@@ -328,7 +328,7 @@ fn a_daemon_killed_with_kill_9_leaves_its_open_windows_to_the_other_which_restor
     // B starts again on its folder and takes back a share, restoring it from the changelog.
     let b = start(roots[1].path());
     b.wait_status("its share again", READY, |s| {
-        s.to_string().contains("(2 of 4 partitions)")
+        s.to_string().contains("(3 of 6 partitions)")
     });
     produce(&broker, 3 * PHASE, 4 * PHASE);
     wait_for_windows(
@@ -378,6 +378,65 @@ fn a_daemon_restarted_on_its_folder_goes_on_from_its_own_up_to_date_state_withou
         restored_keys(&log),
         0,
         "nothing read from the changelog:\n{log}"
+    );
+    Ok(())
+}
+
+/// Waits until the last change of partitions `weir` logged leaves it reading `count`.
+fn wait_for_share(weir: &Weir, count: usize) {
+    let said = format!("it reads {count} partition(s)");
+    weir.wait_for(&said, Duration::from_secs(60), |_, err| {
+        err.lines()
+            .rfind(|l| l.contains("partition(s)"))
+            .is_some_and(|l| l.contains(&said))
+    });
+}
+
+#[test]
+fn three_daemons_on_six_partitions_then_a_fourth_joining_mid_run_write_every_window_once_with_one_daemons_counts()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, PARTITIONS as u32);
+    broker.create_topic(OUT_TOPIC, 1);
+    let dirs = [
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    ];
+    let a = member(&broker, dirs[0].path());
+    wait_for_assignments(&a, 1);
+    let b = member(&broker, dirs[1].path());
+    wait_for_assignments(&b, 1);
+    let c = member(&broker, dirs[2].path());
+    for daemon in [&a, &b, &c] {
+        wait_for_share(daemon, 2);
+    }
+    produce(&broker, 0, PHASE + PHASE / 2);
+    wait_for_windows(
+        &broker,
+        "three daemons close five windows",
+        PHASE + PHASE / 2,
+        &[&a, &b, &c],
+    );
+    assert_every_window_once(&broker, PHASE + PHASE / 2);
+
+    // A fourth joins while a window is open on every partition: the partitions it takes bring
+    // their open windows from the changelog.
+    let d = member(&broker, dirs[3].path());
+    wait_for_assignments(&d, 1);
+    produce(&broker, PHASE + PHASE / 2, 3 * PHASE);
+    wait_for_windows(
+        &broker,
+        "four daemons close eleven windows",
+        3 * PHASE,
+        &[&a, &b, &c, &d],
+    );
+    assert_every_window_once(&broker, 3 * PHASE);
+    let log = d.stderr();
+    assert!(
+        restored_keys(&log) > 0,
+        "the fourth restored open windows from the changelog:\n{log}"
     );
     Ok(())
 }
