@@ -113,6 +113,23 @@ fn reading(i: u64) -> String {
     )
 }
 
+/// Sends `record`, polling while the producer's queue is full.
+fn send_waiting<K, P>(producer: &BaseProducer, mut record: BaseRecord<'_, K, P>)
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((_, back)) => {
+                producer.poll(Duration::from_millis(5));
+                record = back;
+            }
+        }
+    }
+}
+
 /// Produces `rows` readings round robin; returns (bytes of values, seconds). Each partition's
 /// last record goes alone: Tansu 0.6.0 reports the high watermark as the last record batch's
 /// first offset + 1.
@@ -130,18 +147,10 @@ fn produce(broker: &Broker, topic: &str, rows: u64) -> (u64, f64) {
     let send = |i: u64, bytes: &mut u64| {
         let value = reading(i);
         *bytes += value.len() as u64;
-        let mut record: BaseRecord<'_, (), str> = BaseRecord::to(topic)
+        let record: BaseRecord<'_, (), str> = BaseRecord::to(topic)
             .partition((i % PARTITIONS as u64) as i32)
             .payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(5));
-                    record = back;
-                }
-            }
-        }
+        send_waiting(&producer, record);
     };
     for i in 0..lasts {
         send(i, &mut bytes);
@@ -526,19 +535,11 @@ fn restore_bench(broker: &Broker) {
     let name = topic.name();
     let value = vec![7u8; VALUE];
     let send = |partition: i32, key: &[u8], value: &[u8]| {
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&name)
+        let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&name)
             .partition(partition)
             .key(key)
             .payload(value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(5));
-                    record = back;
-                }
-            }
-        }
+        send_waiting(&producer, record);
     };
     for partition in 0..TASKS {
         for i in 0..RESTORE_KEYS {

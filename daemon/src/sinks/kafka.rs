@@ -492,18 +492,7 @@ impl KafkaSink {
             if let Some(value) = &change.value {
                 pending = pending.payload(value.as_slice());
             }
-            loop {
-                match producer.send(pending) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        producer.poll(Duration::from_millis(100));
-                        pending = back;
-                    }
-                    Err((err, _)) => {
-                        return Err(unavailable("writing the aggregation's changelog", err));
-                    }
-                }
-            }
+            send_waiting(producer, pending, "writing the aggregation's changelog")?;
         }
         Ok(())
     }
@@ -542,18 +531,7 @@ impl KafkaSink {
             if let Some(headers) = columns.headers.as_ref().and_then(|h| h.of_row(row)) {
                 record = record.headers(headers);
             }
-            let mut pending = record;
-            loop {
-                match producer.send(pending) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        // librdkafka's queue is full: wait for acknowledgements (back-pressure).
-                        producer.poll(Duration::from_millis(100));
-                        pending = back;
-                    }
-                    Err((err, _)) => return Err(unavailable("producing a record", err)),
-                }
-            }
+            send_waiting(producer, record, "producing a record")?;
         }
         producer.poll(Duration::ZERO);
         Ok(())
@@ -671,6 +649,29 @@ impl super::Sink for KafkaSink {
             self.write_transaction(batch_id, batches)
         } else {
             self.write_at_least_once(batches)
+        }
+    }
+}
+
+/// Sends `record`; while librdkafka's queue is full, waits for acknowledgements
+/// (back-pressure) and tries again.
+fn send_waiting<K, P>(
+    producer: &BaseProducer<WeirContext>,
+    mut record: BaseRecord<'_, K, P>,
+    what: &str,
+) -> Result<(), SinkError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                producer.poll(Duration::from_millis(100));
+                record = back;
+            }
+            Err((err, _)) => return Err(unavailable(what, err)),
         }
     }
 }
