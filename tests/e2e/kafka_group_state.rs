@@ -440,3 +440,83 @@ fn three_daemons_on_six_partitions_then_a_fourth_joining_mid_run_write_every_win
     );
     Ok(())
 }
+
+#[test]
+fn a_shared_aggregation_on_a_group_whose_offsets_were_committed_without_a_changelog_warns_and_starts_its_tasks_empty_there()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, PARTITIONS as u32);
+    broker.create_topic(OUT_TOPIC, 1);
+    // The group's offsets are moved by a pipeline that keeps no state (or whose changelog was
+    // deleted): readings 0..400 are behind them.
+    produce(&broker, 0, PHASE);
+    let first = tempfile::tempdir()?;
+    let stateless = pipeline(&broker)
+        .split("[aggregate]")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+        + "[[sink]]\ntype = \"null\"\n";
+    let file = pipeline_file(first.path(), "lines.toml", &stateless);
+    let mut weir = Weir::start(&[
+        "run",
+        "--state-dir",
+        &first.path().join("state").to_string_lossy(),
+        &file.to_string_lossy(),
+    ]);
+    let mut behind = BTreeMap::<i32, i64>::new();
+    for i in 0..PHASE {
+        *behind.entry(reading(i).0).or_default() += 1;
+    }
+    let end = Instant::now() + Duration::from_secs(60);
+    while behind
+        .iter()
+        .any(|(p, n)| broker.committed(GROUP, TOPIC, *p).is_none_or(|o| o < *n))
+    {
+        assert!(
+            Instant::now() < end,
+            "the group's offsets moved:\n{}",
+            weir.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    weir.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        weir.wait_exit(Duration::from_secs(60)).success(),
+        "{}",
+        weir.stderr()
+    );
+
+    // Readings 400.. start at 40 s: the windows from 40 s on hold only them, and close.
+    produce(&broker, PHASE, 2 * PHASE);
+    let second = tempfile::tempdir()?;
+    let weir = member(&broker, second.path());
+    weir.wait_for(
+        "a warning for each partition",
+        Duration::from_secs(60),
+        |_, err| err.matches("holds no state for input offset").count() >= PARTITIONS as usize,
+    );
+    let want = expected(2 * PHASE);
+    let later: Vec<&(i64, String)> = want
+        .keys()
+        .filter(|(start, _)| *start >= START_MS + 40_000)
+        .collect();
+    let end = Instant::now() + Duration::from_secs(90);
+    while !later.iter().all(|w| written(&broker).contains_key(*w)) {
+        assert!(
+            Instant::now() < end,
+            "the windows from 40 s on within 90 s:\n{}",
+            weir.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = written(&broker);
+    for w in later {
+        assert_eq!(got.get(w), Some(&vec![want[w]]), "window {w:?}");
+    }
+    assert!(
+        got.keys().all(|(start, _)| *start >= START_MS + 40_000),
+        "nothing of the readings behind the group's offsets is aggregated"
+    );
+    Ok(())
+}

@@ -34,6 +34,10 @@ use std::time::{Duration, Instant};
 const REACHED: &[u8] = b"o";
 /// Key of an eviction's key range.
 const EVICTED: &[u8] = b"r";
+/// How long a restore waits past the end of a changelog partition that has never said which
+/// offset it reached before it takes the partition for empty (a broker may report the end
+/// before the last records; see ARCHITECTURE.md on Tansu).
+const EMPTY_GRACE: Duration = Duration::from_secs(1);
 /// A restore reports its progress every this many records.
 const PROGRESS_EVERY: usize = 10_000;
 
@@ -297,7 +301,8 @@ impl ChangelogTopic {
                         let thread = scope.spawn(move || {
                             let mut seen = 0;
                             self.restore(partition, until, patience, &mut |n| {
-                                let total = read.fetch_add(n - seen, Ordering::Relaxed) + n - seen;
+                                let more = n.saturating_sub(seen);
+                                let total = read.fetch_add(more, Ordering::Relaxed) + more;
                                 seen = n;
                                 progress(total);
                             })
@@ -318,8 +323,9 @@ impl ChangelogTopic {
 
     /// The state of `partition`'s task that goes with input offset `until` (the group's
     /// committed offset; `None`: nothing committed, so no state). Reads the changelog
-    /// partition from its start up to the `o` record equal to `until`, waiting up to
-    /// `patience` for it; `progress` hears how many records have been read, now and then.
+    /// partition from its start up to the `o` record equal to `until`, giving up when no
+    /// record has come for `patience`; `progress` hears how many records have been read, now
+    /// and then.
     pub fn restore(
         &self,
         partition: i32,
@@ -338,23 +344,41 @@ impl ChangelogTopic {
         consumer
             .assign(&tpl)
             .map_err(|err| format!("reading changelog {name}/{partition}: {err}"))?;
-        let deadline = Instant::now() + patience;
+        // Patience is for a changelog that stops short of the offset, not for a long one: it
+        // starts again with every record read.
+        let mut deadline = Instant::now() + patience;
         let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut at_end = false;
+        // When the end was reached with nothing read since, and whether any record said which
+        // offset it reached.
+        let mut quiet_end: Option<Instant> = None;
+        let mut any_reached = false;
         loop {
             if at_end && let Some(cut) = cut_at(&records, until) {
                 records.truncate(cut);
                 return replay(&records);
             }
+            if !any_reached && quiet_end.is_some_and(|t| t.elapsed() >= EMPTY_GRACE) {
+                // Never written, or deleted (with `weir state reset`'s advice): there is no
+                // state to restore, only offsets to go on from.
+                tracing::warn!(
+                    pipeline = %self.pipeline,
+                    "changelog {name}/{partition} holds no state for input offset {until} (it was deleted, or the group's offsets were committed without it): the task starts empty from there"
+                );
+                return Ok(TaskState::new());
+            }
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "changelog {name}/{partition} does not reach input offset {until} (the group's committed offset) after {} records",
+                    "changelog {name}/{partition} does not reach input offset {until} (the group's committed offset): {} records read, none in the last {patience:?}",
                     records.len()
                 ));
             }
             match consumer.poll(Duration::from_millis(100)) {
                 None => {}
                 Some(Ok(message)) => {
+                    deadline = Instant::now() + patience;
+                    quiet_end = None;
+                    any_reached |= message.key() == Some(REACHED);
                     if records.len().is_multiple_of(PROGRESS_EVERY) {
                         progress(records.len());
                     }
@@ -363,7 +387,10 @@ impl ChangelogTopic {
                         message.payload().map(<[u8]>::to_vec),
                     ));
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => at_end = true,
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    at_end = true;
+                    quiet_end.get_or_insert_with(Instant::now);
+                }
                 Some(Err(KafkaError::MessageConsumption(
                     RDKafkaErrorCode::UnknownTopicOrPartition,
                 ))) => {

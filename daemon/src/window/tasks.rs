@@ -26,7 +26,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Longest a task's restore may wait for its changelog to reach the group's offset.
+/// Longest a task's restore may go without a record before it gives up on its changelog
+/// reaching the group's offset (the batch fails and is tried again).
 const RESTORE_PATIENCE: Duration = Duration::from_secs(30);
 /// Changelog partitions read at once when several partitions arrive together (each with a
 /// consumer of its own: a restore is bounded by the fetch, not by a core; BENCHMARKS.md).
@@ -279,6 +280,9 @@ impl TaskedAggregate {
             self.changelog.input,
             self.changelog.name()
         );
+        if let Some(m) = &metrics {
+            m.set_restoring(Some(format!("{what}: 0 records read")));
+        }
         let restored =
             self.changelog
                 .restore_many(&wanted, RESTORE_THREADS, RESTORE_PATIENCE, &|n| {
