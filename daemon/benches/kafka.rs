@@ -113,6 +113,17 @@ fn reading(i: u64) -> String {
     )
 }
 
+/// The benchmark's producer: idempotent, batching 5 ms.
+fn bench_producer(broker: &Broker) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .create()
+        .unwrap_or_else(|err| panic!("producer: {err}"))
+}
+
 /// Sends `record`, polling while the producer's queue is full.
 fn send_waiting<K, P>(producer: &BaseProducer, mut record: BaseRecord<'_, K, P>)
 where
@@ -134,13 +145,7 @@ where
 /// last record goes alone: Tansu 0.6.0 reports the high watermark as the last record batch's
 /// first offset + 1.
 fn produce(broker: &Broker, topic: &str, rows: u64) -> (u64, f64) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.bootstrap)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("batch.size", "1000000")
-        .create()
-        .unwrap_or_else(|err| panic!("producer: {err}"));
+    let producer = bench_producer(broker);
     let started = Instant::now();
     let mut bytes = 0u64;
     let lasts = rows.saturating_sub(PARTITIONS as u64);
@@ -525,13 +530,7 @@ fn restore_bench(broker: &Broker) {
         timeout: Duration::from_secs(30),
     };
     create_topic(broker, &topic.name(), TASKS);
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.bootstrap)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("batch.size", "1000000")
-        .create()
-        .unwrap_or_else(|err| panic!("producer: {err}"));
+    let producer = bench_producer(broker);
     let name = topic.name();
     let value = vec![7u8; VALUE];
     let send = |partition: i32, key: &[u8], value: &[u8]| {
