@@ -141,7 +141,7 @@ impl std::fmt::Debug for AggregateOperator {
     }
 }
 
-fn op_error(err: impl std::fmt::Display, retryable: bool) -> OperatorError {
+pub(super) fn op_error(err: impl std::fmt::Display, retryable: bool) -> OperatorError {
     OperatorError {
         stage: "aggregate".into(),
         message: err.to_string(),

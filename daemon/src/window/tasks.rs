@@ -9,10 +9,10 @@
 //! what it owns, under which tenure, and where the group's offsets stood come from the source
 //! through the [`GroupLink`], set when the batch was read.
 
-use super::operator::AggregateOperator;
+use super::operator::{AggregateOperator, op_error};
 use super::resolve::{AggregatePlan, UserAggregates};
 use crate::engine::{
-    BatchContext, ErrorClass, Operator, OperatorError, PipelineMetrics, StateOperatorProgress,
+    BatchContext, Operator, OperatorError, PipelineMetrics, StateOperatorProgress,
 };
 use crate::kafka::changelog::{self, ChangelogBatch, ChangelogTopic};
 use crate::kafka::{GroupBatch, GroupLink, TASK_COLUMN};
@@ -67,19 +67,6 @@ pub struct TaskedAggregate {
     last_progress: Option<StateOperatorProgress>,
     /// Where restores are counted and said.
     metrics: Option<Arc<PipelineMetrics>>,
-}
-
-fn task_error(message: impl std::fmt::Display, retryable: bool) -> OperatorError {
-    OperatorError {
-        stage: "aggregate".into(),
-        message: message.to_string(),
-        class: if retryable {
-            ErrorClass::External
-        } else {
-            ErrorClass::Internal
-        },
-        retryable,
-    }
 }
 
 /// The state key prefix of `partition`'s task.
@@ -166,36 +153,18 @@ impl TaskedAggregate {
         self.open_tasks(arriving)
     }
 
-    /// The task of `partition`, restored from the changelog if this daemon does not hold it.
+    /// The task of `partition` (`begin` opened one for every partition the group gives this
+    /// daemon), with its context for the batch.
     fn task(&mut self, partition: i32, ctx: &BatchContext) -> Result<&mut Task, OperatorError> {
-        let read = self.batch.as_ref().and_then(|(_, b)| b.clone());
-        let key = (self.changelog.input.clone(), partition);
-        let tenure = read
-            .as_ref()
-            .and_then(|b| b.tenures.get(&key).copied())
-            .ok_or_else(|| {
-                task_error(
-                    format!(
-                        "rows of {}/{partition}, a partition the consumer group does not give this daemon",
-                        key.0
-                    ),
-                    true,
-                )
-            })?;
-        if !self.tasks.contains_key(&partition) {
-            let until = read
-                .as_ref()
-                .and_then(|b| b.group_offsets.get(&key.0)?.get(&partition).copied());
-            self.open_tasks(vec![Arrival {
-                partition,
-                tenure,
-                until,
-            }])?;
-        }
-        let task = self
-            .tasks
-            .get_mut(&partition)
-            .ok_or_else(|| task_error("a task vanished", false))?;
+        let input = &self.changelog.input;
+        let task = self.tasks.get_mut(&partition).ok_or_else(|| {
+            op_error(
+                format!(
+                    "rows of {input}/{partition}, a partition the consumer group does not give this daemon"
+                ),
+                true,
+            )
+        })?;
         if task.ctx.is_none() {
             task.ctx = Some(BatchContext {
                 watermark_ms: task.op.next_watermark(),
@@ -219,7 +188,7 @@ impl TaskedAggregate {
             let local = self
                 .store
                 .get(&reached_key(&prefix))
-                .map_err(|e| task_error(format!("reading the task's state: {e}"), true))?;
+                .map_err(|e| op_error(format!("reading the task's state: {e}"), true))?;
             if a.until
                 .is_some_and(|g| local.as_deref() == Some(&g.to_be_bytes()[..]))
             {
@@ -247,7 +216,7 @@ impl TaskedAggregate {
                 self.store.clone(),
                 self.plugins.clone(),
             )
-            .map_err(|e| task_error(e, false))?;
+            .map_err(|e| op_error(e, false))?;
             op.restore()?;
             self.tasks.insert(
                 a.partition,
@@ -268,7 +237,7 @@ impl TaskedAggregate {
     fn restore_from_changelog(&mut self, stale: &[&Arrival]) -> Result<(), OperatorError> {
         let started = Instant::now();
         if !self.topic_ready {
-            self.changelog.ensure().map_err(|e| task_error(e, true))?;
+            self.changelog.ensure().map_err(|e| op_error(e, true))?;
             self.topic_ready = true;
         }
         let metrics = self.metrics.clone();
@@ -296,7 +265,7 @@ impl TaskedAggregate {
         let mut changes = WriteSet::default();
         let mut keys = 0u64;
         for (partition, until, state) in restored {
-            let state = state.map_err(|e| task_error(e, true))?;
+            let state = state.map_err(|e| op_error(e, true))?;
             let prefix = task_prefix(&self.pipeline, partition);
             changes.delete_range(prefix.clone(), prefix_end(&prefix));
             tracing::info!(
@@ -317,7 +286,7 @@ impl TaskedAggregate {
         }
         self.store
             .write(changes, true)
-            .map_err(|e| task_error(format!("writing restored state: {e}"), true))?;
+            .map_err(|e| op_error(format!("writing restored state: {e}"), true))?;
         let took = started.elapsed();
         if let Some(m) = &self.metrics {
             m.state_restores.inc_by(stale.len() as u64);
@@ -341,8 +310,26 @@ impl TaskedAggregate {
         column
             .as_primitive_opt::<Int32Type>()
             .map(Some)
-            .ok_or_else(|| task_error(format!("{TASK_COLUMN} is not an int32 column"), false))
+            .ok_or_else(|| op_error(format!("{TASK_COLUMN} is not an int32 column"), false))
     }
+}
+
+/// Adds one task's figures for the batch to the aggregation's (the average event time is
+/// left out: the tasks' averages weigh their rows, which the figures do not carry).
+fn add_progress(total: &mut StateOperatorProgress, task: &StateOperatorProgress) {
+    total.num_rows_total += task.num_rows_total;
+    total.num_rows_in_memory += task.num_rows_in_memory;
+    total.num_rows_updated += task.num_rows_updated;
+    total.num_rows_removed += task.num_rows_removed;
+    total.num_rows_dropped_by_watermark += task.num_rows_dropped_by_watermark;
+    total.memory_used_bytes += task.memory_used_bytes;
+    // `Option`'s order puts `None` first: a task without rows must not hide the others'
+    // earliest time.
+    total.event_time_min_ms = match (total.event_time_min_ms, task.event_time_min_ms) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    total.event_time_max_ms = total.event_time_max_ms.max(task.event_time_max_ms);
 }
 
 impl Operator for TaskedAggregate {
@@ -361,7 +348,7 @@ impl Operator for TaskedAggregate {
     ) -> Result<Vec<RecordBatch>, OperatorError> {
         self.begin(ctx)?;
         let partitions = Self::partitions_of(&chunk)?
-            .ok_or_else(|| task_error(format!("the rows have no {TASK_COLUMN} column"), false))?;
+            .ok_or_else(|| op_error(format!("the rows have no {TASK_COLUMN} column"), false))?;
         let (Some(low), Some(high)) = (min(partitions), max(partitions)) else {
             return Ok(Vec::new());
         };
@@ -379,8 +366,8 @@ impl Operator for TaskedAggregate {
         seen.dedup();
         for partition in seen {
             let mask = eq(partitions, &Int32Array::new_scalar(partition))
-                .map_err(|e| task_error(e, false))?;
-            let rows = filter_record_batch(&chunk, &mask).map_err(|e| task_error(e, false))?;
+                .map_err(|e| op_error(e, false))?;
+            let rows = filter_record_batch(&chunk, &mask).map_err(|e| op_error(e, false))?;
             let task = self.task(partition, ctx)?;
             let task_ctx = task.ctx.unwrap_or(*ctx);
             out.extend(task.op.process(rows, &task_ctx)?);
@@ -393,7 +380,6 @@ impl Operator for TaskedAggregate {
         let mut out = Vec::new();
         let mut records = Vec::new();
         let mut progress = StateOperatorProgress::default();
-        let (mut min_time, mut max_time) = (None::<i64>, None::<i64>);
         for (&partition, task) in self.tasks.iter_mut() {
             let task_ctx = *task.ctx.get_or_insert(BatchContext {
                 watermark_ms: task.op.next_watermark(),
@@ -407,18 +393,9 @@ impl Operator for TaskedAggregate {
             changelog::add_changes(&changes, &task.prefix, partition, &mut records);
             self.pending.append(&mut changes);
             if let Some(p) = task.op.state_progress() {
-                progress.num_rows_total += p.num_rows_total;
-                progress.num_rows_in_memory += p.num_rows_in_memory;
-                progress.num_rows_updated += p.num_rows_updated;
-                progress.num_rows_removed += p.num_rows_removed;
-                progress.num_rows_dropped_by_watermark += p.num_rows_dropped_by_watermark;
-                progress.memory_used_bytes += p.memory_used_bytes;
-                min_time = min_time.min(p.event_time_min_ms).or(p.event_time_min_ms);
-                max_time = max_time.max(p.event_time_max_ms);
+                add_progress(&mut progress, &p);
             }
         }
-        progress.event_time_min_ms = min_time;
-        progress.event_time_max_ms = max_time;
         self.last_progress = Some(progress);
         // Every partition whose offsets the transaction commits says where its state stands,
         // also when no row of it reached a task (all filtered or malformed).
@@ -438,7 +415,7 @@ impl Operator for TaskedAggregate {
         }
         if !records.is_empty() && !self.topic_ready {
             // Rows all malformed or filtered out open no task, but the offsets still move.
-            self.changelog.ensure().map_err(|e| task_error(e, true))?;
+            self.changelog.ensure().map_err(|e| op_error(e, true))?;
             self.topic_ready = true;
         }
         self.link.set_changelog(Some(ChangelogBatch {
@@ -460,10 +437,9 @@ impl Operator for TaskedAggregate {
     }
 
     fn abort_batch(&mut self) {
-        // Not reloaded from this daemon's store: the batch may have failed after its
-        // transaction committed (the store's commit failed), and then only the changelog
-        // holds the state that goes with the group's offsets. Each task restores from it
-        // when its rows next come.
+        // Not reloaded here: the batch may have failed after its transaction committed (the
+        // store's commit failed). The next batch opens the tasks again, each from this
+        // daemon's copy only if that copy reached the group's offset, else from the changelog.
         self.tasks.clear();
         self.pending = WriteSet::default();
         self.link.set_changelog(None);
@@ -496,5 +472,41 @@ impl Operator for TaskedAggregate {
             .as_ref()
             .map(|p| p.plugin_costs())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(groups: u64, times: Option<(i64, i64)>) -> StateOperatorProgress {
+        StateOperatorProgress {
+            num_rows_total: groups,
+            num_rows_updated: groups,
+            event_time_min_ms: times.map(|t| t.0),
+            event_time_max_ms: times.map(|t| t.1),
+            ..StateOperatorProgress::default()
+        }
+    }
+
+    #[test]
+    fn the_tasks_figures_add_up_and_a_task_without_rows_hides_no_event_time() {
+        let mut total = StateOperatorProgress::default();
+        for t in [
+            task(3, Some((20, 30))),
+            task(2, None),
+            task(1, Some((10, 25))),
+        ] {
+            add_progress(&mut total, &t);
+        }
+        assert_eq!(total.num_rows_total, 6);
+        assert_eq!(total.num_rows_updated, 6);
+        assert_eq!(total.event_time_min_ms, Some(10));
+        assert_eq!(total.event_time_max_ms, Some(30));
+        let mut total = StateOperatorProgress::default();
+        for t in [task(1, Some((10, 25))), task(2, None)] {
+            add_progress(&mut total, &t);
+        }
+        assert_eq!(total.event_time_min_ms, Some(10));
     }
 }
