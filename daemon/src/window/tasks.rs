@@ -268,14 +268,20 @@ impl TaskedAggregate {
             let state = state.map_err(|e| op_error(e, true))?;
             let prefix = task_prefix(&self.pipeline, partition);
             changes.delete_range(prefix.clone(), prefix_end(&prefix));
-            tracing::info!(
-                pipeline = %self.pipeline,
-                "restored the state of {}/{partition} from changelog {} ({} keys, up to input offset {})",
-                self.changelog.input,
-                self.changelog.name(),
-                state.len(),
-                until.map_or_else(|| "none".to_string(), |o| o.to_string()),
-            );
+            match until {
+                Some(offset) => tracing::info!(
+                    pipeline = %self.pipeline,
+                    "restored the state of {}/{partition} from changelog {} ({} keys, up to input offset {offset})",
+                    self.changelog.input,
+                    self.changelog.name(),
+                    state.len(),
+                ),
+                None => tracing::info!(
+                    pipeline = %self.pipeline,
+                    "{}/{partition} starts with no state: the group has no offset for it yet",
+                    self.changelog.input,
+                ),
+            }
             keys += state.len() as u64;
             for (key, value) in state {
                 changes.put([prefix.as_slice(), key.as_slice()].concat(), value);
@@ -288,15 +294,16 @@ impl TaskedAggregate {
             .write(changes, true)
             .map_err(|e| op_error(format!("writing restored state: {e}"), true))?;
         let took = started.elapsed();
+        // Partitions the group has no offset for read nothing and are not counted.
+        let read = stale.iter().filter(|a| a.until.is_some()).count();
         if let Some(m) = &self.metrics {
-            m.state_restores.inc_by(stale.len() as u64);
+            m.state_restores.inc_by(read as u64);
             m.state_restored_keys.inc_by(keys);
             m.state_restore_seconds.inc_by(took.as_secs_f64());
         }
         tracing::info!(
             pipeline = %self.pipeline,
-            "restored {} task(s) from changelog {} in {} ms",
-            stale.len(),
+            "restored {read} task(s) from changelog {} in {} ms",
             self.changelog.name(),
             took.as_millis()
         );

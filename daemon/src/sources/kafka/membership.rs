@@ -168,7 +168,7 @@ impl Membership {
     pub fn assigned(&self) -> Option<BTreeSet<Partition>> {
         self.consumer
             .context()
-            .with_state(|s| s.assigned.clone())
+            .with_state(|s| s.assigned.as_ref().map(|a| a.keys().cloned().collect()))
             .flatten()
     }
 
@@ -177,7 +177,8 @@ impl Membership {
     pub fn tenures(&self) -> BTreeMap<Partition, u64> {
         self.consumer
             .context()
-            .with_state(|s| s.tenures.clone())
+            .with_state(|s| s.assigned.clone())
+            .flatten()
             .unwrap_or_default()
     }
 
@@ -231,7 +232,7 @@ impl Membership {
                 let mut owned = PartitionOffsets::new();
                 for (topic, parts) in end {
                     for (partition, offset) in parts {
-                        if assigned.contains(&(topic.clone(), *partition)) {
+                        if assigned.contains_key(&(topic.clone(), *partition)) {
                             owned
                                 .entry(topic.clone())
                                 .or_default()
@@ -260,16 +261,15 @@ impl Membership {
 
 #[derive(Debug, Default)]
 struct MemberState {
-    /// What the group gives this member; `None` before the first assignment.
-    assigned: Option<BTreeSet<Partition>>,
+    /// What the group gives this member, each partition with its tenure (the number of the
+    /// assignment that gave it); `None` before the first assignment.
+    assigned: Option<BTreeMap<Partition, u64>>,
     /// Assigned since the source last took them.
     arrived: BTreeSet<Partition>,
     /// The end of the last batch this daemon committed, for the partitions it owns.
     committed: PartitionOffsets,
-    /// Assignments served so far: each arrival's tenure.
+    /// Assignments served so far.
     arrivals: u64,
-    /// The tenure of each assigned partition.
-    tenures: BTreeMap<Partition, u64>,
 }
 
 /// The member's callbacks: librdkafka's log and errors as the other clients', and the
@@ -363,12 +363,11 @@ impl ConsumerContext for MemberContext {
                     tracing::debug!(pipeline = %self.pipeline, "pausing the group member's partitions: {err}");
                 }
                 let now = self.with_state(|s| {
-                    let assigned = s.assigned.get_or_insert_with(BTreeSet::new);
                     s.arrivals += 1;
+                    let assigned = s.assigned.get_or_insert_with(BTreeMap::new);
                     for p in &arriving {
-                        assigned.insert(p.clone());
+                        assigned.insert(p.clone(), s.arrivals);
                         s.arrived.insert(p.clone());
-                        s.tenures.insert(p.clone(), s.arrivals);
                     }
                     assigned.len()
                 });
@@ -377,11 +376,10 @@ impl ConsumerContext for MemberContext {
             Rebalance::Revoke(tpl) => {
                 let leaving = names(tpl);
                 let now = self.with_state(|s| {
-                    let assigned = s.assigned.get_or_insert_with(BTreeSet::new);
+                    let assigned = s.assigned.get_or_insert_with(BTreeMap::new);
                     for (topic, partition) in &leaving {
                         assigned.remove(&(topic.clone(), *partition));
                         s.arrived.remove(&(topic.clone(), *partition));
-                        s.tenures.remove(&(topic.clone(), *partition));
                         if let Some(parts) = s.committed.get_mut(topic) {
                             parts.remove(partition);
                         }
