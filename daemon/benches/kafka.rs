@@ -10,8 +10,11 @@
 //! 6. `kafka (json) → null` alone, then run by 1 and 2 pipelines (each its own store, as
 //!    separate daemons would be) sharing the topic's partitions through one consumer group;
 //! 7. the windowed average on shared partitions into Kafka exactly once (a task per partition,
-//!    its changelog written in the transactions), by 1 and 2 pipelines, and 4 tasks' restore
-//!    of 256 MiB of state from their changelog, one at a time and 4 at a time.
+//!    its changelog written in the transactions), by 1 and 2 pipelines;
+//! 8. the same on a 6-partition topic keyed by sensor, by 1 pipeline with `tasks_per_daemon`
+//!    1 and 2 and by 2 and 3 pipelines, then not keyed, through the repartition topic;
+//! 9. 4 tasks' restore of 256 MiB of state from their changelog, one at a time and 4 at a
+//!    time.
 //!
 //! Run: `cargo bench -p weir --bench kafka` (`WEIR_BENCH_KAFKA_ROWS=200000` for fewer rows).
 //! The numbers in BENCHMARKS.md come from this.
@@ -478,7 +481,7 @@ fn main() {
         let out = format!("bench-agg-shared-{members}-out");
         create_topic(&broker, &out, 1);
         let shared = format!(
-            "name = \"bench-agg-shared\"\ntrigger = \"available_now\"\n[source]\ntype = \"kafka\"\nbootstrap_servers = \"{servers}\"\nsubscribe = [\"readings\"]\nstarting_offsets = \"earliest\"\nmax_offsets_per_trigger = 300000\nformat = \"json\"\ngroup_id = \"bench-agg-shared-{members}\"\n[source.options]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n{}{AGGREGATE}\n[[sink]]\ntype = \"kafka\"\nbootstrap_servers = \"{servers}\"\ntopic = \"{out}\"\nexactly_once = true\n",
+            "name = \"bench-agg-shared\"\ntrigger = \"available_now\"\n[source]\ntype = \"kafka\"\nbootstrap_servers = \"{servers}\"\nsubscribe = [\"readings\"]\nstarting_offsets = \"earliest\"\nmax_offsets_per_trigger = 300000\nformat = \"json\"\ngroup_id = \"bench-agg-shared-{members}\"\npartitioned_by = [\"sensor\"]\n[source.options]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n{}{AGGREGATE}\n[[sink]]\ntype = \"kafka\"\nbootstrap_servers = \"{servers}\"\ntopic = \"{out}\"\nexactly_once = true\n",
             COLUMNS
                 .replace("{time}", "")
                 .replace("{sensor}", "")
@@ -494,6 +497,7 @@ fn main() {
         );
     }
 
+    tasks_bench(&broker, rows);
     restore_bench(&broker);
 
     let sink_rows = rows.min(500_000);
@@ -512,6 +516,146 @@ fn main() {
             sink_rows as f64 / secs / 1e3
         );
     }
+}
+
+/// The windowed average on a 6-partition topic shared through a consumer group, as tasks:
+/// one pipeline with `tasks_per_daemon` 1 and 2, then 2 and 3 pipelines (each its own store,
+/// as separate daemons would be) with one task at a time each; then the same input through the
+/// repartition topic (not keyed by sensor), by 1 and 2 pipelines.
+fn tasks_bench(broker: &Broker, rows: u64) {
+    const TOPIC: &str = "readings-by-sensor";
+    const TOPIC_PARTITIONS: u64 = 6;
+    create_topic(broker, TOPIC, TOPIC_PARTITIONS as i32);
+    // Twelve sensors, sensor s in partition s % 6, as a producer keyed by sensor puts them.
+    let producer = bench_producer(broker);
+    for i in 0..rows {
+        let t = START_MS + (i / 120) as i64 * 1000;
+        let time = chrono::DateTime::from_timestamp_millis(t)
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default();
+        let sensor = i % 12;
+        let value = format!(
+            r#"{{"time":"{time}","sensor":"sensor_{sensor}","value":{}}}"#,
+            (i * 7919) % 11
+        );
+        let record: BaseRecord<'_, (), str> = BaseRecord::to(TOPIC)
+            .partition((sensor % TOPIC_PARTITIONS) as i32)
+            .payload(&value);
+        send_waiting(&producer, record);
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .unwrap_or_else(|err| panic!("flush: {err}"));
+    let state = tempfile::tempdir().unwrap_or_else(|err| panic!("tempdir: {err}"));
+    let columns = COLUMNS
+        .replace("{time}", "")
+        .replace("{sensor}", "")
+        .replace("{value}", "");
+    let file = |run: &str, keyed: bool, tasks: usize| {
+        let out = format!("bench-{run}-out");
+        create_topic(broker, &out, 1);
+        format!(
+            "name = \"bench-{run}\"\n[parallelism]\ntasks_per_daemon = {tasks}\n[source]\ntype = \"kafka\"\nbootstrap_servers = \"{servers}\"\nsubscribe = [\"{TOPIC}\"]\nstarting_offsets = \"earliest\"\nmax_offsets_per_trigger = 300000\nformat = \"json\"\ngroup_id = \"bench-{run}\"\n{partitioned_by}[source.options]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n{columns}{AGGREGATE}\n[[sink]]\ntype = \"kafka\"\nbootstrap_servers = \"{servers}\"\ntopic = \"{out}\"\nexactly_once = true\n",
+            servers = broker.bootstrap,
+            partitioned_by = if keyed {
+                "partitioned_by = [\"sensor\"]\n"
+            } else {
+                ""
+            },
+        )
+    };
+    for (members, tasks) in [(1, 1), (1, 2), (2, 1), (3, 1)] {
+        let run = format!("tasks-{members}x{tasks}");
+        let (read, secs) = run_until_read(
+            members,
+            &file(&run, true, tasks),
+            &state.path().join(&run),
+            rows,
+        );
+        assert_eq!(read, rows, "every record aggregated once");
+        println!(
+            "weir kafka (json, 6 partitions) -> windowed avg, a task per partition -> kafka (exactly once) by {members} pipeline(s), tasks_per_daemon = {tasks}: {:.2} M rows/s ({secs:.1} s, the group's join included)",
+            rows as f64 / secs / 1e6
+        );
+    }
+    for members in 1..=2 {
+        let run = format!("repartition-{members}");
+        let (read, secs) = run_until_read(
+            members,
+            &file(&run, false, 2),
+            &state.path().join(&run),
+            rows,
+        );
+        assert_eq!(read, rows, "every record aggregated once");
+        println!(
+            "  the same through the repartition topic (tasks_per_daemon = 2) by {members} pipeline(s): {:.2} M rows/s ({secs:.1} s)",
+            rows as f64 / secs / 1e6
+        );
+    }
+}
+
+/// Runs `members` pipelines of `toml` (each its own store under `root`) until their
+/// aggregations have taken `rows` rows in all, then stops them: (rows, seconds). Stopped from
+/// outside rather than ending by themselves, so no member waits on the group for the
+/// partitions of members that left (Tansu 0.6.0 sometimes never rebalances them).
+fn run_until_read(members: usize, toml: &str, root: &Path, rows: u64) -> (u64, f64) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|err| panic!("runtime: {err}"));
+    let mut pipelines = Vec::new();
+    for member in 0..members {
+        let dir = root.join(format!("member-{member}"));
+        let store: SharedStore = Arc::new(
+            RocksStore::open(&dir.join("db")).unwrap_or_else(|err| panic!("rocksdb: {err}")),
+        );
+        let plan = weir::config::parse_pipeline(Path::new("/bench/p.toml"), toml)
+            .unwrap_or_else(|err| panic!("{err}"));
+        let ctx = PrepareContext {
+            plugins: None,
+            store: Some(&store),
+            limits: Default::default(),
+        };
+        let prepared = prepare(plan, ctx).unwrap_or_else(|err| panic!("{err}"));
+        let env = Environment {
+            store: store.clone(),
+            state_dir: dir,
+            label_console: false,
+        };
+        pipelines.push((prepared, env));
+    }
+    runtime.block_on(async move {
+        let started = Instant::now();
+        let mut handles = Vec::new();
+        for (prepared, env) in &pipelines {
+            let pipeline = open(prepared, env).unwrap_or_else(|err| panic!("{err}"));
+            handles.push(pipeline.spawn());
+        }
+        let read = || -> u64 {
+            handles
+                .iter()
+                .map(|h| h.monitor.metrics().input_rows.get())
+                .sum()
+        };
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while read() < rows {
+            if let Some(failed) = handles.iter().find(|h| h.is_finished()) {
+                panic!("pipeline {} ended before the input was read", failed.name);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {rows} rows in 600 s",
+                read()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let total = read();
+        for mut handle in handles {
+            handle.stop_within(Duration::from_secs(60)).await;
+        }
+        (total, seconds)
+    })
 }
 
 /// Restores the state of 4 tasks, `RESTORE_KEYS` keys of 1 KiB each, from their changelog

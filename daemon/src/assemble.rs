@@ -11,7 +11,8 @@
 //! This is the only module that imports sources, sinks, wasm and window together.
 
 use crate::config::{
-    Diagnostic, Diagnostics, FunctionKind, KafkaTopics, PipelinePlan, SourceSpec, TransformSpec,
+    Diagnostic, Diagnostics, FunctionKind, KafkaTopics, PipelinePlan, Repartition, SinkSpec,
+    SourceSpec, TransformSpec,
 };
 use crate::engine::{DecodeDictionaries, Operator, Pipeline, decoded_schema};
 use crate::kafka::GroupLink;
@@ -205,7 +206,7 @@ pub fn prepare(plan: PipelinePlan, ctx: PrepareContext<'_>) -> Result<Prepared, 
         }
     }
     let store_view = ctx.store.map(|s| (s, plan.name.as_str()));
-    let mut schema = Some(sources::schema_of(&plan.source, store_view));
+    let mut schema = Some(sources::schema_of(plan.stage_source(), store_view));
     if let (Some(plugins), Some(input)) = (ctx.plugins, schema.clone()) {
         let mut current = if plan.transforms.is_empty() {
             input
@@ -370,6 +371,9 @@ pub fn build_stages(
                     aggregates,
                     link.clone(),
                     changelog,
+                    crate::cores::Spread::machine(
+                        plan.parallelism.tasks(crate::cores::machine_cores()),
+                    ),
                 )));
             }
             None => {
@@ -384,7 +388,7 @@ pub fn build_stages(
 /// The changelog of an aggregation run as tasks over partitions shared through a consumer
 /// group, or `None` for an aggregation of the whole input.
 fn shared_changelog(plan: &PipelinePlan) -> Option<ChangelogTopic> {
-    let SourceSpec::Kafka(kafka) = &plan.source else {
+    let SourceSpec::Kafka(kafka) = plan.stage_source() else {
         return None;
     };
     let (true, Some(group), KafkaTopics::Subscribe(topics)) =
@@ -392,6 +396,8 @@ fn shared_changelog(plan: &PipelinePlan) -> Option<ChangelogTopic> {
     else {
         return None;
     };
+    // Named after the file's group also when the aggregation reads a repartition topic.
+    let group = plan.repartition.as_ref().map_or(group, |r| &r.group);
     Some(ChangelogTopic {
         servers: kafka.bootstrap_servers.clone(),
         options: kafka.options.clone(),
@@ -436,7 +442,7 @@ pub fn open(prepared: &Prepared, env: &Environment) -> Result<Pipeline, Assemble
         store: env.store.clone(),
         state_dir: env.state_dir.clone(),
     };
-    let source = sources::build(&plan.source, &ctx)?;
+    let source = sources::build(plan.stage_source(), &ctx)?;
     let group_link = source.group_link();
     let operators = build_stages(prepared, &env.store, source.schema(), group_link.as_ref())?;
     let label = env.label_console.then_some(plan.name.as_str());
@@ -451,7 +457,9 @@ pub fn open(prepared: &Prepared, env: &Environment) -> Result<Pipeline, Assemble
         };
         sinks.push((spec.kind(), sinks::build(spec, ctx)?));
     }
-    Ok(Pipeline::new(
+    let spread =
+        crate::cores::Spread::machine(plan.parallelism.tasks(crate::cores::machine_cores()));
+    let pipeline = Pipeline::new(
         &plan.name,
         plan.trigger,
         source,
@@ -460,9 +468,56 @@ pub fn open(prepared: &Prepared, env: &Environment) -> Result<Pipeline, Assemble
         checkpoint,
     )
     .with_identity(&checkpoint_id, plan.source.kind())
-    .with_parallelism(crate::cores::Spread::machine(
-        plan.parallelism.tasks(crate::cores::machine_cores()),
-    )))
+    .with_parallelism(spread.clone());
+    Ok(match &plan.repartition {
+        Some(repartition) => pipeline.with_feeder(open_writer(plan, repartition, env, spread)?),
+        None => pipeline,
+    })
+}
+
+/// The pipeline that writes the file's source's rows to its repartition topic, under a
+/// checkpoint of its own (`config::repartition::writer_name`): no stages, one exactly-once
+/// Kafka sink whose transactions also commit the input's offsets in the file's group.
+fn open_writer(
+    plan: &PipelinePlan,
+    repartition: &Repartition,
+    env: &Environment,
+    spread: crate::cores::Spread,
+) -> Result<Pipeline, AssembleError> {
+    let name = crate::config::repartition::writer_name(&plan.name);
+    let checkpoint = Checkpoint::new(env.store.clone(), &name);
+    let checkpoint_id = checkpoint.id()?;
+    checkpoint.record_format()?;
+    checkpoint.record_source_kind(plan.source.kind())?;
+    let ctx = SourceContext {
+        pipeline: name.clone(),
+        checkpoint_id: checkpoint_id.clone(),
+        store: env.store.clone(),
+        state_dir: env.state_dir.clone(),
+    };
+    let source = sources::build(&plan.source, &ctx)?;
+    let group_link = source.group_link();
+    let spec = SinkSpec::Kafka(Box::new(repartition.writer.clone()));
+    let sink = sinks::build(
+        &spec,
+        sinks::SinkContext {
+            pipeline: &name,
+            index: 1,
+            console_label: None,
+            checkpoint_id: &checkpoint_id,
+            group_link: group_link.as_ref(),
+        },
+    )?;
+    Ok(Pipeline::new(
+        &name,
+        plan.trigger,
+        source,
+        Vec::new(),
+        vec![(spec.kind(), sink)],
+        checkpoint,
+    )
+    .with_identity(&checkpoint_id, plan.source.kind())
+    .with_parallelism(spread))
 }
 
 #[cfg(test)]

@@ -722,6 +722,8 @@ fn an_exactly_once_sink_restarted_after_kafkas_commit_does_not_write_that_batch_
         transactional_id: None,
         compression: None,
         options: Default::default(),
+        key_columns: Vec::new(),
+        create_topic_like: None,
         column_locations: Default::default(),
     };
     let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Utf8, false)]));

@@ -144,6 +144,8 @@ subscribe = ["{TOPIC}"]
 group_id = "{GROUP}"
 starting_offsets = "earliest"
 format = "json"
+# Each sensor's readings are in one partition: the tasks aggregate the partitions as they are.
+partitioned_by = ["sensor"]
 
 [source.options]
 "session.timeout.ms" = "6000"

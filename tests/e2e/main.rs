@@ -22,6 +22,7 @@ mod js_plugins;
 mod kafka;
 mod kafka_examples;
 mod kafka_group;
+mod kafka_group_repartition;
 mod kafka_group_state;
 mod latency;
 mod malformed;

@@ -55,6 +55,20 @@ fn cut(text: &str, width: usize) -> String {
     }
 }
 
+/// The engine's status of a run, in a word or a few.
+fn engine_text(status: &PipelineStatus) -> String {
+    match status {
+        PipelineStatus::Starting => "starting".into(),
+        PipelineStatus::Waiting => "waiting".into(),
+        PipelineStatus::Running => "running".into(),
+        PipelineStatus::Retrying(why) => format!("retrying ({})", cut(why, 40)),
+        PipelineStatus::Stopped => "stopped".into(),
+        PipelineStatus::Abandoned => "stopped (batch abandoned, replays)".into(),
+        PipelineStatus::Finished => "finished".into(),
+        PipelineStatus::Failed(why) => format!("failed ({})", cut(why, 50)),
+    }
+}
+
 /// The STATE column: running / failed (why) / rejected (file:line) / restarting in 12 s /
 /// stopped, plus a note when a newer version of the file was not applied.
 pub fn state_text(report: &PipelineReport, now_ms: i64) -> String {
@@ -258,6 +272,21 @@ pub fn pipeline_details(p: &PipelineReport, now_ms: i64) -> String {
     if let Some(status) = &p.source_status {
         out.push_str(&format!("source     {status}\n"));
     }
+    if let Some(f) = &p.feeder {
+        let mut line = format!("fed by     `{}`: {}", f.name, engine_text(&f.engine));
+        if let Some(status) = &f.source_status {
+            line.push_str(&format!("; {status}"));
+        }
+        line.push_str(&format!("; {} batch(es) committed", f.batches));
+        if let Some(b) = &f.last_batch {
+            line.push_str(&format!(
+                ", the last #{} with {} rows",
+                b.batch_id, b.num_input_rows
+            ));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
     out.push_str(&format!(
         "version    {} (versions applied since the daemon started), {} restart(s) after failures\n",
         p.generation, p.restarts
@@ -434,7 +463,25 @@ mod tests {
             errors: Vec::new(),
             recent: None,
             plugin_costs: Vec::new(),
+            feeder: None,
         }
+    }
+
+    #[test]
+    fn pipeline_details_say_what_the_pipeline_feeding_it_does() {
+        let mut p = report(RunState::Running);
+        p.feeder = Some(crate::topology::registry::FeederReport {
+            name: "p/repartition".into(),
+            engine: PipelineStatus::Waiting,
+            source_status: Some("consumer group g: reads 3 of 6 partitions".into()),
+            batches: 4,
+            last_batch: None,
+        });
+        let text = pipeline_details(&p, 0);
+        assert!(
+            text.contains("fed by     `p/repartition`: waiting; consumer group g: reads 3 of 6 partitions; 4 batch(es) committed\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -49,6 +49,13 @@ pub fn plan_changes(old: &PipelinePlan, new: &PipelinePlan) -> Vec<String> {
             format!("source ({} → {})", old.source.kind(), new.source.kind())
         });
     }
+    if old.repartition != new.repartition {
+        changes.push(match (&old.repartition, &new.repartition) {
+            (None, Some(_)) => "repartition topic added".into(),
+            (Some(_), None) => "repartition topic removed".into(),
+            _ => "repartition topic".into(),
+        });
+    }
     if old.trigger != new.trigger {
         changes.push("trigger".into());
     }

@@ -110,6 +110,11 @@ pub struct KafkaSourceSpec {
     pub group_id: Option<String>,
     /// Commit each batch's end offsets to the consumer group after the batch commits.
     pub commit_offsets: bool,
+    /// The columns the topic's records are partitioned by (they were written keyed by them):
+    /// every row with the same values is in one partition. An aggregation on shared partitions
+    /// whose `group_by` includes them all runs on the partitions as they are; any other goes
+    /// through a repartition topic. Empty: not known.
+    pub partitioned_by: Vec<String>,
     /// Add each row's partition as a last column (`kafka::TASK_COLUMN`): set by the plan when
     /// an aggregation runs on partitions shared through `group_id`, one task per partition.
     pub task_column: bool,
@@ -161,6 +166,13 @@ pub struct KafkaSinkSpec {
     pub compression: Option<String>,
     /// librdkafka properties, passed through.
     pub options: BTreeMap<String, String>,
+    /// Set by the plan for a repartition topic (never by a pipeline file): each record's key
+    /// is these columns' values in Arrow's row format, so rows equal in them go to the same
+    /// partition whatever their types; `key_column` is then unused.
+    pub key_columns: Vec<String>,
+    /// Set by the plan for a repartition topic: the destination is created (unless it exists)
+    /// with as many partitions as this topic, before the first batch is written.
+    pub create_topic_like: Option<String>,
     /// Where each column option (`key_column`, `value_column`, ...) is written, for errors
     /// found when the rows' schema is known.
     pub column_locations: BTreeMap<&'static str, Location>,
@@ -257,6 +269,9 @@ pub(super) struct RawKafkaSource {
     /// Commit each batch's end offsets to the group after the batch commits (default true).
     #[serde(default)]
     pub commit_offsets: Option<Spanned<bool>>,
+    /// The columns the topic's records are keyed (partitioned) by.
+    #[serde(default)]
+    pub partitioned_by: Option<Spanned<Vec<String>>>,
     /// Longest a batch's records may take to arrive (default "60s").
     #[serde(default)]
     pub fetch_timeout: Option<Spanned<HumanDuration>>,
@@ -724,6 +739,7 @@ pub(super) fn check_kafka_source(
         None => Some(Duration::from_secs(60)),
     };
     let options = properties(c, &raw.options, RESERVED_SOURCE_PROPERTIES);
+    let partitioned_by = partitioned_by(c, &raw, format, &columns, include_timestamp);
 
     if c.diagnostics.len() != errors_before {
         return None;
@@ -745,6 +761,7 @@ pub(super) fn check_kafka_source(
         on_error: raw.on_error.map_or(OnError::Fail, Spanned::into_inner),
         group_id,
         commit_offsets: raw.commit_offsets.as_ref().is_none_or(|b| *b.get_ref()),
+        partitioned_by,
         task_column: false,
         fetch_timeout: fetch_timeout?,
         options,
@@ -863,8 +880,71 @@ pub(super) fn check_kafka_sink(
         transactional_id: raw.transactional_id.map(Spanned::into_inner),
         compression,
         options,
+        key_columns: Vec::new(),
+        create_topic_like: None,
         column_locations,
     })
+}
+
+/// The source's column names (the decoded rows', before any stage).
+fn source_columns(format: KafkaFormat, columns: &[FileColumn], timestamp: bool) -> Vec<&str> {
+    let mut names: Vec<&str> = match format {
+        KafkaFormat::Raw => vec![
+            "key",
+            "value",
+            "topic",
+            "partition",
+            "offset",
+            "timestamp",
+            "timestampType",
+        ],
+        KafkaFormat::Json | KafkaFormat::Csv => columns.iter().map(|c| c.name.as_str()).collect(),
+        KafkaFormat::Text => vec!["value"],
+    };
+    if timestamp && format != KafkaFormat::Raw {
+        names.push("timestamp");
+    }
+    names
+}
+
+/// `partitioned_by`: names of the source's columns, and only with `group_id` (it says whether
+/// an aggregation on shared partitions needs a repartition topic).
+fn partitioned_by(
+    c: &mut Checker<'_>,
+    raw: &RawKafkaSource,
+    format: KafkaFormat,
+    columns: &[FileColumn],
+    include_timestamp: bool,
+) -> Vec<String> {
+    let Some(given) = &raw.partitioned_by else {
+        return Vec::new();
+    };
+    if raw.group_id.is_none() {
+        c.error_hint(
+            given.span(),
+            "`partitioned_by` applies with group_id",
+            "it tells an aggregation on partitions shared through a consumer group that each group's rows are already in one partition",
+        );
+    }
+    let known = source_columns(format, columns, include_timestamp);
+    if given.get_ref().is_empty() {
+        c.error(
+            given.span(),
+            "partitioned_by needs one or more column names",
+        );
+    }
+    for name in given.get_ref() {
+        if !known.contains(&name.as_str()) {
+            c.error(
+                given.span(),
+                format!(
+                    "partitioned_by: \"{name}\" is not a column of this source (it has {})",
+                    known.join(", ")
+                ),
+            );
+        }
+    }
+    given.get_ref().clone()
 }
 
 #[cfg(test)]
@@ -983,9 +1063,14 @@ mod tests {
         let exactly_once = format!("{head}{exactly_once_sink}");
         assert!(parse_pipeline(Path::new("/x/p.toml"), &exactly_once).is_ok());
         let shared = aggregated.replace("[[sink]]\ntype = \"null\"\n", exactly_once_sink);
-        match parse_pipeline(Path::new("/x/p.toml"), &shared) {
+        let keyed = shared.replace(
+            "format = \"json\"\n",
+            "format = \"json\"\npartitioned_by = [\"k\"]\n",
+        );
+        match parse_pipeline(Path::new("/x/p.toml"), &keyed) {
             Ok(plan) => assert!(
-                matches!(&plan.source, SourceSpec::Kafka(k) if k.task_column),
+                matches!(&plan.source, SourceSpec::Kafka(k) if k.task_column)
+                    && plan.repartition.is_none(),
                 "the source adds each row's partition for the aggregation's tasks"
             ),
             Err(err) => panic!("{err}"),
@@ -1010,6 +1095,118 @@ mod tests {
         );
         let alone = aggregated.replace("group_id = \"g\"\n", "");
         assert!(parse_pipeline(Path::new("/x/p.toml"), &alone).is_ok());
+    }
+
+    #[test]
+    fn a_shared_aggregation_not_grouped_by_the_sources_partitioning_reads_a_repartition_topic_that_the_sources_rows_are_written_to_keyed_by_the_group_columns()
+     {
+        let text = |partitioned_by: &str, format: &str| {
+            format!(
+                "name = \"p\"\noutput_mode = \"update\"\n[source]\ntype = \"kafka\"\nbootstrap_servers = \"b:9092\"\nsubscribe = [\"in\"]\ngroup_id = \"g\"\n{partitioned_by}{format}[source.options]\n\"group.instance.id\" = \"h1\"\n\"security.protocol\" = \"ssl\"\n[aggregate]\ngroup_by = [\"k\", \"j\"]\nfunctions = [{{ fn = \"count\" }}]\n[[sink]]\ntype = \"kafka\"\nbootstrap_servers = \"b:9092\"\ntopic = \"out\"\nexactly_once = true\n"
+            )
+        };
+        let json = "format = \"json\"\ninclude_timestamp = true\n[[source.column]]\nname = \"k\"\ntype = \"string\"\n[[source.column]]\nname = \"j\"\ntype = \"long\"\n";
+        let plan = |t: &str| {
+            parse_pipeline(Path::new("/x/p.toml"), t).unwrap_or_else(|err| panic!("{err}"))
+        };
+        for given in [
+            "",
+            "partitioned_by = [\"timestamp\"]\n",
+            "partitioned_by = [\"k\", \"timestamp\"]\n",
+        ] {
+            let plan = plan(&text(given, json));
+            let Some(r) = &plan.repartition else {
+                panic!("{given:?}: no repartition topic");
+            };
+            assert!(
+                matches!(&plan.source, SourceSpec::Kafka(k) if !k.task_column),
+                "the file's source is read whole by the writer"
+            );
+            assert_eq!(r.topic, "g-p-repartition");
+            assert_eq!(r.group, "g");
+            assert_eq!(
+                r.writer.destination,
+                KafkaDestination::Topic("g-p-repartition".into())
+            );
+            assert_eq!(r.writer.key_columns, ["k", "j"]);
+            assert_eq!(r.writer.create_topic_like.as_deref(), Some("in"));
+            assert!(r.writer.exactly_once && r.writer.value == KafkaValue::Json);
+            assert_eq!(
+                r.writer.options.keys().collect::<Vec<_>>(),
+                ["security.protocol"],
+                "the producer gets no consumer-only option"
+            );
+            let SourceSpec::Kafka(reader) = &r.reader else {
+                panic!("{:?}", r.reader);
+            };
+            assert_eq!(
+                reader.topics,
+                KafkaTopics::Subscribe(vec!["g-p-repartition".into()])
+            );
+            assert_eq!(reader.group_id.as_deref(), Some("g-p-aggregate"));
+            assert_eq!(reader.starting_offsets, StartingOffsets::Earliest);
+            assert!(
+                reader.task_column
+                    && reader.format == KafkaFormat::Json
+                    && !reader.include_timestamp
+            );
+            let columns: Vec<(&str, &str)> = reader
+                .columns
+                .iter()
+                .map(|c| (c.name.as_str(), c.data_type.name()))
+                .collect();
+            assert_eq!(
+                columns,
+                [("k", "string"), ("j", "long"), ("timestamp", "timestamp")],
+                "the reader decodes the rows the source made"
+            );
+        }
+        for given in [
+            "partitioned_by = [\"k\"]\n",
+            "partitioned_by = [\"j\", \"k\"]\n",
+        ] {
+            let plan = plan(&text(given, json));
+            assert!(plan.repartition.is_none(), "{given:?}");
+            assert!(matches!(&plan.source, SourceSpec::Kafka(k) if k.task_column));
+        }
+        let text_rows =
+            plan(&text("", "format = \"text\"\n").replace("[\"k\", \"j\"]", "[\"value\"]"));
+        let Some(SourceSpec::Kafka(reader)) = text_rows.repartition.map(|r| r.reader) else {
+            panic!("no repartition topic for text rows");
+        };
+        assert_eq!(reader.columns.len(), 1);
+        assert_eq!(reader.columns[0].name, "value");
+
+        let errors = |t: &str| {
+            parse_pipeline(Path::new("/x/p.toml"), t)
+                .err()
+                .map(|d| d.to_string())
+                .unwrap_or_default()
+        };
+        let raw = text("", "").replace("[\"k\", \"j\"]", "[\"key\"]");
+        let err = errors(&raw);
+        assert!(
+            err.contains("/x/p.toml:11:1: error: [aggregate] on partitions shared through consumer group \"g\" goes through a repartition topic, which cannot carry format = \"raw\" rows"),
+            "{err}"
+        );
+        let keyed_raw =
+            text("partitioned_by = [\"key\"]\n", "").replace("[\"k\", \"j\"]", "[\"key\"]");
+        assert!(
+            plan(&keyed_raw).repartition.is_none(),
+            "raw records keyed as grouped"
+        );
+        let err = errors(&text("partitioned_by = [\"x\"]\n", json));
+        assert!(
+            err.contains("/x/p.toml:8:18: error: partitioned_by: \"x\" is not a column of this source (it has k, j, timestamp)"),
+            "{err}"
+        );
+        let err = source("subscribe = [\"a\"]\npartitioned_by = [\"key\"]")
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("/x/p.toml:6:18: error: `partitioned_by` applies with group_id"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod mangled_input_tests;
 mod on_error;
 mod plan;
 mod raw;
+pub mod repartition;
 mod sink;
 mod socket;
 mod source;
@@ -46,6 +47,7 @@ pub use kafka::{
 };
 pub use on_error::OnError;
 pub use plan::{MAX_TASKS_PER_DAEMON, OutputMode, Parallelism, PipelinePlan, Trigger};
+pub use repartition::Repartition;
 pub use sink::{FileFormat, FileSinkSpec, SinkSpec};
 pub use socket::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_LOG_BYTES,

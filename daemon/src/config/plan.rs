@@ -7,6 +7,7 @@ use super::checker::Checker;
 use super::diagnostic::{Diagnostics, Location};
 use super::kafka::KafkaTopics;
 use super::raw::{RawHead, RawTasks, RawTrigger};
+use super::repartition::Repartition;
 use super::sink::{SinkSpec, check_sinks};
 use super::source::{SourceSpec, check_source};
 use super::tagged::SpanError;
@@ -86,9 +87,19 @@ pub struct PipelinePlan {
     pub restart: Option<super::daemon::RestartPolicy>,
     /// `[parallelism] tasks_per_daemon`.
     pub parallelism: Parallelism,
+    /// An aggregation on shared partitions not keyed by its groups: the source feeds a
+    /// repartition topic, which the aggregation reads.
+    pub repartition: Option<Repartition>,
 }
 
 impl PipelinePlan {
+    /// What the stages read: the repartition topic when there is one, else the source.
+    pub fn stage_source(&self) -> &SourceSpec {
+        self.repartition
+            .as_ref()
+            .map_or(&self.source, |r| &r.reader)
+    }
+
     /// The plugins it names (transform stages and aggregate functions), each once.
     pub fn plugin_names(&self) -> std::collections::BTreeSet<&str> {
         let transforms = self.transforms.iter().map(|t| t.plugin.as_str());
@@ -213,6 +224,7 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
     }
 
     let mut source = source;
+    let mut repartition = None;
     if let Some(SourceSpec::Kafka(kafka)) = &mut source
         && let Some(group) = kafka.group_id.clone()
         && let Some(span) = aggregate_span
@@ -230,8 +242,22 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
                     .any(|s| matches!(s, SinkSpec::Kafka(k) if k.exactly_once))
             }),
         };
-        check_shared_aggregate(&mut c, &shared, span);
-        kafka.task_column = true;
+        check_shared_aggregate(&mut c, &shared, span.clone());
+        if let Some(Some(spec)) = &aggregate
+            && super::repartition::needed(kafka, spec)
+        {
+            let pipeline = name.as_ref().map_or("", |(n, _)| n.as_str());
+            repartition = super::repartition::plan(pipeline, &group, kafka, spec);
+            if repartition.is_none() && kafka.format == super::kafka::KafkaFormat::Raw {
+                c.error_hint(
+                    span,
+                    format!("[aggregate] on partitions shared through consumer group \"{group}\" goes through a repartition topic, which cannot carry format = \"raw\" rows"),
+                    "decode the records (format = \"json\", \"csv\" or \"text\"), or, if the topic's records are keyed by the grouping columns, say so with partitioned_by = [\"...\"] in [source]",
+                );
+            }
+        } else {
+            kafka.task_column = true;
+        }
     }
 
     match (name, source, sinks, transforms, aggregate) {
@@ -253,6 +279,7 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
             sinks,
             restart,
             parallelism,
+            repartition,
         }),
         _ => Err(c.diagnostics),
     }

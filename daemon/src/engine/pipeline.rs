@@ -153,6 +153,9 @@ pub struct Pipeline {
     /// Trouble that lasts (slow batches, a growing watermark lag, retries), logged once per
     /// episode.
     episodes: super::episodes::Episodes,
+    /// A pipeline that runs beside this one and feeds its input (a repartition topic's
+    /// writer): started, stopped and abandoned with it.
+    feeder: Option<Box<Pipeline>>,
 }
 
 /// A running pipeline.
@@ -166,6 +169,8 @@ pub struct PipelineHandle {
     task: tokio::task::JoinHandle<PipelineExit>,
     checkpoint: Checkpoint,
     source_tasks: Option<SourceTasks>,
+    /// The feeder's checkpoint, fenced with this one's when a stop is abandoned.
+    feeder_checkpoint: Option<Checkpoint>,
 }
 
 /// How [`PipelineHandle::stop_within`] ended.
@@ -249,7 +254,14 @@ impl PipelineHandle {
     pub async fn abandon(&self) {
         let checkpoint = self.checkpoint.clone();
         // Waits for a commit that is being written (a RocksDB write) to land first.
-        let _ = tokio::task::spawn_blocking(move || checkpoint.fence()).await;
+        let feeder = self.feeder_checkpoint.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            checkpoint.fence();
+            if let Some(feeder) = feeder {
+                feeder.fence();
+            }
+        })
+        .await;
         if let Some(tasks) = &self.source_tasks {
             tasks.close().await;
         }
@@ -324,6 +336,7 @@ impl Pipeline {
             deferred: Vec::new(),
             clock: Arc::new(super::SystemClock),
             episodes: Default::default(),
+            feeder: None,
         };
         pipeline.lend_metrics();
         pipeline
@@ -349,6 +362,16 @@ impl Pipeline {
     pub fn with_parallelism(mut self, spread: crate::cores::Spread) -> Pipeline {
         self.source.spread_over(spread.clone());
         self.lanes = super::Lanes::new(spread);
+        self
+    }
+
+    /// Runs `feeder` beside this pipeline, which reads what it writes (a repartition topic):
+    /// the two start, stop and are abandoned together, and when the feeder fails, this one
+    /// stops at its next batch boundary and fails with the feeder's message, so that whoever
+    /// restarts it restarts both. With a trigger that ends (`once`, `available_now`), this one
+    /// starts when the feeder has finished, so that it finds everything the feeder wrote.
+    pub fn with_feeder(mut self, feeder: Pipeline) -> Pipeline {
+        self.feeder = Some(Box::new(feeder));
         self
     }
 
@@ -441,6 +464,7 @@ impl Pipeline {
         let monitor = self.monitor.clone();
         let checkpoint = self.checkpoint.clone();
         let source_tasks = self.source_tasks.clone();
+        let feeder_checkpoint = self.feeder.as_ref().map(|f| f.checkpoint.clone());
         let task = tokio::spawn(self.run(rx));
         PipelineHandle {
             name,
@@ -449,12 +473,93 @@ impl Pipeline {
             task,
             checkpoint,
             source_tasks,
+            feeder_checkpoint,
         }
     }
 
-    /// Runs the loop until stopped, finished or failed. The source's background tasks are
-    /// closed before this returns, so a listening port is free again.
-    pub async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>) -> PipelineExit {
+    /// Runs the loop until stopped, finished or failed (with its feeder beside it, if it has
+    /// one). The source's background tasks are closed before this returns, so a listening
+    /// port is free again.
+    pub async fn run(mut self, control: mpsc::UnboundedReceiver<Control>) -> PipelineExit {
+        match self.feeder.take() {
+            None => self.run_alone(control).await,
+            Some(feeder) => self.run_fed(*feeder, control).await,
+        }
+    }
+
+    /// [`Self::run`] with a feeder (see [`Self::with_feeder`]). Control messages pass through
+    /// to this pipeline's loop; the feeder's failure is a `Stop` sent to it.
+    async fn run_fed(
+        self,
+        feeder: Pipeline,
+        mut control: mpsc::UnboundedReceiver<Control>,
+    ) -> PipelineExit {
+        let monitor = self.monitor.clone();
+        let checkpoint = self.checkpoint.clone();
+        let name = self.name.clone();
+        let feeder_name = feeder.name.clone();
+        let ends = matches!(self.trigger, Trigger::Once | Trigger::AvailableNow);
+        let mut feeder = feeder.spawn();
+        monitor.set_feeder(Some(feeder.monitor.clone()));
+        let mut feeder_exit = None;
+        if ends {
+            monitor.set_status(PipelineStatus::Waiting);
+            monitor.set_source_status(Some(format!("waiting for `{feeder_name}` to finish")));
+            tokio::select! {
+                exit = feeder.wait() => feeder_exit = Some(exit),
+                message = control.recv() => if matches!(message, Some(Control::Stop) | None) {
+                    feeder.stop();
+                    let _ = feeder.wait().await;
+                    monitor.set_status(PipelineStatus::Stopped);
+                    return PipelineExit::Stopped;
+                },
+            }
+            if let Some(PipelineExit::Failed { message, class }) = feeder_exit {
+                let message = format!("`{feeder_name}`: {message}");
+                monitor.set_status(PipelineStatus::Failed(message.clone()));
+                return PipelineExit::Failed { message, class };
+            }
+            monitor.set_source_status(None);
+        }
+        let (inner, inner_rx) = mpsc::unbounded_channel();
+        let main = self.run_alone(inner_rx);
+        tokio::pin!(main);
+        let mut control_open = true;
+        let exit = loop {
+            tokio::select! {
+                exit = &mut main => break exit,
+                message = control.recv(), if control_open => match message {
+                    Some(message) => { let _ = inner.send(message); }
+                    // Nobody can send any more: the loop carries on, as it would alone.
+                    None => control_open = false,
+                },
+                exit = feeder.wait(), if feeder_exit.is_none() => {
+                    if matches!(exit, PipelineExit::Failed { .. }) {
+                        let _ = inner.send(Control::Stop);
+                    }
+                    feeder_exit = Some(exit);
+                }
+            }
+        };
+        if feeder_exit.is_none() {
+            feeder.stop();
+            feeder_exit = Some(feeder.wait().await);
+        }
+        match (exit, feeder_exit) {
+            (PipelineExit::Stopped, Some(PipelineExit::Failed { message, class })) => {
+                let message = format!("`{feeder_name}`: {message}");
+                tracing::error!(pipeline = %name, "pipeline failed: {message}");
+                if !checkpoint.is_fenced() {
+                    monitor.set_status(PipelineStatus::Failed(message.clone()));
+                }
+                PipelineExit::Failed { message, class }
+            }
+            (exit, _) => exit,
+        }
+    }
+
+    /// The loop of this pipeline alone.
+    async fn run_alone(mut self, mut control: mpsc::UnboundedReceiver<Control>) -> PipelineExit {
         let exit = match self.run_loop(&mut control).await {
             Ok(exit) => exit,
             // An abandoned run (see `PipelineHandle::stop_within`) ends quietly: its batch

@@ -185,6 +185,9 @@ pub struct PipelineMonitor {
     metrics: Arc<PipelineMetrics>,
     /// What its progress reports name.
     identity: Mutex<QueryIdentity>,
+    /// The monitor of the pipeline that feeds this one (a repartition topic's writer), while
+    /// it runs.
+    feeder: Mutex<Option<Arc<PipelineMonitor>>>,
 }
 
 impl PipelineMonitor {
@@ -210,7 +213,18 @@ impl PipelineMonitor {
             committed: tokio::sync::watch::Sender::new(0),
             metrics,
             identity: Mutex::new(QueryIdentity::default()),
+            feeder: Mutex::new(None),
         }
+    }
+
+    /// The monitor of the pipeline feeding this one, if one runs beside it.
+    pub fn feeder(&self) -> Option<Arc<PipelineMonitor>> {
+        lock(&self.feeder).clone()
+    }
+
+    /// Shows (or, with `None`, stops showing) the pipeline feeding this one.
+    pub fn set_feeder(&self, feeder: Option<Arc<PipelineMonitor>>) {
+        *lock(&self.feeder) = feeder;
     }
 
     /// What its progress reports name.

@@ -18,16 +18,12 @@
 
 use super::{WeirContext, client_config};
 use crate::state::{WriteOp, WriteSet};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// Key of the record naming the input offset a transaction's changes reach.
@@ -179,22 +175,6 @@ pub fn cut_at(records: &[(Vec<u8>, Option<Vec<u8>>)], until: i64) -> Option<usiz
         .map(|i| i + 1)
 }
 
-/// Runs a future of librdkafka's admin API (completed by librdkafka's own thread) to its end
-/// on this thread, or gives up at `deadline`.
-fn wait_for<F: Future>(future: F, deadline: Instant) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return Some(out);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Where a pipeline's changelog lives and how it is reached.
 #[derive(Debug, Clone)]
 pub struct ChangelogTopic {
@@ -221,42 +201,18 @@ impl ChangelogTopic {
     /// Creates the changelog (compacted, with as many partitions as the input) unless it
     /// exists.
     pub fn ensure(&self) -> Result<(), String> {
-        let deadline = Instant::now() + self.timeout;
-        let consumer = self.consumer("changelog")?;
-        let metadata = consumer
-            .fetch_metadata(Some(&self.input), self.timeout)
-            .map_err(|err| format!("reading topic {}'s partitions: {err}", self.input))?;
-        let partitions = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == self.input)
-            .map(|t| t.partitions().len())
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("topic {} has no partitions", self.input))?;
-        let admin: AdminClient<DefaultClientContext> =
-            client_config(&self.servers, &self.options, &[])
-                .create()
-                .map_err(|err| format!("kafka admin client: {err}"))?;
-        let name = self.name();
-        let topic = NewTopic::new(
-            &name,
-            i32::try_from(partitions).unwrap_or(i32::MAX),
-            TopicReplication::Fixed(-1),
+        let broker = super::topics::Broker {
+            servers: &self.servers,
+            options: &self.options,
+            timeout: self.timeout,
+        };
+        super::topics::ensure(
+            broker,
+            "changelog",
+            &self.name(),
+            &self.input,
+            &[("cleanup.policy", "compact")],
         )
-        .set("cleanup.policy", "compact");
-        let options = AdminOptions::new().operation_timeout(Some(self.timeout));
-        let created = wait_for(admin.create_topics([&topic], &options), deadline)
-            .ok_or_else(|| format!("creating changelog topic {name}: no answer in time"))?
-            .map_err(|err| format!("creating changelog topic {name}: {err}"))?;
-        for result in created {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => {
-                    return Err(format!("creating changelog topic {name}: {code}"));
-                }
-            }
-        }
-        Ok(())
     }
 
     fn consumer(&self, role: &'static str) -> Result<BaseConsumer<WeirContext>, String> {

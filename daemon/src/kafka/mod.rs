@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub mod changelog;
+pub mod topics;
 
 /// The column a Kafka source adds, for an aggregation shared through a consumer group, with
 /// each row's partition: the task the row belongs to (`window::tasks`).

@@ -24,10 +24,11 @@ use super::SinkError;
 use crate::config::{KafkaDestination, KafkaSinkSpec, KafkaValue};
 use crate::kafka::changelog::ChangelogBatch;
 use crate::kafka::{GroupLink, WeirContext, client_config, offsets_list};
-use arrow::array::{Array, ArrayRef, AsArray, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
 use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -251,6 +252,30 @@ fn as_bytes_column(array: ArrayRef, role: &str) -> Result<ArrayRef, SinkError> {
     }
 }
 
+/// Each row's `columns` in Arrow's row format: equal values give equal bytes whatever the
+/// columns' types (a repartition topic's keys; the partitioner hashes them).
+fn row_keys(batch: &RecordBatch, columns: &[String]) -> Result<ArrayRef, SinkError> {
+    let arrays = columns
+        .iter()
+        .map(|name| column(batch, name, "key"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let fields = arrays
+        .iter()
+        .map(|a| SortField::new(a.data_type().clone()))
+        .collect();
+    let encode = |err: arrow::error::ArrowError| SinkError::Encode {
+        format: "key",
+        reason: err.to_string(),
+    };
+    let converter = RowConverter::new(fields).map_err(encode)?;
+    let rows = converter.convert_columns(&arrays).map_err(encode)?;
+    let mut keys = BinaryBuilder::with_capacity(rows.num_rows(), rows.size());
+    for row in rows.iter() {
+        keys.append_value(row.as_ref());
+    }
+    Ok(Arc::new(keys.finish()))
+}
+
 fn bytes_at(array: &ArrayRef, row: usize) -> Option<&[u8]> {
     if array.is_null(row) {
         return None;
@@ -309,6 +334,17 @@ impl KafkaSink {
 
     fn producer(&mut self) -> Result<&BaseProducer<WeirContext>, SinkError> {
         if self.producer.is_none() {
+            if let (Some(like), KafkaDestination::Topic(topic)) =
+                (&self.spec.create_topic_like, &self.spec.destination)
+            {
+                let broker = crate::kafka::topics::Broker {
+                    servers: &self.spec.bootstrap_servers,
+                    options: &self.spec.options,
+                    timeout: REQUEST_TIMEOUT,
+                };
+                crate::kafka::topics::ensure(broker, "repartition", topic, like, &[])
+                    .map_err(SinkError::Unavailable)?;
+            }
             let client_id = format!("weir-{}", self.pipeline);
             let mut weir: Vec<(&str, &str)> = vec![("enable.idempotence", "true")];
             if self.spec.exactly_once {
@@ -398,6 +434,9 @@ impl KafkaSink {
                 column(batch, name, "key_column")?,
                 "key_column",
             )?),
+            None if !self.spec.key_columns.is_empty() => {
+                Some(row_keys(batch, &self.spec.key_columns)?)
+            }
             None => None,
         };
         let headers = match &self.spec.headers_column {

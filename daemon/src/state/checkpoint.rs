@@ -275,10 +275,16 @@ impl Checkpoint {
         self.write_unfenced(ws)
     }
 
-    /// Deletes everything this pipeline stored: checkpoint and state.
+    /// Deletes everything this pipeline stored: checkpoint and state, and those of the parts
+    /// it runs under names of its own (`<pipeline>/repartition`).
     pub fn reset(&self) -> Result<(), CheckpointError> {
         let mut ws = WriteSet::default();
         ws.delete_range(self.prefix.clone(), prefix_end(&self.prefix));
+        let mut parts = self.prefix.clone();
+        // `p\0<name>\0` → `p\0<name>/`.
+        parts.pop();
+        parts.push(b'/');
+        ws.delete_range(parts.clone(), prefix_end(&parts));
         self.store.write(ws, true)?;
         Ok(())
     }
@@ -374,6 +380,27 @@ mod tests {
         );
         cp.reset()?;
         assert_ne!(cp.id()?, id, "a reset starts a new checkpoint");
+        Ok(())
+    }
+
+    #[test]
+    fn a_reset_deletes_the_parts_the_pipeline_runs_under_names_of_their_own_and_the_listing_shows_only_pipelines()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store: SharedStore = Arc::new(RocksStore::open(dir.path())?);
+        let ids: Vec<String> = ["a", "a/repartition", "a-b", "ab"]
+            .iter()
+            .map(|name| Checkpoint::new(store.clone(), name).id())
+            .collect::<Result<_, _>>()?;
+        assert_eq!(crate::state::pipelines(&store)?, ["a", "a-b", "ab"]);
+        Checkpoint::new(store.clone(), "a").reset()?;
+        assert_ne!(
+            Checkpoint::new(store.clone(), "a/repartition").id()?,
+            ids[1],
+            "deleted"
+        );
+        assert_eq!(Checkpoint::new(store.clone(), "a-b").id()?, ids[2], "kept");
+        assert_eq!(Checkpoint::new(store.clone(), "ab").id()?, ids[3], "kept");
         Ok(())
     }
 }

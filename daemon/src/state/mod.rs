@@ -136,7 +136,8 @@ pub fn pipeline_prefix(pipeline: &str) -> Vec<u8> {
     key
 }
 
-/// Names of the pipelines that have anything in the store.
+/// Names of the pipelines that have anything in the store (a part a pipeline runs under a
+/// name of its own, `<pipeline>/repartition`, is not listed: it is that pipeline's).
 pub fn pipelines(store: &SharedStore) -> Result<Vec<String>, StoreError> {
     let mut names = Vec::new();
     let mut from = b"p\0".to_vec();
@@ -155,7 +156,9 @@ pub fn pipelines(store: &SharedStore) -> Result<Vec<String>, StoreError> {
         let name = String::from_utf8_lossy(&rest[..len]).into_owned();
         // Skip everything of this pipeline: its prefix's end.
         from = prefix_end(&pipeline_prefix(&name));
-        names.push(name);
+        if !name.contains('/') {
+            names.push(name);
+        }
     }
     Ok(names)
 }

@@ -402,6 +402,36 @@ pub struct PipelineReport {
     /// What each plugin stage costs (since the stage was built).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plugin_costs: Vec<PluginCostReport>,
+    /// The pipeline feeding this one (a repartition topic's writer), if one runs beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feeder: Option<FeederReport>,
+}
+
+/// The pipeline that runs beside another and feeds it (`<pipeline>/repartition`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeederReport {
+    /// Its name.
+    pub name: String,
+    /// The engine's status of its run.
+    pub engine: PipelineStatus,
+    /// What its source says about itself (the input partitions this daemon writes).
+    pub source_status: Option<String>,
+    /// Batches it committed in this run.
+    pub batches: u64,
+    /// Its newest batch.
+    pub last_batch: Option<BatchProgress>,
+}
+
+impl FeederReport {
+    fn of(monitor: &crate::engine::PipelineMonitor) -> FeederReport {
+        FeederReport {
+            name: monitor.name.clone(),
+            engine: monitor.status(),
+            source_status: monitor.source_status(),
+            batches: *monitor.subscribe().borrow(),
+            last_batch: monitor.last(),
+        }
+    }
 }
 
 impl PipelineEntry {
@@ -438,6 +468,9 @@ impl PipelineEntry {
                 .iter()
                 .map(|(stage, costs)| costs.report(stage))
                 .collect(),
+            feeder: monitor
+                .and_then(|m| m.feeder())
+                .map(|f| FeederReport::of(&f)),
         }
     }
 }

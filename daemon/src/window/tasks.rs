@@ -3,7 +3,9 @@
 //! (under `pipeline prefix | 't' | partition`), its own event-time clock and watermark (Kafka
 //! Streams' stream time per task), restored from the changelog topic whenever the group gives
 //! the partition to this daemon, and writing its changes to that changelog in the batch's
-//! transaction (see `kafka::changelog`).
+//! transaction (see `kafka::changelog`). A batch's rows wait, by partition, until the batch
+//! finishes; then the tasks run side by side, up to `[parallelism] tasks_per_daemon` at once
+//! on cores borrowed from the daemon's budget, their results taken in partition order.
 //!
 //! Rows reach it with the Kafka source's partition column ([`crate::kafka::TASK_COLUMN`]);
 //! what it owns, under which tenure, and where the group's offsets stood come from the source
@@ -11,6 +13,7 @@
 
 use super::operator::{AggregateOperator, op_error};
 use super::resolve::{AggregatePlan, UserAggregates};
+use crate::cores::Spread;
 use crate::engine::{
     BatchContext, Operator, OperatorError, PipelineMetrics, StateOperatorProgress,
 };
@@ -67,6 +70,10 @@ pub struct TaskedAggregate {
     last_progress: Option<StateOperatorProgress>,
     /// Where restores are counted and said.
     metrics: Option<Arc<PipelineMetrics>>,
+    /// The batch's rows so far, by partition: the tasks run them when the batch finishes.
+    queued: BTreeMap<i32, Vec<RecordBatch>>,
+    /// How many tasks run at once (`[parallelism] tasks_per_daemon`).
+    spread: Spread,
 }
 
 /// The state key prefix of `partition`'s task.
@@ -92,6 +99,7 @@ impl TaskedAggregate {
         plugins: Option<Arc<dyn UserAggregates + Send + Sync>>,
         link: Arc<GroupLink>,
         changelog: ChangelogTopic,
+        spread: Spread,
     ) -> TaskedAggregate {
         TaskedAggregate {
             pipeline: pipeline.to_string(),
@@ -106,6 +114,8 @@ impl TaskedAggregate {
             pending: WriteSet::default(),
             last_progress: None,
             metrics: None,
+            queued: BTreeMap::new(),
+            spread,
         }
     }
 
@@ -321,6 +331,46 @@ impl TaskedAggregate {
     }
 }
 
+/// What one task made of a batch.
+struct TaskDone {
+    partition: i32,
+    prefix: Vec<u8>,
+    rows: Vec<RecordBatch>,
+    /// Its state changes, for the changelog and the commit.
+    changes: WriteSet,
+    progress: Option<StateOperatorProgress>,
+}
+
+/// Runs `chunks` (partition `partition`'s rows of the batch) through `task` and finishes the
+/// batch there; on whatever thread `finish_batch` gives it.
+fn run_task(
+    partition: i32,
+    task: &mut Task,
+    chunks: Vec<RecordBatch>,
+    ctx: &BatchContext,
+) -> Result<TaskDone, OperatorError> {
+    let task_ctx = *task.ctx.get_or_insert(BatchContext {
+        watermark_ms: task.op.next_watermark(),
+        ..*ctx
+    });
+    let mut rows = Vec::new();
+    for chunk in chunks {
+        rows.extend(task.op.process(chunk, &task_ctx)?);
+    }
+    rows.extend(task.op.finish_batch(&task_ctx)?);
+    // The changes are made now, not at the commit: the sink writes them to the changelog in
+    // the batch's transaction, before the engine commits.
+    let mut changes = WriteSet::default();
+    task.op.prepare_commit(&mut changes)?;
+    Ok(TaskDone {
+        partition,
+        prefix: task.prefix.clone(),
+        rows,
+        changes,
+        progress: task.op.state_progress(),
+    })
+}
+
 /// Adds one task's figures for the batch to the aggregation's (the average event time is
 /// left out: the tasks' averages weigh their rows, which the figures do not carry).
 fn add_progress(total: &mut StateOperatorProgress, task: &StateOperatorProgress) {
@@ -359,12 +409,11 @@ impl Operator for TaskedAggregate {
         let (Some(low), Some(high)) = (min(partitions), max(partitions)) else {
             return Ok(Vec::new());
         };
-        let mut out = Vec::new();
+        // The rows wait for `finish_batch`, where the tasks run side by side.
         if low == high {
-            let task = self.task(low, ctx)?;
-            let task_ctx = task.ctx.unwrap_or(*ctx);
-            out.extend(task.op.process(chunk, &task_ctx)?);
-            return Ok(out);
+            self.task(low, ctx)?;
+            self.queued.entry(low).or_default().push(chunk);
+            return Ok(Vec::new());
         }
         // A chunk of several partitions (the Kafka source cuts chunks per partition, so only a
         // stage that merges chunks would make one): each partition's rows go to its task.
@@ -375,32 +424,46 @@ impl Operator for TaskedAggregate {
             let mask = eq(partitions, &Int32Array::new_scalar(partition))
                 .map_err(|e| op_error(e, false))?;
             let rows = filter_record_batch(&chunk, &mask).map_err(|e| op_error(e, false))?;
-            let task = self.task(partition, ctx)?;
-            let task_ctx = task.ctx.unwrap_or(*ctx);
-            out.extend(task.op.process(rows, &task_ctx)?);
+            self.task(partition, ctx)?;
+            self.queued.entry(partition).or_default().push(rows);
         }
-        Ok(out)
+        Ok(Vec::new())
     }
 
     fn finish_batch(&mut self, ctx: &BatchContext) -> Result<Vec<RecordBatch>, OperatorError> {
         self.begin(ctx)?;
+        let mut queued = std::mem::take(&mut self.queued);
+        let work: Vec<(i32, &mut Task, Vec<RecordBatch>)> = self
+            .tasks
+            .iter_mut()
+            .map(|(&partition, task)| {
+                (
+                    partition,
+                    task,
+                    queued.remove(&partition).unwrap_or_default(),
+                )
+            })
+            .collect();
+        // Each task on a core of its own, up to `tasks_per_daemon` at once; the results come
+        // back in partition order, so the output is the same at any width.
+        let ran = self
+            .spread
+            .map(
+                work,
+                |(partition, task, chunks)| run_task(partition, task, chunks, ctx),
+                Result::is_err,
+            )
+            .map_err(|e| op_error(e, false))?;
         let mut out = Vec::new();
         let mut records = Vec::new();
         let mut progress = StateOperatorProgress::default();
-        for (&partition, task) in self.tasks.iter_mut() {
-            let task_ctx = *task.ctx.get_or_insert(BatchContext {
-                watermark_ms: task.op.next_watermark(),
-                ..*ctx
-            });
-            out.extend(task.op.finish_batch(&task_ctx)?);
-            // The changes are made now, not at the commit: the sink writes them to the
-            // changelog in the batch's transaction, before the engine commits.
-            let mut changes = WriteSet::default();
-            task.op.prepare_commit(&mut changes)?;
-            changelog::add_changes(&changes, &task.prefix, partition, &mut records);
-            self.pending.append(&mut changes);
-            if let Some(p) = task.op.state_progress() {
-                add_progress(&mut progress, &p);
+        for result in ran {
+            let mut done = result?;
+            out.append(&mut done.rows);
+            changelog::add_changes(&done.changes, &done.prefix, done.partition, &mut records);
+            self.pending.append(&mut done.changes);
+            if let Some(p) = &done.progress {
+                add_progress(&mut progress, p);
             }
         }
         self.last_progress = Some(progress);
@@ -448,6 +511,7 @@ impl Operator for TaskedAggregate {
         // store's commit failed). The next batch opens the tasks again, each from this
         // daemon's copy only if that copy reached the group's offset, else from the changelog.
         self.tasks.clear();
+        self.queued.clear();
         self.pending = WriteSet::default();
         self.link.set_changelog(None);
         self.batch = None;

@@ -1,0 +1,278 @@
+//! A windowed aggregation on Kafka partitions shared through a consumer group, whose input is
+//! *not* partitioned by the grouping column: every sensor's readings are spread over all six
+//! partitions. The daemons write the input through the repartition topic keyed by sensor, and
+//! aggregate that, one task per partition; as daemons are killed and come back, every window
+//! reaches the exactly-once output once, with the count and sum of all its readings.
+
+use crate::daemon_harness::{Daemon, READY, find, http_get};
+use crate::harness::TestResult;
+use crate::kafka_broker::{Broker, Record};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const TOPIC: &str = "readings";
+const PARTITIONS: i64 = 6;
+const SENSORS: i64 = 12;
+const OUT_TOPIC: &str = "reading-windows";
+const GROUP: &str = "weir-reading-windows";
+const PIPELINE: &str = "reading-windows";
+const START_MS: i64 = 1_764_547_200_000;
+const WINDOW_MS: i64 = 10_000;
+/// Readings per phase: 40 s of event time.
+const PHASE: i64 = 400;
+/// Past every reading's window: one reading per sensor at this time closes them all.
+const FLUSH_MS: i64 = START_MS + 3_600_000;
+
+/// Reading `i`: (partition, event time, sensor, value). The sensors take turns, and each run
+/// of twelve readings goes to the next partition, so every sensor's readings are in every
+/// partition.
+fn reading(i: i64) -> (i32, i64, String, i64) {
+    (
+        ((i / SENSORS) % PARTITIONS) as i32,
+        START_MS + i * 100,
+        format!("s{}", i % SENSORS),
+        (i * 31) % 101,
+    )
+}
+
+fn json(time_ms: i64, sensor: &str, value: i64) -> String {
+    let time = chrono::DateTime::from_timestamp_millis(time_ms)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default();
+    format!(r#"{{"time": "{time}", "sensor": "{sensor}", "value": {value}}}"#)
+}
+
+fn produce(broker: &Broker, from: i64, to: i64) {
+    let values: Vec<(i32, String)> = (from..to)
+        .map(|i| {
+            let (partition, t, sensor, value) = reading(i);
+            (partition, json(t, &sensor, value))
+        })
+        .collect();
+    let records: Vec<Record<'_>> = values
+        .iter()
+        .map(|(p, v)| (*p, None, v.as_bytes(), None))
+        .collect();
+    broker.produce(TOPIC, &records);
+}
+
+/// One reading per sensor an hour later (in partition 0): every sensor's task sees its event
+/// time pass every earlier window's end plus the watermark's delay.
+fn produce_flush(broker: &Broker) {
+    let values: Vec<String> = (0..SENSORS)
+        .map(|s| json(FLUSH_MS, &format!("s{s}"), 0))
+        .collect();
+    let records: Vec<Record<'_>> = values
+        .iter()
+        .map(|v| (0, None, v.as_bytes(), None))
+        .collect();
+    broker.produce(TOPIC, &records);
+}
+
+/// (window start, sensor) → (count, sum) of readings `0..n`: what one daemon alone writes once
+/// every window has closed (the watermark's delay is longer than the whole run, so no reading
+/// is late whatever order the repartition topic holds them in).
+fn expected(n: i64) -> BTreeMap<(i64, String), (i64, i64)> {
+    let mut windows = BTreeMap::<(i64, String), (i64, i64)>::new();
+    for i in 0..n {
+        let (_, t, sensor, value) = reading(i);
+        let start = t - (t - START_MS).rem_euclid(WINDOW_MS);
+        let w = windows.entry((start, sensor)).or_default();
+        w.0 += 1;
+        w.1 += value;
+    }
+    windows
+}
+
+/// Every window in the output topic (read committed), with every value it was written with.
+fn written(broker: &Broker) -> BTreeMap<(i64, String), Vec<(i64, i64)>> {
+    let mut out = BTreeMap::<(i64, String), Vec<(i64, i64)>>::new();
+    for record in broker.read_all(OUT_TOPIC) {
+        let Ok(row) = serde_json::from_str::<serde_json::Value>(&record.text()) else {
+            continue;
+        };
+        let start = crate::kafka::ms(row["window"]["start"].as_str().unwrap_or_default());
+        let sensor = row["sensor"].as_str().unwrap_or_default().to_string();
+        out.entry((start, sensor)).or_default().push((
+            row["count"].as_i64().unwrap_or(-1),
+            row["sum(value)"].as_i64().unwrap_or(-1),
+        ));
+    }
+    out
+}
+
+fn pipeline(broker: &Broker) -> String {
+    format!(
+        r#"name = "{PIPELINE}"
+output_mode = "append"
+
+[source]
+type = "kafka"
+bootstrap_servers = "{servers}"
+subscribe = ["{TOPIC}"]
+group_id = "{GROUP}"
+starting_offsets = "earliest"
+format = "json"
+
+[source.options]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+
+[[source.column]]
+name = "time"
+type = "timestamp"
+
+[[source.column]]
+name = "sensor"
+type = "string"
+
+[[source.column]]
+name = "value"
+type = "long"
+
+[aggregate]
+group_by = ["sensor"]
+window = {{ column = "time", size = "10s" }}
+watermark = "10m"
+functions = [{{ fn = "count" }}, {{ fn = "sum", column = "value" }}]
+
+[[sink]]
+type = "kafka"
+bootstrap_servers = "{servers}"
+topic = "{OUT_TOPIC}"
+key_column = "sensor"
+exactly_once = true
+"#,
+        servers = broker.bootstrap,
+    )
+}
+
+/// A daemon's `/metrics` value of `family` for the pipeline (0 when absent).
+fn metric(daemon: &Daemon, family: &str) -> f64 {
+    let (_, body) = http_get(&daemon.http.clone().unwrap_or_default(), "/metrics");
+    body.lines()
+        .find(|l| l.starts_with(family) && l.contains(&format!("pipeline=\"{PIPELINE}\"")))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until the daemons' aggregations have taken `rows` rows from the repartition topic in
+/// all (their `weir_pipeline_input_rows_total`, which counts committed batches only).
+fn wait_for_rows(what: &str, rows: f64, daemons: &[&Daemon]) {
+    let end = Instant::now() + Duration::from_secs(90);
+    loop {
+        let got: f64 = daemons
+            .iter()
+            .map(|d| metric(d, "weir_pipeline_input_rows_total"))
+            .sum();
+        if got >= rows {
+            return;
+        }
+        if Instant::now() >= end {
+            let said: Vec<String> = daemons.iter().map(|d| d.weir.stderr()).collect();
+            panic!(
+                "{what}: {got} of {rows} rows aggregated within 90 s; the daemons said:\n{}",
+                said.join("\n-----\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `daemon`'s status says it aggregates `share` of the repartition topic's six
+/// partitions and its writer writes `share` of the input's six.
+fn wait_for_share(daemon: &Daemon, share: &str) {
+    let said = format!("({share} of 6 partitions)");
+    daemon.wait_status(&format!("{share} of each topic's partitions"), READY, |s| {
+        find(s, PIPELINE).is_some_and(|p| {
+            let aggregates = p["source_status"].as_str().unwrap_or_default();
+            let writes = p["feeder"]["source_status"].as_str().unwrap_or_default();
+            aggregates.contains(&format!("consumer group {GROUP}-{PIPELINE}-aggregate: "))
+                && aggregates.contains(&said)
+                && writes.contains(&format!("consumer group {GROUP}: "))
+                && writes.contains(&said)
+        })
+    });
+}
+
+fn start(broker: &Broker, root: &Path) -> Daemon {
+    let daemon = Daemon::start(root, &[]);
+    daemon.write_pipeline("windows.toml", &pipeline(broker));
+    daemon
+}
+
+#[test]
+fn an_aggregation_whose_groups_are_spread_over_the_partitions_goes_through_the_repartition_topic_shown_in_status_and_across_a_kill_9_and_a_restart_writes_every_window_once_with_all_its_readings()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, PARTITIONS as u32);
+    broker.create_topic(OUT_TOPIC, 1);
+    let roots = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let a = start(&broker, roots[0].path());
+    let b = start(&broker, roots[1].path());
+    for daemon in [&a, &b] {
+        wait_for_share(daemon, "3");
+    }
+    produce(&broker, 0, PHASE + PHASE / 2);
+    wait_for_rows(
+        "A and B aggregate the first 60 s of readings",
+        (PHASE + PHASE / 2) as f64,
+        &[&a, &b],
+    );
+    let repartitioned = broker.read_all(&format!("{GROUP}-{PIPELINE}-repartition"));
+    assert_eq!(
+        repartitioned.len(),
+        (PHASE + PHASE / 2) as usize,
+        "the repartition topic holds each reading once (read committed)"
+    );
+
+    // B dies with a window open for each of its sensors; A takes its partitions of both topics
+    // and restores those windows from the changelog.
+    b.weir.kill9();
+    produce(&broker, PHASE + PHASE / 2, 3 * PHASE);
+    wait_for_share(&a, "6");
+
+    // B starts again on its folder and takes back a share, restoring it from the changelog.
+    let b = start(&broker, roots[1].path());
+    for daemon in [&a, &b] {
+        wait_for_share(daemon, "3");
+    }
+    produce(&broker, 3 * PHASE, 4 * PHASE);
+    produce_flush(&broker);
+
+    let want = expected(4 * PHASE);
+    let end = Instant::now() + Duration::from_secs(90);
+    while written(&broker).len() < want.len() {
+        assert!(
+            Instant::now() < end,
+            "{} of {} windows within 90 s; the daemons said:\n{}\n-----\n{}",
+            written(&broker).len(),
+            want.len(),
+            a.weir.stderr(),
+            b.weir.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = written(&broker);
+    let wrong: Vec<_> = want
+        .iter()
+        .filter(|(w, v)| got.get(*w) != Some(&vec![**v]))
+        .map(|(w, v)| (w.clone(), *v, got.get(w).cloned().unwrap_or_default()))
+        .collect();
+    let extra: Vec<_> = got.keys().filter(|w| !want.contains_key(*w)).collect();
+    assert!(
+        wrong.is_empty() && extra.is_empty(),
+        "each of {} windows once with the count and sum of all its readings: wrong (window, expected, written) {wrong:?}; not expected {extra:?}",
+        want.len()
+    );
+    assert!(
+        metric(&a, "weir_pipeline_state_restored_keys_total") > 0.0,
+        "A restored B's open windows from the changelog"
+    );
+    assert!(
+        metric(&b, "weir_pipeline_state_restored_keys_total") > 0.0,
+        "B, started again, restored its share from the changelog"
+    );
+    Ok(())
+}
