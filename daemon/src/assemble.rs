@@ -21,7 +21,9 @@ use crate::sinks::{self, SinkError};
 use crate::sources::{self, SourceContext, SourceError};
 use crate::state::{Checkpoint, CheckpointError, SharedStore};
 use crate::wasm::{Limits, PluginAggregates, PluginCatalog, PluginError, WasmTransform};
-use crate::window::{self, AggregateOperator, OpenError, TaskedAggregate, UserAggregates};
+use crate::window::{
+    self, AggregateOperator, OpenError, TaskSettings, TaskedAggregate, UserAggregates,
+};
 use arrow::datatypes::SchemaRef;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -371,9 +373,12 @@ pub fn build_stages(
                     aggregates,
                     link.clone(),
                     changelog,
-                    crate::cores::Spread::machine(
-                        plan.parallelism.tasks(crate::cores::machine_cores()),
-                    ),
+                    TaskSettings {
+                        spread: crate::cores::Spread::machine(
+                            plan.parallelism.tasks(crate::cores::machine_cores()),
+                        ),
+                        idle_timeout: spec.idle_timeout,
+                    },
                 )));
             }
             None => {

@@ -274,5 +274,30 @@ fn an_aggregation_whose_groups_are_spread_over_the_partitions_goes_through_the_r
         metric(&b, "weir_pipeline_state_restored_keys_total") > 0.0,
         "B, started again, restored its share from the changelog"
     );
+    // Each daemon shows its tasks: three partitions of the repartition topic, with their state.
+    let topic = format!("{GROUP}-{PIPELINE}-repartition/");
+    for daemon in [&a, &b] {
+        let (_, body) = http_get(&daemon.http.clone().unwrap_or_default(), "/metrics");
+        let series: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("weir_pipeline_task_state_groups{"))
+            .collect();
+        assert_eq!(series.len(), 3, "{body}");
+        assert!(series.iter().all(|l| l.contains(&topic)), "{series:?}");
+        let status = daemon.status(Some(PIPELINE));
+        let tasks = status["tasks"].as_array().cloned().unwrap_or_default();
+        assert_eq!(tasks.len(), 3, "{status:#}");
+        assert!(
+            tasks.iter().any(|t| t["groups"].as_u64().unwrap_or(0) > 0),
+            "{status:#}"
+        );
+        let text = daemon.client(&["status", PIPELINE]);
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            text.contains(&format!("tasks      {topic}"))
+                && text.contains(&format!("fed by     `{PIPELINE}/repartition`: ")),
+            "{text}"
+        );
+    }
     Ok(())
 }

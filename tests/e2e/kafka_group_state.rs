@@ -526,3 +526,73 @@ fn a_shared_aggregation_on_a_group_whose_offsets_were_committed_without_a_change
     );
     Ok(())
 }
+
+#[test]
+fn with_idle_timeout_a_partition_that_stops_sending_closes_its_open_windows_with_their_counts_once_the_other_partitions_move_on()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, PARTITIONS as u32);
+    broker.create_topic(OUT_TOPIC, 1);
+    let dir = tempfile::tempdir()?;
+    let text = pipeline(&broker).replace(
+        "watermark = \"1s\"\n",
+        "watermark = \"1s\"\nidle_timeout = \"2s\"\n",
+    );
+    let file = pipeline_file(dir.path(), "windows.toml", &text);
+    let weir = Weir::start(&[
+        "run",
+        "--state-dir",
+        &dir.path().join("state").to_string_lossy(),
+        &file.to_string_lossy(),
+    ]);
+    wait_for_assignments(&weir, 1);
+    produce(&broker, 0, PHASE);
+    wait_for_windows(&broker, "the first three windows", PHASE, &[&weir]);
+
+    // Partition 5 (sensors s5 and s11) sends nothing more, so by its own clock their windows
+    // from 30 s stay open; the other partitions go on, a reading at a time.
+    let idle: Vec<(i64, String)> = ["s5", "s11"]
+        .iter()
+        .map(|s| (START_MS + 30_000, s.to_string()))
+        .collect();
+    let mut want = BTreeMap::<(i64, String), (i64, i64)>::new();
+    for i in 0..PHASE {
+        let (_, t, sensor, value) = reading(i);
+        let key = (t - (t - START_MS).rem_euclid(WINDOW_MS), sensor);
+        if idle.contains(&key) {
+            let w = want.entry(key).or_default();
+            w.0 += 1;
+            w.1 += value;
+        }
+    }
+    assert_eq!(want.len(), 2);
+    let mut i = PHASE;
+    let end = Instant::now() + Duration::from_secs(60);
+    while !idle.iter().all(|w| written(&broker).contains_key(w)) {
+        assert!(
+            Instant::now() < end,
+            "partition 5's open windows closed within 60 s:\n{}",
+            weir.stderr()
+        );
+        while reading(i).0 == 5 {
+            i += 1;
+        }
+        produce(&broker, i, i + 1);
+        i += 1;
+        // Paces the input, a reading every 100 ms (10 s of event time a second).
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = written(&broker);
+    for w in &idle {
+        assert_eq!(
+            got.get(w),
+            Some(&vec![want[w]]),
+            "window {w:?}: once, with all its readings"
+        );
+    }
+    assert!(
+        got.values().all(|v| v.len() == 1),
+        "no window written twice: {got:?}"
+    );
+    Ok(())
+}

@@ -562,6 +562,45 @@ impl Collector for WeirCollector {
                 Ok(())
             },
         )?;
+        let tasks: Vec<(&Scraped, Vec<crate::engine::TaskFigures>)> = pipelines
+            .iter()
+            .map(|p| (p, p.metrics.tasks()))
+            .filter(|(_, t)| !t.is_empty())
+            .collect();
+        family(
+            &mut encoder,
+            "weir_pipeline_task_state_groups",
+            "Aggregation groups (window × key) in the state of each task of an aggregation on partitions shared through a consumer group, by its partition (topic/partition), as of the last batch: which partitions this daemon aggregates, and how much each holds.",
+            Gauge,
+            tasks.iter(),
+            |(p, tasks), put| {
+                for t in tasks {
+                    put(
+                        &[("pipeline", &p.name), ("partition", &t.partition)],
+                        Value::Gauge(t.groups as f64),
+                    )?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "weir_pipeline_task_watermark_timestamp_seconds",
+            "The watermark of each such task (each partition has an event-time clock of its own), seconds since the epoch; absent before its first row.",
+            Gauge,
+            tasks.iter(),
+            |(p, tasks), put| {
+                for t in tasks {
+                    if let Some(ms) = t.watermark_ms {
+                        put(
+                            &[("pipeline", &p.name), ("partition", &t.partition)],
+                            Value::Gauge(ms as f64 / 1000.0),
+                        )?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
         self.encode_plugins(&mut encoder, &pipelines)?;
         family(
             &mut encoder,

@@ -272,6 +272,31 @@ pub fn pipeline_details(p: &PipelineReport, now_ms: i64) -> String {
     if let Some(status) = &p.source_status {
         out.push_str(&format!("source     {status}\n"));
     }
+    if !p.tasks.is_empty() {
+        let tasks: Vec<String> = p
+            .tasks
+            .iter()
+            .map(|t| {
+                let mut text = format!(
+                    "{} {} groups, {}",
+                    t.partition,
+                    t.groups,
+                    human_bytes(t.memory_bytes)
+                );
+                if let Some(ms) = t.watermark_ms {
+                    let at = chrono::DateTime::from_timestamp_millis(ms)
+                        .map(|t| t.format("%H:%M:%S").to_string())
+                        .unwrap_or_default();
+                    text.push_str(&format!(", watermark {at}"));
+                }
+                if t.idle {
+                    text.push_str(" (idle: follows the others)");
+                }
+                text
+            })
+            .collect();
+        out.push_str(&format!("tasks      {}\n", tasks.join("; ")));
+    }
     if let Some(f) = &p.feeder {
         let mut line = format!("fed by     `{}`: {}", f.name, engine_text(&f.engine));
         if let Some(status) = &f.source_status {
@@ -464,7 +489,38 @@ mod tests {
             recent: None,
             plugin_costs: Vec::new(),
             feeder: None,
+            tasks: Vec::new(),
         }
+    }
+
+    #[test]
+    fn pipeline_details_list_each_task_with_its_groups_memory_watermark_and_idleness() {
+        let mut p = report(RunState::Running);
+        p.tasks = vec![
+            crate::engine::TaskFigures {
+                partition: "in/0".into(),
+                groups: 12,
+                memory_bytes: 2048,
+                watermark_ms: Some(1_764_547_230_000),
+                idle: false,
+            },
+            crate::engine::TaskFigures {
+                partition: "in/3".into(),
+                groups: 0,
+                memory_bytes: 0,
+                watermark_ms: None,
+                idle: true,
+            },
+        ];
+        let text = pipeline_details(&p, 0);
+        assert!(
+            text.contains(&format!(
+                "tasks      in/0 12 groups, {}, watermark 00:00:30; in/3 0 groups, {} (idle: follows the others)\n",
+                human_bytes(2048),
+                human_bytes(0)
+            )),
+            "{text}"
+        );
     }
 
     #[test]

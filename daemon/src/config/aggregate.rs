@@ -157,6 +157,11 @@ pub struct AggregateSpec {
     /// Most memory the live groups may take before the pipeline fails (instead of the process
     /// running out of memory).
     pub max_state_memory: u64,
+    /// On shared partitions: how long a task may go without rows before its watermark follows
+    /// the other tasks' (so an idle partition does not hold its windows open forever).
+    pub idle_timeout: Option<Duration>,
+    /// Where `idle_timeout` is written, for the check that it applies.
+    pub idle_timeout_span: Option<std::ops::Range<usize>>,
     /// Where the section is.
     pub location: Location,
 }
@@ -181,6 +186,9 @@ struct RawAggregate {
     /// Most memory for the live groups (default 1 GiB).
     #[serde(default)]
     max_state_memory: Option<Spanned<ByteSize>>,
+    /// On shared partitions: a task's idleness before its watermark follows the others'.
+    #[serde(default)]
+    idle_timeout: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -444,6 +452,23 @@ pub(super) fn check_aggregate(
         Some(m) => m.get_ref().0,
         None => DEFAULT_MAX_STATE_MEMORY,
     };
+    let idle_timeout_span = raw.idle_timeout.as_ref().map(Spanned::span);
+    let idle_timeout = match raw.idle_timeout {
+        Some(d) if d.get_ref().0.is_zero() => {
+            c.error(d.span(), "idle_timeout must be more than zero");
+            None
+        }
+        Some(d) if watermark.is_none() => {
+            c.error_hint(
+                d.span(),
+                "`idle_timeout` applies with a watermark",
+                "it lets an idle partition's watermark follow the others'; add `watermark = \"10s\"`",
+            );
+            None
+        }
+        Some(d) => Some(d.get_ref().0),
+        None => None,
+    };
     if c.diagnostics.len() != errors_before {
         return None;
     }
@@ -453,6 +478,8 @@ pub(super) fn check_aggregate(
         watermark,
         functions,
         max_state_memory,
+        idle_timeout,
+        idle_timeout_span,
         location,
     })
 }

@@ -20,6 +20,7 @@ fn nowhere() -> Location {
 fn aggregate_meaning(spec: &AggregateSpec) -> AggregateSpec {
     let mut spec = spec.clone();
     spec.location = nowhere();
+    spec.idle_timeout_span = None;
     for column in &mut spec.group_by {
         column.location = nowhere();
     }

@@ -1210,6 +1210,42 @@ mod tests {
     }
 
     #[test]
+    fn idle_timeout_applies_to_a_watermarked_aggregation_on_shared_partitions_only_and_is_refused_elsewhere_at_its_line()
+     {
+        let text = |group: &str, watermark: &str| {
+            format!(
+                "name = \"p\"\noutput_mode = \"update\"\n[source]\ntype = \"kafka\"\nbootstrap_servers = \"b:9092\"\nsubscribe = [\"in\"]\n{group}format = \"json\"\n[[source.column]]\nname = \"t\"\ntype = \"timestamp\"\n[aggregate]\nwindow = {{ column = \"t\", size = \"10s\" }}\n{watermark}idle_timeout = \"30s\"\nfunctions = [{{ fn = \"count\" }}]\n[[sink]]\ntype = \"kafka\"\nbootstrap_servers = \"b:9092\"\ntopic = \"out\"\nexactly_once = true\n"
+            )
+        };
+        let errors = |t: &str| {
+            parse_pipeline(Path::new("/x/p.toml"), t)
+                .err()
+                .map(|d| d.to_string())
+                .unwrap_or_default()
+        };
+        match parse_pipeline(
+            Path::new("/x/p.toml"),
+            &text("group_id = \"g\"\n", "watermark = \"5s\"\n"),
+        ) {
+            Ok(plan) => assert_eq!(
+                plan.aggregate.and_then(|a| a.idle_timeout),
+                Some(std::time::Duration::from_secs(30))
+            ),
+            Err(err) => panic!("{err}"),
+        }
+        let err = errors(&text("group_id = \"g\"\n", ""));
+        assert!(
+            err.contains("/x/p.toml:14:16: error: `idle_timeout` applies with a watermark"),
+            "{err}"
+        );
+        let err = errors(&text("", "watermark = \"5s\"\n"));
+        assert!(
+            err.contains("/x/p.toml:14:16: error: `idle_timeout` applies to an aggregation on partitions shared through a consumer group"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn kafka_source_mistakes_are_located_errors() {
         for (body, message) in [
             (

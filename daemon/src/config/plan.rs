@@ -225,6 +225,7 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
 
     let mut source = source;
     let mut repartition = None;
+    let mut shared_group = false;
     if let Some(SourceSpec::Kafka(kafka)) = &mut source
         && let Some(group) = kafka.group_id.clone()
         && let Some(span) = aggregate_span
@@ -243,6 +244,7 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
             }),
         };
         check_shared_aggregate(&mut c, &shared, span.clone());
+        shared_group = true;
         if let Some(Some(spec)) = &aggregate
             && super::repartition::needed(kafka, spec)
         {
@@ -260,6 +262,15 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
         }
     }
 
+    if let Some(Some(spec)) = &aggregate
+        && let (Some(span), false) = (spec.idle_timeout_span.clone(), shared_group)
+    {
+        c.error_hint(
+            span,
+            "`idle_timeout` applies to an aggregation on partitions shared through a consumer group",
+            "there each partition is a task with a watermark of its own; here there is one watermark, which every row moves",
+        );
+    }
     match (name, source, sinks, transforms, aggregate) {
         (
             Some((name, name_location)),

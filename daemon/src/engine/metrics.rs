@@ -165,6 +165,21 @@ pub struct LastBatch {
     pub state_disk_bytes: Option<u64>,
 }
 
+/// One task of an aggregation on shared partitions, after the last batch it finished.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TaskFigures {
+    /// Its partition, `topic/partition`.
+    pub partition: String,
+    /// Groups (window × key) in its state, in memory or spilled.
+    pub groups: u64,
+    /// Approximate bytes of its state in memory.
+    pub memory_bytes: u64,
+    /// Its watermark, ms since the epoch.
+    pub watermark_ms: Option<i64>,
+    /// Whether it has had no rows for `idle_timeout` (its watermark follows the others').
+    pub idle: bool,
+}
+
 /// One pipeline's counters and histograms.
 #[derive(Debug)]
 pub struct PipelineMetrics {
@@ -191,6 +206,8 @@ pub struct PipelineMetrics {
     pub state_restore_seconds: Counter<f64, AtomicU64>,
     /// What is being restored now, for the status.
     restoring: Mutex<Option<String>>,
+    /// The aggregation's tasks (shared partitions), as of the last batch.
+    tasks: Mutex<Vec<TaskFigures>>,
     /// Whole-batch durations, seconds.
     pub batch_duration: Histogram,
     /// Each phase's durations, seconds, in [`PHASES`] order.
@@ -215,6 +232,7 @@ impl Default for PipelineMetrics {
             state_restored_keys: Counter::default(),
             state_restore_seconds: Counter::default(),
             restoring: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
             batch_duration: histogram(),
             phase_durations: [
                 histogram(),
@@ -286,6 +304,16 @@ impl PipelineMetrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Sets the aggregation's tasks as of the batch that finished.
+    pub fn set_tasks(&self, tasks: Vec<TaskFigures>) {
+        *self.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
+    }
+
+    /// The aggregation's tasks (shared partitions) as of the last batch.
+    pub fn tasks(&self) -> Vec<TaskFigures> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Says what state is being restored now (`None`: nothing).

@@ -22,7 +22,7 @@ pub use dictionaries::{DecodeDictionaries, decode_array, decoded_schema};
 pub use error::{BatchError, ErrorClass};
 pub use lanes::Lanes;
 pub use metrics::{
-    FAILURE_KINDS, LastBatch, PHASES, PipelineMetrics, PluginCostReport, PluginCosts,
+    FAILURE_KINDS, LastBatch, PHASES, PipelineMetrics, PluginCostReport, PluginCosts, TaskFigures,
 };
 pub use operator::{BatchContext, Operator, OperatorError, PrepareChunk, PreparedChunk};
 pub use pipeline::{

@@ -405,6 +405,9 @@ pub struct PipelineReport {
     /// The pipeline feeding this one (a repartition topic's writer), if one runs beside it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feeder: Option<FeederReport>,
+    /// The aggregation's tasks on this daemon (shared partitions), as of the last batch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<crate::engine::TaskFigures>,
 }
 
 /// The pipeline that runs beside another and feeds it (`<pipeline>/repartition`).
@@ -471,6 +474,7 @@ impl PipelineEntry {
             feeder: monitor
                 .and_then(|m| m.feeder())
                 .map(|f| FeederReport::of(&f)),
+            tasks: state.metrics.tasks(),
         }
     }
 }

@@ -19,7 +19,7 @@ pub use accumulators::{AggregateError, GroupsAccumulator, UserAggregateFn};
 pub use operator::{AggregateOperator, OpenError, check_stored_state};
 pub use persist::STATE_FORMAT;
 pub use resolve::{AggregatePlan, UserAggregates, resolve, window_type};
-pub use tasks::{TaskedAggregate, task_prefix};
+pub use tasks::{TaskSettings, TaskedAggregate, task_prefix};
 
 #[cfg(test)]
 mod model_tests;

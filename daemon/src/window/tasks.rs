@@ -15,7 +15,7 @@ use super::operator::{AggregateOperator, op_error};
 use super::resolve::{AggregatePlan, UserAggregates};
 use crate::cores::Spread;
 use crate::engine::{
-    BatchContext, Operator, OperatorError, PipelineMetrics, StateOperatorProgress,
+    BatchContext, Operator, OperatorError, PipelineMetrics, StateOperatorProgress, TaskFigures,
 };
 use crate::kafka::changelog::{self, ChangelogBatch, ChangelogTopic};
 use crate::kafka::{GroupBatch, GroupLink, TASK_COLUMN};
@@ -51,6 +51,19 @@ struct Task {
     prefix: Vec<u8>,
     /// The task's context for the batch in flight (its own watermark).
     ctx: Option<BatchContext>,
+    /// When rows last came to it (or it was opened).
+    last_rows: Instant,
+    /// Whether its watermark follows the other tasks' this batch (`idle_timeout`).
+    following: bool,
+}
+
+/// How the tasks run.
+#[derive(Debug, Clone)]
+pub struct TaskSettings {
+    /// How many run at once (`[parallelism] tasks_per_daemon`).
+    pub spread: Spread,
+    /// `[aggregate] idle_timeout`.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// See the module's documentation.
@@ -74,6 +87,8 @@ pub struct TaskedAggregate {
     queued: BTreeMap<i32, Vec<RecordBatch>>,
     /// How many tasks run at once (`[parallelism] tasks_per_daemon`).
     spread: Spread,
+    /// `[aggregate] idle_timeout`.
+    idle_timeout: Option<Duration>,
 }
 
 /// The state key prefix of `partition`'s task.
@@ -99,8 +114,12 @@ impl TaskedAggregate {
         plugins: Option<Arc<dyn UserAggregates + Send + Sync>>,
         link: Arc<GroupLink>,
         changelog: ChangelogTopic,
-        spread: Spread,
+        settings: TaskSettings,
     ) -> TaskedAggregate {
+        let TaskSettings {
+            spread,
+            idle_timeout,
+        } = settings;
         TaskedAggregate {
             pipeline: pipeline.to_string(),
             plan,
@@ -116,6 +135,7 @@ impl TaskedAggregate {
             metrics: None,
             queued: BTreeMap::new(),
             spread,
+            idle_timeout,
         }
     }
 
@@ -235,6 +255,8 @@ impl TaskedAggregate {
                     tenure: a.tenure,
                     prefix,
                     ctx: None,
+                    last_rows: Instant::now(),
+                    following: false,
                 },
             );
         }
@@ -318,6 +340,46 @@ impl TaskedAggregate {
             took.as_millis()
         );
         Ok(())
+    }
+
+    /// With `idle_timeout`: the tasks that have had no rows for that long run this batch at
+    /// the least watermark of the others (Flink's idleness: an idle input stops holding the
+    /// watermark back), when that is ahead of their own, so their windows close as the rest
+    /// of the stream moves on. The raised watermark is kept as the task's own once it evicts
+    /// (`last_eviction_ms`, in its state and changelog). With every task idle nothing moves.
+    fn follow_when_idle(&mut self, ctx: &BatchContext) {
+        for task in self.tasks.values_mut() {
+            task.following = false;
+        }
+        let Some(timeout) = self.idle_timeout else {
+            return;
+        };
+        let now = Instant::now();
+        let idle = |task: &Task| now.duration_since(task.last_rows) >= timeout;
+        let own = |task: &Task| {
+            task.ctx
+                .map_or_else(|| task.op.next_watermark(), |c| c.watermark_ms)
+        };
+        let Some(others) = self
+            .tasks
+            .values()
+            .filter(|t| !idle(t))
+            .filter_map(own)
+            .min()
+        else {
+            return;
+        };
+        for (partition, task) in self.tasks.iter_mut() {
+            task.following = idle(task) && own(task).is_none_or(|w| w < others);
+            if !task.following {
+                continue;
+            }
+            tracing::debug!(pipeline = %self.pipeline, "{}/{partition} has had no rows for {timeout:?}: its watermark follows the other partitions' to {others}", self.changelog.input);
+            task.ctx = Some(BatchContext {
+                watermark_ms: Some(others),
+                ..*ctx
+            });
+        }
     }
 
     fn partitions_of(chunk: &RecordBatch) -> Result<Option<&Int32Array>, OperatorError> {
@@ -411,7 +473,7 @@ impl Operator for TaskedAggregate {
         };
         // The rows wait for `finish_batch`, where the tasks run side by side.
         if low == high {
-            self.task(low, ctx)?;
+            self.task(low, ctx)?.last_rows = Instant::now();
             self.queued.entry(low).or_default().push(chunk);
             return Ok(Vec::new());
         }
@@ -424,7 +486,7 @@ impl Operator for TaskedAggregate {
             let mask = eq(partitions, &Int32Array::new_scalar(partition))
                 .map_err(|e| op_error(e, false))?;
             let rows = filter_record_batch(&chunk, &mask).map_err(|e| op_error(e, false))?;
-            self.task(partition, ctx)?;
+            self.task(partition, ctx)?.last_rows = Instant::now();
             self.queued.entry(partition).or_default().push(rows);
         }
         Ok(Vec::new())
@@ -432,6 +494,7 @@ impl Operator for TaskedAggregate {
 
     fn finish_batch(&mut self, ctx: &BatchContext) -> Result<Vec<RecordBatch>, OperatorError> {
         self.begin(ctx)?;
+        self.follow_when_idle(ctx);
         let mut queued = std::mem::take(&mut self.queued);
         let work: Vec<(i32, &mut Task, Vec<RecordBatch>)> = self
             .tasks
@@ -457,6 +520,7 @@ impl Operator for TaskedAggregate {
         let mut out = Vec::new();
         let mut records = Vec::new();
         let mut progress = StateOperatorProgress::default();
+        let mut figures = Vec::with_capacity(ran.len());
         for result in ran {
             let mut done = result?;
             out.append(&mut done.rows);
@@ -465,8 +529,19 @@ impl Operator for TaskedAggregate {
             if let Some(p) = &done.progress {
                 add_progress(&mut progress, p);
             }
+            let task = self.tasks.get(&done.partition);
+            figures.push(TaskFigures {
+                partition: format!("{}/{}", self.changelog.input, done.partition),
+                groups: done.progress.as_ref().map_or(0, |p| p.num_rows_total),
+                memory_bytes: done.progress.as_ref().map_or(0, |p| p.memory_used_bytes),
+                watermark_ms: task.and_then(|t| t.ctx).and_then(|c| c.watermark_ms),
+                idle: task.is_some_and(|t| t.following),
+            });
         }
         self.last_progress = Some(progress);
+        if let Some(m) = &self.metrics {
+            m.set_tasks(figures);
+        }
         // Every partition whose offsets the transaction commits says where its state stands,
         // also when no row of it reached a task (all filtered or malformed).
         let read = self.batch.as_ref().and_then(|(_, b)| b.clone());
