@@ -248,31 +248,7 @@ fn run(toml: &str, store: &SharedStore, state_dir: &Path) -> (u64, f64) {
 /// own under `root` (as separate daemons), to their end: (rows read by all, seconds from the
 /// start to the last end — the group's join included).
 fn run_members(members: usize, toml: &str, root: &Path) -> (u64, f64) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|err| panic!("runtime: {err}"));
-    let mut pipelines = Vec::new();
-    for member in 0..members {
-        let dir = root.join(format!("member-{member}"));
-        let store: SharedStore = Arc::new(
-            RocksStore::open(&dir.join("db")).unwrap_or_else(|err| panic!("rocksdb: {err}")),
-        );
-        let plan = weir::config::parse_pipeline(Path::new("/bench/p.toml"), toml)
-            .unwrap_or_else(|err| panic!("{err}"));
-        let ctx = PrepareContext {
-            plugins: None,
-            store: Some(&store),
-            limits: Default::default(),
-        };
-        let prepared = prepare(plan, ctx).unwrap_or_else(|err| panic!("{err}"));
-        let env = Environment {
-            store: store.clone(),
-            state_dir: dir,
-            label_console: false,
-        };
-        pipelines.push((prepared, env));
-    }
+    let (runtime, pipelines) = prepare_members(members, toml, root);
     runtime.block_on(async move {
         let started = Instant::now();
         let mut handles = Vec::new();
@@ -578,64 +554,44 @@ fn tasks_bench(broker: &Broker, rows: u64) {
     };
     for (members, tasks) in [(1, 1), (1, 2), (2, 1), (3, 1)] {
         let run = format!("tasks-{members}x{tasks}");
-        let (read, secs) = run_until_read(
+        let r = run_until_read(
             members,
             &file(&run, true, tasks),
             &state.path().join(&run),
             rows,
         );
-        assert_eq!(read, rows, "every record aggregated once");
+        assert_eq!(r.rows, rows, "every record aggregated once");
         println!(
-            "weir kafka (json, 6 partitions) -> windowed avg, a task per partition -> kafka (exactly once) by {members} pipeline(s), tasks_per_daemon = {tasks}: {:.2} M rows/s ({secs:.1} s, the group's join included)",
-            rows as f64 / secs / 1e6
+            "weir kafka (json, 6 partitions) -> windowed avg, a task per partition -> kafka (exactly once) by {members} pipeline(s), tasks_per_daemon = {tasks}: {:.2} M rows/s ({:.1} s, the group's join included; the batches spent {:.2} s reading, {:.2} s in the aggregation)",
+            rows as f64 / r.seconds / 1e6,
+            r.seconds,
+            r.reading,
+            r.operators
         );
     }
     for members in 1..=2 {
         let run = format!("repartition-{members}");
-        let (read, secs) = run_until_read(
+        let r = run_until_read(
             members,
             &file(&run, false, 2),
             &state.path().join(&run),
             rows,
         );
-        assert_eq!(read, rows, "every record aggregated once");
+        assert_eq!(r.rows, rows, "every record aggregated once");
         println!(
-            "  the same through the repartition topic (tasks_per_daemon = 2) by {members} pipeline(s): {:.2} M rows/s ({secs:.1} s)",
-            rows as f64 / secs / 1e6
+            "  the same through the repartition topic (tasks_per_daemon = 2) by {members} pipeline(s): {:.2} M rows/s ({:.1} s)",
+            rows as f64 / r.seconds / 1e6,
+            r.seconds
         );
     }
 }
 
 /// Runs `members` pipelines of `toml` (each its own store under `root`) until their
-/// aggregations have taken `rows` rows in all, then stops them: (rows, seconds). Stopped from
+/// aggregations have taken `rows` rows in all, then stops them. Stopped from
 /// outside rather than ending by themselves, so no member waits on the group for the
 /// partitions of members that left (Tansu 0.6.0 sometimes never rebalances them).
-fn run_until_read(members: usize, toml: &str, root: &Path, rows: u64) -> (u64, f64) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|err| panic!("runtime: {err}"));
-    let mut pipelines = Vec::new();
-    for member in 0..members {
-        let dir = root.join(format!("member-{member}"));
-        let store: SharedStore = Arc::new(
-            RocksStore::open(&dir.join("db")).unwrap_or_else(|err| panic!("rocksdb: {err}")),
-        );
-        let plan = weir::config::parse_pipeline(Path::new("/bench/p.toml"), toml)
-            .unwrap_or_else(|err| panic!("{err}"));
-        let ctx = PrepareContext {
-            plugins: None,
-            store: Some(&store),
-            limits: Default::default(),
-        };
-        let prepared = prepare(plan, ctx).unwrap_or_else(|err| panic!("{err}"));
-        let env = Environment {
-            store: store.clone(),
-            state_dir: dir,
-            label_console: false,
-        };
-        pipelines.push((prepared, env));
-    }
+fn run_until_read(members: usize, toml: &str, root: &Path, rows: u64) -> Run {
+    let (runtime, pipelines) = prepare_members(members, toml, root);
     runtime.block_on(async move {
         let started = Instant::now();
         let mut handles = Vec::new();
@@ -663,11 +619,64 @@ fn run_until_read(members: usize, toml: &str, root: &Path, rows: u64) -> (u64, f
         }
         let seconds = started.elapsed().as_secs_f64();
         let total = read();
+        let batches: Vec<_> = handles.iter().flat_map(|h| h.monitor.recent()).collect();
         for mut handle in handles {
             handle.stop_within(Duration::from_secs(60)).await;
         }
-        (total, seconds)
+        Run {
+            rows: total,
+            seconds,
+            reading: batches.iter().map(|b| b.duration_ms.get_batch).sum::<f64>() / 1e3,
+            operators: batches.iter().map(|b| b.duration_ms.process).sum::<f64>() / 1e3,
+        }
     })
+}
+
+/// What [`run_until_read`] measured: rows, wall seconds, and the seconds the batches spent
+/// reading and in their operators (summed over the pipelines).
+struct Run {
+    rows: u64,
+    seconds: f64,
+    reading: f64,
+    operators: f64,
+}
+
+/// A runtime and `members` prepared copies of `toml`, each with a store of its own under `root`
+/// (as separate daemons would have).
+fn prepare_members(
+    members: usize,
+    toml: &str,
+    root: &Path,
+) -> (
+    tokio::runtime::Runtime,
+    Vec<(weir::assemble::Prepared, Environment)>,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|err| panic!("runtime: {err}"));
+    let mut pipelines = Vec::new();
+    for member in 0..members {
+        let dir = root.join(format!("member-{member}"));
+        let store: SharedStore = Arc::new(
+            RocksStore::open(&dir.join("db")).unwrap_or_else(|err| panic!("rocksdb: {err}")),
+        );
+        let plan = weir::config::parse_pipeline(Path::new("/bench/p.toml"), toml)
+            .unwrap_or_else(|err| panic!("{err}"));
+        let ctx = PrepareContext {
+            plugins: None,
+            store: Some(&store),
+            limits: Default::default(),
+        };
+        let prepared = prepare(plan, ctx).unwrap_or_else(|err| panic!("{err}"));
+        let env = Environment {
+            store: store.clone(),
+            state_dir: dir,
+            label_console: false,
+        };
+        pipelines.push((prepared, env));
+    }
+    (runtime, pipelines)
 }
 
 /// Restores the state of 4 tasks, `RESTORE_KEYS` keys of 1 KiB each, from their changelog

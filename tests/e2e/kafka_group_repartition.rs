@@ -7,6 +7,9 @@
 use crate::daemon_harness::{Daemon, READY, find, http_get};
 use crate::harness::TestResult;
 use crate::kafka_broker::{Broker, Record};
+use crate::kafka_group_state::{
+    SharedWindows, pipeline_metric, reading_json, windows_in, windows_pipeline,
+};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -36,18 +39,11 @@ fn reading(i: i64) -> (i32, i64, String, i64) {
     )
 }
 
-fn json(time_ms: i64, sensor: &str, value: i64) -> String {
-    let time = chrono::DateTime::from_timestamp_millis(time_ms)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-        .unwrap_or_default();
-    format!(r#"{{"time": "{time}", "sensor": "{sensor}", "value": {value}}}"#)
-}
-
 fn produce(broker: &Broker, from: i64, to: i64) {
     let values: Vec<(i32, String)> = (from..to)
         .map(|i| {
             let (partition, t, sensor, value) = reading(i);
-            (partition, json(t, &sensor, value))
+            (partition, reading_json(t, &sensor, value))
         })
         .collect();
     let records: Vec<Record<'_>> = values
@@ -61,7 +57,7 @@ fn produce(broker: &Broker, from: i64, to: i64) {
 /// time pass every earlier window's end plus the watermark's delay.
 fn produce_flush(broker: &Broker) {
     let values: Vec<String> = (0..SENSORS)
-        .map(|s| json(FLUSH_MS, &format!("s{s}"), 0))
+        .map(|s| reading_json(FLUSH_MS, &format!("s{s}"), 0))
         .collect();
     let records: Vec<Record<'_>> = values
         .iter()
@@ -87,74 +83,11 @@ fn expected(n: i64) -> BTreeMap<(i64, String), (i64, i64)> {
 
 /// Every window in the output topic (read committed), with every value it was written with.
 fn written(broker: &Broker) -> BTreeMap<(i64, String), Vec<(i64, i64)>> {
-    let mut out = BTreeMap::<(i64, String), Vec<(i64, i64)>>::new();
-    for record in broker.read_all(OUT_TOPIC) {
-        let Ok(row) = serde_json::from_str::<serde_json::Value>(&record.text()) else {
-            continue;
-        };
-        let start = crate::kafka::ms(row["window"]["start"].as_str().unwrap_or_default());
-        let sensor = row["sensor"].as_str().unwrap_or_default().to_string();
-        out.entry((start, sensor)).or_default().push((
-            row["count"].as_i64().unwrap_or(-1),
-            row["sum(value)"].as_i64().unwrap_or(-1),
-        ));
-    }
-    out
+    windows_in(broker, OUT_TOPIC)
 }
 
-fn pipeline(broker: &Broker) -> String {
-    format!(
-        r#"name = "{PIPELINE}"
-output_mode = "append"
-
-[source]
-type = "kafka"
-bootstrap_servers = "{servers}"
-subscribe = ["{TOPIC}"]
-group_id = "{GROUP}"
-starting_offsets = "earliest"
-format = "json"
-
-[source.options]
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "500"
-
-[[source.column]]
-name = "time"
-type = "timestamp"
-
-[[source.column]]
-name = "sensor"
-type = "string"
-
-[[source.column]]
-name = "value"
-type = "long"
-
-[aggregate]
-group_by = ["sensor"]
-window = {{ column = "time", size = "10s" }}
-watermark = "10m"
-functions = [{{ fn = "count" }}, {{ fn = "sum", column = "value" }}]
-
-[[sink]]
-type = "kafka"
-bootstrap_servers = "{servers}"
-topic = "{OUT_TOPIC}"
-key_column = "sensor"
-exactly_once = true
-"#,
-        servers = broker.bootstrap,
-    )
-}
-
-/// A daemon's `/metrics` value of `family` for the pipeline (0 when absent).
 fn metric(daemon: &Daemon, family: &str) -> f64 {
-    let (_, body) = http_get(&daemon.http.clone().unwrap_or_default(), "/metrics");
-    body.lines()
-        .find(|l| l.starts_with(family) && l.contains(&format!("pipeline=\"{PIPELINE}\"")))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
+    pipeline_metric(daemon, PIPELINE, family)
 }
 
 /// Waits until the daemons' aggregations have taken `rows` rows from the repartition topic in
@@ -198,7 +131,20 @@ fn wait_for_share(daemon: &Daemon, share: &str) {
 
 fn start(broker: &Broker, root: &Path) -> Daemon {
     let daemon = Daemon::start(root, &[]);
-    daemon.write_pipeline("windows.toml", &pipeline(broker));
+    let text = windows_pipeline(
+        broker,
+        &SharedWindows {
+            name: PIPELINE,
+            topic: TOPIC,
+            group: GROUP,
+            out: OUT_TOPIC,
+            source_extra: "",
+            // Longer than the whole run: no reading is late, whatever order the repartition
+            // topic holds them in.
+            watermark: "10m",
+        },
+    );
+    daemon.write_pipeline("windows.toml", &text);
     daemon
 }
 

@@ -37,13 +37,7 @@ fn produce(broker: &Broker, from: i64, to: i64) {
     let values: Vec<(i32, String)> = (from..to)
         .map(|i| {
             let (partition, t, sensor, value) = reading(i);
-            let time = chrono::DateTime::from_timestamp_millis(t)
-                .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-                .unwrap_or_default();
-            (
-                partition,
-                format!(r#"{{"time": "{time}", "sensor": "{sensor}", "value": {value}}}"#),
-            )
+            (partition, reading_json(t, &sensor, value))
         })
         .collect();
     let records: Vec<Record<'_>> = values
@@ -51,6 +45,14 @@ fn produce(broker: &Broker, from: i64, to: i64) {
         .map(|(p, v)| (*p, None, v.as_bytes(), None))
         .collect();
     broker.produce(TOPIC, &records);
+}
+
+/// A reading as the producers write it: `{"time": ..., "sensor": ..., "value": ...}`.
+pub(crate) fn reading_json(time_ms: i64, sensor: &str, value: i64) -> String {
+    let time = chrono::DateTime::from_timestamp_millis(time_ms)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default();
+    format!(r#"{{"time": "{time}", "sensor": "{sensor}", "value": {value}}}"#)
 }
 
 /// (window start, sensor) → (count, sum) of readings `0..n`, for the windows whose end the
@@ -77,8 +79,14 @@ fn expected(n: i64) -> BTreeMap<(i64, String), (i64, i64)> {
 
 /// Every window in the output topic (read committed), with every value it was written with.
 fn written(broker: &Broker) -> BTreeMap<(i64, String), Vec<(i64, i64)>> {
+    windows_in(broker, OUT_TOPIC)
+}
+
+/// Every window in `topic` (read committed): (window start, sensor) → each (count, sum) it
+/// was written with.
+pub(crate) fn windows_in(broker: &Broker, topic: &str) -> BTreeMap<(i64, String), Vec<(i64, i64)>> {
     let mut out = BTreeMap::<(i64, String), Vec<(i64, i64)>>::new();
-    for record in broker.read_all(OUT_TOPIC) {
+    for record in broker.read_all(topic) {
         let Ok(row) = serde_json::from_str::<serde_json::Value>(&record.text()) else {
             continue;
         };
@@ -133,20 +141,47 @@ fn member(broker: &Broker, dir: &Path) -> Weir {
 
 /// The shared aggregation's pipeline file.
 fn pipeline(broker: &Broker) -> String {
+    windows_pipeline(
+        broker,
+        &SharedWindows {
+            name: "sensor-windows",
+            topic: TOPIC,
+            group: GROUP,
+            out: OUT_TOPIC,
+            // Each sensor's readings are in one partition: the tasks aggregate the partitions
+            // as they are.
+            source_extra: "partitioned_by = [\"sensor\"]\n",
+            watermark: "1s",
+        },
+    )
+}
+
+/// What differs between the shared windowed aggregations the tests run.
+pub(crate) struct SharedWindows<'a> {
+    pub name: &'a str,
+    pub topic: &'a str,
+    pub group: &'a str,
+    pub out: &'a str,
+    /// Lines added to `[source]`.
+    pub source_extra: &'a str,
+    pub watermark: &'a str,
+}
+
+/// A 10 s windowed count and sum of each sensor's readings, read as JSON from `topic` in the
+/// consumer group `group`, written to `out` exactly once.
+pub(crate) fn windows_pipeline(broker: &Broker, w: &SharedWindows<'_>) -> String {
     format!(
-        r#"name = "sensor-windows"
+        r#"name = "{name}"
 output_mode = "append"
 
 [source]
 type = "kafka"
 bootstrap_servers = "{servers}"
-subscribe = ["{TOPIC}"]
-group_id = "{GROUP}"
+subscribe = ["{topic}"]
+group_id = "{group}"
 starting_offsets = "earliest"
 format = "json"
-# Each sensor's readings are in one partition: the tasks aggregate the partitions as they are.
-partitioned_by = ["sensor"]
-
+{source_extra}
 [source.options]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
@@ -166,16 +201,22 @@ type = "long"
 [aggregate]
 group_by = ["sensor"]
 window = {{ column = "time", size = "10s" }}
-watermark = "1s"
+watermark = "{watermark}"
 functions = [{{ fn = "count" }}, {{ fn = "sum", column = "value" }}]
 
 [[sink]]
 type = "kafka"
 bootstrap_servers = "{servers}"
-topic = "{OUT_TOPIC}"
+topic = "{out}"
 key_column = "sensor"
 exactly_once = true
 "#,
+        name = w.name,
+        topic = w.topic,
+        group = w.group,
+        out = w.out,
+        source_extra = w.source_extra,
+        watermark = w.watermark,
         servers = broker.bootstrap,
     )
 }
@@ -274,9 +315,15 @@ fn daemons_sharing_a_windowed_aggregation_move_each_partitions_open_windows_with
 
 /// A daemon's `/metrics` value of `family` for the shared pipeline (0 when absent).
 fn metric(daemon: &Daemon, family: &str) -> f64 {
+    pipeline_metric(daemon, "sensor-windows", family)
+}
+
+/// A daemon's `/metrics` value of `family` for `pipeline` (0 when absent).
+pub(crate) fn pipeline_metric(daemon: &Daemon, pipeline: &str, family: &str) -> f64 {
     let (_, body) = http_get(&daemon.http.clone().unwrap_or_default(), "/metrics");
+    let label = format!("pipeline=\"{pipeline}\"");
     body.lines()
-        .find(|l| l.starts_with(family) && l.contains("pipeline=\"sensor-windows\""))
+        .find(|l| l.starts_with(family) && l.contains(&label))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0.0)
 }
