@@ -5,7 +5,7 @@
 //! reaches the exactly-once output once, with the count and sum of all its readings.
 
 use crate::daemon_harness::{Daemon, READY, find, http_get};
-use crate::harness::TestResult;
+use crate::harness::{TestResult, Weir, pipeline_file};
 use crate::kafka_broker::{Broker, Record};
 use crate::kafka_group_state::{
     SharedWindows, pipeline_metric, reading_json, windows_in, windows_pipeline,
@@ -131,7 +131,12 @@ fn wait_for_share(daemon: &Daemon, share: &str) {
 
 fn start(broker: &Broker, root: &Path) -> Daemon {
     let daemon = Daemon::start(root, &[]);
-    let text = windows_pipeline(
+    daemon.write_pipeline("windows.toml", &pipeline_text(broker));
+    daemon
+}
+
+fn pipeline_text(broker: &Broker) -> String {
+    windows_pipeline(
         broker,
         &SharedWindows {
             name: PIPELINE,
@@ -143,9 +148,7 @@ fn start(broker: &Broker, root: &Path) -> Daemon {
             // topic holds them in.
             watermark: "10m",
         },
-    );
-    daemon.write_pipeline("windows.toml", &text);
-    daemon
+    )
 }
 
 #[test]
@@ -245,5 +248,43 @@ fn an_aggregation_whose_groups_are_spread_over_the_partitions_goes_through_the_r
             "{text}"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn under_available_now_the_aggregation_through_the_repartition_topic_ends_with_every_window_once()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, PARTITIONS as u32);
+    broker.create_topic(OUT_TOPIC, 1);
+    produce(&broker, 0, 2 * PHASE);
+    produce_flush(&broker);
+    let dir = tempfile::tempdir()?;
+    let text = pipeline_text(&broker).replace(
+        "output_mode = \"append\"\n",
+        "output_mode = \"append\"\ntrigger = \"available_now\"\n",
+    );
+    let file = pipeline_file(dir.path(), "windows.toml", &text);
+    let mut weir = Weir::start(&[
+        "run",
+        "--state-dir",
+        &dir.path().join("state").to_string_lossy(),
+        &file.to_string_lossy(),
+    ]);
+    let exit = weir.wait_exit(Duration::from_secs(120));
+    assert!(exit.success(), "{}", weir.stderr());
+    let want = expected(2 * PHASE);
+    let got = written(&broker);
+    let wrong: Vec<_> = want
+        .iter()
+        .filter(|(w, v)| got.get(*w) != Some(&vec![**v]))
+        .collect();
+    assert!(
+        wrong.is_empty() && got.len() == want.len(),
+        "each of {} windows once with all its readings: wrong {wrong:?}; written {}:\n{}",
+        want.len(),
+        got.len(),
+        weir.stderr()
+    );
     Ok(())
 }

@@ -505,15 +505,26 @@ impl Pipeline {
         if ends {
             monitor.set_status(PipelineStatus::Waiting);
             monitor.set_source_status(Some(format!("waiting for `{feeder_name}` to finish")));
-            tokio::select! {
-                exit = feeder.wait() => feeder_exit = Some(exit),
-                message = control.recv() => if matches!(message, Some(Control::Stop) | None) {
-                    feeder.stop();
-                    let _ = feeder.wait().await;
-                    monitor.set_status(PipelineStatus::Stopped);
-                    return PipelineExit::Stopped;
-                },
-            }
+            let mut control_open = true;
+            let exit = loop {
+                tokio::select! {
+                    exit = feeder.wait() => break exit,
+                    message = control.recv(), if control_open => match message {
+                        Some(Control::Stop) => {
+                            feeder.stop();
+                            let _ = feeder.wait().await;
+                            monitor.set_status(PipelineStatus::Stopped);
+                            return PipelineExit::Stopped;
+                        }
+                        // No stage of this pipeline has started yet: nothing to swap.
+                        Some(Control::Swap { done, .. }) => {
+                            let _ = done.send(Err(SwapError::NotRunning));
+                        }
+                        None => control_open = false,
+                    },
+                }
+            };
+            feeder_exit = Some(exit);
             if let Some(PipelineExit::Failed { message, class }) = feeder_exit {
                 let message = format!("`{feeder_name}`: {message}");
                 monitor.set_status(PipelineStatus::Failed(message.clone()));

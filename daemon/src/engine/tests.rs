@@ -735,3 +735,68 @@ async fn retries_wait_a_doubling_backoff_on_the_monotonic_clock_even_when_the_wa
     assert_eq!(monitor.last().map(|b| b.attempts), Some(4));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_trigger_that_ends_a_fed_pipeline_starts_when_its_feeder_has_finished_and_reads_everything_it_wrote()
+-> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store: SharedStore = Arc::new(RocksStore::open(&dir.path().join("state"))?);
+    let between = dir.path().join("between");
+    let out = dir.path().join("out");
+    // The feeder writes 1000 rows in 100 batches, a file each.
+    let source = DatagenSource::new(DatagenSpec {
+        rows_per_second: 1_000_000_000,
+        rows: Some(1000),
+        seed: 1,
+        max_rows_per_batch: Some(10),
+        start_timestamp_ms: None,
+        columns: vec![ColumnSpec {
+            name: "id".into(),
+            data_type: ColumnType::Long,
+            generator: Generator::RowIndex,
+            null_fraction: 0.0,
+        }],
+    });
+    let feeder = Pipeline::new(
+        "p/feed",
+        Trigger::AvailableNow,
+        Box::new(source),
+        Vec::new(),
+        vec![("file", file_sink(&between)?)],
+        Checkpoint::new(store.clone(), "p/feed"),
+    );
+    // The fed pipeline reads the files there once: started with its feeder, it would find
+    // only the first few.
+    let text = format!(
+        "name = \"p\"\ntrigger = \"once\"\n[source]\ntype = \"file\"\npath = \"{}\"\nformat = \"csv\"\nheader = false\n[[source.column]]\nname = \"id\"\ntype = \"long\"\n[[sink]]\ntype = \"file\"\npath = \"{}\"\nformat = \"csv\"\nheader = false\n",
+        between.display(),
+        out.display()
+    );
+    let plan =
+        crate::config::parse_pipeline(Path::new("/t/p.toml"), &text).map_err(|d| d.to_string())?;
+    let ctx = crate::assemble::PrepareContext {
+        plugins: None,
+        store: Some(&store),
+        limits: Default::default(),
+    };
+    let prepared = crate::assemble::prepare(plan, ctx)?;
+    let env = crate::assemble::Environment {
+        store: store.clone(),
+        state_dir: dir.path().to_path_buf(),
+        label_console: false,
+    };
+    let fed = crate::assemble::open(&prepared, &env)?.with_feeder(feeder);
+    let monitor = fed.monitor();
+    let exit = tokio::time::timeout(WAIT, fed.spawn().join()).await?;
+    assert_eq!(exit, PipelineExit::Finished);
+    let mut ids = ids_written(&out)?;
+    ids.sort_unstable();
+    assert_eq!(ids, (0..1000).collect::<Vec<_>>());
+    assert!(
+        monitor
+            .feeder()
+            .is_some_and(|f| f.status() == PipelineStatus::Finished),
+        "the feeder's monitor is shown, finished"
+    );
+    Ok(())
+}
