@@ -124,3 +124,66 @@ fn the_kafka_examples_run_as_shipped_averaging_windows_into_a_topic_once_each_an
     assert!(stdout.contains("|sensors|"), "{stdout}");
     Ok(())
 }
+
+#[test]
+fn the_shared_example_runs_as_shipped_through_its_repartition_topic_averaging_every_final_window_once()
+-> TestResult {
+    const N: i64 = 3000;
+    let broker = Broker::start();
+    broker.create_topic("sensors", 3);
+    broker.create_topic("sensor-averages-shared", 1);
+    let dir = tempfile::tempdir()?;
+    let shared = example(&broker, dir.path(), "iot-windowed-avg-shared.toml")?;
+    let weir = Weir::start(&[
+        "run",
+        "--state-dir",
+        &dir.path().join("state").to_string_lossy(),
+        &shared.to_string_lossy(),
+    ]);
+    weir.wait_for(
+        "the aggregation's group to give it the repartition topic's partitions",
+        Duration::from_secs(60),
+        |_, err| err.contains("group=iot-avg-iot-windowed-avg-shared-aggregate"),
+    );
+    produce_readings(&broker, "sensors", 3, 0, N);
+
+    let expected = direct_averages(N, 10_000 + WINDOW_MS);
+    let written = || -> BTreeMap<(i64, String), Vec<f64>> {
+        let mut out: BTreeMap<(i64, String), Vec<f64>> = BTreeMap::new();
+        for record in broker.read_all("sensor-averages-shared") {
+            let row: serde_json::Value = serde_json::from_str(&record.text()).unwrap_or_default();
+            out.entry((
+                ms(row["window"]["start"].as_str().unwrap_or_default()),
+                row["sensor"].as_str().unwrap_or_default().to_string(),
+            ))
+            .or_default()
+            .push(row["avg(value)"].as_f64().unwrap_or(f64::NAN));
+        }
+        out
+    };
+    wait_until(
+        "every final window in sensor-averages-shared",
+        Duration::from_secs(90),
+        || {
+            let now = written();
+            expected.keys().all(|k| now.contains_key(k))
+        },
+    );
+    let all = direct_averages(N, 0);
+    for (window, values) in written() {
+        assert_eq!(values.len(), 1, "window {window:?} written {values:?}");
+        let want = all.get(&window).copied().unwrap_or(f64::NAN);
+        assert!(
+            (values[0] - want).abs() < 1e-9,
+            "window {window:?}: {} written, {want} expected",
+            values[0]
+        );
+    }
+    let repartitioned = broker.read_all("iot-avg-iot-windowed-avg-shared-repartition");
+    assert_eq!(
+        repartitioned.len(),
+        N as usize,
+        "the repartition topic holds each reading once"
+    );
+    Ok(())
+}
