@@ -413,6 +413,67 @@ fn shared_changelog(plan: &PipelinePlan) -> Option<ChangelogTopic> {
     })
 }
 
+/// What an aggregation on shared partitions keeps in Kafka besides its output: its internal
+/// topics and its consumer groups' offsets (`weir state reset --topics`).
+#[derive(Debug, Clone)]
+pub struct SharedKafkaState {
+    servers: String,
+    options: BTreeMap<String, String>,
+    timeout: std::time::Duration,
+    /// The changelog, and the repartition topic if there is one.
+    pub topics: Vec<String>,
+    /// The file's group, and the aggregation's own over the repartition topic if there is one.
+    pub groups: Vec<String>,
+}
+
+impl SharedKafkaState {
+    /// Deletes the topics and the groups' offsets; says what it deleted.
+    pub fn delete(&self) -> Result<String, String> {
+        let broker = crate::kafka::topics::Broker {
+            servers: &self.servers,
+            options: &self.options,
+            timeout: self.timeout,
+        };
+        // The groups first: a group that still has members (a daemon still running the
+        // pipeline) stops the reset before anything it reads is gone.
+        let groups = crate::kafka::topics::delete_groups(broker, &self.groups)?;
+        let topics = crate::kafka::topics::delete(broker, &self.topics)?;
+        let list = |names: &[String]| {
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
+        Ok(format!(
+            "deleted topics {} and the committed offsets of consumer groups {}",
+            list(&topics),
+            list(&groups)
+        ))
+    }
+}
+
+/// What `plan` keeps in Kafka as an aggregation on shared partitions, or `None`.
+pub fn shared_kafka_state(plan: &PipelinePlan) -> Option<SharedKafkaState> {
+    let changelog = shared_changelog(plan)?;
+    let SourceSpec::Kafka(source) = &plan.source else {
+        return None;
+    };
+    let mut topics = vec![changelog.name()];
+    let mut groups: Vec<String> = source.group_id.iter().cloned().collect();
+    if let (Some(r), SourceSpec::Kafka(reader)) = (&plan.repartition, plan.stage_source()) {
+        topics.push(r.topic.clone());
+        groups.extend(reader.group_id.iter().cloned());
+    }
+    Some(SharedKafkaState {
+        servers: changelog.servers,
+        options: changelog.options,
+        timeout: changelog.timeout,
+        topics,
+        groups,
+    })
+}
+
 /// What opening a pipeline needs from the process around it.
 #[derive(Clone)]
 pub struct Environment {

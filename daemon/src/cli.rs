@@ -155,6 +155,14 @@ pub struct StateResetArgs {
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// Also delete, for an aggregation on partitions shared through a consumer group, what
+    /// the group keeps in Kafka: the changelog and repartition topics and the groups'
+    /// committed offsets, so that the pipeline starts over from its `starting_offsets`. Every
+    /// daemon of the group shares them: stop the pipeline on the others first. Asks the
+    /// running daemon (which knows the pipeline's broker).
+    #[arg(long)]
+    pub topics: bool,
+
     /// The daemon's control socket.
     #[arg(long, value_name = "PATH", env = "WEIR_CONTROL_SOCKET")]
     pub control_socket: Option<PathBuf>,

@@ -558,6 +558,7 @@ fn state(command: cli::StateCommand) -> anyhow::Result<ExitCode> {
             cli::StateCommand::List(_) => Request::StateList,
             cli::StateCommand::Reset(args) => Request::StateReset {
                 pipelines: args.pipelines.clone(),
+                topics: args.topics,
             },
         };
         match weir::admin::client::ask(&socket, &request, std::time::Duration::from_secs(600)) {
@@ -596,7 +597,15 @@ fn state(command: cli::StateCommand) -> anyhow::Result<ExitCode> {
                 eprintln!("weir: {}", response.error.unwrap_or_default());
                 return Ok(ExitCode::from(1));
             }
-            Err(err) if err.is_not_running() => {}
+            Err(err) if err.is_not_running() => {
+                if matches!(&command, cli::StateCommand::Reset(args) if args.topics) {
+                    eprintln!(
+                        "weir: --topics asks the running daemon, which knows the pipelines' broker; none answers at {}",
+                        socket.display()
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+            }
             Err(err) => {
                 eprintln!("weir: {err}");
                 return Ok(ExitCode::from(1));

@@ -288,3 +288,58 @@ fn under_available_now_the_aggregation_through_the_repartition_topic_ends_with_e
     );
     Ok(())
 }
+
+#[test]
+fn weir_state_reset_with_topics_deletes_the_internal_topics_and_the_groups_offsets_and_the_pipeline_aggregates_the_input_again_from_the_start()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, PARTITIONS as u32);
+    broker.create_topic(OUT_TOPIC, 1);
+    let root = tempfile::tempdir()?;
+    let daemon = start(&broker, root.path());
+    produce(&broker, 0, PHASE);
+    produce_flush(&broker);
+    let want = expected(PHASE);
+    let copies = |n: usize| {
+        let got = written(&broker);
+        want.iter().all(|(w, v)| got.get(w) == Some(&vec![*v; n]))
+    };
+    let end = Instant::now() + Duration::from_secs(90);
+    while !copies(1) {
+        assert!(
+            Instant::now() < end,
+            "every window once:\n{}",
+            daemon.weir.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let out = daemon.client(&["state", "reset", PIPELINE, "--topics"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let changelog = format!("{GROUP}-{PIPELINE}-changelog");
+    let repartition = format!("{GROUP}-{PIPELINE}-repartition");
+    assert!(
+        said.contains(&format!(
+            "deleted topics {changelog}, {repartition} and the committed offsets of consumer groups {GROUP}, {GROUP}-{PIPELINE}-aggregate"
+        )),
+        "{said}"
+    );
+    // Started afresh, the pipeline reads the input from its starting offsets (earliest) and
+    // writes every window again, with the same values.
+    let end = Instant::now() + Duration::from_secs(90);
+    while !copies(2) {
+        assert!(
+            Instant::now() < end,
+            "every window a second time, the same:\n{:?}\n{}",
+            written(&broker),
+            daemon.weir.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}

@@ -39,6 +39,9 @@ pub enum Request {
     StateReset {
         /// Their names.
         pipelines: Vec<String>,
+        /// Also delete a shared aggregation's internal topics and its groups' offsets.
+        #[serde(default)]
+        topics: bool,
     },
 }
 

@@ -398,7 +398,7 @@ impl Daemon {
             .collect()
     }
 
-    async fn state_reset(&mut self, names: Vec<String>) -> Response {
+    async fn state_reset(&mut self, names: Vec<String>, topics: bool) -> Response {
         let store = self.topology.store().clone();
         let with_state = match crate::state::pipelines(&store) {
             Ok(names) => names,
@@ -414,8 +414,21 @@ impl Daemon {
                 self.settings.state_dir.display()
             ));
         }
+        let running = self.topology.running_versions();
         let mut lines = Vec::new();
         for name in &names {
+            let shared = match running
+                .get(name)
+                .map(|v| crate::assemble::shared_kafka_state(&v.plan))
+            {
+                Some(Some(shared)) => Some(shared),
+                _ if topics => {
+                    return Response::error(format!(
+                        "pipeline `{name}` runs no aggregation on partitions shared through a consumer group here: --topics has nothing to delete"
+                    ));
+                }
+                _ => None,
+            };
             let stopped = self.topology.forget(name).await;
             if let Err(err) = Checkpoint::new(store.clone(), name).reset() {
                 return Response::error(format!("cannot reset `{name}`: {err}"));
@@ -425,6 +438,19 @@ impl Daemon {
                 "reset pipeline `{name}`: {}checkpoint and state deleted (files it wrote stay; its next run writes new ones beside them)",
                 if stopped { "stopped, " } else { "" }
             ));
+            if let (true, Some(shared)) = (topics, shared) {
+                let deleted = tokio::task::spawn_blocking(move || shared.delete()).await;
+                match deleted {
+                    Ok(Ok(said)) => {
+                        tracing::info!(pipeline = %name, "{said}");
+                        lines.push(format!("reset pipeline `{name}`: {said}"));
+                    }
+                    Ok(Err(err)) => {
+                        return Response::error(format!("reset pipeline `{name}`: {err}"));
+                    }
+                    Err(err) => return Response::error(format!("reset pipeline `{name}`: {err}")),
+                }
+            }
         }
         // Files of reset pipelines start afresh.
         let report = self.reload(Cause::Request).await;
@@ -454,7 +480,7 @@ impl Daemon {
                 Ok(lines) => Response::ok(lines),
                 Err(err) => Response::error(err),
             },
-            Request::StateReset { pipelines } => self.state_reset(pipelines).await,
+            Request::StateReset { pipelines, topics } => self.state_reset(pipelines, topics).await,
             // Answered by the handlers themselves; here only for completeness.
             Request::Status { .. } => Response::error("status is answered by the control socket"),
         }

@@ -1,6 +1,6 @@
 //! The topics weir makes for itself (a shared aggregation's changelog and repartition topics):
-//! created, when missing, with as many partitions as the topic they follow, and deleted when
-//! the pipeline's state is reset.
+//! created, when missing, with as many partitions as the topic they follow, and deleted, with
+//! the groups' committed offsets, by `weir state reset --topics`.
 
 use super::client_config;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -108,6 +108,35 @@ pub fn delete(broker: Broker<'_>, names: &[String]) -> Result<Vec<String>, Strin
             Ok(name) => deleted.push(name),
             Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
             Err((name, code)) => return Err(format!("deleting topic {name}: {code}")),
+        }
+    }
+    Ok(deleted)
+}
+
+/// Deletes the consumer groups `names` (their committed offsets); one that does not exist is
+/// not an error, one that still has members is. Returns the ones deleted.
+pub fn delete_groups(broker: Broker<'_>, names: &[String]) -> Result<Vec<String>, String> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let deadline = Instant::now() + broker.timeout;
+    let admin = broker.admin()?;
+    let options = AdminOptions::new().operation_timeout(Some(broker.timeout));
+    let wanted: Vec<&str> = names.iter().map(String::as_str).collect();
+    let results = wait_for(admin.delete_groups(&wanted, &options), deadline)
+        .ok_or_else(|| format!("deleting groups {}: no answer in time", wanted.join(", ")))?
+        .map_err(|err| format!("deleting groups {}: {err}", wanted.join(", ")))?;
+    let mut deleted = Vec::new();
+    for result in results {
+        match result {
+            Ok(name) => deleted.push(name),
+            Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+            Err((name, RDKafkaErrorCode::NonEmptyGroup)) => {
+                return Err(format!(
+                    "consumer group {name} still has members: stop the pipeline on every daemon of the group first"
+                ));
+            }
+            Err((name, code)) => return Err(format!("deleting group {name}: {code}")),
         }
     }
     Ok(deleted)
