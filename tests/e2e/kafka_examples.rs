@@ -30,6 +30,53 @@ fn direct_averages(n: i64, margin_ms: i64) -> BTreeMap<(i64, String), f64> {
         .collect()
 }
 
+/// (window start ms, sensor) → every average written to `topic` for it (read committed);
+/// each record keyed by its sensor.
+fn averages_in(broker: &Broker, topic: &str) -> BTreeMap<(i64, String), Vec<f64>> {
+    let mut out: BTreeMap<(i64, String), Vec<f64>> = BTreeMap::new();
+    for record in broker.read_all(topic) {
+        let row: serde_json::Value = serde_json::from_str(&record.text()).unwrap_or_default();
+        let sensor = row["sensor"].as_str().unwrap_or_default().to_string();
+        assert_eq!(
+            record.key.as_deref(),
+            Some(sensor.as_bytes()),
+            "keyed by sensor"
+        );
+        out.entry((
+            ms(row["window"]["start"].as_str().unwrap_or_default()),
+            sensor,
+        ))
+        .or_default()
+        .push(row["avg(value)"].as_f64().unwrap_or(f64::NAN));
+    }
+    out
+}
+
+/// Waits until `topic` holds every window of readings `0..n` that ends a window before the
+/// watermark (10 s behind the newest reading), then checks that each window there is written
+/// once, with the average of all its readings.
+fn assert_every_final_window_once(broker: &Broker, topic: &str, n: i64) {
+    let expected = direct_averages(n, 10_000 + WINDOW_MS);
+    wait_until(
+        &format!("every final window in {topic}"),
+        Duration::from_secs(90),
+        || {
+            let now = averages_in(broker, topic);
+            expected.keys().all(|k| now.contains_key(k))
+        },
+    );
+    let all = direct_averages(n, 0);
+    for (window, values) in averages_in(broker, topic) {
+        assert_eq!(values.len(), 1, "window {window:?} written {values:?}");
+        let want = all.get(&window).copied().unwrap_or(f64::NAN);
+        assert!(
+            (values[0] - want).abs() < 1e-9,
+            "window {window:?}: {} written, {want} expected",
+            values[0]
+        );
+    }
+}
+
 #[test]
 fn the_kafka_examples_run_as_shipped_averaging_windows_into_a_topic_once_each_and_printing_the_raw_records()
 -> TestResult {
@@ -64,44 +111,7 @@ fn the_kafka_examples_run_as_shipped_averaging_windows_into_a_topic_once_each_an
 
     // Windows end 10 s (the watermark delay) behind the newest reading before they are final;
     // every window ending a window earlier than that must be there.
-    let expected = direct_averages(N, 10_000 + WINDOW_MS);
-    let written = || -> BTreeMap<(i64, String), Vec<f64>> {
-        let mut out: BTreeMap<(i64, String), Vec<f64>> = BTreeMap::new();
-        for record in broker.read_all("sensor-averages") {
-            let row: serde_json::Value = serde_json::from_str(&record.text()).unwrap_or_default();
-            let sensor = row["sensor"].as_str().unwrap_or_default().to_string();
-            assert_eq!(
-                record.key.as_deref(),
-                Some(sensor.as_bytes()),
-                "keyed by sensor"
-            );
-            out.entry((
-                ms(row["window"]["start"].as_str().unwrap_or_default()),
-                sensor,
-            ))
-            .or_default()
-            .push(row["avg(value)"].as_f64().unwrap_or(f64::NAN));
-        }
-        out
-    };
-    wait_until(
-        "every final window in sensor-averages",
-        Duration::from_secs(90),
-        || {
-            let now = written();
-            expected.keys().all(|k| now.contains_key(k))
-        },
-    );
-    let all = direct_averages(N, 0);
-    for (window, values) in written() {
-        assert_eq!(values.len(), 1, "window {window:?} written {values:?}");
-        let want = all.get(&window).copied().unwrap_or(f64::NAN);
-        assert!(
-            (values[0] - want).abs() < 1e-9,
-            "window {window:?}: {} written, {want} expected",
-            values[0]
-        );
-    }
+    assert_every_final_window_once(&broker, "sensor-averages", N);
     // The console example printed the records as Spark's raw columns.
     weir.wait_for_stdout("|sensors|", Duration::from_secs(30));
     let stdout = weir.stdout();
@@ -146,39 +156,7 @@ fn the_shared_example_runs_as_shipped_through_its_repartition_topic_averaging_ev
         |_, err| err.contains("group=iot-avg-iot-windowed-avg-shared-aggregate"),
     );
     produce_readings(&broker, "sensors", 3, 0, N);
-
-    let expected = direct_averages(N, 10_000 + WINDOW_MS);
-    let written = || -> BTreeMap<(i64, String), Vec<f64>> {
-        let mut out: BTreeMap<(i64, String), Vec<f64>> = BTreeMap::new();
-        for record in broker.read_all("sensor-averages-shared") {
-            let row: serde_json::Value = serde_json::from_str(&record.text()).unwrap_or_default();
-            out.entry((
-                ms(row["window"]["start"].as_str().unwrap_or_default()),
-                row["sensor"].as_str().unwrap_or_default().to_string(),
-            ))
-            .or_default()
-            .push(row["avg(value)"].as_f64().unwrap_or(f64::NAN));
-        }
-        out
-    };
-    wait_until(
-        "every final window in sensor-averages-shared",
-        Duration::from_secs(90),
-        || {
-            let now = written();
-            expected.keys().all(|k| now.contains_key(k))
-        },
-    );
-    let all = direct_averages(N, 0);
-    for (window, values) in written() {
-        assert_eq!(values.len(), 1, "window {window:?} written {values:?}");
-        let want = all.get(&window).copied().unwrap_or(f64::NAN);
-        assert!(
-            (values[0] - want).abs() < 1e-9,
-            "window {window:?}: {} written, {want} expected",
-            values[0]
-        );
-    }
+    assert_every_final_window_once(&broker, "sensor-averages-shared", N);
     let repartitioned = broker.read_all("iot-avg-iot-windowed-avg-shared-repartition");
     assert_eq!(
         repartitioned.len(),

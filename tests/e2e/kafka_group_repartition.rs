@@ -6,9 +6,9 @@
 
 use crate::daemon_harness::{Daemon, READY, find, http_get};
 use crate::harness::{TestResult, Weir, pipeline_file};
-use crate::kafka_broker::{Broker, Record};
+use crate::kafka_broker::Broker;
 use crate::kafka_group_state::{
-    SharedWindows, pipeline_metric, reading_json, windows_in, windows_pipeline,
+    SharedWindows, pipeline_metric, produce_to, windows_in, windows_pipeline,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,30 +40,17 @@ fn reading(i: i64) -> (i32, i64, String, i64) {
 }
 
 fn produce(broker: &Broker, from: i64, to: i64) {
-    let values: Vec<(i32, String)> = (from..to)
-        .map(|i| {
-            let (partition, t, sensor, value) = reading(i);
-            (partition, reading_json(t, &sensor, value))
-        })
-        .collect();
-    let records: Vec<Record<'_>> = values
-        .iter()
-        .map(|(p, v)| (*p, None, v.as_bytes(), None))
-        .collect();
-    broker.produce(TOPIC, &records);
+    produce_to(broker, TOPIC, (from..to).map(reading));
 }
 
 /// One reading per sensor an hour later (in partition 0): every sensor's task sees its event
 /// time pass every earlier window's end plus the watermark's delay.
 fn produce_flush(broker: &Broker) {
-    let values: Vec<String> = (0..SENSORS)
-        .map(|s| reading_json(FLUSH_MS, &format!("s{s}"), 0))
-        .collect();
-    let records: Vec<Record<'_>> = values
-        .iter()
-        .map(|v| (0, None, v.as_bytes(), None))
-        .collect();
-    broker.produce(TOPIC, &records);
+    produce_to(
+        broker,
+        TOPIC,
+        (0..SENSORS).map(|s| (0, FLUSH_MS, format!("s{s}"), 0)),
+    );
 }
 
 /// (window start, sensor) → (count, sum) of readings `0..n`: what one daemon alone writes once

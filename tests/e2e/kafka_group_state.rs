@@ -34,17 +34,23 @@ fn reading(i: i64) -> (i32, i64, String, i64) {
 }
 
 fn produce(broker: &Broker, from: i64, to: i64) {
-    let values: Vec<(i32, String)> = (from..to)
-        .map(|i| {
-            let (partition, t, sensor, value) = reading(i);
-            (partition, reading_json(t, &sensor, value))
-        })
+    produce_to(broker, TOPIC, (from..to).map(reading));
+}
+
+/// Writes `readings` (partition, event time, sensor, value) to `topic` as JSON.
+pub(crate) fn produce_to(
+    broker: &Broker,
+    topic: &str,
+    readings: impl Iterator<Item = (i32, i64, String, i64)>,
+) {
+    let values: Vec<(i32, String)> = readings
+        .map(|(partition, t, sensor, value)| (partition, reading_json(t, &sensor, value)))
         .collect();
     let records: Vec<Record<'_>> = values
         .iter()
         .map(|(p, v)| (*p, None, v.as_bytes(), None))
         .collect();
-    broker.produce(TOPIC, &records);
+    broker.produce(topic, &records);
 }
 
 /// A reading as the producers write it: `{"time": ..., "sensor": ..., "value": ...}`.

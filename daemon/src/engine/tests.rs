@@ -744,19 +744,7 @@ async fn with_a_trigger_that_ends_a_fed_pipeline_starts_when_its_feeder_has_fini
     let between = dir.path().join("between");
     let out = dir.path().join("out");
     // The feeder writes 1000 rows in 100 batches, a file each.
-    let source = DatagenSource::new(DatagenSpec {
-        rows_per_second: 1_000_000_000,
-        rows: Some(1000),
-        seed: 1,
-        max_rows_per_batch: Some(10),
-        start_timestamp_ms: None,
-        columns: vec![ColumnSpec {
-            name: "id".into(),
-            data_type: ColumnType::Long,
-            generator: Generator::RowIndex,
-            null_fraction: 0.0,
-        }],
-    });
+    let source = datagen(1000, 10);
     let feeder = Pipeline::new(
         "p/feed",
         Trigger::AvailableNow,
