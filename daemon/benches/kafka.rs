@@ -569,6 +569,23 @@ fn tasks_bench(broker: &Broker, rows: u64) {
             r.operators
         );
     }
+    // The same with a sliding window (60 s every second: each row counts in 60 windows), an
+    // aggregation heavy enough for a second task to matter.
+    for tasks in [1, 2] {
+        let run = format!("sliding-1x{tasks}");
+        let sliding =
+            file(&run, true, tasks).replace("size = \"10s\" }", "size = \"60s\", slide = \"1s\" }");
+        assert!(sliding.contains("slide"), "the window is replaced");
+        let r = run_until_read(1, &sliding, &state.path().join(&run), rows);
+        assert_eq!(r.rows, rows, "every record aggregated once");
+        println!(
+            "  the same with a 60 s window sliding every second, 1 pipeline, tasks_per_daemon = {tasks}: {:.2} M rows/s ({:.1} s; the batches spent {:.2} s reading, {:.2} s in the aggregation)",
+            rows as f64 / r.seconds / 1e6,
+            r.seconds,
+            r.reading,
+            r.operators
+        );
+    }
     for members in 1..=2 {
         let run = format!("repartition-{members}");
         let r = run_until_read(
