@@ -78,8 +78,14 @@ impl Broker {
 
     /// Starts a broker on `port` of 127.0.0.1 and waits until it accepts connections.
     pub fn start_on(port: u16) -> Broker {
+        Broker::start_at("127.0.0.1", port)
+    }
+
+    /// Starts a broker on `address`:`port` (advertised there) and waits until it accepts
+    /// connections.
+    pub fn start_at(address: &str, port: u16) -> Broker {
         let bin = broker_bin();
-        let url = format!("tcp://127.0.0.1:{port}");
+        let url = format!("tcp://{address}:{port}");
         let share = Share::take();
         let child = Command::new(&bin)
             .args([
@@ -99,7 +105,7 @@ impl Broker {
             .unwrap_or_else(|err| panic!("cannot start {}: {err}", bin.display()));
         let broker = Broker {
             child,
-            bootstrap: format!("127.0.0.1:{port}"),
+            bootstrap: format!("{address}:{port}"),
             _share: share,
         };
         let deadline = Instant::now() + Duration::from_secs(20);

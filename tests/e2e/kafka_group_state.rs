@@ -4,9 +4,10 @@
 //! once, with the count and sum one daemon alone would give.
 
 use crate::daemon_harness::{Daemon, READY, http_get};
-use crate::harness::{TestResult, Weir, pipeline_file};
+use crate::harness::{TestResult, Weir, pipeline_file, weir_bin};
 use crate::kafka_broker::{Broker, Record};
 use crate::kafka_group::{wait_for_assignments, wait_for_hand_overs};
+use crate::netns::Namespaces;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -136,13 +137,25 @@ fn restored_keys(log: &str) -> u64 {
 
 /// `weir run` of the shared aggregation with its own state folder under `dir`.
 fn member(broker: &Broker, dir: &Path) -> Weir {
+    member_in(broker, dir, None)
+}
+
+/// The same, in network namespace `n` of `net` when given.
+fn member_in(broker: &Broker, dir: &Path, net: Option<(&Namespaces, usize)>) -> Weir {
     let file = pipeline_file(dir, "windows.toml", &pipeline(broker));
-    Weir::start(&[
-        "run",
-        "--state-dir",
-        &dir.join("state").to_string_lossy(),
-        &file.to_string_lossy(),
-    ])
+    let state = dir.join("state").to_string_lossy().into_owned();
+    let file = file.to_string_lossy().into_owned();
+    let run = ["run", "--state-dir", state.as_str(), file.as_str()];
+    match net {
+        None => Weir::start(&run),
+        Some((net, n)) => {
+            let mut args = net.exec(n);
+            args.push(weir_bin().to_string());
+            args.extend(run.iter().map(|a| a.to_string()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Weir::start_program("ip", &args, None, |_| {})
+        }
+    }
 }
 
 /// The shared aggregation's pipeline file.
@@ -452,9 +465,20 @@ fn wait_for_share(weir: &Weir, count: usize) {
 }
 
 #[test]
-fn three_daemons_on_six_partitions_then_a_fourth_joining_mid_run_write_every_window_once_with_one_daemons_counts()
+fn three_daemons_on_six_partitions_then_a_fourth_joining_mid_run_each_in_a_network_namespace_of_its_own_where_the_machine_allows_write_every_window_once_with_one_daemons_counts()
 -> TestResult {
-    let broker = Broker::start();
+    // Each daemon in a network namespace of its own (its own loopback and address), the broker
+    // on the host's address on their bridge; where the machine does not allow that, all on
+    // 127.0.0.1.
+    let net = Namespaces::create(4);
+    let broker = match &net {
+        Some(net) => Broker::start_at(&net.host, Broker::free_port()),
+        None => {
+            eprintln!("no network namespaces here: the daemons share 127.0.0.1");
+            Broker::start()
+        }
+    };
+    let at = |n: usize| net.as_ref().map(|net| (net, n));
     broker.create_topic(TOPIC, PARTITIONS as u32);
     broker.create_topic(OUT_TOPIC, 1);
     let dirs = [
@@ -463,11 +487,11 @@ fn three_daemons_on_six_partitions_then_a_fourth_joining_mid_run_write_every_win
         tempfile::tempdir()?,
         tempfile::tempdir()?,
     ];
-    let a = member(&broker, dirs[0].path());
+    let a = member_in(&broker, dirs[0].path(), at(0));
     wait_for_assignments(&a, 1);
-    let b = member(&broker, dirs[1].path());
+    let b = member_in(&broker, dirs[1].path(), at(1));
     wait_for_assignments(&b, 1);
-    let c = member(&broker, dirs[2].path());
+    let c = member_in(&broker, dirs[2].path(), at(2));
     for daemon in [&a, &b, &c] {
         wait_for_share(daemon, 2);
     }
@@ -482,8 +506,20 @@ fn three_daemons_on_six_partitions_then_a_fourth_joining_mid_run_write_every_win
 
     // A fourth joins while a window is open on every partition: the partitions it takes bring
     // their open windows from the changelog.
-    let d = member(&broker, dirs[3].path());
+    let d = member_in(&broker, dirs[3].path(), at(3));
     wait_for_assignments(&d, 1);
+    // (Read once each has logged: `ip netns exec` enters the namespace, then runs weir.)
+    if net.is_some() {
+        let stack = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+        let mut stacks: Vec<_> = [&a, &b, &c, &d].iter().map(|w| stack(w.pid())).collect();
+        stacks.push(stack(std::process::id()));
+        let distinct: std::collections::BTreeSet<_> = stacks.iter().flatten().collect();
+        assert_eq!(
+            distinct.len(),
+            5,
+            "each daemon has a network stack of its own, none the test's: {stacks:?}"
+        );
+    }
     produce(&broker, PHASE + PHASE / 2, 3 * PHASE);
     wait_for_windows(
         &broker,

@@ -7,6 +7,7 @@ mod daemon_harness;
 mod harness;
 mod kafka_broker;
 mod machine;
+mod netns;
 
 mod aggregation;
 mod check;
