@@ -66,7 +66,13 @@ impl Membership {
                 ("auto.offset.reset", "latest"),
             ],
         );
-        if !spec.options.contains_key("partition.assignment.strategy") {
+        // KIP-848's protocol assigns on the broker, incrementally, and refuses a client-side
+        // strategy.
+        let broker_assigns = spec
+            .options
+            .get("group.protocol")
+            .is_some_and(|p| p == "consumer");
+        if !broker_assigns && !spec.options.contains_key("partition.assignment.strategy") {
             // Partitions that stay with their member are not stopped by a rebalance.
             config.set("partition.assignment.strategy", "cooperative-sticky");
         }
@@ -398,5 +404,42 @@ impl ConsumerContext for MemberContext {
         if let Err(err) = result {
             tracing::warn!(pipeline = %self.pipeline, group = %self.group, "committing offsets to the consumer group failed (a partition that moves now may be read again by its next owner): {err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SourceSpec;
+    use std::path::Path;
+
+    fn member(options: &str) -> Result<Membership, SourceError> {
+        let text = format!(
+            "name = \"p\"\n[source]\ntype = \"kafka\"\nbootstrap_servers = \"localhost:9092\"\nsubscribe = [\"t\"]\ngroup_id = \"g\"\n[source.options]\n{options}\n[[sink]]\ntype = \"null\"\n"
+        );
+        let plan = crate::config::parse_pipeline(Path::new("/x/p.toml"), &text)
+            .unwrap_or_else(|err| panic!("{err}"));
+        let SourceSpec::Kafka(spec) = plan.source else {
+            panic!("{:?}", plan.source);
+        };
+        Membership::new(&spec, "g", "p")
+    }
+
+    #[test]
+    fn a_member_on_kip_848s_consumer_protocol_leaves_the_assignment_to_the_broker_and_one_on_the_classic_protocol_is_cooperative_sticky()
+     {
+        assert!(
+            member("").is_ok(),
+            "the classic protocol, cooperative-sticky"
+        );
+        match member("\"group.protocol\" = \"consumer\"") {
+            Ok(_) => {}
+            Err(err) => panic!("the consumer protocol with no client-side strategy: {err}"),
+        }
+        // librdkafka refuses a client-side strategy with the consumer protocol: weir sets none.
+        let refused = member(
+            "\"group.protocol\" = \"consumer\"\n\"partition.assignment.strategy\" = \"range\"",
+        );
+        assert!(refused.is_err(), "librdkafka refuses both together");
     }
 }
