@@ -91,8 +91,8 @@ pub struct KafkaSource {
     returning: BTreeSet<Partition>,
     /// With `group_id`: each batch's group offsets, for exactly-once Kafka sinks.
     group_link: Option<Arc<GroupLink>>,
-    /// A client reading uncommitted offsets, made when a partition's last stable offset is
-    /// behind where this pipeline stopped (to tell an open transaction from lost records).
+    /// A client reading uncommitted offsets, made when a partition's read_committed offsets
+    /// say records are gone (to tell an open transaction from lost records).
     uncommitted: Option<BaseConsumer<WeirContext>>,
 }
 
@@ -176,8 +176,9 @@ impl KafkaSource {
         })
     }
 
-    /// The end of `topic`/`partition` counting uncommitted records (its high watermark).
-    fn high_watermark(&mut self, topic: &str, partition: i32) -> Result<i64, SourceError> {
+    /// The start and the end of `topic`/`partition` counting uncommitted records (its low and
+    /// high watermarks).
+    fn watermarks(&mut self, topic: &str, partition: i32) -> Result<(i64, i64), SourceError> {
         if self.uncommitted.is_none() {
             let group = format!("weir-{}-watermarks", self.pipeline);
             let mut weir = vec![
@@ -197,10 +198,9 @@ impl KafkaSource {
         let Some(consumer) = &self.uncommitted else {
             return Err(SourceError::Unavailable("no consumer (a bug)".into()));
         };
-        let (_, high) = consumer
+        consumer
             .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
-            .map_err(|err| broker_error("reading a partition's high watermark", err))?;
-        Ok(high)
+            .map_err(|err| broker_error("reading a partition's watermarks", err))
     }
 
     /// Records lost to retention or a recreated topic and skipped (`fail_on_data_loss = false`).
@@ -413,7 +413,7 @@ impl KafkaSource {
                 // The last stable offset stops at a transaction still open (and Tansu 0.6.0
                 // reports an earlier one while any is open): records up to where this
                 // pipeline stopped are there, so the partition has nothing new yet.
-                if *newest < from && self.high_watermark(topic, *partition)? >= from {
+                if *newest < from && self.watermarks(topic, *partition)?.1 >= from {
                     *newest = from;
                     continue;
                 }
@@ -683,7 +683,13 @@ impl KafkaSource {
                 .collect::<Vec<_>>(),
         )?;
         for (topic, partition, from, until) in ranges.iter_mut() {
-            let first = offsets::get(&earliest, topic, *partition).unwrap_or(*from);
+            let mut first = offsets::get(&earliest, topic, *partition).unwrap_or(*from);
+            // Tansu 0.6.0 answers a read_committed ListOffsets for the earliest offset past
+            // records of transactions it still holds open; the log's start, as a client that
+            // reads uncommitted records sees it, says whether anything was deleted.
+            if first > *from {
+                first = self.watermarks(topic, *partition)?.0;
+            }
             if first > *from {
                 let lost = (first.min(*until) - *from) as u64;
                 let message = format!(
