@@ -342,8 +342,16 @@ impl KafkaSink {
                     options: &self.spec.options,
                     timeout: REQUEST_TIMEOUT,
                 };
-                crate::kafka::topics::ensure(broker, "repartition", topic, like, &[])
-                    .map_err(SinkError::Unavailable)?;
+                // Rows the aggregation has read are not needed again: retention removes them
+                // (said outright, whatever the broker's default policy is).
+                crate::kafka::topics::ensure(
+                    broker,
+                    "repartition",
+                    topic,
+                    like,
+                    &[("cleanup.policy", "delete")],
+                )
+                .map_err(SinkError::Unavailable)?;
             }
             let client_id = format!("weir-{}", self.pipeline);
             let mut weir: Vec<(&str, &str)> = vec![("enable.idempotence", "true")];
