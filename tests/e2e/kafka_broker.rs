@@ -214,6 +214,22 @@ impl Broker {
             .unwrap_or_else(|err| panic!("cannot create a producer: {err}"))
     }
 
+    /// A transactional producer under `id`, its transactions initialised; a transaction it
+    /// leaves open stays open for five minutes before the broker may abort it.
+    pub fn transactional_producer(&self, id: &str) -> BaseProducer {
+        let mut config = self.config();
+        config
+            .set("transactional.id", id)
+            .set("transaction.timeout.ms", "300000");
+        let producer: BaseProducer = config
+            .create()
+            .unwrap_or_else(|err| panic!("cannot create a transactional producer: {err}"));
+        producer
+            .init_transactions(Duration::from_secs(30))
+            .unwrap_or_else(|err| panic!("cannot initialise transactions: {err}"));
+        producer
+    }
+
     /// Produces `(partition, key, value, timestamp ms)` records and waits until all are
     /// acknowledged. Each partition's last record goes alone, after the others are
     /// acknowledged: Tansu 0.6.0 reports a partition's high watermark as its last record

@@ -396,6 +396,13 @@ fn a_daemon_killed_with_kill_9_leaves_its_open_windows_to_the_other_which_restor
         "A counts a restore for each of B's three partitions (none before: the group had no offsets)"
     );
     assert!(metric(&a, "weir_pipeline_state_restore_seconds_total") > 0.0);
+    let log = a.weir.stderr();
+    assert!(
+        log.contains(
+            "from changelog weir-sensor-windows-sensor-windows-changelog while the other tasks run"
+        ),
+        "A restored B's partitions beside its own tasks:\n{log}"
+    );
 
     // B starts again on its folder and takes back a share, restoring it from the changelog.
     let b = start(roots[1].path());

@@ -25,6 +25,7 @@ mod kafka_examples;
 mod kafka_group;
 mod kafka_group_repartition;
 mod kafka_group_state;
+mod kafka_restore;
 mod latency;
 mod malformed;
 mod observability;

@@ -13,7 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::ProducerContext;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -172,7 +172,26 @@ pub struct GroupLink {
     transactional: AtomicBool,
     batch: Mutex<Option<Arc<GroupBatch>>>,
     changelog: Mutex<Option<changelog::ChangelogBatch>>,
+    /// Set by a shared aggregation: which partitions may be read yet.
+    gate: Mutex<Option<Arc<dyn PartitionGate>>>,
 }
+
+/// Asked by the source before it plans a batch: which of the partitions the group gives this
+/// daemon may be read in it. A shared aggregation (`window::restore`) holds a partition back
+/// while it restores the partition's state from the changelog beside the tasks that go on, so
+/// an arrival does not stop the partitions this daemon already runs.
+pub trait PartitionGate: Send + Sync {
+    /// The topic whose partitions it decides on.
+    fn topic(&self) -> &str;
+
+    /// Of `owned` (each partition of [`PartitionGate::topic`] the group gives this daemon, with
+    /// its tenure), those the batch must not read yet. `group_offsets` reads the group's
+    /// committed offsets of the partitions asked (those without one are left out).
+    fn held(&self, owned: &BTreeMap<i32, u64>, group_offsets: GroupOffsets<'_>) -> BTreeSet<i32>;
+}
+
+/// Reads the group's committed offsets of some partitions of the gated topic.
+pub type GroupOffsets<'a> = &'a mut dyn FnMut(&[i32]) -> Result<BTreeMap<i32, i64>, String>;
 
 /// One batch's group offsets (see [`GroupLink`]).
 pub struct GroupBatch {
@@ -188,6 +207,14 @@ pub struct GroupBatch {
     /// the partition to this daemon again, so a task kept across a rebalance that took its
     /// partition away and back is known to be stale.
     pub tenures: BTreeMap<(String, i32), u64>,
+}
+
+impl std::fmt::Debug for dyn PartitionGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionGate")
+            .field("topic", &self.topic())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for GroupBatch {
@@ -226,6 +253,18 @@ impl GroupLink {
         if let Ok(mut current) = self.changelog.lock() {
             *current = batch;
         }
+    }
+
+    /// Gates the partitions the source reads from now on (a shared aggregation's restores).
+    pub fn set_gate(&self, gate: Arc<dyn PartitionGate>) {
+        if let Ok(mut current) = self.gate.lock() {
+            *current = Some(gate);
+        }
+    }
+
+    /// The gate, if an aggregation set one.
+    pub fn gate(&self) -> Option<Arc<dyn PartitionGate>> {
+        self.gate.lock().ok().and_then(|g| g.clone())
     }
 
     /// The batch's state changes, taken by the sink whose transaction writes them.

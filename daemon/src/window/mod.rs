@@ -13,12 +13,14 @@ mod local_keys;
 mod operator;
 mod persist;
 mod resolve;
+mod restore;
 mod tasks;
 
 pub use accumulators::{AggregateError, GroupsAccumulator, UserAggregateFn};
 pub use operator::{AggregateOperator, OpenError, check_stored_state};
 pub use persist::STATE_FORMAT;
 pub use resolve::{AggregatePlan, UserAggregates, resolve, window_type};
+pub use restore::{RestoreGate, Restored};
 pub use tasks::{TaskSettings, TaskedAggregate, task_prefix};
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 
 use super::operator::{AggregateOperator, op_error};
 use super::resolve::{AggregatePlan, UserAggregates};
+use super::restore::{RESTORE_PATIENCE, RESTORE_THREADS, RestoreGate, Restored};
 use crate::cores::Spread;
 use crate::engine::{
     BatchContext, Operator, OperatorError, PipelineMetrics, StateOperatorProgress, TaskFigures,
@@ -28,13 +29,6 @@ use arrow::record_batch::RecordBatch;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Longest a task's restore may go without a record before it gives up on its changelog
-/// reaching the group's offset (the batch fails and is tried again).
-const RESTORE_PATIENCE: Duration = Duration::from_secs(30);
-/// Changelog partitions read at once when several partitions arrive together (each with a
-/// consumer of its own: a restore is bounded by the fetch, not by a core; BENCHMARKS.md).
-const RESTORE_THREADS: usize = 4;
 
 /// A partition the group has given this daemon, for which no task runs here yet.
 struct Arrival {
@@ -75,6 +69,8 @@ pub struct TaskedAggregate {
     link: Arc<GroupLink>,
     changelog: ChangelogTopic,
     topic_ready: bool,
+    /// Restores arriving partitions' state beside the running tasks.
+    gate: Arc<RestoreGate>,
     tasks: BTreeMap<i32, Task>,
     /// The batch being run, and what the source read for it.
     batch: Option<(u64, Option<Arc<GroupBatch>>)>,
@@ -101,7 +97,7 @@ pub fn task_prefix(pipeline: &str, partition: i32) -> Vec<u8> {
 
 /// The key under a task's prefix holding the input offset its stored state reaches (the
 /// changelog's `o`, kept locally too).
-fn reached_key(prefix: &[u8]) -> Vec<u8> {
+pub(super) fn reached_key(prefix: &[u8]) -> Vec<u8> {
     [prefix, b"o"].concat()
 }
 
@@ -120,6 +116,8 @@ impl TaskedAggregate {
             spread,
             idle_timeout,
         } = settings;
+        let gate = Arc::new(RestoreGate::new(pipeline, changelog.clone(), store.clone()));
+        link.set_gate(gate.clone());
         TaskedAggregate {
             pipeline: pipeline.to_string(),
             plan,
@@ -128,6 +126,7 @@ impl TaskedAggregate {
             link,
             changelog,
             topic_ready: false,
+            gate,
             tasks: BTreeMap::new(),
             batch: None,
             pending: WriteSet::default(),
@@ -166,7 +165,12 @@ impl TaskedAggregate {
         let mut arriving = Vec::new();
         if let Some(b) = &read {
             for ((topic, partition), tenure) in &b.tenures {
-                if *topic != input || self.tasks.contains_key(partition) {
+                // A partition whose restore runs has no task yet (and no rows: the source
+                // planned it where it was).
+                if *topic != input
+                    || self.tasks.contains_key(partition)
+                    || self.gate.is_held(*partition, *tenure)
+                {
                     continue;
                 }
                 arriving.push(Arrival {
@@ -213,7 +217,12 @@ impl TaskedAggregate {
             return Ok(());
         }
         let mut stale = Vec::new();
+        let mut restored = Vec::new();
         for a in &arriving {
+            if let Some(r) = self.gate.take(a.partition, a.tenure, a.until) {
+                restored.push((a.partition, r));
+                continue;
+            }
             let prefix = task_prefix(&self.pipeline, a.partition);
             let local = self
                 .store
@@ -233,6 +242,20 @@ impl TaskedAggregate {
             } else {
                 stale.push(a);
             }
+        }
+        if !restored.is_empty() {
+            // Read beside the running tasks (`window::restore`); written here, on the
+            // pipeline's thread, before the task's first rows.
+            let took = restored
+                .iter()
+                .map(|(_, r)| r.took)
+                .max()
+                .unwrap_or_default();
+            let restored: Vec<(i32, Option<i64>, Result<_, String>)> = restored
+                .into_iter()
+                .map(|(p, Restored { until, state, .. })| (p, Some(until), Ok(state)))
+                .collect();
+            self.store_restored(restored, took)?;
         }
         if !stale.is_empty() {
             self.restore_from_changelog(&stale)?;
@@ -294,7 +317,18 @@ impl TaskedAggregate {
         if let Some(m) = &metrics {
             m.set_restoring(None);
         }
+        self.store_restored(restored, started.elapsed())
+    }
+
+    /// Writes each partition's restored state over this daemon's copy, with the offset it
+    /// reaches, in one synced write; counted in the metrics (`took`: the restore's time).
+    fn store_restored(
+        &mut self,
+        restored: Vec<(i32, Option<i64>, Result<changelog::TaskState, String>)>,
+        took: Duration,
+    ) -> Result<(), OperatorError> {
         let mut changes = WriteSet::default();
+        let mut read = 0;
         let mut keys = 0u64;
         for (partition, until, state) in restored {
             let state = state.map_err(|e| op_error(e, true))?;
@@ -315,6 +349,7 @@ impl TaskedAggregate {
                 ),
             }
             keys += state.len() as u64;
+            read += usize::from(until.is_some());
             for (key, value) in state {
                 changes.put([prefix.as_slice(), key.as_slice()].concat(), value);
             }
@@ -325,9 +360,7 @@ impl TaskedAggregate {
         self.store
             .write(changes, true)
             .map_err(|e| op_error(format!("writing restored state: {e}"), true))?;
-        let took = started.elapsed();
         // Partitions the group has no offset for read nothing and are not counted.
-        let read = stale.iter().filter(|a| a.until.is_some()).count();
         if let Some(m) = &self.metrics {
             m.state_restores.inc_by(read as u64);
             m.state_restored_keys.inc_by(keys);
@@ -610,6 +643,7 @@ impl Operator for TaskedAggregate {
     }
 
     fn watch_metrics(&mut self, metrics: &Arc<PipelineMetrics>) {
+        self.gate.watch_metrics(metrics);
         self.metrics = Some(metrics.clone());
     }
 

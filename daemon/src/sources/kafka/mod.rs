@@ -25,7 +25,7 @@ use offsets::PartitionOffsets;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -390,6 +390,7 @@ impl KafkaSource {
             self.joining = true;
             return Err(SourceError::Unavailable(joining));
         }
+        let held = self.held_back()?;
         let new: Vec<(String, i32)> = partitions
             .iter()
             .filter(|(t, p)| offsets::get(&known, t, *p).is_none())
@@ -486,6 +487,23 @@ impl KafkaSource {
         let available = end.clone();
         // A batch held back by `min_offsets_per_trigger` leaves all of it behind.
         self.set_backlog(&known, &available);
+        // A partition whose state is being restored stays where it is; the others go on.
+        for (topic, partition) in &held {
+            if let Some(at) = offsets::get(&known, topic, *partition)
+                && let Some(parts) = end.get_mut(topic)
+            {
+                parts.insert(*partition, at);
+            }
+        }
+        if self.available_now && !held.is_empty() && end == known {
+            // Not the end of the input: what is left waits for its state.
+            self.joining = true;
+            return Err(SourceError::Unavailable(format!(
+                "restoring the state of {} before reading {}",
+                list_partitions(&held),
+                if held.len() == 1 { "it" } else { "them" }
+            )));
+        }
         if limit == ReadLimit::SourceLimits {
             if let Some(max) = self.spec.max_offsets_per_trigger {
                 end = offsets::rate_limit(&known, &end, max);
@@ -577,6 +595,37 @@ impl KafkaSource {
         }
         known.retain(|_, parts| !parts.is_empty());
         Ok(true)
+    }
+
+    /// The partitions the group gives this daemon that a shared aggregation is not ready to
+    /// run yet (their state is being restored; `kafka::PartitionGate`): planned where they are.
+    fn held_back(&mut self) -> Result<BTreeSet<Partition>, SourceError> {
+        let (Some(link), Some(member)) = (self.group_link.as_ref(), self.membership.as_ref())
+        else {
+            return Ok(BTreeSet::new());
+        };
+        let Some(gate) = link.gate().filter(|_| link.transactional()) else {
+            return Ok(BTreeSet::new());
+        };
+        let topic = gate.topic().to_string();
+        let owned: BTreeMap<i32, u64> = member
+            .tenures()
+            .into_iter()
+            .filter(|((t, _), _)| *t == topic)
+            .map(|((_, p), tenure)| (p, tenure))
+            .collect();
+        let mut group_offsets = |partitions: &[i32]| {
+            let wanted: Vec<Partition> = partitions.iter().map(|p| (topic.clone(), *p)).collect();
+            member
+                .group_offsets(&wanted)
+                .map(|found| found.get(&topic).cloned().unwrap_or_default())
+                .map_err(|err| err.to_string())
+        };
+        Ok(gate
+            .held(&owned, &mut group_offsets)
+            .into_iter()
+            .map(|p| (topic.clone(), p))
+            .collect())
     }
 
     /// With an exactly-once sink on shared partitions, the part of a batch's planned ranges
@@ -918,6 +967,19 @@ impl Source for KafkaSource {
     fn group_link(&self) -> Option<Arc<GroupLink>> {
         self.group_link.clone()
     }
+}
+
+/// `topic/1, topic/2, …` (the first few by name).
+fn list_partitions(partitions: &BTreeSet<Partition>) -> String {
+    let mut named: Vec<String> = partitions
+        .iter()
+        .take(PARTITIONS_NAMED)
+        .map(|(t, p)| format!("{t}/{p}"))
+        .collect();
+    if partitions.len() > PARTITIONS_NAMED {
+        named.push(format!("and {} more", partitions.len() - PARTITIONS_NAMED));
+    }
+    named.join(", ")
 }
 
 /// Most partitions the status line names one by one.
