@@ -213,11 +213,13 @@ impl RestoreGate {
         state.not_before = Some(Instant::now() + RETRY_AFTER);
     }
 
-    /// Starts a restore of every partition waiting for one, when none runs.
+    /// Starts a restore of the first partitions waiting for one, when none runs.
     fn start(&self, state: &mut GateState) {
         if state.job.is_some() || state.not_before.is_some_and(|t| Instant::now() < t) {
             return;
         }
+        // A few at a time, each read by a consumer of its own: each partition is released as
+        // soon as its own group is restored, not after every arrival's.
         let partitions: Vec<(i32, u64, i64)> = state
             .parts
             .iter()
@@ -225,6 +227,7 @@ impl RestoreGate {
                 Part::Waiting { tenure, until } => Some((*p, *tenure, *until)),
                 _ => None,
             })
+            .take(RESTORE_THREADS)
             .collect();
         if partitions.is_empty() {
             return;
