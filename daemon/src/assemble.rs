@@ -378,6 +378,7 @@ pub fn build_stages(
                             plan.parallelism.tasks(crate::cores::machine_cores()),
                         ),
                         idle_timeout: spec.idle_timeout,
+                        standby: spec.standby,
                     },
                 )));
             }

@@ -422,6 +422,72 @@ fn a_daemon_killed_with_kill_9_leaves_its_open_windows_to_the_other_which_restor
 }
 
 #[test]
+fn with_standby_a_daemon_given_the_partitions_of_one_killed_with_kill_9_opens_them_on_its_warm_copy_without_reading_the_changelog_and_every_window_is_written_once()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, PARTITIONS as u32);
+    broker.create_topic(OUT_TOPIC, 1);
+    let roots = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let file = pipeline(&broker).replace("[aggregate]\n", "[aggregate]\nstandby = true\n");
+    let start = |root: &Path| {
+        let daemon = Daemon::start(root, &[]);
+        daemon.write_pipeline("windows.toml", &file);
+        daemon
+    };
+    let a = start(roots[0].path());
+    let b = start(roots[1].path());
+    for daemon in [&a, &b] {
+        daemon.wait_status("half of the partitions", READY, |s| {
+            s.to_string().contains("(3 of 6 partitions)")
+        });
+    }
+    produce(&broker, 0, PHASE + PHASE / 2);
+    wait_for_windows(
+        &broker,
+        "A and B close five windows",
+        PHASE + PHASE / 2,
+        &[&a.weir, &b.weir],
+    );
+    assert_every_window_once(&broker, PHASE + PHASE / 2);
+
+    // B dies with a window open on each of its partitions; A has followed their changelog all
+    // along and opens them on its own copy.
+    b.weir.kill9();
+    produce(&broker, PHASE + PHASE / 2, 3 * PHASE);
+    wait_for_windows(&broker, "A closes eleven windows", 3 * PHASE, &[&a.weir]);
+    assert_every_window_once(&broker, 3 * PHASE);
+    let log = a.weir.stderr();
+    assert_eq!(
+        log.matches("takes its state from this daemon's standby copy")
+            .count(),
+        3,
+        "each of B's partitions opens on A's standby copy:\n{log}"
+    );
+    assert_eq!(metric(&a, "weir_pipeline_state_standby_opens_total"), 3.0);
+    assert_eq!(
+        metric(&a, "weir_pipeline_state_restores_total"),
+        0.0,
+        "nothing read from the changelog's start"
+    );
+    assert_eq!(restored_keys(&log), 0, "{log}");
+
+    // B starts again on its folder and takes back a share: every window still once.
+    let b = start(roots[1].path());
+    b.wait_status("its share again", READY, |s| {
+        s.to_string().contains("(3 of 6 partitions)")
+    });
+    produce(&broker, 3 * PHASE, 4 * PHASE);
+    wait_for_windows(
+        &broker,
+        "A and B close fifteen windows",
+        4 * PHASE,
+        &[&a.weir, &b.weir],
+    );
+    assert_every_window_once(&broker, 4 * PHASE);
+    Ok(())
+}
+
+#[test]
 fn a_daemon_restarted_on_its_folder_goes_on_from_its_own_up_to_date_state_without_reading_the_changelog_and_every_window_is_written_once()
 -> TestResult {
     let broker = Broker::start();

@@ -371,7 +371,7 @@ impl Collector for WeirCollector {
             |p, put| put(&[("pipeline", &p.name)], Value::Counter(p.restarts)),
         )?;
         type Count = fn(&PipelineMetrics) -> u64;
-        let counters: [(&str, &str, Count); 7] = [
+        let counters: [(&str, &str, Count); 8] = [
             (
                 "weir_pipeline_state_restores",
                 "Aggregation tasks whose state was restored from the changelog topic (partitions shared through a consumer group, given to this daemon).",
@@ -381,6 +381,11 @@ impl Collector for WeirCollector {
                 "weir_pipeline_state_restored_keys",
                 "State keys those restores wrote.",
                 |m| m.state_restored_keys.get(),
+            ),
+            (
+                "weir_pipeline_state_standby_opens",
+                "Aggregation tasks opened on this daemon's standby copy of their state instead of the changelog ([aggregate] standby = true).",
+                |m| m.state_standby_opens.get(),
             ),
             (
                 "weir_pipeline_input_rows",

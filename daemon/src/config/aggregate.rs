@@ -162,6 +162,10 @@ pub struct AggregateSpec {
     pub idle_timeout: Option<Duration>,
     /// Where `idle_timeout` is written, for the check that it applies.
     pub idle_timeout_span: Option<std::ops::Range<usize>>,
+    /// On shared partitions: keep warm copies of the partitions this daemon does not run.
+    pub standby: bool,
+    /// Where `standby` is written, for the check that it applies.
+    pub standby_span: Option<std::ops::Range<usize>>,
     /// Where the section is.
     pub location: Location,
 }
@@ -189,6 +193,9 @@ struct RawAggregate {
     /// On shared partitions: a task's idleness before its watermark follows the others'.
     #[serde(default)]
     idle_timeout: Option<Spanned<HumanDuration>>,
+    /// On shared partitions: warm copies of the partitions this daemon does not run.
+    #[serde(default)]
+    standby: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -480,6 +487,8 @@ pub(super) fn check_aggregate(
         max_state_memory,
         idle_timeout,
         idle_timeout_span,
+        standby: raw.standby.as_ref().is_some_and(|s| *s.get_ref()),
+        standby_span: raw.standby.as_ref().map(Spanned::span),
         location,
     })
 }

@@ -21,6 +21,9 @@ fn aggregate_meaning(spec: &AggregateSpec) -> AggregateSpec {
     let mut spec = spec.clone();
     spec.location = nowhere();
     spec.idle_timeout_span = None;
+    // Where the state is kept besides, not what it is.
+    spec.standby = false;
+    spec.standby_span = None;
     for column in &mut spec.group_by {
         column.location = nowhere();
     }

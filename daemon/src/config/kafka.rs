@@ -1246,6 +1246,28 @@ mod tests {
     }
 
     #[test]
+    fn standby_applies_to_an_aggregation_on_shared_partitions_only_and_is_refused_elsewhere_at_its_line()
+     {
+        let text = |group: &str| {
+            format!(
+                "name = \"p\"\noutput_mode = \"update\"\n[source]\ntype = \"kafka\"\nbootstrap_servers = \"b:9092\"\nsubscribe = [\"in\"]\n{group}format = \"json\"\n[[source.column]]\nname = \"t\"\ntype = \"timestamp\"\n[aggregate]\nwindow = {{ column = \"t\", size = \"10s\" }}\nstandby = true\nfunctions = [{{ fn = \"count\" }}]\n[[sink]]\ntype = \"kafka\"\nbootstrap_servers = \"b:9092\"\ntopic = \"out\"\nexactly_once = true\n"
+            )
+        };
+        match parse_pipeline(Path::new("/x/p.toml"), &text("group_id = \"g\"\n")) {
+            Ok(plan) => assert_eq!(plan.aggregate.map(|a| a.standby), Some(true)),
+            Err(err) => panic!("{err}"),
+        }
+        let err = parse_pipeline(Path::new("/x/p.toml"), &text(""))
+            .err()
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("/x/p.toml:13:11: error: `standby` applies to an aggregation on partitions shared through a consumer group"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn kafka_source_mistakes_are_located_errors() {
         for (body, message) in [
             (

@@ -271,6 +271,15 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<PipelinePlan, Diagnostics
             "there each partition is a task with a watermark of its own; here there is one watermark, which every row moves",
         );
     }
+    if let Some(Some(spec)) = &aggregate
+        && let (Some(span), false) = (spec.standby_span.clone(), shared_group)
+    {
+        c.error_hint(
+            span,
+            "`standby` applies to an aggregation on partitions shared through a consumer group",
+            "it keeps warm copies of the partitions other daemons of the group run; without `group_id` this daemon runs every partition",
+        );
+    }
     match (name, source, sinks, transforms, aggregate) {
         (
             Some((name, name_location)),

@@ -202,6 +202,8 @@ pub struct PipelineMetrics {
     pub state_restores: Counter,
     /// State keys those restores wrote.
     pub state_restored_keys: Counter,
+    /// Aggregation tasks opened on this daemon's standby copy instead of the changelog.
+    pub state_standby_opens: Counter,
     /// Time those restores took, seconds.
     pub state_restore_seconds: Counter<f64, AtomicU64>,
     /// What is being restored now, for the status.
@@ -229,6 +231,7 @@ impl Default for PipelineMetrics {
             malformed_skipped: Counter::default(),
             malformed_dead_lettered: Counter::default(),
             state_restores: Counter::default(),
+            state_standby_opens: Counter::default(),
             state_restored_keys: Counter::default(),
             state_restore_seconds: Counter::default(),
             restoring: Mutex::new(None),

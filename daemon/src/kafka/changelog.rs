@@ -130,6 +130,36 @@ fn reached_offset(record: &(Vec<u8>, Option<Vec<u8>>)) -> Option<i64> {
     Some(i64::from_be_bytes(bytes))
 }
 
+/// Adds to `out` what one changelog record does to a copy of the task's state kept under
+/// `prefix` (a put, a deletion, an eviction's key range); `Ok(Some(offset))` for the record
+/// saying which input offset the state has reached, which changes no key.
+pub fn apply_record(
+    prefix: &[u8],
+    key: &[u8],
+    value: Option<&[u8]>,
+    out: &mut WriteSet,
+) -> Result<Option<i64>, String> {
+    let under = |k: &[u8]| [prefix, k].concat();
+    if key == REACHED {
+        let offset = value
+            .and_then(|v| <[u8; 8]>::try_from(v).ok())
+            .ok_or("a changelog offset record is malformed")?;
+        return Ok(Some(i64::from_be_bytes(offset)));
+    }
+    if key == EVICTED {
+        let (from, to) = value
+            .and_then(decode_range)
+            .ok_or("a changelog eviction record is malformed")?;
+        out.delete_range(under(from), under(to));
+        return Ok(None);
+    }
+    match value {
+        Some(v) => out.put(under(key), v.to_vec()),
+        None => out.delete(under(key)),
+    }
+    Ok(None)
+}
+
 /// The state a partition's changelog records leave, in offset order: each key under the task's
 /// prefix and its value (weir's own keys are applied, not kept).
 pub fn replay(
@@ -213,6 +243,26 @@ impl ChangelogTopic {
             &self.input,
             &[("cleanup.policy", "compact")],
         )
+    }
+
+    /// How many partitions the changelog has (`None`: it does not exist yet).
+    pub fn partition_count(&self) -> Result<Option<usize>, String> {
+        let consumer = self.consumer("changelog metadata")?;
+        let name = self.name();
+        let metadata = consumer
+            .fetch_metadata(Some(&name), self.timeout)
+            .map_err(|err| format!("changelog {name}: {err}"))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == name && t.error().is_none())
+            .map(|t| t.partitions().len())
+            .filter(|n| *n > 0))
+    }
+
+    /// A reader of the changelog (`read_committed`, no group offsets), for `role`.
+    pub fn reader(&self, role: &'static str) -> Result<BaseConsumer<WeirContext>, String> {
+        self.consumer(role)
     }
 
     fn consumer(&self, role: &'static str) -> Result<BaseConsumer<WeirContext>, String> {

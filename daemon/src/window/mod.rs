@@ -14,6 +14,7 @@ mod operator;
 mod persist;
 mod resolve;
 mod restore;
+mod standby;
 mod tasks;
 
 pub use accumulators::{AggregateError, GroupsAccumulator, UserAggregateFn};
@@ -21,6 +22,7 @@ pub use operator::{AggregateOperator, OpenError, check_stored_state};
 pub use persist::STATE_FORMAT;
 pub use resolve::{AggregatePlan, UserAggregates, resolve, window_type};
 pub use restore::{RestoreGate, Restored};
+pub use standby::standby_prefix;
 pub use tasks::{TaskSettings, TaskedAggregate, task_prefix};
 
 #[cfg(test)]

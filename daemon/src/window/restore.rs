@@ -10,6 +10,7 @@
 //! A partition the group has no offset for, or whose copy here reached the group's offset
 //! (a restart, a partition that went nowhere), is not held: its task opens at once.
 
+use super::standby::Standby;
 use crate::engine::PipelineMetrics;
 use crate::kafka::changelog::{ChangelogTopic, TaskState};
 use crate::kafka::{GroupOffsets, PartitionGate};
@@ -27,6 +28,9 @@ pub(super) const RESTORE_PATIENCE: Duration = Duration::from_secs(30);
 pub(super) const RESTORE_THREADS: usize = 4;
 /// How long a failed restore waits before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long an arrival waits for this daemon's standby copy to reach the group's offset
+/// before its changelog is read from the start instead.
+const STANDBY_GRACE: Duration = Duration::from_secs(5);
 
 /// A partition's state as read from its changelog, for its task to open on.
 #[derive(Debug)]
@@ -37,6 +41,8 @@ pub struct Restored {
     pub state: TaskState,
     /// How long the restore it came with took.
     pub took: Duration,
+    /// Taken from this daemon's standby copy, not read from the changelog.
+    pub from_standby: bool,
 }
 
 /// What the gate knows of one partition under one tenure.
@@ -45,7 +51,12 @@ enum Part {
     /// Its task may open: nothing to restore, or restored and handed over.
     Ready { tenure: u64 },
     /// Its state must be restored up to the group's offset `until`; held back until then.
-    Waiting { tenure: u64, until: i64 },
+    Waiting {
+        tenure: u64,
+        until: i64,
+        /// When it arrived (a standby copy catching up is waited for a while).
+        since: Instant,
+    },
     /// Restored, waiting for its task to open.
     Restored { tenure: u64, restored: Restored },
 }
@@ -85,6 +96,8 @@ pub struct RestoreGate {
     store: SharedStore,
     metrics: Mutex<Option<Arc<PipelineMetrics>>>,
     state: Mutex<GateState>,
+    /// With `[aggregate] standby = true`: the warm copies of the partitions it does not run.
+    standby: Option<Standby>,
 }
 
 impl RestoreGate {
@@ -96,6 +109,51 @@ impl RestoreGate {
             store,
             metrics: Mutex::new(None),
             state: Mutex::new(GateState::default()),
+            standby: None,
+        }
+    }
+
+    /// The same, keeping standby copies of the partitions this daemon does not run.
+    pub fn with_standby(
+        pipeline: &str,
+        changelog: ChangelogTopic,
+        store: SharedStore,
+    ) -> RestoreGate {
+        let standby = Standby::start(pipeline, changelog.clone(), store.clone());
+        RestoreGate {
+            standby: Some(standby),
+            ..RestoreGate::new(pipeline, changelog, store)
+        }
+    }
+
+    /// This daemon's standby copy of `partition`'s state if it reached `until`, as the
+    /// partition's restored state.
+    fn standby_copy(&self, partition: i32, until: i64) -> Option<Restored> {
+        let standby = self.standby.as_ref()?;
+        match standby.copy_at(partition, until) {
+            Ok(Some(state)) => {
+                tracing::info!(
+                    pipeline = %self.pipeline,
+                    "{}/{partition}: takes its state from this daemon's standby copy ({} keys, up to input offset {until}); nothing to read from changelog {}",
+                    self.changelog.input,
+                    state.len(),
+                    self.changelog.name()
+                );
+                if let Some(m) = self.metrics() {
+                    m.state_standby_opens.inc();
+                }
+                Some(Restored {
+                    until,
+                    state,
+                    took: Duration::ZERO,
+                    from_standby: true,
+                })
+            }
+            Ok(None) => None,
+            Err(err) => {
+                tracing::warn!(pipeline = %self.pipeline, "reading the standby copy of {}/{partition}: {err}", self.changelog.input);
+                None
+            }
         }
     }
 
@@ -175,7 +233,7 @@ impl RestoreGate {
             // The partition may have left (or left and come back) while it was read.
             let wanted = matches!(
                 state.parts.get(&partition),
-                Some(Part::Waiting { tenure: t, until: u }) if *t == tenure && *u == until
+                Some(Part::Waiting { tenure: t, until: u, .. }) if *t == tenure && *u == until
             );
             match result {
                 Ok(restored) if wanted => {
@@ -187,6 +245,7 @@ impl RestoreGate {
                                 until,
                                 state: restored,
                                 took,
+                                from_standby: false,
                             },
                         },
                     );
@@ -224,7 +283,15 @@ impl RestoreGate {
             .parts
             .iter()
             .filter_map(|(p, part)| match part {
-                Part::Waiting { tenure, until } => Some((*p, *tenure, *until)),
+                // A standby copy catching up is given a while before the changelog is read
+                // from its start.
+                Part::Waiting {
+                    tenure,
+                    until,
+                    since,
+                } if self.standby.is_none() || since.elapsed() >= STANDBY_GRACE => {
+                    Some((*p, *tenure, *until))
+                }
                 _ => None,
             })
             .take(RESTORE_THREADS)
@@ -283,6 +350,9 @@ impl PartitionGate for RestoreGate {
     }
 
     fn held(&self, owned: &BTreeMap<i32, u64>, group_offsets: GroupOffsets<'_>) -> BTreeSet<i32> {
+        if let Some(standby) = &self.standby {
+            standby.set_owned(owned.keys().copied().collect());
+        }
         let mut state = self.lock();
         self.collect(&mut state);
         // What left, or left and came back under another tenure, starts over.
@@ -302,7 +372,14 @@ impl PartitionGate for RestoreGate {
                         let tenure = owned.get(p).copied().unwrap_or_default();
                         let part = match offsets.get(p) {
                             Some(&until) if self.local_reach(*p) != Some(until) => {
-                                Part::Waiting { tenure, until }
+                                match self.standby_copy(*p, until) {
+                                    Some(restored) => Part::Restored { tenure, restored },
+                                    None => Part::Waiting {
+                                        tenure,
+                                        until,
+                                        since: Instant::now(),
+                                    },
+                                }
                             }
                             // Nothing committed (no state), or this daemon's copy is the state
                             // that goes with the group's offset.
@@ -315,6 +392,22 @@ impl PartitionGate for RestoreGate {
                     // Undecided: held, and asked again at the next batch.
                     tracing::debug!(pipeline = %self.pipeline, "reading the group's offsets of arriving partitions: {err}");
                     undecided.extend(arrived);
+                }
+            }
+        }
+        // Standby copies that have caught up since.
+        if self.standby.is_some() {
+            let waiting: Vec<(i32, u64, i64)> = state
+                .parts
+                .iter()
+                .filter_map(|(p, part)| match part {
+                    Part::Waiting { tenure, until, .. } => Some((*p, *tenure, *until)),
+                    _ => None,
+                })
+                .collect();
+            for (p, tenure, until) in waiting {
+                if let Some(restored) = self.standby_copy(p, until) {
+                    state.parts.insert(p, Part::Restored { tenure, restored });
                 }
             }
         }

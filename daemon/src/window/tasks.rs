@@ -58,6 +58,8 @@ pub struct TaskSettings {
     pub spread: Spread,
     /// `[aggregate] idle_timeout`.
     pub idle_timeout: Option<Duration>,
+    /// `[aggregate] standby`: keep warm copies of the partitions this daemon does not run.
+    pub standby: bool,
 }
 
 /// See the module's documentation.
@@ -115,8 +117,13 @@ impl TaskedAggregate {
         let TaskSettings {
             spread,
             idle_timeout,
+            standby,
         } = settings;
-        let gate = Arc::new(RestoreGate::new(pipeline, changelog.clone(), store.clone()));
+        let gate = Arc::new(if standby {
+            RestoreGate::with_standby(pipeline, changelog.clone(), store.clone())
+        } else {
+            RestoreGate::new(pipeline, changelog.clone(), store.clone())
+        });
         link.set_gate(gate.clone());
         TaskedAggregate {
             pipeline: pipeline.to_string(),
@@ -243,9 +250,18 @@ impl TaskedAggregate {
                 stale.push(a);
             }
         }
-        if !restored.is_empty() {
-            // Read beside the running tasks (`window::restore`); written here, on the
-            // pipeline's thread, before the task's first rows.
+        // Read beside the running tasks (`window::restore`), from the changelog or this
+        // daemon's standby copy; written here, on the pipeline's thread, before the task's
+        // first rows.
+        let (standby, changelog): (Vec<_>, Vec<_>) =
+            restored.into_iter().partition(|(_, r)| r.from_standby);
+        for (restored, source) in [
+            (changelog, RestoredFrom::Changelog),
+            (standby, RestoredFrom::Standby),
+        ] {
+            if restored.is_empty() {
+                continue;
+            }
             let took = restored
                 .iter()
                 .map(|(_, r)| r.took)
@@ -255,7 +271,7 @@ impl TaskedAggregate {
                 .into_iter()
                 .map(|(p, Restored { until, state, .. })| (p, Some(until), Ok(state)))
                 .collect();
-            self.store_restored(restored, took)?;
+            self.store_restored(restored, took, source)?;
         }
         if !stale.is_empty() {
             self.restore_from_changelog(&stale)?;
@@ -317,7 +333,7 @@ impl TaskedAggregate {
         if let Some(m) = &metrics {
             m.set_restoring(None);
         }
-        self.store_restored(restored, started.elapsed())
+        self.store_restored(restored, started.elapsed(), RestoredFrom::Changelog)
     }
 
     /// Writes each partition's restored state over this daemon's copy, with the offset it
@@ -326,6 +342,7 @@ impl TaskedAggregate {
         &mut self,
         restored: Vec<(i32, Option<i64>, Result<changelog::TaskState, String>)>,
         took: Duration,
+        source: RestoredFrom,
     ) -> Result<(), OperatorError> {
         let mut changes = WriteSet::default();
         let mut read = 0;
@@ -335,6 +352,8 @@ impl TaskedAggregate {
             let prefix = task_prefix(&self.pipeline, partition);
             changes.delete_range(prefix.clone(), prefix_end(&prefix));
             match until {
+                // Said where it was taken (`window::restore`).
+                Some(_) if source == RestoredFrom::Standby => {}
                 Some(offset) => tracing::info!(
                     pipeline = %self.pipeline,
                     "restored the state of {}/{partition} from changelog {} ({} keys, up to input offset {offset})",
@@ -360,6 +379,9 @@ impl TaskedAggregate {
         self.store
             .write(changes, true)
             .map_err(|e| op_error(format!("writing restored state: {e}"), true))?;
+        if source == RestoredFrom::Standby {
+            return Ok(());
+        }
         // Partitions the group has no offset for read nothing and are not counted.
         if let Some(m) = &self.metrics {
             m.state_restores.inc_by(read as u64);
@@ -424,6 +446,14 @@ impl TaskedAggregate {
             .map(Some)
             .ok_or_else(|| op_error(format!("{TASK_COLUMN} is not an int32 column"), false))
     }
+}
+
+/// Where a restored state was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RestoredFrom {
+    Changelog,
+    /// This daemon's standby copy (`window::standby`).
+    Standby,
 }
 
 /// What one task made of a batch.
