@@ -245,12 +245,13 @@ impl ChangelogTopic {
         )
     }
 
-    /// How many partitions the changelog has (`None`: it does not exist yet).
-    pub fn partition_count(&self) -> Result<Option<usize>, String> {
+    /// How many partitions the changelog has (`None`: it does not exist yet), asking the
+    /// broker for at most `timeout`.
+    pub fn partition_count(&self, timeout: Duration) -> Result<Option<usize>, String> {
         let consumer = self.consumer("changelog metadata")?;
         let name = self.name();
         let metadata = consumer
-            .fetch_metadata(Some(&name), self.timeout)
+            .fetch_metadata(Some(&name), timeout)
             .map_err(|err| format!("changelog {name}: {err}"))?;
         Ok(metadata
             .topics()

@@ -144,8 +144,23 @@ impl Standby {
 }
 
 impl Drop for Standby {
+    /// Stops the follower and waits for it (a tick at most): once its pipeline is gone nothing
+    /// writes its copies, so a `weir state reset` after a stop deletes them for good.
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        let mut all = followers().lock().unwrap_or_else(|e| e.into_inner());
+        let ours = all
+            .get(&self.shared.pipeline)
+            .is_some_and(|r| Arc::ptr_eq(&r.shared, &self.shared));
+        let running = if ours {
+            all.remove(&self.shared.pipeline)
+        } else {
+            None
+        };
+        drop(all);
+        if let Some(running) = running {
+            let _ = running.thread.join();
+        }
     }
 }
 
@@ -162,7 +177,7 @@ fn follow(shared: &Shared, changelog: &ChangelogTopic) {
     while !shared.stop.load(Ordering::SeqCst) {
         let step = (|| -> Result<(), String> {
             if partitions == 0 {
-                partitions = changelog.partition_count()?.unwrap_or(0);
+                partitions = changelog.partition_count(TICK * 10)?.unwrap_or(0);
                 if partitions == 0 {
                     std::thread::sleep(TICK);
                     return Ok(());
@@ -248,7 +263,12 @@ fn follow(shared: &Shared, changelog: &ChangelogTopic) {
                 consumer = None;
                 following.clear();
                 pending.clear();
-                std::thread::sleep(TICK * 10);
+                for _ in 0..10 {
+                    if shared.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    std::thread::sleep(TICK);
+                }
             }
         }
     }
