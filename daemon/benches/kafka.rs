@@ -14,10 +14,13 @@
 //! 8. the same on a 6-partition topic keyed by sensor, by 1 pipeline with `tasks_per_daemon`
 //!    1 and 2 and by 2 and 3 pipelines, then not keyed, through the repartition topic;
 //! 9. 4 tasks' restore of 256 MiB of state from their changelog, one at a time and 4 at a
-//!    time.
+//!    time; then the same state kept as standby copies (`[aggregate] standby = true`): how long
+//!    the follower takes to catch up, and how long the hand-over of the 4 partitions takes
+//!    when the group gives them to the daemon.
 //!
 //! Run: `cargo bench -p weir --bench kafka` (`WEIR_BENCH_KAFKA_ROWS=200000` for fewer rows;
-//! `WEIR_BENCH_KAFKA_TASKS_ONLY=1` for section 8 alone).
+//! `WEIR_BENCH_KAFKA_TASKS_ONLY=1` for section 8 alone, `WEIR_BENCH_KAFKA_RESTORE_ONLY=1` for
+//! section 9 alone).
 //! The numbers in BENCHMARKS.md come from this.
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -318,6 +321,10 @@ fn main() {
     let broker = start_broker();
     if std::env::var_os("WEIR_BENCH_KAFKA_TASKS_ONLY").is_some() {
         tasks_bench(&broker, rows);
+        return;
+    }
+    if std::env::var_os("WEIR_BENCH_KAFKA_RESTORE_ONLY").is_some() {
+        restore_bench(&broker);
         return;
     }
     create_topic(&broker, "readings", PARTITIONS);
@@ -760,4 +767,55 @@ fn restore_bench(broker: &Broker) {
             secs / gib
         );
     }
+    standby_bench(topic, TASKS, RESTORE_KEYS, gib);
+}
+
+/// The same state followed as standby copies into a real store: the follower's catch-up from
+/// the changelog's start (in the background, while the daemon runs other partitions), then the
+/// hand-over when the group gives the daemon the 4 partitions (the copies read from RocksDB).
+fn standby_bench(topic: ChangelogTopic, tasks: i32, keys: u64, gib: f64) {
+    use std::collections::BTreeMap;
+    use weir::kafka::PartitionGate;
+    use weir::window::{RestoreGate, standby_prefix};
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("temp dir: {err}"));
+    let store: SharedStore =
+        Arc::new(RocksStore::open(dir.path()).unwrap_or_else(|err| panic!("store: {err}")));
+    let started = Instant::now();
+    let gate = RestoreGate::with_standby("restore", topic, store.clone());
+    let caught_up = || {
+        (0..tasks).all(|p| {
+            let key = [standby_prefix("restore", p).as_slice(), b"o"].concat();
+            store.get(&key).ok().flatten().as_deref() == Some(&1_000i64.to_be_bytes()[..])
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !caught_up() {
+        assert!(
+            Instant::now() < deadline,
+            "standby copies caught up within 600 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let follow = started.elapsed().as_secs_f64();
+    println!(
+        "standby copies of the same {tasks} partitions, followed from the changelog's start into RocksDB (in the background): {follow:.1} s, {:.1} s per GiB",
+        follow / gib
+    );
+    let owned: BTreeMap<i32, u64> = (0..tasks).map(|p| (p, 1)).collect();
+    let started = Instant::now();
+    let held = gate.held(&owned, &mut |partitions: &[i32]| {
+        Ok(partitions.iter().map(|p| (*p, 1_000)).collect())
+    });
+    let handed = started.elapsed().as_secs_f64();
+    assert!(held.is_empty(), "every partition opens on its copy");
+    for p in 0..tasks {
+        let restored = gate
+            .take(p, 1, Some(1_000))
+            .unwrap_or_else(|| panic!("partition {p}'s copy"));
+        assert_eq!(restored.state.len() as u64, keys, "every key in the copy");
+    }
+    println!(
+        "hand-over of the {tasks} partitions from their standby copies (read from RocksDB): {handed:.2} s, {:.1} s per GiB",
+        handed / gib
+    );
 }

@@ -162,3 +162,73 @@ fn a_partition_whose_changelog_is_held_up_by_an_open_transaction_is_held_back_wi
     );
     Ok(())
 }
+
+#[test]
+fn a_changelog_whose_only_records_an_open_transaction_hides_is_waited_for_not_taken_for_empty()
+-> TestResult {
+    let broker = Broker::start();
+    broker.create_topic(INPUT, 2);
+    let changelog = ChangelogTopic {
+        servers: broker.bootstrap.clone(),
+        options: BTreeMap::new(),
+        group: "empty-group".into(),
+        pipeline: "empty".into(),
+        input: INPUT.into(),
+        timeout: Duration::from_secs(10),
+    };
+    changelog.ensure()?;
+    let topic = changelog.name();
+    // A transaction opened before anything else on partition 0 hides every record after it,
+    // the state that goes with offset 5 among them.
+    let holder = broker.transactional_producer("empty-holder");
+    holder.begin_transaction()?;
+    send(
+        &holder,
+        &topic,
+        &[ChangelogRecord {
+            partition: 0,
+            key: b"not-a-state-key".to_vec(),
+            value: None,
+        }],
+    )?;
+    let writer = broker.transactional_producer("empty-writer");
+    writer.begin_transaction()?;
+    send(&writer, &topic, &[put(0, "a", "1"), reached(0, 5)])?;
+    writer.commit_transaction(Duration::from_secs(30))?;
+
+    let dir = tempfile::tempdir()?;
+    let store: SharedStore = Arc::new(RocksStore::open(dir.path())?);
+    let gate = RestoreGate::new("empty", changelog, store);
+    let owned = BTreeMap::from([(0, 1u64)]);
+    let held = || {
+        gate.held(&owned, &mut |partitions: &[i32]| {
+            Ok(partitions.iter().map(|p| (*p, 5)).collect())
+        })
+    };
+    // Three times the grace after which a changelog with nothing to read counts as empty: the
+    // partition is still held, nothing handed over.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert_eq!(
+            held(),
+            BTreeSet::from([0]),
+            "held while the transaction is open"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    holder.commit_transaction(Duration::from_secs(30))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !held().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "released once the transaction ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let restored = gate.take(0, 1, Some(5)).ok_or("partition 0's state")?;
+    assert_eq!(
+        restored.state,
+        BTreeMap::from([(b"a".to_vec(), b"1".to_vec())])
+    );
+    Ok(())
+}

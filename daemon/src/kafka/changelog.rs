@@ -266,7 +266,40 @@ impl ChangelogTopic {
         self.consumer(role)
     }
 
+    /// Whether the partition holds records beyond what `committed` (a `read_committed`
+    /// reader) can reach: its high watermark, as a `read_uncommitted` client (made once, kept
+    /// in `uncommitted`) sees it, past the last stable offset.
+    fn open_transaction_ahead(
+        &self,
+        committed: &BaseConsumer<WeirContext>,
+        partition: i32,
+        uncommitted: &mut Option<BaseConsumer<WeirContext>>,
+    ) -> Result<bool, String> {
+        let name = self.name();
+        let reader = match uncommitted {
+            Some(c) => c,
+            None => {
+                uncommitted.insert(self.consumer_isolated("changelog restore", "read_uncommitted")?)
+            }
+        };
+        let (_, high) = reader
+            .fetch_watermarks(&name, partition, self.timeout)
+            .map_err(|err| format!("changelog {name}/{partition}: {err}"))?;
+        let (_, stable) = committed
+            .fetch_watermarks(&name, partition, self.timeout)
+            .map_err(|err| format!("changelog {name}/{partition}: {err}"))?;
+        Ok(high > stable)
+    }
+
     fn consumer(&self, role: &'static str) -> Result<BaseConsumer<WeirContext>, String> {
+        self.consumer_isolated(role, "read_committed")
+    }
+
+    fn consumer_isolated(
+        &self,
+        role: &'static str,
+        isolation: &str,
+    ) -> Result<BaseConsumer<WeirContext>, String> {
         let group = format!("{}-restore", self.group);
         client_config(
             &self.servers,
@@ -275,7 +308,7 @@ impl ChangelogTopic {
                 ("group.id", &group),
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
-                ("isolation.level", "read_committed"),
+                ("isolation.level", isolation),
                 ("enable.partition.eof", "true"),
                 ("auto.offset.reset", "earliest"),
                 // A restore holds up its batch: no waiting for a fuller fetch.
@@ -360,10 +393,25 @@ impl ChangelogTopic {
         // offset it reached.
         let mut quiet_end: Option<Instant> = None;
         let mut any_reached = false;
+        let mut uncommitted = None;
+        let mut said_open = false;
         loop {
             if at_end && let Some(cut) = cut_at(&records, until) {
                 records.truncate(cut);
                 return replay(&records);
+            }
+            if !any_reached
+                && quiet_end.is_some_and(|t| t.elapsed() >= EMPTY_GRACE)
+                && self.open_transaction_ahead(&consumer, partition, &mut uncommitted)?
+            {
+                // Records are there that a transaction still open hides (a producer that died
+                // in it, until the broker aborts it): not an empty changelog. Looked at again
+                // a grace later; `patience` bounds the wait.
+                if !said_open {
+                    tracing::info!(pipeline = %self.pipeline, "changelog {name}/{partition}: a transaction still open holds its records back; waiting for it");
+                    said_open = true;
+                }
+                quiet_end = Some(Instant::now());
             }
             if !any_reached && quiet_end.is_some_and(|t| t.elapsed() >= EMPTY_GRACE) {
                 // Never written, or deleted (with `weir state reset`'s advice): there is no

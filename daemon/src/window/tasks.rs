@@ -613,6 +613,11 @@ impl Operator for TaskedAggregate {
             .and_then(|b| b.offsets.get(&self.changelog.input))
         {
             for (&partition, &end) in parts {
+                // A partition held back while its state is restored (`window::restore`) has
+                // no task and did not move: nothing to say of its state.
+                if !self.tasks.contains_key(&partition) {
+                    continue;
+                }
                 records.push(changelog::reached(partition, end));
                 // This daemon's copy of a task it runs reaches the same offset once committed.
                 if let Some(task) = self.tasks.get(&partition) {
