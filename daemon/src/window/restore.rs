@@ -10,7 +10,7 @@
 //! A partition the group has no offset for, or whose copy here reached the group's offset
 //! (a restart, a partition that went nowhere), is not held: its task opens at once.
 
-use super::standby::Standby;
+use super::standby::{CopyReader, Standby};
 use crate::engine::PipelineMetrics;
 use crate::kafka::changelog::{ChangelogTopic, TaskState};
 use crate::kafka::{GroupOffsets, PartitionGate};
@@ -56,6 +56,8 @@ enum Part {
         until: i64,
         /// When it arrived (a standby copy catching up is waited for a while).
         since: Instant,
+        /// This daemon's standby copy has reached `until`: read that, not the changelog.
+        copy: bool,
     },
     /// Restored, waiting for its task to open.
     Restored { tenure: u64, restored: Restored },
@@ -75,8 +77,9 @@ type JobResult = Vec<(i32, Option<i64>, Result<TaskState, String>)>;
 
 /// A restore running on its thread.
 struct Job {
-    /// Each partition with the tenure and offset it restores for.
-    partitions: Vec<(i32, u64, i64)>,
+    /// Each partition with the tenure and offset it restores for, and whether from this
+    /// daemon's standby copy.
+    partitions: Vec<(i32, u64, i64, bool)>,
     thread: JoinHandle<JobResult>,
     started: Instant,
 }
@@ -126,35 +129,9 @@ impl RestoreGate {
         }
     }
 
-    /// This daemon's standby copy of `partition`'s state if it reached `until`, as the
-    /// partition's restored state.
-    fn standby_copy(&self, partition: i32, until: i64) -> Option<Restored> {
-        let standby = self.standby.as_ref()?;
-        match standby.copy_at(partition, until) {
-            Ok(Some(state)) => {
-                tracing::info!(
-                    pipeline = %self.pipeline,
-                    "{}/{partition}: takes its state from this daemon's standby copy ({} keys, up to input offset {until}); nothing to read from changelog {}",
-                    self.changelog.input,
-                    state.len(),
-                    self.changelog.name()
-                );
-                if let Some(m) = self.metrics() {
-                    m.state_standby_opens.inc();
-                }
-                Some(Restored {
-                    until,
-                    state,
-                    took: Duration::ZERO,
-                    from_standby: true,
-                })
-            }
-            Ok(None) => None,
-            Err(err) => {
-                tracing::warn!(pipeline = %self.pipeline, "reading the standby copy of {}/{partition}: {err}", self.changelog.input);
-                None
-            }
-        }
+    /// The input offset this daemon's standby copy of `partition` has reached.
+    fn copy_reach(&self, partition: i32) -> Option<i64> {
+        self.standby.as_ref()?.reader().reached(partition)
     }
 
     /// Where restores say what they are doing.
@@ -221,13 +198,14 @@ impl RestoreGate {
         let results = job.thread.join().unwrap_or_else(|_| {
             job.partitions
                 .iter()
-                .map(|&(p, _, u)| (p, Some(u), Err("the restore's thread panicked".into())))
+                .map(|&(p, _, u, _)| (p, Some(u), Err("the restore's thread panicked".into())))
                 .collect()
         });
         let metrics = self.metrics();
         let mut failed = Vec::new();
         for (partition, _, result) in results {
-            let Some(&(_, tenure, until)) = job.partitions.iter().find(|p| p.0 == partition) else {
+            let Some(&(_, tenure, until, copy)) = job.partitions.iter().find(|p| p.0 == partition)
+            else {
                 continue;
             };
             // The partition may have left (or left and come back) while it was read.
@@ -237,6 +215,18 @@ impl RestoreGate {
             );
             match result {
                 Ok(restored) if wanted => {
+                    if copy {
+                        tracing::info!(
+                            pipeline = %self.pipeline,
+                            "{}/{partition}: takes its state from this daemon's standby copy ({} keys, up to input offset {until}); nothing to read from changelog {}",
+                            self.changelog.input,
+                            restored.len(),
+                            self.changelog.name()
+                        );
+                        if let Some(m) = &metrics {
+                            m.state_standby_opens.inc();
+                        }
+                    }
                     state.parts.insert(
                         partition,
                         Part::Restored {
@@ -245,13 +235,19 @@ impl RestoreGate {
                                 until,
                                 state: restored,
                                 took,
-                                from_standby: false,
+                                from_standby: copy,
                             },
                         },
                     );
                 }
                 Ok(_) => {}
-                Err(err) => failed.push(format!("{}/{partition}: {err}", self.changelog.input)),
+                Err(err) => {
+                    // A copy that could not be read: the changelog next time.
+                    if let Some(Part::Waiting { copy, .. }) = state.parts.get_mut(&partition) {
+                        *copy = false;
+                    }
+                    failed.push(format!("{}/{partition}: {err}", self.changelog.input));
+                }
             }
         }
         if failed.is_empty() {
@@ -279,7 +275,7 @@ impl RestoreGate {
         }
         // A few at a time, each read by a consumer of its own: each partition is released as
         // soon as its own group is restored, not after every arrival's.
-        let partitions: Vec<(i32, u64, i64)> = state
+        let partitions: Vec<(i32, u64, i64, bool)> = state
             .parts
             .iter()
             .filter_map(|(p, part)| match part {
@@ -289,8 +285,9 @@ impl RestoreGate {
                     tenure,
                     until,
                     since,
-                } if self.standby.is_none() || since.elapsed() >= STANDBY_GRACE => {
-                    Some((*p, *tenure, *until))
+                    copy,
+                } if *copy || self.standby.is_none() || since.elapsed() >= STANDBY_GRACE => {
+                    Some((*p, *tenure, *until, *copy))
                 }
                 _ => None,
             })
@@ -299,34 +296,75 @@ impl RestoreGate {
         if partitions.is_empty() {
             return;
         }
-        let what = format!(
-            "restoring the state of {} partition(s) of {} from changelog {} while the other tasks run",
-            partitions.len(),
-            self.changelog.input,
-            self.changelog.name()
-        );
+        let copies = partitions.iter().filter(|p| p.3).count();
+        let what = if copies == partitions.len() {
+            format!(
+                "restoring the state of {} partition(s) of {} from this daemon's standby copies while the other tasks run",
+                partitions.len(),
+                self.changelog.input,
+            )
+        } else {
+            format!(
+                "restoring the state of {} partition(s) of {} from changelog {} while the other tasks run",
+                partitions.len(),
+                self.changelog.input,
+                self.changelog.name()
+            )
+        };
         tracing::info!(pipeline = %self.pipeline, "{what}");
         let metrics = self.metrics();
         if let Some(m) = &metrics {
             m.set_restoring(Some(format!("{what}: 0 records read")));
         }
         let changelog = self.changelog.clone();
-        let wanted: Vec<(i32, Option<i64>)> =
-            partitions.iter().map(|&(p, _, u)| (p, Some(u))).collect();
+        let reader: Option<CopyReader> = self.standby.as_ref().map(Standby::reader);
+        let copied: Vec<(i32, i64)> = partitions
+            .iter()
+            .filter(|p| p.3)
+            .map(|&(p, _, u, _)| (p, u))
+            .collect();
+        let wanted: Vec<(i32, Option<i64>)> = partitions
+            .iter()
+            .filter(|p| !p.3)
+            .map(|&(p, _, u, _)| (p, Some(u)))
+            .collect();
         let spawned = std::thread::Builder::new()
             .name("weir-restore".into())
             .spawn(move || -> JobResult {
-                if let Err(err) = changelog.ensure() {
-                    return wanted
-                        .iter()
-                        .map(|&(p, u)| (p, u, Err(err.clone())))
-                        .collect();
+                // The copies in this daemon's store first (no broker needed), then the
+                // changelog.
+                let mut out: JobResult = copied
+                    .iter()
+                    .map(|&(p, u)| {
+                        let state = match &reader {
+                            Some(r) => r.copy_at(p, u).and_then(|copy| {
+                                copy.ok_or_else(|| {
+                                    format!("the standby copy is no longer at input offset {u}")
+                                })
+                            }),
+                            None => Err("no standby copies here".into()),
+                        };
+                        (p, Some(u), state)
+                    })
+                    .collect();
+                if wanted.is_empty() {
+                    return out;
                 }
-                changelog.restore_many(&wanted, RESTORE_THREADS, RESTORE_PATIENCE, &|n| {
-                    if let Some(m) = &metrics {
-                        m.set_restoring(Some(format!("{what}: {n} records read")));
-                    }
-                })
+                if let Err(err) = changelog.ensure() {
+                    out.extend(wanted.iter().map(|&(p, u)| (p, u, Err(err.clone()))));
+                    return out;
+                }
+                out.extend(changelog.restore_many(
+                    &wanted,
+                    RESTORE_THREADS,
+                    RESTORE_PATIENCE,
+                    &|n| {
+                        if let Some(m) = &metrics {
+                            m.set_restoring(Some(format!("{what}: {n} records read")));
+                        }
+                    },
+                ));
+                out
             });
         match spawned {
             Ok(thread) => {
@@ -371,16 +409,12 @@ impl PartitionGate for RestoreGate {
                     for p in &arrived {
                         let tenure = owned.get(p).copied().unwrap_or_default();
                         let part = match offsets.get(p) {
-                            Some(&until) if self.local_reach(*p) != Some(until) => {
-                                match self.standby_copy(*p, until) {
-                                    Some(restored) => Part::Restored { tenure, restored },
-                                    None => Part::Waiting {
-                                        tenure,
-                                        until,
-                                        since: Instant::now(),
-                                    },
-                                }
-                            }
+                            Some(&until) if self.local_reach(*p) != Some(until) => Part::Waiting {
+                                tenure,
+                                until,
+                                since: Instant::now(),
+                                copy: self.copy_reach(*p) == Some(until),
+                            },
                             // Nothing committed (no state), or this daemon's copy is the state
                             // that goes with the group's offset.
                             _ => Part::Ready { tenure },
@@ -395,19 +429,14 @@ impl PartitionGate for RestoreGate {
                 }
             }
         }
-        // Standby copies that have caught up since.
+        // Standby copies that have caught up since (read by the next restore).
         if self.standby.is_some() {
-            let waiting: Vec<(i32, u64, i64)> = state
-                .parts
-                .iter()
-                .filter_map(|(p, part)| match part {
-                    Part::Waiting { tenure, until, .. } => Some((*p, *tenure, *until)),
-                    _ => None,
-                })
-                .collect();
-            for (p, tenure, until) in waiting {
-                if let Some(restored) = self.standby_copy(p, until) {
-                    state.parts.insert(p, Part::Restored { tenure, restored });
+            for (p, part) in state.parts.iter_mut() {
+                if let Part::Waiting { until, copy, .. } = part
+                    && !*copy
+                    && self.copy_reach(*p) == Some(*until)
+                {
+                    *copy = true;
                 }
             }
         }

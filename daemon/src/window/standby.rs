@@ -114,6 +114,32 @@ impl Standby {
         *self.shared.owned.lock().unwrap_or_else(|e| e.into_inner()) = owned;
     }
 
+    /// A reader of the copies, for a thread of its own.
+    pub fn reader(&self) -> CopyReader {
+        CopyReader {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Reads the standby copies (see [`Standby::reader`]).
+#[derive(Clone)]
+pub struct CopyReader {
+    shared: Arc<Shared>,
+}
+
+impl CopyReader {
+    /// The input offset the copy of `partition` has reached, if there is one.
+    pub fn reached(&self, partition: i32) -> Option<i64> {
+        let key = [
+            standby_prefix(&self.shared.pipeline, partition).as_slice(),
+            REACHED,
+        ]
+        .concat();
+        let value = self.shared.store.get(&key).ok().flatten()?;
+        Some(i64::from_be_bytes(value.as_slice().try_into().ok()?))
+    }
+
     /// The copy of `partition`'s state if it has reached input offset `until` exactly.
     pub fn copy_at(&self, partition: i32, until: i64) -> Result<Option<TaskState>, String> {
         let prefix = standby_prefix(&self.shared.pipeline, partition);
