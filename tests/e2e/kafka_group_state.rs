@@ -347,33 +347,49 @@ pub(crate) fn pipeline_metric(daemon: &Daemon, pipeline: &str, family: &str) -> 
         .unwrap_or(0.0)
 }
 
-#[test]
-fn a_daemon_killed_with_kill_9_leaves_its_open_windows_to_the_other_which_restores_them_from_the_changelog_and_every_window_is_written_once_with_its_counts()
--> TestResult {
-    let broker = Broker::start();
+/// `weir daemon` on `root`, running the pipeline file `file`.
+fn daemon_running(root: &Path, file: &str) -> Daemon {
+    let daemon = Daemon::start(root, &[]);
+    daemon.write_pipeline("windows.toml", file);
+    daemon
+}
+
+/// Creates the topics, starts daemons A and B on `roots` running `file`, waits until they
+/// share the partitions half and half, and has them close five windows with a window open on
+/// every partition.
+fn two_daemons_with_open_windows(
+    broker: &Broker,
+    roots: [&Path; 2],
+    file: &str,
+) -> (Daemon, Daemon) {
     broker.create_topic(TOPIC, PARTITIONS as u32);
     broker.create_topic(OUT_TOPIC, 1);
-    let roots = [tempfile::tempdir()?, tempfile::tempdir()?];
-    let start = |root: &Path| {
-        let daemon = Daemon::start(root, &[]);
-        daemon.write_pipeline("windows.toml", &pipeline(&broker));
-        daemon
-    };
-    let a = start(roots[0].path());
-    let b = start(roots[1].path());
+    let a = daemon_running(roots[0], file);
+    let b = daemon_running(roots[1], file);
     for daemon in [&a, &b] {
         daemon.wait_status("half of the partitions", READY, |s| {
             s.to_string().contains("(3 of 6 partitions)")
         });
     }
-    produce(&broker, 0, PHASE + PHASE / 2);
+    produce(broker, 0, PHASE + PHASE / 2);
     wait_for_windows(
-        &broker,
+        broker,
         "A and B close five windows",
         PHASE + PHASE / 2,
         &[&a.weir, &b.weir],
     );
-    assert_every_window_once(&broker, PHASE + PHASE / 2);
+    assert_every_window_once(broker, PHASE + PHASE / 2);
+    (a, b)
+}
+
+#[test]
+fn a_daemon_killed_with_kill_9_leaves_its_open_windows_to_the_other_which_restores_them_from_the_changelog_and_every_window_is_written_once_with_its_counts()
+-> TestResult {
+    let broker = Broker::start();
+    let roots = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let file = pipeline(&broker);
+    let start = |root: &Path| daemon_running(root, &file);
+    let (a, b) = two_daemons_with_open_windows(&broker, [roots[0].path(), roots[1].path()], &file);
     assert_eq!(
         metric(&a, "weir_pipeline_state_restored_keys_total"),
         0.0,
@@ -425,30 +441,10 @@ fn a_daemon_killed_with_kill_9_leaves_its_open_windows_to_the_other_which_restor
 fn with_standby_a_daemon_given_the_partitions_of_one_killed_with_kill_9_opens_them_on_its_warm_copy_without_reading_the_changelog_and_every_window_is_written_once()
 -> TestResult {
     let broker = Broker::start();
-    broker.create_topic(TOPIC, PARTITIONS as u32);
-    broker.create_topic(OUT_TOPIC, 1);
     let roots = [tempfile::tempdir()?, tempfile::tempdir()?];
     let file = pipeline(&broker).replace("[aggregate]\n", "[aggregate]\nstandby = true\n");
-    let start = |root: &Path| {
-        let daemon = Daemon::start(root, &[]);
-        daemon.write_pipeline("windows.toml", &file);
-        daemon
-    };
-    let a = start(roots[0].path());
-    let b = start(roots[1].path());
-    for daemon in [&a, &b] {
-        daemon.wait_status("half of the partitions", READY, |s| {
-            s.to_string().contains("(3 of 6 partitions)")
-        });
-    }
-    produce(&broker, 0, PHASE + PHASE / 2);
-    wait_for_windows(
-        &broker,
-        "A and B close five windows",
-        PHASE + PHASE / 2,
-        &[&a.weir, &b.weir],
-    );
-    assert_every_window_once(&broker, PHASE + PHASE / 2);
+    let start = |root: &Path| daemon_running(root, &file);
+    let (a, b) = two_daemons_with_open_windows(&broker, [roots[0].path(), roots[1].path()], &file);
 
     // B dies with a window open on each of its partitions; A has followed their changelog all
     // along and opens them on its own copy.

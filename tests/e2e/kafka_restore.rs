@@ -38,20 +38,48 @@ fn put(partition: i32, key: &str, value: &str) -> ChangelogRecord {
     }
 }
 
-#[test]
-fn a_partition_whose_changelog_is_held_up_by_an_open_transaction_is_held_back_without_the_batch_waiting_and_read_once_its_state_is_restored()
--> TestResult {
-    let broker = Broker::start();
+/// The changelog of `pipeline` (in a group of its name) on a 2-partition input, created.
+fn changelog_of(broker: &Broker, pipeline: &str) -> Result<ChangelogTopic, String> {
     broker.create_topic(INPUT, 2);
     let changelog = ChangelogTopic {
         servers: broker.bootstrap.clone(),
         options: BTreeMap::new(),
-        group: "restore-group".into(),
-        pipeline: "restore".into(),
+        group: format!("{pipeline}-group"),
+        pipeline: pipeline.into(),
         input: INPUT.into(),
         timeout: Duration::from_secs(10),
     };
     changelog.ensure()?;
+    Ok(changelog)
+}
+
+/// A transaction of another writer, `id`, opened on `partition` of `topic` and left open (its
+/// one record deletes a key no state has).
+fn hold_open(
+    broker: &Broker,
+    id: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<BaseProducer, Box<dyn std::error::Error>> {
+    let holder = broker.transactional_producer(id);
+    holder.begin_transaction()?;
+    send(
+        &holder,
+        topic,
+        &[ChangelogRecord {
+            partition,
+            key: b"not-a-state-key".to_vec(),
+            value: None,
+        }],
+    )?;
+    Ok(holder)
+}
+
+#[test]
+fn a_partition_whose_changelog_is_held_up_by_an_open_transaction_is_held_back_without_the_batch_waiting_and_read_once_its_state_is_restored()
+-> TestResult {
+    let broker = Broker::start();
+    let changelog = changelog_of(&broker, "restore")?;
     let topic = changelog.name();
 
     // Partition 1's task reached input offset 5 with `a`, then offset 10 with `b` too; between
@@ -61,17 +89,7 @@ fn a_partition_whose_changelog_is_held_up_by_an_open_transaction_is_held_back_wi
     writer.begin_transaction()?;
     send(&writer, &topic, &[put(1, "a", "1"), reached(1, 5)])?;
     writer.commit_transaction(Duration::from_secs(30))?;
-    let holder = broker.transactional_producer("restore-holder");
-    holder.begin_transaction()?;
-    send(
-        &holder,
-        &topic,
-        &[ChangelogRecord {
-            partition: 1,
-            key: b"not-a-state-key".to_vec(),
-            value: None,
-        }],
-    )?;
+    let holder = hold_open(&broker, "restore-holder", &topic, 1)?;
     writer.begin_transaction()?;
     send(&writer, &topic, &[put(1, "b", "2"), reached(1, 10)])?;
     writer.commit_transaction(Duration::from_secs(30))?;
@@ -167,30 +185,11 @@ fn a_partition_whose_changelog_is_held_up_by_an_open_transaction_is_held_back_wi
 fn a_changelog_whose_only_records_an_open_transaction_hides_is_waited_for_not_taken_for_empty()
 -> TestResult {
     let broker = Broker::start();
-    broker.create_topic(INPUT, 2);
-    let changelog = ChangelogTopic {
-        servers: broker.bootstrap.clone(),
-        options: BTreeMap::new(),
-        group: "empty-group".into(),
-        pipeline: "empty".into(),
-        input: INPUT.into(),
-        timeout: Duration::from_secs(10),
-    };
-    changelog.ensure()?;
+    let changelog = changelog_of(&broker, "empty")?;
     let topic = changelog.name();
     // A transaction opened before anything else on partition 0 hides every record after it,
     // the state that goes with offset 5 among them.
-    let holder = broker.transactional_producer("empty-holder");
-    holder.begin_transaction()?;
-    send(
-        &holder,
-        &topic,
-        &[ChangelogRecord {
-            partition: 0,
-            key: b"not-a-state-key".to_vec(),
-            value: None,
-        }],
-    )?;
+    let holder = hold_open(&broker, "empty-holder", &topic, 0)?;
     let writer = broker.transactional_producer("empty-writer");
     writer.begin_transaction()?;
     send(&writer, &topic, &[put(0, "a", "1"), reached(0, 5)])?;

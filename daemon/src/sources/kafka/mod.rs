@@ -969,31 +969,38 @@ impl Source for KafkaSource {
     }
 }
 
+/// Most partitions the status line names one by one.
+const PARTITIONS_NAMED: usize = 8;
+
+/// The first [`PARTITIONS_NAMED`] of `partitions` by name (`topic/1`), and how many more
+/// there are.
+fn first_named<'a>(partitions: impl IntoIterator<Item = &'a Partition>) -> (Vec<String>, usize) {
+    let mut named = Vec::new();
+    let mut more = 0;
+    for (topic, partition) in partitions {
+        if named.len() < PARTITIONS_NAMED {
+            named.push(format!("{topic}/{partition}"));
+        } else {
+            more += 1;
+        }
+    }
+    (named, more)
+}
+
 /// `topic/1, topic/2, …` (the first few by name).
 fn list_partitions(partitions: &BTreeSet<Partition>) -> String {
-    let mut named: Vec<String> = partitions
-        .iter()
-        .take(PARTITIONS_NAMED)
-        .map(|(t, p)| format!("{t}/{p}"))
-        .collect();
-    if partitions.len() > PARTITIONS_NAMED {
-        named.push(format!("and {} more", partitions.len() - PARTITIONS_NAMED));
+    let (mut named, more) = first_named(partitions);
+    if more > 0 {
+        named.push(format!("and {more} more"));
     }
     named.join(", ")
 }
 
-/// Most partitions the status line names one by one.
-const PARTITIONS_NAMED: usize = 8;
-
 /// What `weir status` says of a source sharing partitions: the group, the partitions this
 /// daemon reads (the first few by name) and how many the topics have.
 fn group_status(group: &str, reads: &[Partition], found: usize) -> String {
-    let mut named: Vec<String> = reads
-        .iter()
-        .take(PARTITIONS_NAMED)
-        .map(|(t, p)| format!("{t}/{p}"))
-        .collect();
-    if reads.len() > PARTITIONS_NAMED {
+    let (mut named, more) = first_named(reads);
+    if more > 0 {
         named.push("…".into());
     }
     let list = if named.is_empty() {
