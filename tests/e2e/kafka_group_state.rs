@@ -382,6 +382,23 @@ fn two_daemons_with_open_windows(
     (a, b)
 }
 
+/// Waits until `b`, started again, has its share back, and has A and B close fifteen windows,
+/// each once.
+fn b_back_with_its_share(broker: &Broker, a: &Daemon, b: Daemon) -> Daemon {
+    b.wait_status("its share again", READY, |s| {
+        s.to_string().contains("(3 of 6 partitions)")
+    });
+    produce(broker, 3 * PHASE, 4 * PHASE);
+    wait_for_windows(
+        broker,
+        "A and B close fifteen windows",
+        4 * PHASE,
+        &[&a.weir, &b.weir],
+    );
+    assert_every_window_once(broker, 4 * PHASE);
+    b
+}
+
 #[test]
 fn a_daemon_killed_with_kill_9_leaves_its_open_windows_to_the_other_which_restores_them_from_the_changelog_and_every_window_is_written_once_with_its_counts()
 -> TestResult {
@@ -421,18 +438,7 @@ fn a_daemon_killed_with_kill_9_leaves_its_open_windows_to_the_other_which_restor
     );
 
     // B starts again on its folder and takes back a share, restoring it from the changelog.
-    let b = start(roots[1].path());
-    b.wait_status("its share again", READY, |s| {
-        s.to_string().contains("(3 of 6 partitions)")
-    });
-    produce(&broker, 3 * PHASE, 4 * PHASE);
-    wait_for_windows(
-        &broker,
-        "A and B close fifteen windows",
-        4 * PHASE,
-        &[&a.weir, &b.weir],
-    );
-    assert_every_window_once(&broker, 4 * PHASE);
+    let b = b_back_with_its_share(&broker, &a, start(roots[1].path()));
     assert!(metric(&b, "weir_pipeline_state_restored_keys_total") > 0.0);
     Ok(())
 }
@@ -468,18 +474,7 @@ fn with_standby_a_daemon_given_the_partitions_of_one_killed_with_kill_9_opens_th
     assert_eq!(restored_keys(&log), 0, "{log}");
 
     // B starts again on its folder and takes back a share: every window still once.
-    let b = start(roots[1].path());
-    b.wait_status("its share again", READY, |s| {
-        s.to_string().contains("(3 of 6 partitions)")
-    });
-    produce(&broker, 3 * PHASE, 4 * PHASE);
-    wait_for_windows(
-        &broker,
-        "A and B close fifteen windows",
-        4 * PHASE,
-        &[&a.weir, &b.weir],
-    );
-    assert_every_window_once(&broker, 4 * PHASE);
+    b_back_with_its_share(&broker, &a, start(roots[1].path()));
     Ok(())
 }
 
