@@ -390,7 +390,7 @@ impl KafkaSource {
             self.joining = true;
             return Err(SourceError::Unavailable(joining));
         }
-        let held = self.held_back()?;
+        let held = self.held_back();
         let new: Vec<(String, i32)> = partitions
             .iter()
             .filter(|(t, p)| offsets::get(&known, t, *p).is_none())
@@ -599,13 +599,13 @@ impl KafkaSource {
 
     /// The partitions the group gives this daemon that a shared aggregation is not ready to
     /// run yet (their state is being restored; `kafka::PartitionGate`): planned where they are.
-    fn held_back(&mut self) -> Result<BTreeSet<Partition>, SourceError> {
+    fn held_back(&self) -> BTreeSet<Partition> {
         let (Some(link), Some(member)) = (self.group_link.as_ref(), self.membership.as_ref())
         else {
-            return Ok(BTreeSet::new());
+            return BTreeSet::new();
         };
         let Some(gate) = link.gate().filter(|_| link.transactional()) else {
-            return Ok(BTreeSet::new());
+            return BTreeSet::new();
         };
         let topic = gate.topic().to_string();
         let owned: BTreeMap<i32, u64> = member
@@ -621,11 +621,10 @@ impl KafkaSource {
                 .map(|found| found.get(&topic).cloned().unwrap_or_default())
                 .map_err(|err| err.to_string())
         };
-        Ok(gate
-            .held(&owned, &mut group_offsets)
+        gate.held(&owned, &mut group_offsets)
             .into_iter()
             .map(|p| (topic.clone(), p))
-            .collect())
+            .collect()
     }
 
     /// With an exactly-once sink on shared partitions, the part of a batch's planned ranges
