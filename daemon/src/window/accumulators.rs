@@ -4,6 +4,7 @@
 //! Built-ins cover count, sum, avg, min, max, first, last and count_distinct; a user aggregate
 //! (a wasm plugin behind [`UserAggregateFn`]) gets exactly one call per chunk.
 
+use super::partials::CellPartials;
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, new_null_array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
@@ -69,15 +70,17 @@ pub trait GroupsAccumulator: Send {
         group_of_row: &[u32],
         total_groups: usize,
     ) -> Result<(), AggregateError>;
-    /// Adds `rows` rows to each listed group, for an accumulator that counts rows and nothing
-    /// else (the others say so: the operator only calls this when every function counts rows).
-    fn update_row_counts(
+    /// Adds a chunk's partial states (one per cell, folded on a lane) to the groups
+    /// `gained` pairs them with: (cell, group). Only the accumulators whose states add up
+    /// take them; the operator folds per cell only when every function's does.
+    fn merge_partials(
         &mut self,
-        _gained: &[(u32, u64)],
+        _partials: &CellPartials,
+        _gained: &[(u32, u32)],
         _total_groups: usize,
     ) -> Result<(), AggregateError> {
         Err(AggregateError::internal(
-            "row counts given to an aggregate that does not count rows (a bug)",
+            "partial states given to an aggregate whose states do not add up (a bug)",
         ))
     }
     /// Makes room for `total_groups` groups (new ones start empty).
@@ -130,6 +133,27 @@ fn for_each_valid<T: Copy>(
             }
         }
     }
+}
+
+fn mismatched_partials(accumulator: &str) -> AggregateError {
+    AggregateError::internal(format!(
+        "partial states of another function given to a {accumulator} (a bug)"
+    ))
+}
+
+/// Group `g`'s state, which `resize` made room for.
+fn group_slot<T>(states: &mut [T], g: u32) -> Result<&mut T, AggregateError> {
+    states
+        .get_mut(g as usize)
+        .ok_or_else(|| AggregateError::internal("a partial state for no group (a bug)"))
+}
+
+/// Cell `cell`'s partial state.
+fn cell_value<T: Copy>(partials: &[T], cell: u32) -> Result<T, AggregateError> {
+    partials
+        .get(cell as usize)
+        .copied()
+        .ok_or_else(|| AggregateError::internal("a group gained a cell the chunk lacks (a bug)"))
 }
 
 fn read_i64(bytes: &[u8], at: usize) -> Result<i64, AggregateError> {
@@ -197,23 +221,18 @@ impl GroupsAccumulator for Count {
         }
         Ok(())
     }
-    fn update_row_counts(
+    fn merge_partials(
         &mut self,
-        gained: &[(u32, u64)],
+        partials: &CellPartials,
+        gained: &[(u32, u32)],
         total: usize,
     ) -> Result<(), AggregateError> {
-        if self.of_column {
-            return Err(AggregateError::internal(
-                "row counts given to a count of non-null values (a bug)",
-            ));
-        }
+        let CellPartials::Counts(counts) = partials else {
+            return Err(mismatched_partials("count"));
+        };
         self.counts.resize(total, 0);
-        for &(g, rows) in gained {
-            let count = self
-                .counts
-                .get_mut(g as usize)
-                .ok_or_else(|| AggregateError::internal("a row count for no group (a bug)"))?;
-            *count += rows as i64;
+        for &(cell, g) in gained {
+            *group_slot(&mut self.counts, g)? += cell_value(counts, cell)?;
         }
         Ok(())
     }
@@ -270,6 +289,23 @@ impl GroupsAccumulator for SumInt {
             sums[g] = sums[g].wrapping_add(v);
             seen[g] = true;
         });
+        Ok(())
+    }
+    fn merge_partials(
+        &mut self,
+        partials: &CellPartials,
+        gained: &[(u32, u32)],
+        total: usize,
+    ) -> Result<(), AggregateError> {
+        let CellPartials::SumInt { sums, seen } = partials else {
+            return Err(mismatched_partials("integer sum"));
+        };
+        self.resize(total);
+        for &(cell, g) in gained {
+            let sum = group_slot(&mut self.sums, g)?;
+            *sum = sum.wrapping_add(cell_value(sums, cell)?);
+            *group_slot(&mut self.seen, g)? |= cell_value(seen, cell)?;
+        }
         Ok(())
     }
     fn merge_groups(&mut self, dst: u32, src: u32) -> Result<(), AggregateError> {
@@ -345,6 +381,22 @@ impl GroupsAccumulator for SumAvgFloat {
             sums[g] += v;
             counts[g] += 1;
         });
+        Ok(())
+    }
+    fn merge_partials(
+        &mut self,
+        partials: &CellPartials,
+        gained: &[(u32, u32)],
+        total: usize,
+    ) -> Result<(), AggregateError> {
+        let CellPartials::SumFloat { sums, counts } = partials else {
+            return Err(mismatched_partials("float sum or average"));
+        };
+        self.resize(total);
+        for &(cell, g) in gained {
+            *group_slot(&mut self.sums, g)? += cell_value(sums, cell)?;
+            *group_slot(&mut self.counts, g)? += cell_value(counts, cell)?;
+        }
         Ok(())
     }
     fn merge_groups(&mut self, dst: u32, src: u32) -> Result<(), AggregateError> {

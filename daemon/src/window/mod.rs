@@ -11,6 +11,7 @@ mod fingerprint;
 mod groups;
 mod local_keys;
 mod operator;
+mod partials;
 mod persist;
 mod resolve;
 mod restore;

@@ -237,8 +237,14 @@ fn rows_of(batches: &[RecordBatch]) -> Result<Vec<Row>, TestCaseError> {
         }
         let sum = b.column(3).as_primitive::<Int64Type>();
         let avg = b.column(4).as_primitive::<Float64Type>();
-        let min = b.column(5).as_primitive::<Int64Type>();
-        let max = b.column(6).as_primitive::<Int64Type>();
+        // `count`, `sum` and `avg` alone: min and max are left at zero, as `adding_up_only`
+        // has them.
+        let min_max = (b.num_columns() == 7).then(|| {
+            (
+                b.column(5).as_primitive::<Int64Type>(),
+                b.column(6).as_primitive::<Int64Type>(),
+            )
+        });
         for r in 0..b.num_rows() {
             prop_assert!(!sensor.is_null(r) && !avg.is_null(r));
             rows.push((
@@ -248,8 +254,8 @@ fn rows_of(batches: &[RecordBatch]) -> Result<Vec<Row>, TestCaseError> {
                 count.value(r),
                 sum.value(r),
                 avg.value(r),
-                min.value(r),
-                max.value(r),
+                min_max.map_or(0, |(min, _)| min.value(r)),
+                min_max.map_or(0, |(_, max)| max.value(r)),
             ));
         }
     }
@@ -351,8 +357,24 @@ fn counts_only(rows: Vec<Row>) -> Vec<Row> {
         .collect()
 }
 
-/// The five functions, or (`count_alone`) the count of rows alone, which the operator adds
-/// up per cell rather than per row.
+fn adding_up_only(rows: Vec<Row>) -> Vec<Row> {
+    rows.into_iter()
+        .map(|r| (r.0, r.1, r.2, r.3, r.4, r.5, 0, 0))
+        .collect()
+}
+
+/// Which functions an aggregation computes: the lanes fold a chunk per cell (partial
+/// aggregation) only when every function's state adds up.
+#[derive(Debug, Clone, Copy)]
+enum Functions {
+    /// count, sum, avg, min, max: min and max take the per-row path.
+    AllFive,
+    /// The count of rows alone.
+    CountAlone,
+    /// count, sum and avg: every state adds up.
+    AddingUp,
+}
+
 fn run(
     window: &str,
     mut model: impl Expected,
@@ -361,7 +383,15 @@ fn run(
     prepared: bool,
     steps: &[Step],
 ) -> Result<(), TestCaseError> {
-    run_functions(window, &mut model, mode, spilling, prepared, steps, false)
+    run_functions(
+        window,
+        &mut model,
+        mode,
+        spilling,
+        prepared,
+        steps,
+        Functions::AllFive,
+    )
 }
 
 fn run_functions(
@@ -371,15 +401,19 @@ fn run_functions(
     spilling: bool,
     prepared: bool,
     steps: &[Step],
-    count_alone: bool,
+    functions: Functions,
 ) -> Result<(), TestCaseError> {
-    let functions = if count_alone {
-        "{ fn = \"count\" }"
-    } else {
-        "{ fn = \"count\" }, { fn = \"sum\", column = \"value\" }, { fn = \"avg\", column = \"value\" }, { fn = \"min\", column = \"value\" }, { fn = \"max\", column = \"value\" }"
+    let list = match functions {
+        Functions::CountAlone => "{ fn = \"count\" }",
+        Functions::AddingUp => {
+            "{ fn = \"count\" }, { fn = \"sum\", column = \"value\" }, { fn = \"avg\", column = \"value\" }"
+        }
+        Functions::AllFive => {
+            "{ fn = \"count\" }, { fn = \"sum\", column = \"value\" }, { fn = \"avg\", column = \"value\" }, { fn = \"min\", column = \"value\" }, { fn = \"max\", column = \"value\" }"
+        }
     };
     let aggregate = format!(
-        "group_by = [\"sensor\"]\nwindow = {{ column = \"time\", {window} }}\nwatermark = \"5s\"\nfunctions = [{functions}]"
+        "group_by = [\"sensor\"]\nwindow = {{ column = \"time\", {window} }}\nwatermark = \"5s\"\nfunctions = [{list}]"
     );
     let fail = |e: Box<dyn std::error::Error>| TestCaseError::fail(e.to_string());
     let mut h = if spilling {
@@ -397,7 +431,11 @@ fn run_functions(
         let chunks: Vec<&[(i64, &str, i64)]> = rows.chunks(3).collect();
         let out = h.batch_output(&chunks).map_err(fail)?;
         let want = model.batch(&rows);
-        let want = if count_alone { counts_only(want) } else { want };
+        let want = match functions {
+            Functions::AllFive => want,
+            Functions::CountAlone => counts_only(want),
+            Functions::AddingUp => adding_up_only(want),
+        };
         same(rows_of(&out)?, want)?;
         if step.restart_after {
             h.restart(&aggregate, mode).map_err(fail)?;
@@ -430,7 +468,17 @@ proptest! {
         } else {
             ("size = \"10s\"", windows(10_000, 10_000, mode))
         };
-        run_functions(window, &mut model, mode, spilling, prepared, &steps, true)?;
+        run_functions(window, &mut model, mode, spilling, prepared, &steps, Functions::CountAlone)?;
+    }
+
+    #[test]
+    fn count_sum_and_avg_folded_per_cell_in_tumbling_or_sliding_windows_match_the_model(mode in mode(), sliding in any::<bool>(), spilling in any::<bool>(), prepared in any::<bool>(), steps in proptest::collection::vec(step(), 1..12)) {
+        let (window, mut model) = if sliding {
+            ("size = \"10s\", slide = \"5s\"", windows(10_000, 5_000, mode))
+        } else {
+            ("size = \"10s\"", windows(10_000, 10_000, mode))
+        };
+        run_functions(window, &mut model, mode, spilling, prepared, &steps, Functions::AddingUp)?;
     }
 
     #[test]

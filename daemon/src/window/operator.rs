@@ -14,6 +14,7 @@ use super::accumulators::{AggregateError, GroupsAccumulator};
 use super::assign::{for_each_sliding_start, tumbling_start};
 use super::chunk_groups::{ChunkGrouper, ChunkTimes, GroupedChunk};
 use super::groups::GroupTable;
+use super::partials::CellPartials;
 use super::persist::{Meta, STATE_FORMAT, StateKeys, encode_states};
 use super::resolve::{AggregatePlan, UserAggregates, accumulators};
 use crate::config::{ByteSize, OutputMode, WindowKind};
@@ -127,10 +128,13 @@ pub struct AggregateOperator {
     last_used: Vec<u64>,
     /// The groups the last chunk touched, each once, when the fast path knows them.
     chunk_touched: Option<Vec<u32>>,
-    /// The rows each group gained from the last chunk, when every function counts rows and
-    /// the lanes counted them per cell: the accumulators then add one number per group.
-    gained_rows: Option<Vec<(u32, u64)>>,
+    /// What the last chunk's cells add to the groups, when the lanes folded it per cell:
+    /// (cell, group) pairs and each function's partial states by cell.
+    gained: Option<Gained>,
 }
+
+/// (cell, group) pairs of a chunk folded per cell, and each function's partial states by cell.
+type Gained = (Vec<(u32, u32)>, Vec<CellPartials>);
 
 impl std::fmt::Debug for AggregateOperator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -271,7 +275,7 @@ impl AggregateOperator {
             pairs_are_rows: false,
             grouper: None,
             chunk_touched: None,
-            gained_rows: None,
+            gained: None,
             cold: BTreeMap::new(),
             cold_groups: 0,
             last_used: Vec::new(),
@@ -670,15 +674,19 @@ impl AggregateOperator {
         self.group_of_row.clear();
         self.row_of_pair.clear();
         self.pairs_are_rows = false;
-        if let Some(pairs) = &grouped.pairs_of_cell {
+        if let Some(partials) = grouped.partials {
             let mut gained = Vec::with_capacity(touched.len());
-            for (&g, &count) in group_of_cell.iter().zip(pairs) {
+            for (cell, (&g, &pairs)) in group_of_cell
+                .iter()
+                .zip(&partials.pairs_of_cell)
+                .enumerate()
+            {
                 match g {
-                    NO_GROUP => batch.dropped += count,
-                    g => gained.push((g, count)),
+                    NO_GROUP => batch.dropped += pairs,
+                    g => gained.push((cell as u32, g)),
                 }
             }
-            self.gained_rows = Some(gained);
+            self.gained = Some((gained, partials.functions));
             self.chunk_touched = Some(touched);
             return Ok(());
         }
@@ -803,10 +811,11 @@ impl AggregateOperator {
         self.load_cold(first_new)?;
 
         let total = self.groups.len();
-        match self.gained_rows.take() {
-            Some(gained) => {
-                for acc in &mut self.accs {
-                    acc.update_row_counts(&gained, total).map_err(agg_error)?;
+        match self.gained.take() {
+            Some((gained, partials)) => {
+                for (acc, partials) in self.accs.iter_mut().zip(&partials) {
+                    acc.merge_partials(partials, &gained, total)
+                        .map_err(agg_error)?;
                 }
             }
             None => self.update_per_pair(&chunk, total)?,
