@@ -10,13 +10,19 @@
 //! reads only the chunk (`Operator::chunk_preparer`: the aggregation's grouping), which the lanes
 //! do after the replicable stages, and it takes the prepared chunks in chunk order.
 //!
+//! A source whose chunks depend on their rows alone (`datagen`) hands over deferred chunks
+//! (`sources::Chunk`): the lane that takes one makes it and carries it on at once, while its
+//! columns are still in that core's cache; the batch is never written out whole first.
+//!
 //! A batch of one chunk (a quiet pipeline: a few rows per trigger) runs on the pipeline's
 //! thread alone and borrows nothing, so its latency is what it was. A larger batch borrows its
 //! extra lanes' cores from the daemon's `CoreBudget` for as long as the batch's stages run:
 //! with every core lent, a busy pipeline goes on with the lanes it has.
 
+use super::error::BatchError;
 use super::operator::{BatchContext, Operator, OperatorError};
 use crate::cores::{Spread, ordered_map};
+use crate::sources::Chunk;
 use arrow::record_batch::RecordBatch;
 
 /// A pipeline's lanes: its width and the replicas of its leading stateless stages.
@@ -79,23 +85,31 @@ impl Lanes {
     /// Runs `data` through `operators`: the replicable prefix on up to `width` lanes, with
     /// the next stage's per-chunk preparation (`Operator::chunk_preparer`) when it has one; the
     /// rest on this thread. Returns what the last stage yields, in order.
+    ///
+    /// A deferred chunk is made on the lane that takes it, which then carries it on at once.
     pub fn run(
         &mut self,
         operators: &mut [Box<dyn Operator>],
-        data: Vec<RecordBatch>,
+        data: Vec<Chunk>,
         ctx: &BatchContext,
-    ) -> Result<Vec<RecordBatch>, OperatorError> {
+    ) -> Result<Vec<RecordBatch>, BatchError> {
         let width = self.spread.width;
+        let made = |data: Vec<Chunk>| -> Result<Vec<RecordBatch>, BatchError> {
+            Ok(data
+                .into_iter()
+                .map(Chunk::make)
+                .collect::<Result<_, _>>()?)
+        };
         if width < 2 || data.len() < 2 {
-            return through(operators, data, ctx, EndOfBatch::Yes);
+            return Ok(through(operators, made(data)?, ctx, EndOfBatch::Yes)?);
         }
         if self.prefix.is_none() {
             self.add_replicas(operators);
         }
         let prefix = self.prefix.unwrap_or(0);
         let preparer = operators.get(prefix).and_then(|op| op.chunk_preparer());
-        if prefix == 0 && preparer.is_none() {
-            return through(operators, data, ctx, EndOfBatch::Yes);
+        if prefix == 0 && preparer.is_none() && !data.iter().any(Chunk::is_deferred) {
+            return Ok(through(operators, made(data)?, ctx, EndOfBatch::Yes)?);
         }
         let loan = self.spread.budget.borrow((width - 1).min(data.len() - 1));
         if prefix > 0 {
@@ -107,7 +121,7 @@ impl Lanes {
         let mut lanes: Vec<&mut [Box<dyn Operator>]> = Vec::with_capacity(loan.cores + 1);
         lanes.push(parallel);
         if prefix == 0 {
-            // Only the preparation runs on the lanes: they need no stage copies.
+            // Only making chunks and the preparation run on the lanes: no stage copies.
             lanes.extend((0..loan.cores).map(|_| -> &mut [Box<dyn Operator>] { &mut [] }));
         } else {
             let extra = loan.cores.min(self.replicas.len());
@@ -120,9 +134,10 @@ impl Lanes {
         let results = ordered_map(
             &mut lanes,
             data,
-            |stages, chunk| {
-                let out = through(stages, vec![chunk], ctx, EndOfBatch::No)?;
-                out.into_iter()
+            |stages, chunk| -> Result<Vec<_>, BatchError> {
+                let out = through(stages, vec![chunk.make()?], ctx, EndOfBatch::No)?;
+                Ok(out
+                    .into_iter()
                     .map(|chunk| {
                         let prepared = match &preparer {
                             Some(preparer) => Some(preparer.prepare(&chunk)?),
@@ -130,7 +145,7 @@ impl Lanes {
                         };
                         Ok((chunk, prepared))
                     })
-                    .collect::<Result<Vec<_>, OperatorError>>()
+                    .collect::<Result<Vec<_>, OperatorError>>()?)
             },
             Result::is_err,
         )
@@ -167,7 +182,7 @@ impl Lanes {
             });
         }
         yielded.extend(next.finish_batch(ctx)?);
-        through(after, yielded, ctx, EndOfBatch::Yes)
+        Ok(through(after, yielded, ctx, EndOfBatch::Yes)?)
     }
 }
 
@@ -291,6 +306,8 @@ mod tests {
         met: Arc<Mutex<Vec<bool>>>,
         fail_on: Option<i64>,
         spare_seen: Option<(CoreBudget, Arc<Mutex<Vec<usize>>>)>,
+        /// (first value, thread) of each chunk it doubled.
+        carried: Arc<Mutex<Vec<(i64, ThreadId)>>>,
     }
 
     impl Double {
@@ -301,6 +318,7 @@ mod tests {
                 met: Arc::default(),
                 fail_on: None,
                 spare_seen: None,
+                carried: Arc::default(),
             }
         }
     }
@@ -330,6 +348,9 @@ mod tests {
                 }
             }
             let v = values(std::slice::from_ref(&chunk)).concat();
+            if let (Some(&first), Ok(mut carried)) = (v.first(), self.carried.lock()) {
+                carried.push((first, std::thread::current().id()));
+            }
             if let Some(bad) = self.fail_on
                 && let Some(at) = v.iter().position(|x| *x == bad)
             {
@@ -387,9 +408,52 @@ mod tests {
     }
 
     /// Ten chunks of different sizes.
-    fn batch() -> Vec<RecordBatch> {
+    fn batch() -> Vec<Chunk> {
         (0..10)
-            .map(|i| rows((i * 100)..(i * 100 + 7 * i + 1)))
+            .map(|i| Chunk::Ready(rows((i * 100)..(i * 100 + 7 * i + 1))))
+            .collect()
+    }
+
+    /// `batch()`'s chunks, deferred: each made where a lane takes it, noting (first value,
+    /// thread); the chunks holding a value of `fail_on` cannot be made; with a meeting, the
+    /// first two chunks made each wait for the other to be in the making.
+    fn deferred_batch(
+        made_on: &Arc<Mutex<Vec<(i64, ThreadId)>>>,
+        fail_on: &[i64],
+        meeting: Option<Arc<Meeting>>,
+    ) -> Vec<Chunk> {
+        let to_meet = Arc::new(std::sync::atomic::AtomicUsize::new(2));
+        (0..10)
+            .map(|i| {
+                let (made_on, fail_on) = (made_on.clone(), fail_on.to_vec());
+                let (meeting, to_meet) = (meeting.clone(), to_meet.clone());
+                let range = (i * 100)..(i * 100 + 7 * i + 1);
+                Chunk::Deferred {
+                    rows: range.clone().count(),
+                    make: Box::new(move || {
+                        if let Ok(mut made) = made_on.lock() {
+                            made.push((range.start, std::thread::current().id()));
+                        }
+                        let first_two = to_meet
+                            .fetch_update(
+                                std::sync::atomic::Ordering::SeqCst,
+                                std::sync::atomic::Ordering::SeqCst,
+                                |n| n.checked_sub(1),
+                            )
+                            .is_ok();
+                        if let Some(meeting) = meeting.filter(|_| first_two) {
+                            meeting.meet();
+                        }
+                        if fail_on.iter().any(|v| range.contains(v)) {
+                            return Err(crate::sources::SourceError::Internal(format!(
+                                "cannot make the chunk from {}",
+                                range.start
+                            )));
+                        }
+                        Ok(rows(range))
+                    }),
+                }
+            })
             .collect()
     }
 
@@ -452,7 +516,7 @@ mod tests {
         let mut first = Double::new();
         let seen = Arc::new(Mutex::new(Vec::new()));
         first.spare_seen = Some((budget.clone(), seen.clone()));
-        lanes.run(&mut stages(first), vec![rows(0..5)], &CTX)?;
+        lanes.run(&mut stages(first), vec![Chunk::Ready(rows(0..5))], &CTX)?;
         assert_eq!(read(&seen), [1]);
         Ok(())
     }
@@ -469,7 +533,83 @@ mod tests {
             second.fail_on = Some(1400);
             let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(first), Box::new(second)];
             match lanes.run(&mut ops, batch(), &CTX) {
-                Err(err) => assert_eq!(err.message, "cannot double 300 (row 0)", "width {width}"),
+                Err(BatchError::Operator(err)) => {
+                    assert_eq!(err.message, "cannot double 300 (row 0)", "width {width}")
+                }
+                Err(other) => {
+                    return Err(format!("width {width}: failed otherwise: {other}").into());
+                }
+                Ok(_) => return Err(format!("width {width}: the batch did not fail").into()),
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn deferred_chunks_are_made_on_the_lane_that_carries_them_and_give_what_ready_ones_give()
+    -> TestResult {
+        let want =
+            values(&Lanes::new(Spread::one()).run(&mut stages(Double::new()), batch(), &CTX)?);
+        let budget = CoreBudget::new(1);
+        let mut lanes = Lanes::new(spread(2, budget.clone()));
+        let first = Double::new();
+        let carried = first.carried.clone();
+        let made_on = Arc::default();
+        let meeting = Some(Arc::new(Meeting::default()));
+        let got = values(&lanes.run(
+            &mut stages(first),
+            deferred_batch(&made_on, &[], meeting),
+            &CTX,
+        )?);
+        assert_eq!(got, want, "the same chunks, in chunk order");
+        let (mut made, mut carried) = (read(&made_on), read(&carried));
+        made.sort_by_key(|(first, _)| *first);
+        carried.sort_by_key(|(first, _)| *first);
+        assert_eq!(made.len(), 10);
+        assert_eq!(
+            made, carried,
+            "each chunk doubled on the thread that made it"
+        );
+        let threads: HashSet<ThreadId> = made.iter().map(|(_, t)| *t).collect();
+        assert_eq!(threads.len(), 2, "two lanes made chunks");
+        assert_eq!(budget.spare(), 1, "the core is back after the batch");
+        Ok(())
+    }
+
+    #[test]
+    fn deferred_chunks_are_made_on_two_lanes_when_no_stage_runs_there() -> TestResult {
+        let keep = || -> Vec<Box<dyn Operator>> { vec![Box::new(KeepThirdsCounting { seen: 0 })] };
+        let want = values(&Lanes::new(Spread::one()).run(&mut keep(), batch(), &CTX)?);
+        let made_on = Arc::default();
+        let meeting = Some(Arc::new(Meeting::default()));
+        let mut lanes = Lanes::new(spread(2, CoreBudget::new(1)));
+        let got = values(&lanes.run(&mut keep(), deferred_batch(&made_on, &[], meeting), &CTX)?);
+        assert_eq!(got, want);
+        let threads: HashSet<ThreadId> = read(&made_on).iter().map(|(_, t)| *t).collect();
+        assert_eq!(threads.len(), 2, "two lanes made chunks");
+        Ok(())
+    }
+
+    #[test]
+    fn a_deferred_chunk_that_cannot_be_made_fails_the_batch_as_the_source_in_chunk_order()
+    -> TestResult {
+        for width in [1, 2, 4] {
+            let mut lanes = Lanes::new(spread(width, CoreBudget::new(width - 1)));
+            let made_on = Arc::default();
+            match lanes.run(
+                &mut stages(Double::new()),
+                deferred_batch(&made_on, &[300, 700], None),
+                &CTX,
+            ) {
+                Err(BatchError::Source(err)) => assert_eq!(
+                    err.to_string(),
+                    crate::sources::SourceError::Internal("cannot make the chunk from 300".into())
+                        .to_string(),
+                    "width {width}"
+                ),
+                Err(other) => {
+                    return Err(format!("width {width}: failed otherwise: {other}").into());
+                }
                 Ok(_) => return Err(format!("width {width}: the batch did not fail").into()),
             }
         }

@@ -11,10 +11,9 @@ use super::progress::{BatchProgress, Durations, PipelineMonitor, PipelineStatus}
 use super::trigger::next_processing_time_tick;
 use crate::config::Trigger;
 use crate::sinks::Sink;
-use crate::sources::{ReadLimit, Source, SourceOffset, SourceTasks, Wakeup};
+use crate::sources::{Chunk, ReadLimit, Source, SourceOffset, SourceTasks, Wakeup};
 use crate::state::{Checkpoint, CheckpointError, CommitEntry, OffsetsEntry, WriteSet};
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot};
@@ -1019,14 +1018,16 @@ impl Pipeline {
             batch_timestamp_ms: entry.batch_timestamp_ms,
             watermark_ms: entry.watermark_ms,
         };
+        // A generator's chunks are made on the lanes (as Spark's `getBatch` plans and its
+        // execution makes the rows): their making is then in `process`, not `get_batch`.
         let t = Instant::now();
-        let mut data = self.source.read(&entry.start, &entry.end)?;
+        let chunks = self.source.read_chunks(&entry.start, &entry.end)?;
         durations.get_batch = millis(t);
         let malformed = self.source.malformed();
-        let rows_in: usize = data.iter().map(RecordBatch::num_rows).sum();
+        let rows_in: usize = chunks.iter().map(Chunk::rows).sum();
 
         let t = Instant::now();
-        data = self.lanes.run(&mut self.operators, data, &ctx)?;
+        let mut data = self.lanes.run(&mut self.operators, chunks, &ctx)?;
         data.retain(|b| b.num_rows() > 0);
         durations.process = millis(t);
 

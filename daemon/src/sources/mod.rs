@@ -32,6 +32,54 @@ use std::time::{Duration, SystemTime};
 /// costs (a wasm call, a RocksDB write), small enough to stay in cache.
 pub const CHUNK_ROWS: usize = 64 * 1024;
 
+/// One chunk of a batch: made already, or made by whichever lane takes it.
+pub enum Chunk {
+    /// Read or decoded by the source.
+    Ready(RecordBatch),
+    /// A chunk that depends on its rows alone (a generator's): the lane that makes it carries
+    /// it through the pipeline's stages while its columns are still in that core's cache,
+    /// instead of the whole batch being written out to memory first and read back. Spark's
+    /// `getBatch` returns a plan in the same way, and the rows are made when it runs.
+    Deferred {
+        /// How many rows it will hold.
+        rows: usize,
+        /// Makes it.
+        make: Box<dyn FnOnce() -> Result<RecordBatch, SourceError> + Send>,
+    },
+}
+
+impl Chunk {
+    /// How many rows it holds (or will).
+    pub fn rows(&self) -> usize {
+        match self {
+            Chunk::Ready(batch) => batch.num_rows(),
+            Chunk::Deferred { rows, .. } => *rows,
+        }
+    }
+
+    /// Whether a lane makes it.
+    pub fn is_deferred(&self) -> bool {
+        matches!(self, Chunk::Deferred { .. })
+    }
+
+    /// The chunk, made now if it was deferred.
+    pub fn make(self) -> Result<RecordBatch, SourceError> {
+        match self {
+            Chunk::Ready(batch) => Ok(batch),
+            Chunk::Deferred { make, .. } => make(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Chunk::Ready(batch) => write!(f, "Chunk::Ready({} rows)", batch.num_rows()),
+            Chunk::Deferred { rows, .. } => write!(f, "Chunk::Deferred({rows} rows)"),
+        }
+    }
+}
+
 /// A position in a source, stored as JSON in the offsets log. Only the source interprets it.
 pub type SourceOffset = serde_json::Value;
 
@@ -242,6 +290,21 @@ pub trait Source: Send {
         start: &SourceOffset,
         end: &SourceOffset,
     ) -> Result<Vec<RecordBatch>, SourceError>;
+
+    /// The rows of `[start, end)` as chunks the pipeline's lanes may make (the same rows as
+    /// `read`). Only a source with nothing to report about a chunk (no malformed records, no
+    /// state that reading changes) defers any; by default every chunk is `read`'s.
+    fn read_chunks(
+        &mut self,
+        start: &SourceOffset,
+        end: &SourceOffset,
+    ) -> Result<Vec<Chunk>, SourceError> {
+        Ok(self
+            .read(start, end)?
+            .into_iter()
+            .map(Chunk::Ready)
+            .collect())
+    }
 
     /// How many chunks of a batch it may make at once (sources that generate or decode them
     /// independently); by default it makes them one after the other.

@@ -99,12 +99,11 @@ impl Source for RateSource {
         while row < end.rows {
             let chunk_end = end.rows.min(row.saturating_add(CHUNK_ROWS as u64));
             let values = Int64Array::from_iter_values(row as i64..chunk_end as i64);
-            let times = TimestampMicrosecondArray::from_iter_values(
-                schedule
-                    .event_times_ms(row, chunk_end)
-                    .map(|ms| ms.saturating_mul(1000)),
-            )
-            .with_timezone("UTC");
+            let mut micros = Vec::with_capacity((chunk_end - row) as usize);
+            for (ms, rows) in schedule.event_time_runs(row, chunk_end) {
+                micros.extend(std::iter::repeat_n(ms.saturating_mul(1000), rows));
+            }
+            let times = TimestampMicrosecondArray::from(micros).with_timezone("UTC");
             batches.push(RecordBatch::try_new(
                 self.schema.clone(),
                 vec![Arc::new(times), Arc::new(values)],

@@ -144,6 +144,45 @@ impl ReleaseSchedule {
             value
         })
     }
+
+    /// `event_times_ms(from, to)` as runs of (time, rows): above 1 000 rows a second, rows
+    /// share each millisecond, and a source fills a run at memory speed instead of stepping
+    /// row by row. Slower or ramping schedules give runs of one row.
+    pub fn event_time_runs(&self, from: u64, to: u64) -> impl Iterator<Item = (i64, usize)> + '_ {
+        let steady = self.ramp_up_seconds == 0 && self.rows_per_second > 1000;
+        let d = u128::from(self.rows_per_second) * 2;
+        let n = u128::from(from) * 2000 + u128::from(self.rows_per_second);
+        let rows = to.saturating_sub(from);
+        // Each run adds one to q: q stays far from 2^62 for any real stream.
+        let narrow = steady && d < 1 << 62 && n / d + u128::from(rows) < 1 << 62;
+        let mut per_row = (!narrow).then(|| self.event_times_ms(from, to));
+        // With more than 1 000 rows a second, 2000 < d: a row adds 2000 to r and nothing to q.
+        let (mut q, mut r, d) = if narrow {
+            ((n / d) as u64, (n % d) as u64, d as u64)
+        } else {
+            (0, 0, 1)
+        };
+        let mut left = rows;
+        std::iter::from_fn(move || {
+            if let Some(times) = per_row.as_mut() {
+                return times.next().map(|ms| (ms, 1));
+            }
+            if left == 0 {
+                return None;
+            }
+            // Rows until r reaches d (q steps then): ceil((d - r) / 2000), at least one.
+            let run = (d - r).div_ceil(2000).min(left);
+            // q < 2^62: exact as an i64.
+            let value = self.start_ms.saturating_add(q as i64);
+            r += run * 2000;
+            if r >= d {
+                r -= d;
+                q += 1;
+            }
+            left -= run;
+            Some((value, usize::try_from(run).unwrap_or(usize::MAX)))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -212,6 +251,38 @@ mod tests {
                 let one_by_one: Vec<i64> =
                     (from..from + 3000).map(|r| s.event_time_ms(r)).collect();
                 assert_eq!(stepped, one_by_one, "rate {rate}, ramp {ramp}, from {from}");
+            }
+        }
+    }
+
+    #[test]
+    fn runs_of_event_times_expand_to_the_row_by_row_times() {
+        for (rate, ramp) in [
+            (1, 0),
+            (999, 0),
+            (1000, 0),
+            (1001, 0),
+            (3000, 0),
+            (1_000_000, 0),
+            (7_654_321, 0),
+            (1_000_000_000, 0),
+            (u64::MAX / 3, 0),
+            (10_000, 4),
+        ] {
+            let s = ReleaseSchedule {
+                rows_per_second: rate,
+                ramp_up_seconds: ramp,
+                start_ms: 1_000,
+            };
+            for from in [0, 1, 17, 5000, 1 << 40, u64::MAX / 4000] {
+                let mut runs = Vec::new();
+                for (ms, n) in s.event_time_runs(from, from + 5000) {
+                    assert!(n > 0, "an empty run at rate {rate}");
+                    runs.extend(std::iter::repeat_n(ms, n));
+                }
+                let one_by_one: Vec<i64> =
+                    (from..from + 5000).map(|r| s.event_time_ms(r)).collect();
+                assert_eq!(runs, one_by_one, "rate {rate}, ramp {ramp}, from {from}");
             }
         }
     }
