@@ -5,9 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// The repository's root.
+/// The repository's root: the parent of the crate's folder as cargo names it to the running
+/// test or benchmark (so a binary built in a shared target folder from another checkout
+/// looks at this one), or as it was at compile time.
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    crate_dir
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default()

@@ -15,9 +15,14 @@ pub fn weir_bin() -> &'static str {
     env!("CARGO_BIN_EXE_weir")
 }
 
-/// The repository root.
+/// The repository root, from the crate's folder as cargo names it to the running test (so a
+/// test binary built in a shared target folder from another checkout runs on this one), or
+/// as it was at compile time.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("..")
 }
 
 #[derive(Default)]

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 
 fn examples() -> Vec<(PathBuf, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples");
+    let dir = crate::test_support::crate_dir().join("../config/examples");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .into_iter()
         .flatten()

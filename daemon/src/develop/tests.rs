@@ -5,7 +5,7 @@ use super::*;
 use std::process::Command;
 
 fn sdk() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk")
+    crate::test_support::crate_dir().join("../plugin-sdk")
 }
 
 #[test]

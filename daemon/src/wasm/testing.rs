@@ -10,6 +10,6 @@ mod built_plugins;
 pub(crate) fn plugins_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        .unwrap_or_else(|| crate::test_support::crate_dir().join("../target"));
     built_plugins::built_plugins_in(&target)
 }
