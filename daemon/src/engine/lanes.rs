@@ -138,12 +138,17 @@ impl Lanes {
                 let out = through(stages, vec![chunk.make()?], ctx, EndOfBatch::No)?;
                 Ok(out
                     .into_iter()
-                    .map(|chunk| {
-                        let prepared = match &preparer {
-                            Some(preparer) => Some(preparer.prepare(&chunk)?),
-                            None => None,
-                        };
-                        Ok((chunk, prepared))
+                    .map(|chunk| match &preparer {
+                        Some(preparer) => {
+                            let prepared = preparer.prepare(&chunk)?;
+                            let chunk = if preparer.holds_all_it_reads(&prepared) {
+                                RecordBatch::new_empty(chunk.schema())
+                            } else {
+                                chunk
+                            };
+                            Ok((chunk, Some(prepared)))
+                        }
+                        None => Ok((chunk, None)),
                     })
                     .collect::<Result<Vec<_>, OperatorError>>()?)
             },
@@ -623,6 +628,8 @@ mod tests {
         meeting: Option<Meeting>,
         to_meet: std::sync::atomic::AtomicUsize,
         met: Arc<Mutex<Vec<bool>>>,
+        /// Its sum is all the stage reads of a chunk.
+        holds_all: bool,
     }
 
     impl super::super::PrepareChunk for SumChunk {
@@ -654,6 +661,10 @@ mod tests {
                     .sum::<i64>(),
             ))
         }
+
+        fn holds_all_it_reads(&self, _: &super::super::PreparedChunk) -> bool {
+            self.holds_all
+        }
     }
 
     /// A stateful stage with per-chunk preparation: yields (chunk number, the chunk's sum),
@@ -661,6 +672,8 @@ mod tests {
     struct SumsInOrder {
         seen: i64,
         preparer: Arc<SumChunk>,
+        /// The rows of each chunk `process_prepared` was given.
+        given_rows: Arc<Mutex<Vec<usize>>>,
     }
 
     impl Operator for SumsInOrder {
@@ -684,11 +697,14 @@ mod tests {
 
         fn process_prepared(
             &mut self,
-            _: RecordBatch,
+            chunk: RecordBatch,
             prepared: super::super::PreparedChunk,
             _: &BatchContext,
         ) -> Result<Vec<RecordBatch>, OperatorError> {
             self.seen += 1;
+            if let Ok(mut given) = self.given_rows.lock() {
+                given.push(chunk.num_rows());
+            }
             let sum = prepared.downcast::<i64>().map_err(|_| OperatorError {
                 stage: "sums".into(),
                 message: "prepared something else".into(),
@@ -709,7 +725,9 @@ mod tests {
                 meeting,
                 to_meet: 2.into(),
                 met: Arc::default(),
+                holds_all: false,
             }),
+            given_rows: Arc::default(),
         };
         let mut one: Vec<Box<dyn Operator>> = vec![Box::new(sums(None))];
         let want = values(&Lanes::new(Spread::one()).run(&mut one, batch(), &CTX)?);
@@ -727,6 +745,33 @@ mod tests {
         assert_eq!(read(&met), [true, true], "two chunks were prepared at once");
         assert_eq!(read(&threads).len(), 2);
         assert_eq!(budget.spare(), 1, "the core is back after the batch");
+        Ok(())
+    }
+
+    #[test]
+    fn a_chunk_whose_preparation_holds_all_the_stage_reads_reaches_it_without_its_rows()
+    -> TestResult {
+        for holds_all in [false, true] {
+            let given_rows = Arc::new(Mutex::new(Vec::new()));
+            let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(SumsInOrder {
+                seen: 0,
+                preparer: Arc::new(SumChunk {
+                    threads: Arc::default(),
+                    meeting: None,
+                    to_meet: 0.into(),
+                    met: Arc::default(),
+                    holds_all,
+                }),
+                given_rows: given_rows.clone(),
+            })];
+            let chunks = batch();
+            let rows: Vec<usize> = chunks.iter().map(Chunk::rows).collect();
+            let mut lanes = Lanes::new(spread(2, CoreBudget::new(1)));
+            let got = values(&lanes.run(&mut ops, chunks, &CTX)?);
+            assert_eq!(got.len(), 10, "every chunk's sum, from its preparation");
+            let want = if holds_all { vec![0; 10] } else { rows };
+            assert_eq!(read(&given_rows), want, "holds all: {holds_all}");
+        }
         Ok(())
     }
 }

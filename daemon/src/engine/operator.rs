@@ -41,6 +41,13 @@ pub type PreparedChunk = Box<dyn Any + Send>;
 pub trait PrepareChunk: Send + Sync {
     /// Prepares `chunk` for [`Operator::process_prepared`].
     fn prepare(&self, chunk: &RecordBatch) -> Result<PreparedChunk, OperatorError>;
+
+    /// Whether `prepared` holds all the stage will read of its chunk: the lane then lets the
+    /// chunk's columns go at once (the stage is given an empty chunk of the same schema), so
+    /// the next chunk that lane makes reuses memory still in its core's cache.
+    fn holds_all_it_reads(&self, _prepared: &PreparedChunk) -> bool {
+        false
+    }
 }
 
 /// A stage of a pipeline.

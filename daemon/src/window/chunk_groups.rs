@@ -14,7 +14,7 @@ use super::resolve::AggregatePlan;
 use crate::config::WindowKind;
 use arrow::array::{Array, ArrayRef, AsArray, TimestampMicrosecondArray};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, Int32Type, TimeUnit, TimestampMicrosecondType};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
@@ -71,6 +71,8 @@ pub struct GroupedChunk {
     /// The chunk folded per cell, when every function's state adds up; `cell_of_pair` and
     /// `row_of_pair` are then left empty, as nothing after the fold reads them.
     pub partials: Option<ChunkPartials>,
+    /// The chunk's rows (its columns may be gone once folded).
+    pub rows: usize,
 }
 
 const NO_CELL: u32 = u32::MAX;
@@ -104,7 +106,9 @@ impl ChunkGrouper {
     /// Groups `chunk`.
     pub fn group(&self, chunk: &RecordBatch) -> Result<GroupedChunk, ArrowError> {
         let mut grouped = self.pairs(chunk)?;
-        if let Some(kinds) = &self.partials {
+        if grouped.partials.is_none()
+            && let Some(kinds) = &self.partials
+        {
             let pairs = Pairs {
                 cell_of_pair: &grouped.cell_of_pair,
                 row_of_pair: grouped.row_of_pair.as_deref(),
@@ -117,9 +121,29 @@ impl ChunkGrouper {
         Ok(grouped)
     }
 
+    /// Only rows are counted (every function is `count` of rows), without windows.
+    fn rows_per_key_alone(&self) -> Option<usize> {
+        match (&self.window, &self.partials) {
+            (None, Some(kinds)) if kinds.iter().all(|kind| *kind == PartialKind::Rows) => {
+                Some(kinds.len())
+            }
+            _ => None,
+        }
+    }
+
     /// The chunk's keys, cells and pairs.
     fn pairs(&self, chunk: &RecordBatch) -> Result<GroupedChunk, ArrowError> {
         let n = chunk.num_rows();
+        if let (Some(functions), Some(k)) = (self.rows_per_key_alone(), self.key)
+            && let Some(dictionary) = chunk.column(k).as_dictionary_opt::<Int32Type>()
+            && dictionary.keys().null_count() == 0
+        {
+            // A dictionary's keys are its rows' local ids already: they are tallied as they are.
+            let distinct = local_keys::every_value_once(dictionary, false)?;
+            let width = distinct.len();
+            let keys = dictionary.keys().values();
+            return Ok(Self::rows_per_key(Some(distinct), keys, width, functions));
+        }
         let mut local = LocalKeys::default();
         let distinct = match self.key {
             Some(k) => {
@@ -137,6 +161,9 @@ impl ChunkGrouper {
         let mut cells = Cells::new(width);
         let mut cell_of_pair = Vec::with_capacity(n);
         let Some((column, size, slide)) = self.window else {
+            if let Some(functions) = self.rows_per_key_alone() {
+                return Ok(Self::rows_per_key(distinct, ids, width, functions));
+            }
             // One window: a key's cell is one lookup.
             let mut cell_of_key = vec![NO_CELL; width];
             let mut list = Vec::new();
@@ -160,6 +187,7 @@ impl ChunkGrouper {
                 row_of_pair: None,
                 times: ChunkTimes::default(),
                 partials: None,
+                rows: n,
             });
         };
         let column = chunk.column(column);
@@ -210,7 +238,56 @@ impl ChunkGrouper {
             row_of_pair,
             times: figures,
             partials: None,
+            rows: n,
         })
+    }
+}
+
+impl ChunkGrouper {
+    /// Without windows, when every function counts rows: each key's rows are tallied by local
+    /// id, and the cells (one per key present) are put in the order the chunk first reaches
+    /// them by reading only as far as the last key's first row. No per-row cell is written.
+    fn rows_per_key<T: Copy + TryInto<u32>>(
+        distinct: Option<ArrayRef>,
+        ids: &[T],
+        width: usize,
+        functions: usize,
+    ) -> GroupedChunk {
+        // Ids outside u32 (a negative dictionary key, which Arrow refuses) are left out.
+        let index = |id: T| id.try_into().map_or(usize::MAX, |id: u32| id as usize);
+        let per_id = partials::tally(ids, width, index);
+        let present = per_id.iter().filter(|&&n| n > 0).count();
+        let mut reached = vec![false; width];
+        let mut cells = Vec::with_capacity(present);
+        for &id in ids {
+            if cells.len() == present {
+                break;
+            }
+            let id = index(id);
+            if let Some(seen) = reached.get_mut(id)
+                && !*seen
+            {
+                *seen = true;
+                cells.push(Cell {
+                    start: i64::MIN,
+                    end: i64::MAX,
+                    key: id as u32,
+                });
+            }
+        }
+        let pairs_of_cell = cells
+            .iter()
+            .map(|cell| per_id.get(cell.key as usize).copied().unwrap_or(0))
+            .collect();
+        GroupedChunk {
+            distinct,
+            cells,
+            cell_of_pair: Vec::new(),
+            row_of_pair: None,
+            times: ChunkTimes::default(),
+            partials: Some(ChunkPartials::of_row_counts(functions, pairs_of_cell)),
+            rows: ids.len(),
+        }
     }
 }
 
@@ -343,11 +420,77 @@ impl crate::engine::PrepareChunk for ChunkGrouper {
             }),
         }
     }
+
+    fn holds_all_it_reads(&self, prepared: &crate::engine::PreparedChunk) -> bool {
+        prepared
+            .downcast_ref::<GroupedChunk>()
+            .is_some_and(|grouped| grouped.partials.is_some())
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::ChunkTimes;
+    use super::*;
+    use arrow::array::{DictionaryArray, Int64Array, StringArray};
+    use arrow::datatypes::{Field, Int32Type, Schema};
+    use std::sync::Arc;
+
+    #[test]
+    fn counting_rows_per_key_without_windows_gives_the_cells_and_counts_the_general_fold_gives()
+    -> Result<(), ArrowError> {
+        // Keys 0..4, with nulls or without; key 3 appears only in the last row, key 4 never.
+        for nulls in [true, false] {
+            let mut keys: Vec<Option<i32>> = (0..1000)
+                .map(|i| match i % 7 {
+                    0 | 3 => Some(2),
+                    1 if nulls => None,
+                    2 | 5 => Some(0),
+                    _ => Some(1),
+                })
+                .collect();
+            keys.push(Some(3));
+            let words = DictionaryArray::<Int32Type>::try_new(
+                keys.into_iter().collect(),
+                Arc::new(StringArray::from(vec!["a", "b", "c", "d", "e"])),
+            )?;
+            let n = words.len();
+            let schema = Schema::new(vec![
+                Field::new("word", words.data_type().clone(), true),
+                Field::new("v", DataType::Int64, false),
+            ]);
+            let chunk = RecordBatch::try_new(
+                Arc::new(schema),
+                vec![Arc::new(words), Arc::new(Int64Array::from(vec![1i64; n]))],
+            )?;
+            let grouper = |partials| ChunkGrouper {
+                key: Some(0),
+                window: None,
+                partials: Some(partials),
+            };
+            let fast = grouper(vec![PartialKind::Rows, PartialKind::Rows]).group(&chunk)?;
+            // A sum besides the count takes the general path: per-row cells, then the fold.
+            let general = grouper(vec![PartialKind::Rows, PartialKind::SumInt(1)]).group(&chunk)?;
+            assert_eq!(fast.cells, general.cells, "nulls: {nulls}");
+            let order: &[u32] = if nulls {
+                &[2, 5, 0, 1, 3]
+            } else {
+                &[2, 1, 0, 3]
+            };
+            assert_eq!(fast.cells.iter().map(|c| c.key).collect::<Vec<_>>(), order);
+            assert_eq!(
+                fast.distinct.as_ref().map(|d| d.len()),
+                general.distinct.as_ref().map(|d| d.len())
+            );
+            let (Some(fast), Some(general)) = (fast.partials, general.partials) else {
+                return Err(ArrowError::ComputeError("no partial states".into()));
+            };
+            assert_eq!(fast.pairs_of_cell, general.pairs_of_cell, "nulls: {nulls}");
+            assert_eq!(fast.pairs_of_cell.iter().sum::<u64>(), n as u64);
+            assert_eq!(fast.functions[0], general.functions[0]);
+            assert_eq!(fast.functions[1], general.functions[0]);
+        }
+        Ok(())
+    }
 
     #[test]
     fn the_lane_figures_of_a_column_without_nulls_equal_the_row_by_row_figures() {

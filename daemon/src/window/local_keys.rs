@@ -163,18 +163,7 @@ impl LocalKeys {
     /// The distinct keys, in local-id order.
     pub fn distinct(&self, column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
         if self.dictionary {
-            // Every dictionary value once (and the null key last), as a dictionary again so
-            // that it has the column's type.
-            let values = column.as_dictionary::<Int32Type>().values();
-            let len = values.len() as i32;
-            let keys: Int32Array = (0..len)
-                .map(Some)
-                .chain(self.null_id.map(|_| None))
-                .collect();
-            return Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(
-                keys,
-                values.clone(),
-            )?));
+            return every_value_once(column.as_dictionary::<Int32Type>(), self.null_id.is_some());
         }
         take(
             column.as_ref(),
@@ -182,6 +171,26 @@ impl LocalKeys {
             None,
         )
     }
+}
+
+/// Every value of a dictionary once, by key (and a null last, if asked), as a dictionary
+/// again so that it has the column's type: the distinct keys of a chunk whose local ids are
+/// its dictionary keys.
+pub fn every_value_once(
+    dictionary: &DictionaryArray<Int32Type>,
+    with_null: bool,
+) -> Result<ArrayRef, ArrowError> {
+    let values = dictionary.values();
+    let len = i32::try_from(values.len())
+        .map_err(|_| ArrowError::ComputeError("a dictionary past i32 keys".into()))?;
+    let keys: Int32Array = (0..len)
+        .map(Some)
+        .chain(with_null.then_some(None))
+        .collect();
+    Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(
+        keys,
+        values.clone(),
+    )?))
 }
 
 #[cfg(test)]

@@ -756,7 +756,8 @@ impl AggregateOperator {
         ctx: &BatchContext,
     ) -> Result<Vec<RecordBatch>, OperatorError> {
         self.begin(ctx);
-        let n = chunk.num_rows();
+        // A chunk folded on a lane may come without its columns: its rows are counted there.
+        let n = grouped.as_ref().map_or(chunk.num_rows(), |g| g.rows);
         if n == 0 {
             return Ok(Vec::new());
         }

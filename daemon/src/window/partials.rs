@@ -94,27 +94,9 @@ pub struct Pairs<'a> {
 }
 
 impl Pairs<'_> {
-    /// How many pairs each cell holds. Four interleaved tallies: consecutive pairs of one
-    /// cell then add to different counters, not each to the one the pair before just wrote.
+    /// How many pairs each cell holds.
     fn per_cell(&self) -> Vec<u64> {
-        let width = self.cells;
-        let mut tallies = vec![0u64; 4 * width];
-        let mut quads = self.cell_of_pair.chunks_exact(4);
-        for quad in &mut quads {
-            for (lane, &cell) in quad.iter().enumerate() {
-                if let Some(count) = tallies.get_mut(lane * width + cell as usize) {
-                    *count += 1;
-                }
-            }
-        }
-        for &cell in quads.remainder() {
-            if let Some(count) = tallies.get_mut(cell as usize) {
-                *count += 1;
-            }
-        }
-        (0..width)
-            .map(|cell| (0..4).map(|lane| tallies[lane * width + cell]).sum())
-            .collect()
+        tally(self.cell_of_pair, self.cells, |cell| cell as usize)
     }
 
     /// Calls `add(cell, row)` for every pair, in pair order.
@@ -131,6 +113,45 @@ impl Pairs<'_> {
                     add(cell as usize, row as usize);
                 }
             }
+        }
+    }
+}
+
+/// How many times each of `0..width` occurs in `ids`, each id made an index by `index` (ids
+/// beyond are not counted). Four
+/// interleaved tallies: consecutive equal ids then add to different counters, not each to the
+/// one the id before just wrote.
+pub fn tally<T: Copy>(ids: &[T], width: usize, index: impl Fn(T) -> usize) -> Vec<u64> {
+    let mut tallies = vec![0u64; 4 * width];
+    let mut quads = ids.chunks_exact(4);
+    for quad in &mut quads {
+        for (lane, &id) in quad.iter().enumerate() {
+            let id = index(id);
+            if id < width
+                && let Some(count) = tallies.get_mut(lane * width + id)
+            {
+                *count += 1;
+            }
+        }
+    }
+    for &id in quads.remainder() {
+        if let Some(count) = tallies.get_mut(index(id)) {
+            *count += 1;
+        }
+    }
+    (0..width)
+        .map(|id| (0..4).map(|lane| tallies[lane * width + id]).sum())
+        .collect()
+}
+
+impl ChunkPartials {
+    /// The partial states of functions that all count rows (`PartialKind::Rows`), from how
+    /// many pairs each cell holds.
+    pub fn of_row_counts(functions: usize, pairs_of_cell: Vec<u64>) -> ChunkPartials {
+        let counts: Vec<i64> = pairs_of_cell.iter().map(|&n| n as i64).collect();
+        ChunkPartials {
+            functions: vec![CellPartials::Counts(counts); functions],
+            pairs_of_cell,
         }
     }
 }

@@ -51,7 +51,8 @@ pub(super) struct Harness {
     pub(super) batch_id: u64,
     pub(super) watermark_ms: Option<i64>,
     /// Groups every chunk of a batch through the operator's `chunk_preparer` before processing
-    /// any, as the lanes do, and hands them to `process_prepared`.
+    /// any, as the lanes do, and hands them to `process_prepared` (without its columns when
+    /// the preparation holds all the stage reads, as the lanes hand them).
     pub(super) prepare_apart: bool,
     _dir: tempfile::TempDir,
 }
@@ -159,6 +160,13 @@ impl Harness {
                     .map(|c| preparer.prepare(c))
                     .collect::<Result<Vec<_>, _>>()?;
                 for (c, p) in chunks.into_iter().zip(prepared) {
+                    // As the lanes do: a chunk whose preparation holds all the stage reads
+                    // goes on without its columns.
+                    let c = if preparer.holds_all_it_reads(&p) {
+                        RecordBatch::new_empty(c.schema())
+                    } else {
+                        c
+                    };
                     out.extend(self.op.process_prepared(c, p, &ctx)?);
                 }
             }
