@@ -65,10 +65,17 @@ fn list(dir: &Path, extension: &str, errors: &mut Vec<String>) -> Vec<PathBuf> {
 
 /// Reads the plugins folder into `snapshot`.
 fn scan_plugins(dir: &Path, snapshot: &mut Snapshot) {
+    add_plugins(dir, snapshot, |_| true);
+}
+
+/// Reads (and hashes) the plugins of `dir` whose names `wanted` accepts into `snapshot`:
+/// `weir run` reads only those its files name.
+pub fn add_plugins(dir: &Path, snapshot: &mut Snapshot, wanted: impl Fn(&str) -> bool) {
     for path in list(dir, "wasm", &mut snapshot.folder_errors) {
         let Some(name) = path
             .file_stem()
             .and_then(|s| s.to_str())
+            .filter(|name| wanted(name))
             .map(str::to_string)
         else {
             continue;
