@@ -188,7 +188,7 @@ fn main() {
         PluginHost::new(rust_plugins(), Some(cache.path())).unwrap_or_else(|e| panic!("{e}"));
     let catalog = PluginCatalog::from_folder(host);
     let cores = machine_cores();
-    println!("1 Mi rows a batch (16 chunks of 64 Ki rows), {cores} cores");
+    println!("1 Mi rows a batch (datagen: 32 chunks of 32 Ki rows), {cores} cores");
     let started = Instant::now();
     for (name, body) in [("words", WORDS), ("t1", T1), ("t2", T2)] {
         if !only.is_empty() && !only.iter().any(|o| o.as_str() == name) {
