@@ -185,16 +185,23 @@ impl DatagenSource {
         }
     }
 
-    /// The chunks of rows `[from, to)`, each at most `GENERATED_CHUNK_ROWS`.
-    fn chunk_ranges(from: u64, to: u64) -> Vec<(u64, u64)> {
+    /// The stream's start and the row ranges of the chunks between two offsets, each at most
+    /// `GENERATED_CHUNK_ROWS`.
+    fn chunks_between(
+        start: &SourceOffset,
+        end: &SourceOffset,
+    ) -> Result<(i64, Vec<(u64, u64)>), SourceError> {
+        let from = ScheduledOffset::parse(start)?;
+        let to = ScheduledOffset::parse(end)?;
+        super::check_row_range(to.rows, end)?;
         let mut ranges = Vec::new();
-        let mut row = from;
-        while row < to {
-            let chunk_end = to.min(row.saturating_add(GENERATED_CHUNK_ROWS as u64));
+        let mut row = from.rows;
+        while row < to.rows {
+            let chunk_end = to.rows.min(row.saturating_add(GENERATED_CHUNK_ROWS as u64));
             ranges.push((row, chunk_end));
             row = chunk_end;
         }
-        ranges
+        Ok((from.start_ms, ranges))
     }
 }
 
@@ -563,17 +570,13 @@ impl Source for DatagenSource {
         start: &SourceOffset,
         end: &SourceOffset,
     ) -> Result<Vec<RecordBatch>, SourceError> {
-        let start = ScheduledOffset::parse(start)?;
-        let end_offset = end;
-        let end = ScheduledOffset::parse(end)?;
-        super::check_row_range(end.rows, end_offset)?;
-        let ranges = DatagenSource::chunk_ranges(start.rows, end.rows);
+        let (start_ms, ranges) = DatagenSource::chunks_between(start, end)?;
         // Each chunk depends on its rows' indexes alone, so chunks can be made on any thread.
         let table = &self.table;
         self.spread
             .map(
                 ranges,
-                |(from, to)| table.generate(from, to, start.start_ms),
+                |(from, to)| table.generate(from, to, start_ms),
                 Result::is_err,
             )
             .map_err(|panicked| SourceError::Internal(panicked.to_string()))?
@@ -586,12 +589,8 @@ impl Source for DatagenSource {
         start: &SourceOffset,
         end: &SourceOffset,
     ) -> Result<Vec<Chunk>, SourceError> {
-        let start = ScheduledOffset::parse(start)?;
-        let end_offset = end;
-        let end = ScheduledOffset::parse(end)?;
-        super::check_row_range(end.rows, end_offset)?;
-        let start_ms = start.start_ms;
-        Ok(DatagenSource::chunk_ranges(start.rows, end.rows)
+        let (start_ms, ranges) = DatagenSource::chunks_between(start, end)?;
+        Ok(ranges
             .into_iter()
             .map(|(from, to)| {
                 let table = Arc::clone(&self.table);
