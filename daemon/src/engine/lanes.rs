@@ -141,12 +141,7 @@ impl Lanes {
                     .map(|chunk| match &preparer {
                         Some(preparer) => {
                             let prepared = preparer.prepare(&chunk)?;
-                            let chunk = if preparer.holds_all_it_reads(&prepared) {
-                                RecordBatch::new_empty(chunk.schema())
-                            } else {
-                                chunk
-                            };
-                            Ok((chunk, Some(prepared)))
+                            Ok((preparer.hand_on(chunk, &prepared), Some(prepared)))
                         }
                         None => Ok((chunk, None)),
                     })

@@ -48,6 +48,16 @@ pub trait PrepareChunk: Send + Sync {
     fn holds_all_it_reads(&self, _prepared: &PreparedChunk) -> bool {
         false
     }
+
+    /// The chunk to hand the stage with `prepared`: without its columns (an empty chunk of the
+    /// same schema) when the preparation holds all the stage reads.
+    fn hand_on(&self, chunk: RecordBatch, prepared: &PreparedChunk) -> RecordBatch {
+        if self.holds_all_it_reads(prepared) {
+            RecordBatch::new_empty(chunk.schema())
+        } else {
+            chunk
+        }
+    }
 }
 
 /// A stage of a pipeline.

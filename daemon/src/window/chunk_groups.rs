@@ -158,8 +158,6 @@ impl ChunkGrouper {
         };
         let width = distinct.as_ref().map_or(1, |d| d.len());
         let ids = &local.id_of_row;
-        let mut cells = Cells::new(width);
-        let mut cell_of_pair = Vec::with_capacity(n);
         let Some((column, size, slide)) = self.window else {
             if let Some(functions) = self.rows_per_key_alone() {
                 return Ok(Self::rows_per_key(distinct, ids, width, functions));
@@ -167,7 +165,7 @@ impl ChunkGrouper {
             // One window: a key's cell is one lookup.
             let mut cell_of_key = vec![NO_CELL; width];
             let mut list = Vec::new();
-            cell_of_pair.extend(ids.iter().map(|&id| {
+            let cell_of_pair = ids.iter().map(|&id| {
                 let slot = &mut cell_of_key[id as usize];
                 if *slot == NO_CELL {
                     *slot = list.len() as u32;
@@ -178,11 +176,11 @@ impl ChunkGrouper {
                     });
                 }
                 *slot
-            }));
-            cells.list = list;
+            });
+            let cell_of_pair = cell_of_pair.collect();
             return Ok(GroupedChunk {
                 distinct,
-                cells: cells.list,
+                cells: list,
                 cell_of_pair,
                 row_of_pair: None,
                 times: ChunkTimes::default(),
@@ -197,6 +195,8 @@ impl ChunkGrouper {
         };
         let times = column.as_primitive::<TimestampMicrosecondType>();
         let values = &times.values()[..n];
+        let mut cells = Cells::new(width);
+        let mut cell_of_pair = Vec::with_capacity(n);
         let no_nulls = times.null_count() == 0;
         let figures = ChunkTimes::of(times);
         let mut row_of_pair = (!no_nulls || size != slide).then(|| Vec::with_capacity(n));

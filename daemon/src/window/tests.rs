@@ -160,13 +160,9 @@ impl Harness {
                     .map(|c| preparer.prepare(c))
                     .collect::<Result<Vec<_>, _>>()?;
                 for (c, p) in chunks.into_iter().zip(prepared) {
-                    // As the lanes do: a chunk whose preparation holds all the stage reads
-                    // goes on without its columns.
-                    let c = if preparer.holds_all_it_reads(&p) {
-                        RecordBatch::new_empty(c.schema())
-                    } else {
-                        c
-                    };
+                    // As the lanes hand it on: without its columns when the preparation
+                    // holds all the stage reads.
+                    let c = preparer.hand_on(c, &p);
                     out.extend(self.op.process_prepared(c, p, &ctx)?);
                 }
             }
