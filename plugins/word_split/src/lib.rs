@@ -109,29 +109,62 @@ impl FlatMap for WordSplit {
     }
 }
 
-/// Whether an ASCII byte is whitespace as `char::is_whitespace` has it (tab, line feed,
-/// vertical tab, form feed, carriage return, space; `u8::is_ascii_whitespace` leaves out the
-/// vertical tab).
-fn is_ascii_space(byte: u8) -> bool {
-    matches!(byte, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
+/// Every byte of a `u64` with only bit 7 set.
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+/// `byte` in every byte of a `u64`.
+const fn every_byte(byte: u8) -> u64 {
+    u64::from_le_bytes([byte; 8])
 }
 
-/// `split_whitespace` for an ASCII line: one pass over its bytes, with no character decoding
-/// (the loop Cranelift compiles the step per byte of, in the component).
+/// Bit 7 of each byte of `eight` (ASCII bytes, little-endian) set where that byte is whitespace
+/// as `char::is_whitespace` has it: a space, or tab, line feed, vertical tab, form feed or
+/// carriage return (9 to 13; `u8::is_ascii_whitespace` leaves out the vertical tab). Each byte
+/// is below 0x80, so adding up to 0x7f to it never carries into the next byte.
+fn space_bits(eight: u64) -> u64 {
+    let not_space = (eight ^ every_byte(b' ')).wrapping_add(every_byte(0x7f));
+    let at_least_9 = eight.wrapping_add(every_byte(0x80 - 9));
+    let at_least_14 = eight.wrapping_add(every_byte(0x80 - 14));
+    (!not_space | (at_least_9 & !at_least_14)) & HIGH_BITS
+}
+
+/// `split_whitespace` for an ASCII line, eight bytes at a time: a word starts at a byte that is
+/// not whitespace after one that is, and ends at the next whitespace, so each step finds the
+/// starts and ends among eight bytes with a few word operations and visits only those. In the
+/// component every loop step also checks the host's deadline, so fewer steps matter there
+/// more than natively (a step per byte cost the component a fifth of its time).
 fn split_ascii(line: &str, mut each: impl FnMut(&str)) {
-    let mut start = None;
-    for (at, &byte) in line.as_bytes().iter().enumerate() {
-        match (is_ascii_space(byte), start) {
-            (true, Some(from)) => {
-                each(line.get(from..at).unwrap_or_default());
-                start = None;
+    let bytes = line.as_bytes();
+    // Bit 7 of the byte before the current eight: set when it was whitespace (or there was
+    // none), that is when no word is open.
+    let mut before: u64 = 0x80;
+    let mut start = 0;
+    let mut base = 0;
+    while base < bytes.len() {
+        // The last, short step is padded with spaces: a word running to the end of the line
+        // ends where the line does.
+        let mut eight = [b' '; 8];
+        let take = (bytes.len() - base).min(8);
+        eight[..take].copy_from_slice(&bytes[base..base + take]);
+        let spaces = space_bits(u64::from_le_bytes(eight));
+        let previous = (spaces << 8) | before;
+        let starts = !spaces & previous & HIGH_BITS;
+        let ends = spaces & !previous & HIGH_BITS;
+        let mut edges = starts | ends;
+        while edges != 0 {
+            let at = base + (edges.trailing_zeros() / 8) as usize;
+            if starts & edges & edges.wrapping_neg() != 0 {
+                start = at;
+            } else {
+                each(line.get(start..at).unwrap_or_default());
             }
-            (false, None) => start = Some(at),
-            _ => {}
+            edges &= edges - 1;
         }
+        before = (spaces >> 56) & 0x80;
+        base += 8;
     }
-    if let Some(from) = start {
-        each(line.get(from..).unwrap_or_default());
+    // A line of whole steps may end inside a word.
+    if before == 0 {
+        each(line.get(start..).unwrap_or_default());
     }
 }
 
@@ -190,6 +223,30 @@ mod tests {
         ] {
             let mut got = Vec::new();
             split_ascii(line, |w| got.push(w.to_string()));
+            let want: Vec<String> = line.split_whitespace().map(String::from).collect();
+            assert_eq!(got, want, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn the_ascii_split_finds_the_words_split_whitespace_finds_in_random_lines_of_every_length() {
+        // Lines of 0 to 40 bytes drawn from letters and every ASCII whitespace, so words and
+        // runs of whitespace start and end at every position of the eight-byte steps.
+        const ALPHABET: &[u8] = b"ab \t\n\x0b\x0c\r Z\x1f";
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let len = (state >> 58) as usize % 41;
+            let line: String = (0..len)
+                .map(|i| {
+                    let pick = (state.rotate_left(7 * i as u32) >> 40) as usize;
+                    ALPHABET[pick % ALPHABET.len()] as char
+                })
+                .collect();
+            let mut got = Vec::new();
+            split_ascii(&line, |w| got.push(w.to_string()));
             let want: Vec<String> = line.split_whitespace().map(String::from).collect();
             assert_eq!(got, want, "{line:?}");
         }
