@@ -22,8 +22,24 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 #[error("a worker thread panicked: {0}")]
 pub struct WorkerPanicked(pub String);
 
+/// Threads for the workers after the first, kept for the process's life: as many as the
+/// machine has cores, and never fewer than four, so that workers meant to run at the same
+/// time do (a pipeline borrows at most the machine's cores; tests ask for up to four). `None`
+/// if the threads could not be started: workers then get threads of their own per call.
+fn lane_threads() -> Option<&'static rayon_core::ThreadPool> {
+    static POOL: std::sync::LazyLock<Option<rayon_core::ThreadPool>> =
+        std::sync::LazyLock::new(|| {
+            rayon_core::ThreadPoolBuilder::new()
+                .num_threads(super::machine_cores().max(4))
+                .thread_name(|i| format!("weir-lane-{i}"))
+                .build()
+                .ok()
+        });
+    POOL.as_ref()
+}
+
 /// Runs `work(worker, item)` for every item, one thread per worker (the first worker runs on
-/// the calling thread), and returns the results in item order. Once a result satisfies
+/// the calling thread, the others on the lane threads kept between calls), and returns the results in item order. Once a result satisfies
 /// `stops`, no worker takes another item: the results then cover a prefix-free subset, still in
 /// order, and the caller looks for the failure among them.
 pub fn ordered_map<W, T, R>(
@@ -63,26 +79,48 @@ where
     let Some((first, others)) = workers.split_first_mut() else {
         return Ok(Vec::new());
     };
-    let panicked = std::thread::scope(|scope| {
-        let handles: Vec<_> = others
-            .iter_mut()
-            .map(|worker| scope.spawn(|| run(worker)))
-            .collect();
-        let mut panicked = None;
-        // The calling thread's own panic is caught too, so that it is reported like the
-        // others' and the scope still joins every thread.
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(first))) {
-            Ok(done) => results.extend(done),
-            Err(payload) => panicked = Some(panic_text(payload.as_ref())),
-        }
-        for handle in handles {
-            match handle.join() {
-                Ok(done) => results.extend(done),
-                Err(payload) => panicked = Some(panic_text(payload.as_ref())),
+    let done: Mutex<Vec<Vec<(usize, R)>>> = Mutex::new(Vec::with_capacity(others.len()));
+    let panics: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    // Each worker's panic is caught, so that it is reported like the others' and the scope
+    // still waits for every worker.
+    let guarded =
+        |worker: &mut W| match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(worker)
+        })) {
+            Ok(mine) => match done.lock() {
+                Ok(mut done) => done.push(mine),
+                Err(poisoned) => poisoned.into_inner().push(mine),
+            },
+            Err(payload) => match panics.lock() {
+                Ok(mut panics) => panics.push(panic_text(payload.as_ref())),
+                Err(poisoned) => poisoned.into_inner().push(panic_text(payload.as_ref())),
+            },
+        };
+    match lane_threads() {
+        // The other workers run on threads kept between calls: a thread spawned per call is
+        // often placed on the busy core of its parent and shares it for the few milliseconds
+        // a batch lasts (BENCHMARKS.md), while a parked thread wakes on an idle one.
+        Some(pool) => pool.in_place_scope(|scope| {
+            for worker in others.iter_mut() {
+                scope.spawn(|_| guarded(worker));
             }
-        }
-        panicked
-    });
+            guarded(first);
+        }),
+        None => std::thread::scope(|scope| {
+            for worker in others.iter_mut() {
+                scope.spawn(|| guarded(worker));
+            }
+            guarded(first);
+        }),
+    }
+    for mine in done.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        results.extend(mine);
+    }
+    let panicked = panics
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .next();
     if let Some(message) = panicked {
         return Err(WorkerPanicked(message));
     }
