@@ -39,9 +39,10 @@ fn lane_threads() -> Option<&'static rayon_core::ThreadPool> {
 }
 
 /// Runs `work(worker, item)` for every item, one thread per worker (the first worker runs on
-/// the calling thread, the others on the lane threads kept between calls), and returns the results in item order. Once a result satisfies
-/// `stops`, no worker takes another item: the results then cover a prefix-free subset, still in
-/// order, and the caller looks for the failure among them.
+/// the calling thread, the others on the lane threads kept between calls), and returns the
+/// results in item order. Once a result satisfies `stops`, no worker takes another item: the
+/// results then cover a prefix-free subset, still in order, and the caller looks for the
+/// failure among them.
 pub fn ordered_map<W, T, R>(
     workers: &mut [W],
     items: Vec<T>,
