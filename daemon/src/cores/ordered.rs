@@ -3,8 +3,8 @@
 //! in item order. Which worker ran which item never changes a result, because workers must be
 //! interchangeable — that is what keeps a pipeline's output the same at any parallelism.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 /// What a panic's payload said, when it said something.
 pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
@@ -21,6 +21,9 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("a worker thread panicked: {0}")]
 pub struct WorkerPanicked(pub String);
+
+/// One worker's results (item index, result), or what its panic said.
+type WorkerOutcome<R> = Result<Vec<(usize, R)>, String>;
 
 /// Threads for the workers after the first, kept for the process's life: as many as the
 /// machine has cores, and never fewer than four, so that workers meant to run at the same
@@ -80,23 +83,17 @@ where
     let Some((first, others)) = workers.split_first_mut() else {
         return Ok(Vec::new());
     };
-    let done: Mutex<Vec<Vec<(usize, R)>>> = Mutex::new(Vec::with_capacity(others.len()));
-    let panics: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    // Each worker's panic is caught, so that it is reported like the others' and the scope
-    // still waits for every worker.
-    let guarded =
-        |worker: &mut W| match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run(worker)
-        })) {
-            Ok(mine) => match done.lock() {
-                Ok(mut done) => done.push(mine),
-                Err(poisoned) => poisoned.into_inner().push(mine),
-            },
-            Err(payload) => match panics.lock() {
-                Ok(mut panics) => panics.push(panic_text(payload.as_ref())),
-                Err(poisoned) => poisoned.into_inner().push(panic_text(payload.as_ref())),
-            },
-        };
+    // Each worker's results, or what its panic said: a panic is caught, so that it is
+    // reported like the others' and the scope still waits for every worker.
+    let outcomes: Mutex<Vec<WorkerOutcome<R>>> = Mutex::new(Vec::with_capacity(others.len() + 1));
+    let guarded = |worker: &mut W| {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(worker)))
+            .map_err(|payload| panic_text(payload.as_ref()));
+        outcomes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(outcome);
+    };
     match lane_threads() {
         // The other workers run on threads kept between calls: a thread spawned per call is
         // often placed on the busy core of its parent and shares it for the few milliseconds
@@ -114,14 +111,16 @@ where
             guarded(first);
         }),
     }
-    for mine in done.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        results.extend(mine);
-    }
-    let panicked = panics
+    let mut panicked = None;
+    for outcome in outcomes
         .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .next();
+        .unwrap_or_else(PoisonError::into_inner)
+    {
+        match outcome {
+            Ok(mine) => results.extend(mine),
+            Err(message) => panicked = Some(message),
+        }
+    }
     if let Some(message) = panicked {
         return Err(WorkerPanicked(message));
     }
@@ -176,6 +175,42 @@ mod tests {
             |_| false,
         )?;
         assert_eq!(met, [true, true]);
+        Ok(())
+    }
+
+    #[test]
+    fn the_workers_after_the_first_run_on_the_lane_threads_kept_between_calls()
+    -> Result<(), WorkerPanicked> {
+        // Each item waits until both workers hold one, so the second worker takes an item.
+        for _ in 0..3 {
+            let meeting = Arc::new((Mutex::new(0usize), Condvar::new()));
+            let mut workers = vec![meeting.clone(), meeting];
+            let names = ordered_map(
+                &mut workers,
+                vec![1, 2],
+                |meeting, _| {
+                    let (count, arrived) = &**meeting;
+                    if let Ok(mut count) = count.lock() {
+                        *count += 1;
+                        arrived.notify_all();
+                        let deadline = Instant::now() + Duration::from_secs(20);
+                        while *count < 2 && Instant::now() < deadline {
+                            count = match arrived.wait_timeout(count, deadline - Instant::now()) {
+                                Ok((count, _)) => count,
+                                Err(_) => break,
+                            };
+                        }
+                    }
+                    std::thread::current().name().map(str::to_string)
+                },
+                |_| false,
+            )?;
+            let on_lanes = names
+                .iter()
+                .filter(|name| name.as_deref().is_some_and(|n| n.starts_with("weir-lane-")))
+                .count();
+            assert_eq!(on_lanes, 1, "{names:?}");
+        }
         Ok(())
     }
 
