@@ -130,8 +130,8 @@ fn space_bits(eight: u64) -> u64 {
 /// `split_whitespace` for an ASCII line, eight bytes at a time: a word starts at a byte that is
 /// not whitespace after one that is, and ends at the next whitespace, so each step finds the
 /// starts and ends among eight bytes with a few word operations and visits only those. In the
-/// component every loop step also checks the host's deadline, so fewer steps matter there
-/// more than natively (a step per byte cost the component a fifth of its time).
+/// component every loop step also checks the host's deadline (about a sixth of a parsing
+/// plugin's time, BENCHMARKS.md), so fewer steps matter there more than natively.
 fn split_ascii(line: &str, mut each: impl FnMut(&str)) {
     let bytes = line.as_bytes();
     // Bit 7 of the byte before the current eight: set when it was whitespace (or there was
